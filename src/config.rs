@@ -1,0 +1,328 @@
+//! The node config (`DIR/ttx.toml`): typed, defaulted, and validated before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{validate_name, IdentityError};
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A name is not a valid identity part.
+    #[error("invalid config: {0}")]
+    Name(#[from] IdentityError),
+    /// A value is out of its allowed range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole node config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this node is.
+    pub node: NodeSection,
+    /// The local operator API.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// The QUIC transport partners and the standby reach.
+    #[serde(default)]
+    pub transport: TransportSection,
+    /// Certificates and trust.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Store tuning.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// Limits on what operators may send.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// `[node]`: the node's identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The site (NOC) name, for example `noc-a`.
+    pub site: String,
+    /// The node name within the site, for example `primary`.
+    #[serde(default = "default_node_name")]
+    pub node: String,
+    /// The federation this node's certificates come from.
+    #[serde(default = "default_federation")]
+    pub federation: String,
+}
+
+fn default_node_name() -> String {
+    "primary".into()
+}
+fn default_federation() -> String {
+    "default".into()
+}
+
+/// `[api]`: the local JSON API for operators.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address to bind; port 0 picks a free port (recorded in `run/node.json`).
+    pub addr: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered with a timeout.
+    pub request_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().expect("literal address"),
+            max_body_bytes: 16 * 1024 * 1024 + 64 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// `[transport]`: the QUIC endpoint for partners and the standby.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransportSection {
+    /// UDP address to listen on; absent means the node does not listen for peers.
+    pub listen: Option<SocketAddr>,
+    /// Largest frame accepted, in bytes.
+    pub max_frame_bytes: u32,
+    /// Idle timeout of a connection, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval, in milliseconds (below the idle timeout).
+    pub keep_alive_ms: u64,
+    /// Time a peer gets to send a request on a stream it opened, in milliseconds.
+    pub stream_timeout_ms: u64,
+    /// Time a handshake (TLS + Hello) may take, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Most connections from one peer identity at once.
+    pub max_connections_per_peer: u32,
+    /// Most connections in all.
+    pub max_connections: u32,
+    /// Most concurrent bidirectional streams a peer may open on one connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for TransportSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_frame_bytes: 16 * 1024 * 1024,
+            idle_timeout_ms: 30_000,
+            keep_alive_ms: 10_000,
+            stream_timeout_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            max_connections_per_peer: 8,
+            max_connections: 2_000,
+            max_streams_per_connection: 256,
+        }
+    }
+}
+
+/// `[tls]`: certificates, trust anchors, revocation. Relative paths are inside the data dir.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The node certificate (PEM).
+    pub cert: PathBuf,
+    /// The node private key (PEM, must be 0600).
+    pub key: PathBuf,
+    /// The bundle of trusted CA certificates (PEM, several allowed for rotation).
+    pub ca_bundle: PathBuf,
+    /// CRL files (PEM); every trusted CA needs one once any is configured.
+    pub crls: Vec<PathBuf>,
+    /// SPKI SHA-256 fingerprints (hex) that are refused whatever their certificate says.
+    pub deny_spki: Vec<String>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: "tls/node.crt".into(),
+            key: "tls/node.key".into(),
+            ca_bundle: "tls/ca.pem".into(),
+            crls: Vec::new(),
+            deny_spki: Vec::new(),
+        }
+    }
+}
+
+/// `[store]`: SQLite tuning.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Most writes committed together in one transaction (group commit).
+    pub group_commit_max: usize,
+    /// Depth of the queue in front of the writer; writers wait when it is full.
+    pub write_queue: usize,
+    /// Read connections kept open.
+    pub read_connections: usize,
+    /// `full` (fsync every commit: acknowledged means durable) or `normal`.
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` setting for the WAL.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged write survives power loss.
+    Full,
+    /// fsync at checkpoints only: an acknowledged write survives a process crash, not power loss.
+    Normal,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            group_commit_max: 1024,
+            write_queue: 4096,
+            read_connections: 4,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// `[limits]`: what an operator may send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest incident update (note) text, in bytes.
+    pub max_note_bytes: usize,
+    /// Largest subject, in bytes.
+    pub max_subject_bytes: usize,
+    /// Largest value of a header or custom field, in bytes.
+    pub max_field_bytes: usize,
+    /// Most timers pending on one ticket.
+    pub max_timers_per_ticket: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_note_bytes: 16 * 1024 * 1024,
+            max_subject_bytes: 1024,
+            max_field_bytes: 64 * 1024,
+            max_timers_per_ticket: 100,
+        }
+    }
+}
+
+impl Config {
+    /// A config for a new node with defaults everywhere else.
+    pub fn new(site: &str, node: &str) -> Self {
+        Self {
+            node: NodeSection {
+                site: site.into(),
+                node: node.into(),
+                federation: default_federation(),
+            },
+            api: ApiSection::default(),
+            transport: TransportSection::default(),
+            tls: TlsSection::default(),
+            store: StoreSection::default(),
+            limits: LimitsSection::default(),
+        }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks names and ranges; called before anything is bound or opened.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_name("site", &self.node.site)?;
+        validate_name("node", &self.node.node)?;
+        validate_name("federation", &self.node.federation)?;
+        let t = &self.transport;
+        let checks: [(bool, &str); 9] = [
+            (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
+            (self.api.request_timeout_secs > 0, "api.request_timeout_secs must be positive"),
+            (t.max_frame_bytes >= 1024, "transport.max_frame_bytes must be at least 1024"),
+            (t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms, "transport.keep_alive_ms must be positive and below idle_timeout_ms"),
+            (t.max_connections > 0 && t.max_connections_per_peer > 0, "transport connection caps must be positive"),
+            (t.max_streams_per_connection > 0, "transport.max_streams_per_connection must be positive"),
+            (self.store.group_commit_max > 0 && self.store.write_queue > 0, "store.group_commit_max and store.write_queue must be positive"),
+            (self.store.read_connections > 0 && self.store.read_connections <= 64, "store.read_connections must be 1 to 64"),
+            (self.limits.max_note_bytes > 0 && self.limits.max_subject_bytes > 0 && self.limits.max_field_bytes > 0, "limits must be positive"),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid(message.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serializes to TOML (used by `ttx init`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    /// Resolves a path from the config against the data dir.
+    pub fn resolve(dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            dir.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_validates() {
+        let c = Config::new("noc-a", "primary");
+        let back = Config::parse(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(c, back);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_refused() {
+        let e = Config::parse("[node]\nsite='noc-a'\nbogus=1\n", Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse("[node]\nsite='NOC A'\n", Path::new("x")).unwrap_err();
+        assert!(e.to_string().contains("invalid site name"), "{e}");
+    }
+}

@@ -1,0 +1,46 @@
+//! `ttx`: a trouble-ticket node for Network Operations Centers.
+//!
+//! Each NOC (a *site*) runs a node with its own SQLite store. The node is the NOC's ticket
+//! system (RFC 1297's "hospital chart" with RT's queues, owners, watchers, lifecycle, links and
+//! history), and it talks to partner NOCs, telcos and its own hot standby over mutually
+//! authenticated QUIC.
+//!
+//! # Map of the components
+//!
+//! ```text
+//!  operators ── ttx CLI (cli/) ──HTTP/JSON──▶ api/ ──┐
+//!                                                    ▼
+//!                      model/ (pure: tickets, events, lifecycle, commands → events)
+//!                                                    ▼
+//!                      store/ (the one writer thread: group commit, the one applier,
+//!                              event log + projections in one transaction; read pool)
+//!
+//!  partners, standby ──QUIC+mTLS──▶ net/ (endpoint, TLS, identity, ALPN, limits)
+//!                                      └─ wire/ (frames and codec, no sockets)
+//!  federation admins ── ttx pki ──▶ pki/ (CA, CSR, sign, revoke, CRL, inspect)
+//! ```
+//!
+//! - [`model`]: plain types and state machines without I/O: the ticket, its lifecycle, events,
+//!   and the decision of which events an operator command produces.
+//! - [`store`]: SQLite in WAL mode. Every change is an event appended to the log in the same
+//!   transaction that updates the projections; one writer thread batches concurrent writes into
+//!   one transaction (group commit); reads run on separate connections.
+//! - [`api`]: the local JSON API on loopback with per-operator bearer tokens and roles.
+//! - [`node`]: the composition root: start, run, drain and stop; used by `ttx serve` and tests.
+//! - [`wire`], [`net`]: the versioned ticket-transfer protocol and its QUIC transport.
+//! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.
+//! - [`cli`]: the `ttx` command line, one module per command group.
+//! - [`bench`]: `ttx bench …`, each figure measured against a baseline in the same process.
+
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod datadir;
+pub mod identity;
+pub mod model;
+pub mod net;
+pub mod node;
+pub mod pki;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! The QUIC endpoint: TLS configs, certificate → identity, ALPN routing, Hello, limits.

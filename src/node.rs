@@ -1,0 +1,1 @@
+//! The composition root: start, run, drain and stop a node.

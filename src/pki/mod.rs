@@ -1,0 +1,1 @@
+//! The PKI: federation CA, CSRs, signing, revocation, CRLs and certificate inspection.

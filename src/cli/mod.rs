@@ -1,1 +1,103 @@
-//! (in progress)
+//! The `ttx` command line: one module per command group, human or `--json` output, and the one
+//! place that maps errors to exit codes.
+//!
+//! Exit codes (stable, for scripts):
+//! - 0 success
+//! - 1 the command failed (I/O, a node that is not running, an unexpected answer)
+//! - 2 usage or invalid input (bad field value, empty subject, oversize note, bad config)
+//! - 3 not found (unknown ticket number, operator, peer, file)
+//! - 4 refused by the node's rules (invalid status transition, conflict, a store that exists)
+//! - 5 not authorized (bad token, a viewer writing, a peer not allowed)
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The kinds of failure the CLI distinguishes by exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Usage or invalid input: exit 2.
+    Invalid,
+    /// Something named does not exist: exit 3.
+    NotFound,
+    /// Refused by the node's rules: exit 4.
+    Refused,
+    /// Not authorized: exit 5.
+    Unauthorized,
+}
+
+impl FailureKind {
+    /// The process exit code for this kind.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            FailureKind::Invalid => 2,
+            FailureKind::NotFound => 3,
+            FailureKind::Refused => 4,
+            FailureKind::Unauthorized => 5,
+        }
+    }
+}
+
+/// An error the CLI reports with a specific exit code; any other error exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// Which exit code.
+    pub kind: FailureKind,
+    /// The message shown to the operator (lowercase, no trailing period).
+    pub message: String,
+}
+
+impl Failure {
+    /// Builds a failure of `kind` with `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// `ttx`: a trouble-ticket node for Network Operations Centers.
+#[derive(Debug, Parser)]
+#[command(name = "ttx", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print a stable machine-readable JSON answer instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parses the command line, runs the command, and maps any error to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err, json),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {}
+}
+
+/// Prints an error (as `{"error": ...}` with `--json`) and returns its exit code.
+fn report(err: &anyhow::Error, json: bool) -> ExitCode {
+    let kind = err.chain().find_map(|e| e.downcast_ref::<Failure>()).map(|f| f.kind);
+    let code = kind.map(FailureKind::exit_code).unwrap_or(1);
+    let message = format!("{err:#}");
+    if json {
+        let body = serde_json::json!({"error": {"exit_code": code, "message": message}});
+        eprintln!("{body}");
+    } else {
+        eprintln!("ttx: error: {message}");
+    }
+    ExitCode::from(code)
+}

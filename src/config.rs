@@ -274,15 +274,44 @@ impl Config {
         validate_name("federation", &self.node.federation)?;
         let t = &self.transport;
         let checks: [(bool, &str); 9] = [
-            (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
-            (self.api.request_timeout_secs > 0, "api.request_timeout_secs must be positive"),
-            (t.max_frame_bytes >= 1024, "transport.max_frame_bytes must be at least 1024"),
-            (t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms, "transport.keep_alive_ms must be positive and below idle_timeout_ms"),
-            (t.max_connections > 0 && t.max_connections_per_peer > 0, "transport connection caps must be positive"),
-            (t.max_streams_per_connection > 0, "transport.max_streams_per_connection must be positive"),
-            (self.store.group_commit_max > 0 && self.store.write_queue > 0, "store.group_commit_max and store.write_queue must be positive"),
-            (self.store.read_connections > 0 && self.store.read_connections <= 64, "store.read_connections must be 1 to 64"),
-            (self.limits.max_note_bytes > 0 && self.limits.max_subject_bytes > 0 && self.limits.max_field_bytes > 0, "limits must be positive"),
+            (
+                self.api.max_body_bytes >= 1024,
+                "api.max_body_bytes must be at least 1024",
+            ),
+            (
+                self.api.request_timeout_secs > 0,
+                "api.request_timeout_secs must be positive",
+            ),
+            (
+                t.max_frame_bytes >= 1024,
+                "transport.max_frame_bytes must be at least 1024",
+            ),
+            (
+                t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms,
+                "transport.keep_alive_ms must be positive and below idle_timeout_ms",
+            ),
+            (
+                t.max_connections > 0 && t.max_connections_per_peer > 0,
+                "transport connection caps must be positive",
+            ),
+            (
+                t.max_streams_per_connection > 0,
+                "transport.max_streams_per_connection must be positive",
+            ),
+            (
+                self.store.group_commit_max > 0 && self.store.write_queue > 0,
+                "store.group_commit_max and store.write_queue must be positive",
+            ),
+            (
+                self.store.read_connections > 0 && self.store.read_connections <= 64,
+                "store.read_connections must be 1 to 64",
+            ),
+            (
+                self.limits.max_note_bytes > 0
+                    && self.limits.max_subject_bytes > 0
+                    && self.limits.max_field_bytes > 0,
+                "limits must be positive",
+            ),
         ];
         for (ok, message) in checks {
             if !ok {

@@ -90,7 +90,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints an error (as `{"error": ...}` with `--json`) and returns its exit code.
 fn report(err: &anyhow::Error, json: bool) -> ExitCode {
-    let kind = err.chain().find_map(|e| e.downcast_ref::<Failure>()).map(|f| f.kind);
+    let kind = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<Failure>())
+        .map(|f| f.kind);
     let code = kind.map(FailureKind::exit_code).unwrap_or(1);
     let message = format!("{err:#}");
     if json {

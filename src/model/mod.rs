@@ -1,1 +1,19 @@
-//! (in progress)
+//! The ticket model: plain types and state machines without I/O.
+//!
+//! - [`ticket`]: the ticket (RFC 1297's chart with RT's queues, owners and watchers).
+//! - [`lifecycle`]: the status machine and its allowed transitions.
+//! - [`event`]: the identified, ordered, idempotent events every change is recorded as.
+//! - [`command`]: what operators ask for, and the pure decision of which events it produces.
+//! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
+
+pub mod clock;
+pub mod command;
+pub mod event;
+pub mod lifecycle;
+pub mod ticket;
+
+pub use clock::Millis;
+pub use command::{Command, CommandError, Decision};
+pub use event::{Event, EventKind};
+pub use lifecycle::Status;
+pub use ticket::{Ticket, TicketType};

@@ -1,0 +1,213 @@
+//! Events: every change to a node's state is one identified, ordered, idempotent event.
+//!
+//! An event carries a UUIDv7 id, its origin site and node, the epoch it was written in and a
+//! per-node sequence number. Applying an event twice is a no-op (the store keys on the id).
+//! Events are serialized with serde using only externally tagged enums and plain structs, so
+//! the same types travel as JSON in the store and as bincode on the wire.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::clock::Millis;
+use super::lifecycle::Status;
+use super::ticket::{Contact, FieldChange, LinkKind, TicketType};
+
+/// One change, as recorded in the log and shipped to a standby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id (UUIDv7: time-ordered).
+    pub id: Uuid,
+    /// The site where the event was written.
+    pub origin_site: String,
+    /// The node where the event was written.
+    pub origin_node: String,
+    /// The replication epoch it was written in.
+    pub epoch: u64,
+    /// The origin node's sequence number for it (1, 2, 3, ... without gaps).
+    pub seq: u64,
+    /// When it was written.
+    pub at: Millis,
+    /// The operator (or `system`) it was written for.
+    pub actor: String,
+    /// The ticket it is about; `None` for site-level events (operators).
+    pub ticket: Option<Uuid>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// The header a ticket is opened with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicket {
+    /// Level.
+    pub ticket_type: TicketType,
+    /// One-line subject.
+    pub subject: String,
+    /// Customer severity 1-4.
+    pub severity: u8,
+    /// NOC priority 1-4.
+    pub priority: u8,
+    /// Queue.
+    pub queue: String,
+    /// Owner, if assigned at once.
+    pub owner: Option<String>,
+    /// When the problem started.
+    pub problem_start: Option<Millis>,
+    /// Reporter contact.
+    pub reporter: Contact,
+    /// Affected nodes.
+    pub nodes: Vec<String>,
+    /// Network affected.
+    pub network: Option<String>,
+    /// Circuit id.
+    pub circuit: Option<String>,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A ticket was opened with this number and header.
+    TicketCreated {
+        /// Per-site number.
+        number: i64,
+        /// Header.
+        ticket: NewTicket,
+    },
+    /// An incident update.
+    NoteAdded {
+        /// The note's own id.
+        note_id: Uuid,
+        /// Free text of any length (up to the configured maximum).
+        text: String,
+        /// Shared with partners (false: internal, the default).
+        shared: bool,
+        /// When it happened, if not when it was written.
+        happened_at: Option<Millis>,
+    },
+    /// Header fields changed.
+    FieldsChanged {
+        /// Each field's old and new value.
+        changes: Vec<FieldChange>,
+    },
+    /// A lifecycle move other than resolve, close and reopen.
+    StatusChanged {
+        /// Before.
+        from: Status,
+        /// After.
+        to: Status,
+    },
+    /// Resolved, with resolution data.
+    Resolved {
+        /// One line saying what fixed it.
+        resolution: String,
+        /// The key component.
+        component: Option<String>,
+        /// Escalated to.
+        escalated_to: Option<String>,
+    },
+    /// Closed, with sign-off.
+    Closed {
+        /// Who checked the resolution.
+        checked_by: Option<String>,
+    },
+    /// Reopened from resolved.
+    Reopened {
+        /// Why.
+        reason: String,
+    },
+    /// Linked to another ticket.
+    Linked {
+        /// Kind.
+        kind: LinkKind,
+        /// Other ticket's id.
+        target: Uuid,
+        /// Other ticket's number.
+        target_number: i64,
+    },
+    /// An alarm clock was set.
+    TimerSet {
+        /// Timer id.
+        timer_id: Uuid,
+        /// When it goes off.
+        due_at: Millis,
+        /// What to remind of.
+        text: String,
+    },
+    /// An alarm clock went off (once).
+    TimerFired {
+        /// Timer id.
+        timer_id: Uuid,
+    },
+    /// An operator was given a token.
+    OperatorAdded {
+        /// Name.
+        name: String,
+        /// Role.
+        role: Role,
+        /// SHA-256 of the token (hex); the token itself is never stored.
+        token_sha256: String,
+    },
+    /// An operator was removed.
+    OperatorRemoved {
+        /// Name.
+        name: String,
+    },
+}
+
+impl EventKind {
+    /// A short stable name for the log and the store.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::TicketCreated { .. } => "created",
+            EventKind::NoteAdded { .. } => "note",
+            EventKind::FieldsChanged { .. } => "fields",
+            EventKind::StatusChanged { .. } => "status",
+            EventKind::Resolved { .. } => "resolved",
+            EventKind::Closed { .. } => "closed",
+            EventKind::Reopened { .. } => "reopened",
+            EventKind::Linked { .. } => "linked",
+            EventKind::TimerSet { .. } => "timer",
+            EventKind::TimerFired { .. } => "timer-fired",
+            EventKind::OperatorAdded { .. } => "operator-added",
+            EventKind::OperatorRemoved { .. } => "operator-removed",
+        }
+    }
+}
+
+/// What an operator may do through the local API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including operators.
+    Admin,
+    /// Read and write tickets.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+impl Role {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+    /// Whether the role may change tickets.
+    pub fn can_write(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator)
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            _ => Err(format!("unknown role {s:?}: use admin, operator or viewer")),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The one applier: appends an event to the log and updates the projections derived from it,
+//! inside the caller's transaction. Applying an event that is already in the log is a no-op.
+//!
+//! Operator commands (through the writer) and replicated events (on a standby) both come here,
+//! so a standby replaying a primary's log ends with the same tickets, notes, links and timers.
+
+use rusqlite::{named_params, params, OptionalExtension};
+use uuid::Uuid;
+
+use super::{uuid_from_blob, StoreError};
+use crate::model::event::{Event, EventKind};
+use crate::model::ticket::Ticket;
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Loads the projected ticket with this id.
+pub fn load_ticket(tx: &rusqlite::Connection, id: Uuid) -> Result<Option<Ticket>, StoreError> {
+    let doc: Option<String> = tx
+        .query_row(
+            "SELECT doc FROM tickets WHERE id = ?1",
+            [id.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    doc.map(|d| {
+        serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("ticket {id}: {e}")))
+    })
+    .transpose()
+}
+
+/// Writes the projected ticket's columns, document and subject index.
+fn save_ticket(
+    tx: &rusqlite::Connection,
+    t: &Ticket,
+    old_subject: Option<&str>,
+) -> Result<(), StoreError> {
+    let doc = json(t)?;
+    let changed = tx.execute(
+        "UPDATE tickets SET status = :status, priority = :priority, severity = :severity,
+             queue = :queue, owner = :owner, type = :type, subject = :subject,
+             updated_at = :updated_at, doc = :doc
+         WHERE id = :id",
+        named_params! {
+            ":status": t.status.as_str(), ":priority": t.priority, ":severity": t.severity,
+            ":queue": t.queue, ":owner": t.owner, ":type": t.ticket_type.as_str(),
+            ":subject": t.subject, ":updated_at": t.updated_at, ":doc": doc,
+            ":id": t.id.as_bytes(),
+        },
+    )?;
+    if changed == 0 {
+        return Err(StoreError::Corrupt(format!("ticket {} vanished", t.id)));
+    }
+    if let Some(old) = old_subject.filter(|old| *old != t.subject) {
+        let rowid: i64 = tx.query_row(
+            "SELECT rowid FROM tickets WHERE id = ?1",
+            [t.id.as_bytes()],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO ticket_fts (ticket_fts, rowid, subject) VALUES ('delete', ?1, ?2)",
+            params![rowid, old],
+        )?;
+        tx.execute(
+            "INSERT INTO ticket_fts (rowid, subject) VALUES (?1, ?2)",
+            params![rowid, t.subject],
+        )?;
+    }
+    Ok(())
+}
+
+/// Appends `event` to the log and projects it. Returns its position in the log, or `None`
+/// (having changed nothing) when the event is already there.
+pub fn apply_event(tx: &rusqlite::Connection, event: &Event) -> Result<Option<i64>, StoreError> {
+    let body = json(&event.kind)?;
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO events
+             (id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, kind, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            event.id.as_bytes(),
+            event.origin_site,
+            event.origin_node,
+            event.epoch as i64,
+            event.seq as i64,
+            event.ticket.as_ref().map(|t| t.as_bytes().to_vec()),
+            event.at,
+            event.actor,
+            event.kind.name(),
+            body,
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let seq = tx.last_insert_rowid();
+    project(tx, event, seq)?;
+    Ok(Some(seq))
+}
+
+fn need_ticket(event: &Event) -> Result<Uuid, StoreError> {
+    event.ticket.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "event {} ({}) names no ticket",
+            event.id,
+            event.kind.name()
+        ))
+    })
+}
+
+fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), StoreError> {
+    match &event.kind {
+        EventKind::TicketCreated { number, ticket } => {
+            let id = need_ticket(event)?;
+            let t = Ticket::created(
+                id,
+                &event.origin_site,
+                *number,
+                ticket,
+                &event.actor,
+                event.at,
+            );
+            tx.execute(
+                "INSERT INTO tickets (id, number, status, priority, severity, queue, owner, type,
+                                      subject, created_at, updated_at, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    id.as_bytes(),
+                    t.number,
+                    t.status.as_str(),
+                    t.priority,
+                    t.severity,
+                    t.queue,
+                    t.owner,
+                    t.ticket_type.as_str(),
+                    t.subject,
+                    t.created_at,
+                    t.updated_at,
+                    json(&t)?,
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO ticket_fts (rowid, subject) VALUES (last_insert_rowid(), ?1)",
+                [&t.subject],
+            )?;
+            return Ok(());
+        }
+        EventKind::NoteAdded {
+            note_id,
+            text,
+            shared,
+            happened_at,
+        } => {
+            tx.execute(
+                "INSERT INTO notes (id, ticket_id, event_seq, author, at, happened_at, shared, text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    note_id.as_bytes(), need_ticket(event)?.as_bytes(), seq, event.actor, event.at,
+                    happened_at, *shared, text,
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO note_fts (rowid, text) VALUES (last_insert_rowid(), ?1)",
+                [text],
+            )?;
+        }
+        EventKind::Linked { kind, target, .. } => {
+            tx.execute(
+                "INSERT OR IGNORE INTO links (from_id, kind, to_id, at) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    need_ticket(event)?.as_bytes(),
+                    kind.as_str(),
+                    target.as_bytes(),
+                    event.at
+                ],
+            )?;
+        }
+        EventKind::TimerSet {
+            timer_id,
+            due_at,
+            text,
+        } => {
+            tx.execute(
+                "INSERT INTO timers (id, ticket_id, due_at, text, set_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![timer_id.as_bytes(), need_ticket(event)?.as_bytes(), due_at, text, event.actor],
+            )?;
+        }
+        EventKind::TimerFired { timer_id } => {
+            tx.execute(
+                "UPDATE timers SET fired_at = ?2 WHERE id = ?1 AND fired_at IS NULL",
+                params![timer_id.as_bytes(), event.at],
+            )?;
+        }
+        EventKind::OperatorAdded {
+            name,
+            role,
+            token_sha256,
+        } => {
+            tx.execute(
+                "INSERT INTO operators (name, role, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role,
+                     token_sha256 = excluded.token_sha256, created_at = excluded.created_at",
+                params![name, role.as_str(), token_sha256, event.at],
+            )?;
+            return Ok(());
+        }
+        EventKind::OperatorRemoved { name } => {
+            tx.execute("DELETE FROM operators WHERE name = ?1", [name])?;
+            return Ok(());
+        }
+        EventKind::FieldsChanged { .. }
+        | EventKind::StatusChanged { .. }
+        | EventKind::Resolved { .. }
+        | EventKind::Closed { .. }
+        | EventKind::Reopened { .. } => {}
+    }
+    // Every ticket event also updates the projected ticket.
+    let id = need_ticket(event)?;
+    let mut t = load_ticket(tx, id)?.ok_or_else(|| {
+        StoreError::Corrupt(format!("event {} names unknown ticket {id}", event.id))
+    })?;
+    let old_subject = t.subject.clone();
+    t.apply(&event.kind, event.at);
+    save_ticket(tx, &t, Some(&old_subject))
+}
+
+/// Reads one event back from the log by its position.
+pub fn read_event(conn: &rusqlite::Connection, seq: i64) -> Result<Option<Event>, StoreError> {
+    conn.query_row(
+        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body
+         FROM events WHERE seq = ?1",
+        [seq],
+        row_to_parts,
+    )
+    .optional()?
+    .map(parts_to_event)
+    .transpose()
+}
+
+/// The raw columns of one event row.
+pub(crate) type EventParts = (
+    Vec<u8>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<Vec<u8>>,
+    i64,
+    String,
+    String,
+);
+
+/// Reads the columns `id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body`.
+pub(crate) fn row_to_parts(r: &rusqlite::Row) -> rusqlite::Result<EventParts> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+/// Builds an event from its row.
+pub(crate) fn parts_to_event(p: EventParts) -> Result<Event, StoreError> {
+    let (id, origin_site, origin_node, epoch, seq, ticket, at, actor, body) = p;
+    Ok(Event {
+        id: uuid_from_blob(&id)?,
+        origin_site,
+        origin_node,
+        epoch: epoch as u64,
+        seq: seq as u64,
+        at,
+        actor,
+        ticket: ticket.as_deref().map(uuid_from_blob).transpose()?,
+        kind: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))?,
+    })
+}

@@ -1,0 +1,436 @@
+//! Reads: the ticket chart, the open-work list, full-text search, alerts and counts.
+//! Every function takes a read connection from the [`super::ReadPool`].
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::apply::{parts_to_event, row_to_parts};
+use super::writer::ticket_by_number;
+use super::{uuid_from_blob, StoreError};
+use crate::model::clock::Millis;
+use crate::model::command::CommandError;
+use crate::model::event::{Event, Role};
+use crate::model::lifecycle::Status;
+use crate::model::ticket::Ticket;
+
+/// Most rows a list or search returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// One row of a ticket list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketRow {
+    /// Number.
+    pub number: i64,
+    /// Id.
+    pub id: Uuid,
+    /// Status.
+    pub status: Status,
+    /// Priority.
+    pub priority: u8,
+    /// Severity.
+    pub severity: u8,
+    /// Queue.
+    pub queue: String,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Type.
+    #[serde(rename = "type")]
+    pub ticket_type: String,
+    /// Subject.
+    pub subject: String,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+const ROW_COLUMNS: &str =
+    "number, id, status, priority, severity, queue, owner, type, subject, updated_at";
+
+fn ticket_row(r: &rusqlite::Row) -> rusqlite::Result<(TicketRow, Vec<u8>)> {
+    let status: String = r.get(2)?;
+    Ok((
+        TicketRow {
+            number: r.get(0)?,
+            id: Uuid::nil(),
+            status: status.parse().unwrap_or(Status::Open),
+            priority: r.get(3)?,
+            severity: r.get(4)?,
+            queue: r.get(5)?,
+            owner: r.get(6)?,
+            ticket_type: r.get(7)?,
+            subject: r.get(8)?,
+            updated_at: r.get(9)?,
+        },
+        r.get(1)?,
+    ))
+}
+
+fn collect_rows(
+    rows: impl Iterator<Item = rusqlite::Result<(TicketRow, Vec<u8>)>>,
+) -> Result<Vec<TicketRow>, StoreError> {
+    rows.map(|r| {
+        let (mut row, id) = r?;
+        row.id = uuid_from_blob(&id)?;
+        Ok(row)
+    })
+    .collect()
+}
+
+/// What `ttx list` filters on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListFilter {
+    /// One status; none means all open work (new, open, pending, referred).
+    pub status: Option<Status>,
+    /// Queue.
+    pub queue: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Most rows (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// The open-work list, by priority then number, filtered.
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<TicketRow>, StoreError> {
+    let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    // The literal status list matches the partial indexes, so SQLite walks them in order and
+    // stops after `limit` rows even on a store of millions of tickets.
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM tickets WHERE ");
+    let mut args: Vec<String> = Vec::new();
+    match f.status {
+        Some(s) => {
+            sql.push_str("status = ?");
+            args.push(s.as_str().to_string());
+        }
+        None => sql.push_str("status IN ('new', 'open', 'pending', 'referred')"),
+    }
+    for (col, v) in [("queue", &f.queue), ("owner", &f.owner)] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ?"));
+            args.push(v.clone());
+        }
+    }
+    sql.push_str(&format!(" ORDER BY priority, number LIMIT {limit}"));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), ticket_row)?;
+    collect_rows(rows)
+}
+
+/// One entry of a ticket's history: an event with its log position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Position in this node's log.
+    pub seq: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// A timer on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    /// Id.
+    pub id: Uuid,
+    /// Ticket number.
+    pub number: i64,
+    /// Ticket subject.
+    pub subject: String,
+    /// When it goes (went) off.
+    pub due_at: Millis,
+    /// Reminder.
+    pub text: String,
+    /// Who set it.
+    pub set_by: String,
+    /// When it went off.
+    pub fired_at: Option<Millis>,
+}
+
+/// A link into this ticket from another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncomingLink {
+    /// The other ticket.
+    pub from_number: i64,
+    /// Kind (`member-of` from a member, and so on).
+    pub kind: String,
+}
+
+/// The whole chart of a ticket: header, history in order, timers, incoming links.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// The projected ticket.
+    pub ticket: Ticket,
+    /// Every event, in order.
+    pub history: Vec<HistoryEntry>,
+    /// Timers, pending and fired.
+    pub timers: Vec<Timer>,
+    /// Links from other tickets to this one.
+    pub incoming: Vec<IncomingLink>,
+}
+
+fn not_found(number: i64) -> StoreError {
+    StoreError::Command(CommandError::NotFound(format!("no ticket {number}")))
+}
+
+const TIMER_SELECT: &str =
+    "SELECT tm.id, t.number, t.subject, tm.due_at, tm.text, tm.set_by, tm.fired_at
+     FROM timers tm JOIN tickets t ON t.id = tm.ticket_id";
+
+fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<(Vec<u8>, Timer)> {
+    Ok((
+        r.get(0)?,
+        Timer {
+            id: Uuid::nil(),
+            number: r.get(1)?,
+            subject: r.get(2)?,
+            due_at: r.get(3)?,
+            text: r.get(4)?,
+            set_by: r.get(5)?,
+            fired_at: r.get(6)?,
+        },
+    ))
+}
+
+fn collect_timers(
+    rows: impl Iterator<Item = rusqlite::Result<(Vec<u8>, Timer)>>,
+) -> Result<Vec<Timer>, StoreError> {
+    rows.map(|r| {
+        let (id, mut t) = r?;
+        t.id = uuid_from_blob(&id)?;
+        Ok(t)
+    })
+    .collect()
+}
+
+/// The chart of ticket `number`.
+pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
+    let ticket = ticket_by_number(conn, number)?.ok_or_else(|| not_found(number))?;
+    let id = ticket.id.as_bytes().to_vec();
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq
+         FROM events WHERE ticket_id = ?1 ORDER BY seq",
+    )?;
+    let history = stmt
+        .query_map([&id], |r| Ok((row_to_parts(r)?, r.get::<_, i64>(9)?)))?
+        .map(|r| {
+            let (parts, seq) = r?;
+            Ok(HistoryEntry {
+                seq,
+                event: parts_to_event(parts)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let timers = collect_timers(
+        conn.prepare_cached(&format!(
+            "{TIMER_SELECT} WHERE tm.ticket_id = ?1 ORDER BY tm.due_at"
+        ))?
+        .query_map([&id], timer_row)?,
+    )?;
+    let incoming = conn
+        .prepare_cached(
+            "SELECT t.number, l.kind FROM links l JOIN tickets t ON t.id = l.from_id
+             WHERE l.to_id = ?1 ORDER BY t.number",
+        )?
+        .query_map([&id], |r| {
+            Ok(IncomingLink {
+                from_number: r.get(0)?,
+                kind: r.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Chart {
+        ticket,
+        history,
+        timers,
+        incoming,
+    })
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The ticket.
+    pub ticket: TicketRow,
+    /// Where it matched: `subject` or `note`.
+    pub matched: String,
+    /// A snippet around the match.
+    pub snippet: String,
+}
+
+/// Turns operator text into an FTS5 query that cannot be a syntax error: every word becomes a
+/// quoted term, all of which must match.
+pub fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+/// Full-text search over subjects and incident updates, newest first.
+pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit>, StoreError> {
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let query = fts_query(text).ok_or_else(|| {
+        StoreError::Command(CommandError::Invalid(
+            "search text must not be empty".into(),
+        ))
+    })?;
+    // Newest first: FTS5 walks rowids in descending order and stops at the limit, so a common
+    // word costs no more than a rare one.
+    let mut hits: Vec<(i64, Vec<u8>, String, String)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.rowid, t.id, 'subject', snippet(ticket_fts, 0, '[', ']', '…', 12)
+         FROM ticket_fts JOIN tickets t ON t.rowid = ticket_fts.rowid
+         WHERE ticket_fts MATCH ?1 ORDER BY ticket_fts.rowid DESC LIMIT ?2",
+    )?;
+    for r in stmt.query_map(params![query, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })? {
+        hits.push(r?);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT n.event_seq, n.ticket_id, 'note', snippet(note_fts, 0, '[', ']', '…', 12)
+         FROM note_fts JOIN notes n ON n.rowid = note_fts.rowid
+         WHERE note_fts MATCH ?1 ORDER BY note_fts.rowid DESC LIMIT ?2",
+    )?;
+    for r in stmt.query_map(params![query, limit * 4], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })? {
+        hits.push(r?);
+    }
+    let mut out: Vec<SearchHit> = Vec::new();
+    let mut row_stmt =
+        conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM tickets WHERE id = ?1"))?;
+    for (_, id, matched, snippet) in hits {
+        if out.len() >= limit as usize {
+            break;
+        }
+        let tid = uuid_from_blob(&id)?;
+        if out.iter().any(|h| h.ticket.id == tid) {
+            continue;
+        }
+        let row = row_stmt.query_row([&id], ticket_row).optional()?;
+        if let Some(rows) = row
+            .map(|r| collect_rows(std::iter::once(Ok(r))))
+            .transpose()?
+        {
+            out.extend(rows.into_iter().map(|ticket| SearchHit {
+                ticket,
+                matched: matched.clone(),
+                snippet: snippet.clone(),
+            }));
+        }
+    }
+    out.sort_by(|a, b| b.ticket.number.cmp(&a.ticket.number));
+    Ok(out)
+}
+
+/// Timers that have gone off on tickets still open (or all fired timers with `all`).
+pub fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Timer>, StoreError> {
+    let filter = if all {
+        ""
+    } else {
+        " AND t.status IN ('new', 'open', 'pending', 'referred')"
+    };
+    let sql = format!(
+        "{TIMER_SELECT} WHERE tm.fired_at IS NOT NULL{filter} ORDER BY tm.fired_at DESC LIMIT {}",
+        limit.clamp(1, MAX_LIMIT)
+    );
+    collect_timers(conn.prepare_cached(&sql)?.query_map([], timer_row)?)
+}
+
+/// When the next pending timer is due.
+pub fn next_due(conn: &Connection) -> Result<Option<Millis>, StoreError> {
+    Ok(conn.query_row(
+        "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Numbers of tickets (all and open) and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Tickets.
+    pub tickets: i64,
+    /// Tickets that are open work.
+    pub open_tickets: i64,
+    /// Events in the log.
+    pub events: i64,
+}
+
+/// Counts for `ttx status`.
+pub fn counts(conn: &Connection) -> Result<Counts, StoreError> {
+    Ok(Counts {
+        tickets: conn.query_row("SELECT COUNT(*) FROM tickets", [], |r| r.get(0))?,
+        open_tickets: conn.query_row(
+            "SELECT COUNT(*) FROM tickets WHERE status IN ('new', 'open', 'pending', 'referred')",
+            [],
+            |r| r.get(0),
+        )?,
+        events: conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?,
+    })
+}
+
+/// An operator as listed (the token hash is never shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// When the token was issued.
+    pub created_at: Millis,
+}
+
+/// All operators.
+pub fn operators(conn: &Connection) -> Result<Vec<Operator>, StoreError> {
+    conn.prepare_cached("SELECT name, role, created_at FROM operators ORDER BY name")?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        })?
+        .map(|r| {
+            let (name, role, created_at) = r?;
+            let role = role.parse().map_err(StoreError::Corrupt)?;
+            Ok(Operator {
+                name,
+                role,
+                created_at,
+            })
+        })
+        .collect()
+}
+
+/// The operator holding a token (by the token's SHA-256), if any.
+pub fn operator_by_token(
+    conn: &Connection,
+    token_sha256: &str,
+) -> Result<Option<(String, Role)>, StoreError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT name, role FROM operators WHERE token_sha256 = ?1",
+            [token_sha256],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(n, r)| Ok((n, r.parse().map_err(StoreError::Corrupt)?)))
+        .transpose()
+}
+
+/// Events after log position `after`, in order, at most `limit` (a standby's catch-up read).
+pub fn events_after(
+    conn: &Connection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(i64, Event)>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq
+         FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?
+    .query_map(params![after, limit], |r| {
+        Ok((row_to_parts(r)?, r.get::<_, i64>(9)?))
+    })?
+    .map(|r| {
+        let (parts, seq) = r?;
+        Ok((seq, parts_to_event(parts)?))
+    })
+    .collect()
+}

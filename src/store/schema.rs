@@ -1,0 +1,128 @@
+//! The SQLite schema and its versioned migrations (`PRAGMA user_version`).
+//!
+//! `events` is the log and the source of truth; every other table is a projection of it,
+//! written in the same transaction by the applier.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migrations in order; migration `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+-- The event log: one row per event, in this node's order.
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY,
+    id          BLOB NOT NULL UNIQUE,
+    origin_site TEXT NOT NULL,
+    origin_node TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    origin_seq  INTEGER NOT NULL,
+    ticket_id   BLOB,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_ticket ON events (ticket_id, seq) WHERE ticket_id IS NOT NULL;
+CREATE UNIQUE INDEX events_origin ON events (origin_site, origin_node, origin_seq);
+
+-- Tickets: the columns lists filter and sort on, and the whole projected ticket as JSON.
+CREATE TABLE tickets (
+    id          BLOB NOT NULL UNIQUE,
+    number      INTEGER NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    priority    INTEGER NOT NULL,
+    severity    INTEGER NOT NULL,
+    queue       TEXT NOT NULL,
+    owner       TEXT,
+    type        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    doc         TEXT NOT NULL
+) STRICT;
+-- Open work by priority: partial indexes so the list stops after LIMIT rows.
+CREATE INDEX tickets_work ON tickets (priority, number)
+    WHERE status IN ('new', 'open', 'pending', 'referred');
+CREATE INDEX tickets_work_queue ON tickets (queue, priority, number)
+    WHERE status IN ('new', 'open', 'pending', 'referred');
+CREATE INDEX tickets_work_owner ON tickets (owner, priority, number)
+    WHERE status IN ('new', 'open', 'pending', 'referred');
+CREATE INDEX tickets_status ON tickets (status, priority, number);
+
+CREATE TABLE notes (
+    id          BLOB NOT NULL UNIQUE,
+    ticket_id   BLOB NOT NULL,
+    event_seq   INTEGER NOT NULL,
+    author      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    happened_at INTEGER,
+    shared      INTEGER NOT NULL,
+    text        TEXT NOT NULL
+) STRICT;
+CREATE INDEX notes_ticket ON notes (ticket_id, event_seq);
+
+CREATE VIRTUAL TABLE ticket_fts USING fts5 (subject, content = 'tickets', content_rowid = 'rowid');
+CREATE VIRTUAL TABLE note_fts USING fts5 (text, content = 'notes', content_rowid = 'rowid');
+
+CREATE TABLE links (
+    from_id BLOB NOT NULL,
+    kind    TEXT NOT NULL,
+    to_id   BLOB NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (from_id, kind, to_id)
+) STRICT;
+CREATE INDEX links_to ON links (to_id);
+
+CREATE TABLE timers (
+    id        BLOB PRIMARY KEY,
+    ticket_id BLOB NOT NULL,
+    due_at    INTEGER NOT NULL,
+    text      TEXT NOT NULL,
+    set_by    TEXT NOT NULL,
+    fired_at  INTEGER
+) STRICT;
+CREATE INDEX timers_due ON timers (due_at) WHERE fired_at IS NULL;
+CREATE INDEX timers_ticket ON timers (ticket_id);
+CREATE INDEX timers_fired ON timers (fired_at) WHERE fired_at IS NOT NULL;
+
+CREATE TABLE operators (
+    name         TEXT PRIMARY KEY,
+    role         TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL
+) STRICT;
+
+-- Answers to writes that carried an idempotency key, so a retried write is not applied twice.
+CREATE TABLE idempotency (
+    key      TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    at       INTEGER NOT NULL
+) STRICT;
+"#];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`], each migration in its own transaction.
+/// A database from a newer build is refused rather than guessed at.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(StoreError::Schema(format!(
+            "the store has schema version {current}, this ttx knows up to {VERSION}: upgrade ttx"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Store tests on real SQLite files in temp dirs.
+
+use super::query::{self, ListFilter};
+use super::*;
+use crate::config::{LimitsSection, StoreSection};
+use crate::model::command::{Command, CreateTicket};
+use crate::model::lifecycle::Status;
+
+fn open(dir: &Path, site: &str) -> Store {
+    Store::open(
+        &dir.join("ttx.db"),
+        NodeStamp {
+            site: site.into(),
+            node: "primary".into(),
+        },
+        &StoreSection::default(),
+        &LimitsSection::default(),
+    )
+    .unwrap()
+}
+
+fn req(op: WriteOp) -> WriteRequest {
+    WriteRequest {
+        actor: "alice".into(),
+        idempotency_key: None,
+        op,
+    }
+}
+
+fn create(store: &Store, subject: &str) -> writer::TicketAck {
+    match store
+        .writer
+        .write_blocking(req(WriteOp::Create(CreateTicket {
+            subject: subject.into(),
+            description: Some("first words".into()),
+            ..Default::default()
+        })))
+        .unwrap()
+    {
+        WriteOutcome::Ticket(ack) => ack,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn note(number: i64, text: &str) -> WriteOp {
+    WriteOp::Ticket {
+        number,
+        command: Command::Note {
+            text: text.into(),
+            shared: false,
+            happened_at: None,
+        },
+    }
+}
+
+#[test]
+fn numbers_notes_history_and_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    let a = create(&store, "core1 bgp flap");
+    let b = create(&store, "customer complains about latency");
+    assert_eq!((a.number, b.number, a.status), (1, 2, Status::New));
+    store
+        .writer
+        .write_blocking(req(note(1, "traceroute shows loss at ams-ix")))
+        .unwrap();
+    let chart = store.reader.read_blocking(|c| query::chart(c, 1)).unwrap();
+    assert_eq!(chart.ticket.notes, 2);
+    assert_eq!(chart.history.len(), 3);
+    assert!(chart.history.windows(2).all(|w| w[0].seq < w[1].seq));
+    let hits = store
+        .reader
+        .read_blocking(|c| query::search(c, "ams-ix", 10))
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].ticket.number, 1);
+    let hits = store
+        .reader
+        .read_blocking(|c| query::search(c, "latency", 10))
+        .unwrap();
+    assert_eq!(hits[0].ticket.number, 2);
+    // Operator text with FTS syntax in it is searched as words, never a syntax error.
+    assert!(store
+        .reader
+        .read_blocking(|c| query::search(c, "\"AND ( -", 10))
+        .is_ok());
+    let list = store
+        .reader
+        .read_blocking(|c| query::list(c, &ListFilter::default()))
+        .unwrap();
+    assert_eq!(list.len(), 2);
+    store.writer.shutdown();
+}
+
+#[test]
+fn unknown_ticket_and_refusals_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    create(&store, "x");
+    let before = store.reader.read_blocking(query::counts).unwrap();
+    let e = store
+        .writer
+        .write_blocking(req(note(99, "hello")))
+        .unwrap_err();
+    assert_eq!(e.to_string(), "no ticket 99");
+    let e = store
+        .writer
+        .write_blocking(req(WriteOp::Ticket {
+            number: 1,
+            command: Command::Close { checked_by: None },
+        }))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot go from new to closed"),
+        "{e}"
+    );
+    assert_eq!(store.reader.read_blocking(query::counts).unwrap(), before);
+    // The next ticket still gets the next number.
+    assert_eq!(create(&store, "y").number, 2);
+}
+
+#[test]
+fn idempotency_key_answers_a_retry_without_applying_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    let mut r = req(WriteOp::Create(CreateTicket {
+        subject: "retried".into(),
+        ..Default::default()
+    }));
+    r.idempotency_key = Some("k1".into());
+    let first = store.writer.write_blocking(r.clone()).unwrap();
+    let second = store.writer.write_blocking(r).unwrap();
+    let (WriteOutcome::Ticket(a), WriteOutcome::Ticket(b)) = (first, second) else {
+        panic!()
+    };
+    assert_eq!((a.number, a.id), (b.number, b.id));
+    assert!(!a.replayed && b.replayed);
+    assert_eq!(
+        store.reader.read_blocking(query::counts).unwrap().tickets,
+        1
+    );
+}
+
+#[test]
+fn concurrent_writers_share_commits_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    create(&store, "busy");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let w = store.writer.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    w.write_blocking(req(note(1, &format!("t{t} n{i}"))))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let chart = store.reader.read_blocking(|c| query::chart(c, 1)).unwrap();
+    assert_eq!(chart.ticket.notes, 401);
+    let commits = store
+        .writer
+        .stats
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(commits <= 402, "{commits} commits for 402 writes");
+}
+
+#[test]
+fn replaying_the_log_on_another_store_gives_the_same_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = open(&dir.path().join("p").tap_mkdir(), "noc-a");
+    create(&primary, "one");
+    create(&primary, "two");
+    primary
+        .writer
+        .write_blocking(req(note(2, "update")))
+        .unwrap();
+    primary
+        .writer
+        .write_blocking(req(WriteOp::Ticket {
+            number: 2,
+            command: Command::Set {
+                assignments: vec!["priority=1".into(), "status=pending".into()],
+            },
+        }))
+        .unwrap();
+    primary
+        .writer
+        .write_blocking(req(WriteOp::Link {
+            number: 1,
+            kind: crate::model::ticket::LinkKind::RefersTo,
+            target: 2,
+        }))
+        .unwrap();
+    let events: Vec<_> = primary
+        .reader
+        .read_blocking(|c| query::events_after(c, 0, 1000))
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let standby = open(&dir.path().join("s").tap_mkdir(), "noc-a");
+    let applied = standby
+        .writer
+        .write_blocking(req(WriteOp::Replicate(events.clone())))
+        .unwrap();
+    assert_eq!(
+        applied,
+        WriteOutcome::Applied {
+            applied: events.len()
+        }
+    );
+    // Applying the same events again is a no-op.
+    let again = standby
+        .writer
+        .write_blocking(req(WriteOp::Replicate(events)))
+        .unwrap();
+    assert_eq!(again, WriteOutcome::Applied { applied: 0 });
+    for n in [1, 2] {
+        let p = primary
+            .reader
+            .read_blocking(|c| query::chart(c, n))
+            .unwrap();
+        let s = standby
+            .reader
+            .read_blocking(|c| query::chart(c, n))
+            .unwrap();
+        assert_eq!(p, s);
+    }
+}
+
+#[test]
+fn a_store_of_another_site_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    store.writer.shutdown();
+    let e = Store::open(
+        &dir.path().join("ttx.db"),
+        NodeStamp {
+            site: "noc-b".into(),
+            node: "primary".into(),
+        },
+        &StoreSection::default(),
+        &LimitsSection::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("belongs to site \"noc-a\""), "{e}");
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}

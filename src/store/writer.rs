@@ -1,0 +1,700 @@
+//! The writer thread: the only place the store is written.
+//!
+//! Requests arrive on a bounded queue. The thread takes the first one, drains whatever else is
+//! already waiting (up to `group_commit_max`), and runs them all in one transaction, each in its
+//! own savepoint so a refused command does not spoil the others. Only after the transaction has
+//! committed (fsync with `synchronous = full`) does any requester get its answer: an
+//! acknowledged write is a durable write, and many writers share one fsync (group commit).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use uuid::Uuid;
+
+use super::apply::{apply_event, load_ticket};
+use super::{uuid_from_blob, NodeStamp, StoreError};
+use crate::config::{LimitsSection, StoreSection};
+use crate::model::clock::{self, Millis};
+use crate::model::command::{self, Command, CommandError, Context, CreateTicket};
+use crate::model::event::{Event, EventKind, Role};
+use crate::model::lifecycle::Status;
+use crate::model::ticket::{LinkKind, Ticket};
+
+/// One write, as asked for by an operator (or the node itself, or a replication stream).
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// The operator the write is for (`system` for the node's own writes).
+    pub actor: String,
+    /// A client-chosen key: a retried request with the same key gets the first answer and
+    /// is not applied again.
+    pub idempotency_key: Option<String>,
+    /// What to do.
+    pub op: WriteOp,
+}
+
+/// What a write does.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Open a ticket.
+    Create(CreateTicket),
+    /// A command on ticket `number`.
+    Ticket {
+        /// The ticket.
+        number: i64,
+        /// The command.
+        command: Command,
+    },
+    /// Link ticket `number` to ticket `target`.
+    Link {
+        /// The ticket.
+        number: i64,
+        /// Kind of link.
+        kind: LinkKind,
+        /// The other ticket.
+        target: i64,
+    },
+    /// Give an operator a token.
+    AddOperator {
+        /// Name.
+        name: String,
+        /// Role.
+        role: Role,
+        /// SHA-256 of the token, hex.
+        token_sha256: String,
+    },
+    /// Remove an operator.
+    RemoveOperator {
+        /// Name.
+        name: String,
+    },
+    /// Fire every timer that is due now.
+    FireDueTimers,
+    /// Apply events written elsewhere (a standby replaying its primary), each at most once.
+    Replicate(Vec<Event>),
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WriteOutcome {
+    /// A ticket was created or changed.
+    Ticket(TicketAck),
+    /// An operator was added or removed.
+    Operator {
+        /// The operator.
+        operator: String,
+    },
+    /// Events applied (timers fired, events replicated).
+    Applied {
+        /// How many events were new.
+        applied: usize,
+    },
+}
+
+/// What a ticket write answers: the ticket's number, id, status, and the log positions of the
+/// events it wrote (empty when there was nothing to change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketAck {
+    /// Per-site number.
+    pub number: i64,
+    /// Stable id.
+    pub id: Uuid,
+    /// Status after the write.
+    pub status: Status,
+    /// Log positions of the events written.
+    pub events: Vec<i64>,
+    /// True when this answer was replayed for a repeated idempotency key.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+enum Job {
+    Write(
+        WriteRequest,
+        oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    ),
+    Shutdown,
+}
+
+/// Counters the writer keeps for `ttx status` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Requests answered.
+    pub requests: AtomicU64,
+}
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Notified when a timer is set, so the alarm clock re-reads the next due time.
+    pub timers_changed: Arc<Notify>,
+    /// Bumped whenever operators change, so token caches know to reload.
+    pub operators_generation: Arc<AtomicU64>,
+    /// The log position of the last committed event.
+    pub head: watch::Receiver<i64>,
+    /// Commit counters.
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an open, migrated connection.
+    pub fn start(
+        conn: Connection,
+        stamp: NodeStamp,
+        cfg: StoreSection,
+        limits: LimitsSection,
+    ) -> Result<Writer, StoreError> {
+        let (queue, rx) = mpsc::channel(cfg.write_queue);
+        let timers_changed = Arc::new(Notify::new());
+        let operators_generation = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(WriterStats::default());
+        let mut state = WriterState::load(conn, stamp, cfg, limits)?;
+        let (head_tx, head) = watch::channel(state.head()?);
+        state.head_tx = Some(head_tx);
+        state.timers_changed = timers_changed.clone();
+        state.operators_generation = operators_generation.clone();
+        state.stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("ttx-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(|e| StoreError::Schema(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            queue,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            timers_changed,
+            operators_generation,
+            head,
+            stats,
+        })
+    }
+
+    /// Sends a write and waits for its durable answer.
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Write(req, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Sends a write and waits for its durable answer, blocking the calling thread.
+    pub fn write_blocking(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .blocking_send(Job::Write(req, tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Finishes the writes already queued, commits them, and stops the thread.
+    /// Later writes fail with [`StoreError::Closed`].
+    pub fn shutdown(&self) {
+        let _ = self.queue.blocking_send(Job::Shutdown);
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+struct WriterState {
+    conn: Connection,
+    stamp: NodeStamp,
+    cfg: StoreSection,
+    limits: LimitsSection,
+    epoch: u64,
+    next_seq: u64,
+    next_number: i64,
+    head_tx: Option<watch::Sender<i64>>,
+    timers_changed: Arc<Notify>,
+    operators_generation: Arc<AtomicU64>,
+    stats: Arc<WriterStats>,
+}
+
+/// What a job changed besides the tables, published after commit.
+#[derive(Default)]
+struct Effects {
+    timers: bool,
+    operators: bool,
+}
+
+impl WriterState {
+    fn load(
+        conn: Connection,
+        stamp: NodeStamp,
+        cfg: StoreSection,
+        limits: LimitsSection,
+    ) -> Result<Self, StoreError> {
+        let meta = |k: &str| -> Result<Option<String>, StoreError> {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                .optional()?)
+        };
+        match meta("site")? {
+            Some(site) if site != stamp.site => {
+                return Err(StoreError::Schema(format!(
+                    "this store belongs to site {site:?}, not {:?}",
+                    stamp.site
+                )))
+            }
+            Some(_) => {}
+            None => {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                for (k, v) in [
+                    ("site", stamp.site.as_str()),
+                    ("node", stamp.node.as_str()),
+                    ("epoch", "1"),
+                ] {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                        [k, v],
+                    )?;
+                }
+                conn.execute_batch("COMMIT")?;
+            }
+        }
+        let epoch = meta("epoch")?.and_then(|e| e.parse().ok()).unwrap_or(1);
+        let mut state = WriterState {
+            conn,
+            stamp,
+            cfg,
+            limits,
+            epoch,
+            next_seq: 0,
+            next_number: 0,
+            head_tx: None,
+            timers_changed: Arc::new(Notify::new()),
+            operators_generation: Arc::new(AtomicU64::new(0)),
+            stats: Arc::new(WriterStats::default()),
+        };
+        state.reload_counters()?;
+        Ok(state)
+    }
+
+    fn reload_counters(&mut self) -> Result<(), StoreError> {
+        self.next_number = self.conn.query_row(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM tickets",
+            [],
+            |r| r.get(0),
+        )?;
+        let seq: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(origin_seq), 0) + 1 FROM events WHERE origin_site = ?1 AND origin_node = ?2",
+            [&self.stamp.site, &self.stamp.node],
+            |r| r.get(0),
+        )?;
+        self.next_seq = seq as u64;
+        Ok(())
+    }
+
+    fn head(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(self.cfg.group_commit_max);
+        loop {
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            let mut stop = false;
+            for job in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match job {
+                    Job::Write(req, reply) => batch.push((req, reply)),
+                    Job::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                }
+                if batch.len() >= self.cfg.group_commit_max {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_batch(&mut batch);
+            }
+            if stop {
+                rx.close();
+                // Answer anything that raced in behind the shutdown.
+                while let Ok(Job::Write(_, reply)) = rx.try_recv() {
+                    let _ = reply.send(Err(StoreError::Closed));
+                }
+                return;
+            }
+        }
+    }
+
+    fn commit_batch(
+        &mut self,
+        batch: &mut Vec<(
+            WriteRequest,
+            oneshot::Sender<Result<WriteOutcome, StoreError>>,
+        )>,
+    ) {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut effects = Effects::default();
+        let committed = self.run_batch(batch, &mut results, &mut effects);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed; {} writes refused", batch.len());
+            let _ = self.reload_counters();
+        } else {
+            if let (Some(tx), Ok(head)) = (&self.head_tx, self.head()) {
+                tx.send_replace(head);
+            }
+            if effects.timers {
+                self.timers_changed.notify_one();
+            }
+            if effects.operators {
+                self.operators_generation.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            let answer = match &committed {
+                Ok(()) => result,
+                Err(e) => Err(StoreError::Schema(format!(
+                    "the write was not committed: {e}"
+                ))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    fn run_batch(
+        &mut self,
+        batch: &[(
+            WriteRequest,
+            oneshot::Sender<Result<WriteOutcome, StoreError>>,
+        )],
+        results: &mut Vec<Result<WriteOutcome, StoreError>>,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut counters = (self.next_seq, self.next_number);
+        for (req, _) in batch {
+            let before = counters;
+            let mut sp = tx.savepoint()?;
+            let mut job = Job2 {
+                conn: &sp,
+                stamp: &self.stamp,
+                limits: &self.limits,
+                epoch: self.epoch,
+                next_seq: &mut counters.0,
+                next_number: &mut counters.1,
+                effects: Effects::default(),
+            };
+            let result = job.handle(req);
+            let job_effects = std::mem::take(&mut job.effects);
+            match result {
+                Ok(out) => {
+                    sp.commit()?;
+                    effects.timers |= job_effects.timers;
+                    effects.operators |= job_effects.operators;
+                    results.push(Ok(out));
+                }
+                Err(e) => {
+                    sp.rollback()?;
+                    drop(sp);
+                    counters = before;
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+        tx.commit()?;
+        (self.next_seq, self.next_number) = counters;
+        Ok(())
+    }
+}
+
+/// One request being handled inside its savepoint.
+struct Job2<'a> {
+    conn: &'a Connection,
+    stamp: &'a NodeStamp,
+    limits: &'a LimitsSection,
+    epoch: u64,
+    next_seq: &'a mut u64,
+    next_number: &'a mut i64,
+    effects: Effects,
+}
+
+fn not_found_ticket(number: i64) -> StoreError {
+    StoreError::Command(CommandError::NotFound(format!("no ticket {number}")))
+}
+
+/// Loads a ticket by its number.
+pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>, StoreError> {
+    let id: Option<Vec<u8>> = conn
+        .query_row("SELECT id FROM tickets WHERE number = ?1", [number], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match id {
+        Some(id) => load_ticket(conn, uuid_from_blob(&id)?),
+        None => Ok(None),
+    }
+}
+
+impl Job2<'_> {
+    fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let key = req
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{}:{}", req.actor, k));
+        if let Some(key) = &key {
+            let stored: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT response FROM idempotency WHERE key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(stored) = stored {
+                let mut out: WriteOutcome = serde_json::from_str(&stored)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if let WriteOutcome::Ticket(ack) = &mut out {
+                    ack.replayed = true;
+                }
+                return Ok(out);
+            }
+        }
+        let now = clock::now();
+        let out = self.handle_op(&req.actor, &req.op, now)?;
+        if let Some(key) = &key {
+            let response =
+                serde_json::to_string(&out).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.conn.execute(
+                "INSERT INTO idempotency (key, response, at) VALUES (?1, ?2, ?3)",
+                params![key, response, now],
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Stamps and applies one event written here.
+    fn emit(
+        &mut self,
+        ticket: Option<Uuid>,
+        kind: EventKind,
+        actor: &str,
+        at: Millis,
+    ) -> Result<i64, StoreError> {
+        self.effects.timers |= matches!(kind, EventKind::TimerSet { .. });
+        self.effects.operators |= matches!(
+            kind,
+            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
+        );
+        let event = Event {
+            id: Uuid::now_v7(),
+            origin_site: self.stamp.site.clone(),
+            origin_node: self.stamp.node.clone(),
+            epoch: self.epoch,
+            seq: *self.next_seq,
+            at,
+            actor: actor.to_string(),
+            ticket,
+            kind,
+        };
+        let pos = apply_event(self.conn, &event)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("fresh event {} already in the log", event.id))
+        })?;
+        *self.next_seq += 1;
+        Ok(pos)
+    }
+
+    fn ticket_events(
+        &mut self,
+        mut t: Ticket,
+        events: Vec<EventKind>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut positions = Vec::with_capacity(events.len());
+        for kind in events {
+            t.apply(&kind, now);
+            positions.push(self.emit(Some(t.id), kind, actor, now)?);
+        }
+        Ok(WriteOutcome::Ticket(TicketAck {
+            number: t.number,
+            id: t.id,
+            status: t.status,
+            events: positions,
+            replayed: false,
+        }))
+    }
+
+    fn handle_op(
+        &mut self,
+        actor: &str,
+        op: &WriteOp,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let ctx = Context {
+            actor,
+            now,
+            limits: self.limits,
+        };
+        match op {
+            WriteOp::Create(req) => {
+                let (new, description) = command::decide_create(req, &ctx)?;
+                let number = *self.next_number;
+                *self.next_number += 1;
+                let id = Uuid::now_v7();
+                let t = Ticket::created(id, &self.stamp.site, number, &new, actor, now);
+                let mut events = vec![EventKind::TicketCreated {
+                    number,
+                    ticket: new,
+                }];
+                if let Some(text) = description {
+                    events.push(EventKind::NoteAdded {
+                        note_id: Uuid::now_v7(),
+                        text,
+                        shared: false,
+                        happened_at: None,
+                    });
+                }
+                let mut positions = Vec::new();
+                for kind in events {
+                    positions.push(self.emit(Some(id), kind, actor, now)?);
+                }
+                Ok(WriteOutcome::Ticket(TicketAck {
+                    number,
+                    id,
+                    status: t.status,
+                    events: positions,
+                    replayed: false,
+                }))
+            }
+            WriteOp::Ticket { number, command } => {
+                let t = ticket_by_number(self.conn, *number)?
+                    .ok_or_else(|| not_found_ticket(*number))?;
+                if let Command::Timer { .. } = command {
+                    let pending: i64 = self.conn.query_row(
+                        "SELECT COUNT(*) FROM timers WHERE ticket_id = ?1 AND fired_at IS NULL",
+                        [t.id.as_bytes()],
+                        |r| r.get(0),
+                    )?;
+                    if pending as usize >= self.limits.max_timers_per_ticket {
+                        return Err(CommandError::Refused(format!(
+                            "ticket {number} already has {pending} pending timers (limits.max_timers_per_ticket)"
+                        ))
+                        .into());
+                    }
+                }
+                let events = command::decide(&t, command, &ctx)?;
+                self.ticket_events(t, events, actor, now)
+            }
+            WriteOp::Link {
+                number,
+                kind,
+                target,
+            } => {
+                let t = ticket_by_number(self.conn, *number)?
+                    .ok_or_else(|| not_found_ticket(*number))?;
+                let other = ticket_by_number(self.conn, *target)?
+                    .ok_or_else(|| not_found_ticket(*target))?;
+                let events = command::decide_link(&t, *kind, &other)?;
+                self.ticket_events(t, events, actor, now)
+            }
+            WriteOp::AddOperator {
+                name,
+                role,
+                token_sha256,
+            } => {
+                let exists: bool = self
+                    .conn
+                    .query_row("SELECT 1 FROM operators WHERE name = ?1", [name], |_| {
+                        Ok(true)
+                    })
+                    .optional()?
+                    .unwrap_or(false);
+                if exists {
+                    return Err(CommandError::Refused(format!(
+                        "operator {name:?} exists: remove it first to issue a new token"
+                    ))
+                    .into());
+                }
+                for kind in command::decide_add_operator(name, *role, token_sha256.clone())? {
+                    self.emit(None, kind, actor, now)?;
+                }
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
+            WriteOp::RemoveOperator { name } => {
+                let role: Option<String> = self
+                    .conn
+                    .query_row("SELECT role FROM operators WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let role =
+                    role.ok_or_else(|| CommandError::NotFound(format!("no operator {name:?}")))?;
+                let admins: i64 = self.conn.query_row(
+                    "SELECT COUNT(*) FROM operators WHERE role = 'admin'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if role == "admin" && admins <= 1 {
+                    return Err(CommandError::Refused(format!(
+                        "operator {name:?} is the last admin: add another admin first"
+                    ))
+                    .into());
+                }
+                self.emit(
+                    None,
+                    EventKind::OperatorRemoved { name: name.clone() },
+                    actor,
+                    now,
+                )?;
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
+            WriteOp::FireDueTimers => {
+                let due: Vec<(Vec<u8>, Vec<u8>)> = self
+                    .conn
+                    .prepare("SELECT id, ticket_id FROM timers WHERE fired_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT 1000")?
+                    .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (timer, ticket) in &due {
+                    let kind = EventKind::TimerFired {
+                        timer_id: uuid_from_blob(timer)?,
+                    };
+                    self.emit(Some(uuid_from_blob(ticket)?), kind, "system", now)?;
+                }
+                self.effects.timers |= !due.is_empty();
+                Ok(WriteOutcome::Applied { applied: due.len() })
+            }
+            WriteOp::Replicate(events) => {
+                let mut applied = 0;
+                for e in events {
+                    if apply_event(self.conn, e)?.is_some() {
+                        applied += 1;
+                        self.effects.timers |= matches!(e.kind, EventKind::TimerSet { .. });
+                        self.effects.operators |= matches!(
+                            e.kind,
+                            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
+                        );
+                    }
+                }
+                Ok(WriteOutcome::Applied { applied })
+            }
+        }
+    }
+}

@@ -212,7 +212,7 @@ pub fn normalize_serial(serial: &str) -> Result<String, PkiError> {
         .filter(|c| *c != ':')
         .collect::<String>()
         .to_ascii_lowercase();
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(PkiError::invalid(
             "serial",
             format!("{serial:?} is not an even number of hex digits"),
@@ -243,8 +243,9 @@ pub fn ca_federation(cert: &X509Certificate<'_>) -> Option<String> {
     Some(federation.to_string())
 }
 
-/// Formats a time as RFC 3339 (UTC), the one time format of PKI output and state.
+/// Formats a time as RFC 3339 to the second, the one time format of PKI output and state.
 pub fn fmt_time(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -241,8 +241,10 @@ mod tests {
         issue(&ca2, &id, &dd, 30).unwrap(); // bundle now holds both CAs
         std::fs::create_dir_all(dd.crl_dir()).unwrap();
         crl(&ca_dir, &dd.crl_dir().join("one.pem")).unwrap();
-        let mut tls = TlsSection::default();
-        tls.crls = vec!["tls/crl/one.pem".into()];
+        let mut tls = TlsSection {
+            crls: vec!["tls/crl/one.pem".into()],
+            ..TlsSection::default()
+        };
         let err = TrustMaterial::load(dd.root(), &tls).unwrap_err();
         assert!(err.to_string().contains("has no crl"), "{err}");
         crl(&ca2, &dd.crl_dir().join("two.pem")).unwrap();

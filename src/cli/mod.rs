@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod pki;
+
 /// The kinds of failure the CLI distinguishes by exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -72,7 +74,14 @@ pub struct Cli {
 
 /// The command groups.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// The federation PKI: CA, node keys and CSRs, signing, revocation, CRLs, inspection.
+    Pki {
+        /// The PKI command.
+        #[command(subcommand)]
+        cmd: pki::PkiCommand,
+    },
+}
 
 /// Parses the command line, runs the command, and maps any error to an exit code.
 pub fn main() -> ExitCode {
@@ -85,7 +94,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Pki { cmd } => pki::run(cmd, cli.json),
+    }
 }
 
 /// Prints an error (as `{"error": ...}` with `--json`) and returns its exit code.

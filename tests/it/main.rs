@@ -1,0 +1,4 @@
+//! All integration tests in one binary (one link, shared helpers). Each module covers one area
+//! and runs the real `ttx` binary or the library against real files.
+
+mod pki;

@@ -1,1 +1,292 @@
-//! The composition root: start, run, drain and stop a node.
+//! The composition root: start a node on its data dir, run it, drain it and stop it.
+//!
+//! Start-up goes in phases, and anything wrong stops it before a port is bound:
+//! 1. read and validate `DIR/ttx.toml`;
+//! 2. take the single-writer lock `DIR/node.lock` (a second `ttx serve` is refused);
+//! 3. open and migrate the store, start the writer thread;
+//! 4. bind the API (port 0 allowed) and record the bound addresses in `DIR/run/node.json`;
+//! 5. start the alarm clock and serve.
+//!
+//! Shutdown, in order: stop accepting API requests and let in-flight ones finish (bounded by
+//! `api.shutdown_grace_secs`), stop the alarm clock, let the writer commit what is queued,
+//! remove `run/node.json`, release the lock.
+
+use std::fs::File;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Bound};
+use crate::config::{Config, ConfigError};
+use crate::datadir::DataDir;
+use crate::model::clock;
+use crate::store::{query, NodeStamp, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The config is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No store in the directory.
+    #[error("{0} holds no ttx store: create one with `ttx init {0} --site SITE`")]
+    NoStore(PathBuf),
+    /// Another process serves this directory.
+    #[error("another ttx node is already serving {0} (it holds node.lock): one writer per store")]
+    Locked(PathBuf),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An address could not be bound.
+    #[error("cannot bind {what} address {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file in the data dir could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a running node records in `DIR/run/node.json` for the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Site.
+    pub site: String,
+    /// Node.
+    pub node: String,
+    /// API address actually bound.
+    pub api_addr: SocketAddr,
+    /// QUIC address actually bound.
+    pub listen_addr: Option<SocketAddr>,
+    /// Start time (unix ms).
+    pub started_at: i64,
+}
+
+impl RuntimeInfo {
+    /// Reads `DIR/run/node.json`.
+    pub fn read(dir: &DataDir) -> std::io::Result<RuntimeInfo> {
+        let text = std::fs::read_to_string(dir.runtime_info())?;
+        serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// Writes a file atomically: a temp file beside it, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A node that is running.
+pub struct RunningNode {
+    /// Addresses actually bound.
+    pub bound: Bound,
+    /// Its store (tests and tools read through it).
+    pub store: Store,
+    /// Its config.
+    pub config: Arc<Config>,
+    dir: DataDir,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _lock: File,
+}
+
+/// Opens the directory's store for a one-off tool (`ttx init`), holding the single-writer lock.
+pub fn open_exclusive(dir: &DataDir, config: &Config) -> Result<(Store, File), NodeError> {
+    let lock_path = dir.lock();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(NodeError::Locked(dir.root().to_path_buf()));
+    }
+    let stamp = NodeStamp {
+        site: config.node.site.clone(),
+        node: config.node.node.clone(),
+    };
+    let store = Store::open(&dir.database(), stamp, &config.store, &config.limits)?;
+    Ok((store, lock))
+}
+
+impl RunningNode {
+    /// Starts the node on `dir` (phases in the module doc). Must run inside a tokio runtime.
+    pub async fn start(dir: impl Into<PathBuf>) -> Result<RunningNode, NodeError> {
+        let dir = DataDir::new(dir.into());
+        let config = Arc::new(Config::load(&dir.config())?);
+        if !dir.database().exists() {
+            return Err(NodeError::NoStore(dir.root().to_path_buf()));
+        }
+        let (store, lock) = {
+            let (dir, config) = (dir.clone(), config.clone());
+            tokio::task::spawn_blocking(move || open_exclusive(&dir, &config))
+                .await
+                .map_err(|e| NodeError::Io {
+                    path: PathBuf::from("store"),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        let listener = tokio::net::TcpListener::bind(config.api.addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "api",
+                addr: config.api.addr,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(io_err(dir.root()))?;
+        let bound = Bound {
+            api_addr: Some(api_addr),
+            listen_addr: None,
+        };
+        let info = RuntimeInfo {
+            pid: std::process::id(),
+            site: config.node.site.clone(),
+            node: config.node.node.clone(),
+            api_addr,
+            listen_addr: bound.listen_addr,
+            started_at: clock::now(),
+        };
+        std::fs::create_dir_all(dir.run_dir()).map_err(io_err(&dir.run_dir()))?;
+        let info_json = serde_json::to_vec_pretty(&info).expect("runtime info serializes");
+        write_atomic(&dir.runtime_info(), &info_json).map_err(io_err(&dir.runtime_info()))?;
+        tracing::info!(site = %config.node.site, node = %config.node.node, %api_addr, dir = %dir.root().display(), "node started");
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            store: store.clone(),
+            config: config.clone(),
+            auth: Arc::default(),
+            started: Instant::now(),
+            bound: Arc::new(bound.clone()),
+        };
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(serve_api(
+            listener,
+            state,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(alarm_clock(store.clone(), shutdown_rx)));
+        Ok(RunningNode {
+            bound,
+            store,
+            config,
+            dir,
+            shutdown,
+            tasks,
+            _lock: lock,
+        })
+    }
+
+    /// Drains and stops the node (order in the module doc).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let writer = self.store.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        let _ = std::fs::remove_file(self.dir.runtime_info());
+        tracing::info!("node stopped");
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: watch::Receiver<bool>,
+) {
+    let grace = Duration::from_secs(state.config.api.shutdown_grace_secs);
+    let app = api::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(wait_for(shutdown.clone()));
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => if let Err(e) = r { tracing::error!(error = %e, "api server failed") },
+        _ = wait_for(shutdown) => {
+            // Graceful shutdown has begun; in-flight requests get the grace period.
+            if tokio::time::timeout(grace, server).await.is_err() {
+                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
+            }
+        }
+    }
+}
+
+/// The alarm clock: sleeps until the next timer is due (or one is set), then fires every due
+/// timer through the writer. Timers live in the store, so they survive restarts; firing is an
+/// event, so each fires once.
+async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
+    const MAX_SLEEP_MS: i64 = 60_000;
+    let stop = wait_for(shutdown);
+    tokio::pin!(stop);
+    loop {
+        let next = match store.reader.read(query::next_due).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "alarm clock cannot read timers");
+                None
+            }
+        };
+        let now = clock::now();
+        if next.is_some_and(|due| due <= now) {
+            let req = WriteRequest {
+                actor: "system".into(),
+                idempotency_key: None,
+                op: WriteOp::FireDueTimers,
+            };
+            match store.writer.write(req).await {
+                Ok(WriteOutcome::Applied { applied }) if applied > 0 => {
+                    tracing::warn!(
+                        fired = applied,
+                        "alarm clock: timers went off (see `ttx alerts`)"
+                    )
+                }
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "alarm clock cannot fire timers");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        }
+        let wait = next
+            .map(|d| (d - now).clamp(1, MAX_SLEEP_MS))
+            .unwrap_or(MAX_SLEEP_MS);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            _ = store.writer.timers_changed.notified() => {}
+            _ = &mut stop => return,
+        }
+    }
+}

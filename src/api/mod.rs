@@ -1,1 +1,84 @@
-//! (in progress)
+//! The local operator API: JSON over HTTP/1.1 on loopback, bearer tokens per operator.
+//!
+//! - [`error`]: the one error type and its JSON form (`{"error": {"code", "message"}}`).
+//! - [`auth`]: bearer token → operator and role; the per-request span carries the operator.
+//! - [`tickets`]: ticket endpoints (create, note, set, take, link, timer, resolve, close,
+//!   reopen, show, list, search, alerts).
+//! - [`admin`]: status and operators.
+//!
+//! `docs/api.md` lists the endpoints.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod tickets;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The node config.
+    pub config: Arc<Config>,
+    /// Token cache.
+    pub auth: Arc<auth::TokenCache>,
+    /// When the node started.
+    pub started: Instant,
+    /// Addresses actually bound.
+    pub bound: Arc<Bound>,
+}
+
+/// The addresses the node actually bound (port 0 resolved).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Bound {
+    /// The API's TCP address.
+    pub api_addr: Option<SocketAddr>,
+    /// The QUIC endpoint's UDP address.
+    pub listen_addr: Option<SocketAddr>,
+}
+
+/// Builds the router with its limits: body size, request timeout, auth, per-request span.
+pub fn router(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.config.api.request_timeout_secs);
+    let max_body = state.config.api.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/status", get(admin::status))
+        .route(
+            "/v1/operators",
+            get(admin::list_operators).post(admin::add_operator),
+        )
+        .route("/v1/operators/{name}", delete(admin::remove_operator))
+        .route("/v1/tickets", get(tickets::list).post(tickets::create))
+        .route("/v1/tickets/{number}", get(tickets::show))
+        .route("/v1/tickets/{number}/notes", post(tickets::note))
+        .route("/v1/tickets/{number}/set", post(tickets::set))
+        .route("/v1/tickets/{number}/take", post(tickets::take))
+        .route("/v1/tickets/{number}/links", post(tickets::link))
+        .route("/v1/tickets/{number}/timers", post(tickets::timer))
+        .route("/v1/tickets/{number}/resolve", post(tickets::resolve))
+        .route("/v1/tickets/{number}/close", post(tickets::close))
+        .route("/v1/tickets/{number}/reopen", post(tickets::reopen))
+        .route("/v1/search", get(tickets::search))
+        .route("/v1/alerts", get(tickets::alerts))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state);
+    api.fallback(error::not_found_route)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            error::with_timeout(timeout, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(max_body))
+}

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
+pub mod node;
 pub mod pki;
+pub mod render;
+pub mod tickets;
 
 /// The kinds of failure the CLI distinguishes by exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +79,47 @@ pub struct Cli {
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The federation PKI: CA, node keys and CSRs, signing, revocation, CRLs, inspection.
+    /// Create a node's data directory (config, store, admin token).
+    Init(node::InitArgs),
+    /// Run the node until SIGINT/SIGTERM.
+    Serve(node::ServeArgs),
+    /// Show the running node's site, addresses, uptime and counts.
+    Status(client::NodeDir),
+    /// Manage operators and their tokens.
+    Operator {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: node::OperatorCommand,
+    },
+    /// Open a ticket.
+    New(tickets::NewArgs),
+    /// Add an incident update to a ticket ("update this ticket with this message").
+    Note(tickets::NoteArgs),
+    /// Show a ticket's whole chart, history in order.
+    Show(tickets::TicketArg),
+    /// List open work by priority.
+    List(tickets::ListArgs),
+    /// Full-text search over subjects and updates.
+    Search(tickets::SearchArgs),
+    /// Set header fields or status: FIELD=VALUE...
+    Set(tickets::SetArgs),
+    /// Take a ticket (become its owner).
+    Take(tickets::TicketArg),
+    /// Link a ticket to another.
+    Link(tickets::LinkArgs),
+    /// Set an alarm clock on a ticket.
+    Timer(tickets::TimerArgs),
+    /// Show timers that have gone off.
+    Alerts(tickets::AlertsArgs),
+    /// Resolve a ticket.
+    Resolve(tickets::ResolveArgs),
+    /// Close a resolved ticket.
+    Close(tickets::CloseArgs),
+    /// Reopen a resolved ticket.
+    Reopen(tickets::ReopenArgs),
+    /// Federation PKI: CA, requests, signing, revocation, inspection.
     Pki {
-        /// The PKI command.
+        /// What to do.
         #[command(subcommand)]
         cmd: pki::PkiCommand,
     },
@@ -94,8 +136,26 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
     match cli.command {
-        Command::Pki { cmd } => pki::run(cmd, cli.json),
+        Command::Init(a) => node::init(a, json),
+        Command::Serve(a) => node::serve(a),
+        Command::Status(a) => node::status(a, json),
+        Command::Operator { cmd } => node::operator(cmd, json),
+        Command::New(a) => tickets::new(a, json),
+        Command::Note(a) => tickets::note(a, json),
+        Command::Show(a) => tickets::show(a, json),
+        Command::List(a) => tickets::list(a, json),
+        Command::Search(a) => tickets::search(a, json),
+        Command::Set(a) => tickets::set(a, json),
+        Command::Take(a) => tickets::take(a, json),
+        Command::Link(a) => tickets::link(a, json),
+        Command::Timer(a) => tickets::timer(a, json),
+        Command::Alerts(a) => tickets::alerts(a, json),
+        Command::Resolve(a) => tickets::resolve(a, json),
+        Command::Close(a) => tickets::close(a, json),
+        Command::Reopen(a) => tickets::reopen(a, json),
+        Command::Pki { cmd } => pki::run(cmd, json),
     }
 }
 
@@ -114,4 +174,13 @@ fn report(err: &anyhow::Error, json: bool) -> ExitCode {
         eprintln!("ttx: error: {message}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -11,11 +11,14 @@ pub fn now() -> Millis {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
 }
 
-/// RFC 3339 (`2026-11-22T03:17:00.123Z`) for display and JSON.
+/// RFC 3339 in UTC with milliseconds (`2026-11-22T03:17:00.123Z`) for display.
 pub fn format(ms: Millis) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(&f).ok())
         .unwrap_or_else(|| format!("@{ms}ms"))
 }
 
@@ -92,7 +95,7 @@ mod tests {
         assert_eq!(t, 1_795_317_420_000);
         assert_eq!(parse_time("2026-11-22 03:17", now), Ok(t));
         assert!(parse_time("yesterday", now).is_err());
-        assert_eq!(format(t), "2026-11-22T03:17:00Z");
+        assert_eq!(format(t), "2026-11-22T03:17:00.000Z");
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! Status and operator endpoints.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{new_token, require_admin, token_sha256, Caller};
+use super::error::{ApiError, ApiJson};
+use super::AppState;
+use crate::model::event::Role;
+use crate::store::query::{self, Operator};
+use crate::store::{WriteOp, WriteRequest};
+
+/// What `ttx status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// Site.
+    pub site: String,
+    /// Node.
+    pub node: String,
+    /// Federation.
+    pub federation: String,
+    /// ttx version.
+    pub version: String,
+    /// API address actually bound.
+    pub api_addr: Option<std::net::SocketAddr>,
+    /// QUIC address actually bound.
+    pub listen_addr: Option<std::net::SocketAddr>,
+    /// Process id.
+    pub pid: u32,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Tickets.
+    pub tickets: i64,
+    /// Open tickets.
+    pub open_tickets: i64,
+    /// Events in the log.
+    pub events: i64,
+}
+
+/// `GET /v1/status`.
+pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let counts = state.store.reader.read(query::counts).await?;
+    let node = &state.config.node;
+    Ok(Json(Status {
+        site: node.site.clone(),
+        node: node.node.clone(),
+        federation: node.federation.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        api_addr: state.bound.api_addr,
+        listen_addr: state.bound.listen_addr,
+        pid: std::process::id(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        tickets: counts.tickets,
+        open_tickets: counts.open_tickets,
+        events: counts.events,
+    }))
+}
+
+/// `GET /v1/operators` (admin).
+pub async fn list_operators(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<Operator>>, ApiError> {
+    require_admin(&caller)?;
+    Ok(Json(state.store.reader.read(query::operators).await?))
+}
+
+/// Body of `POST /v1/operators`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddOperator {
+    /// Name.
+    pub name: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+}
+
+/// Answer of `POST /v1/operators`: the token, shown this once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewOperator {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// The bearer token (only its hash is kept).
+    pub token: String,
+}
+
+/// `POST /v1/operators` (admin): add an operator and return its token.
+pub async fn add_operator(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<AddOperator>,
+) -> Result<(StatusCode, Json<NewOperator>), ApiError> {
+    require_admin(&caller)?;
+    let role: Role = body.role.parse().map_err(ApiError::Invalid)?;
+    let token = new_token();
+    let req = WriteRequest {
+        actor: caller.name,
+        idempotency_key: None,
+        op: WriteOp::AddOperator {
+            name: body.name.clone(),
+            role,
+            token_sha256: token_sha256(&token),
+        },
+    };
+    state.store.writer.write(req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewOperator {
+            name: body.name,
+            role,
+            token,
+        }),
+    ))
+}
+
+/// `DELETE /v1/operators/{name}` (admin).
+pub async fn remove_operator(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let req = WriteRequest {
+        actor: caller.name,
+        idempotency_key: None,
+        op: WriteOp::RemoveOperator { name },
+    };
+    state.store.writer.write(req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,134 @@
+//! The API's one error type: a stable code, an HTTP status, and a message for the operator.
+//! Internal errors (SQLite, I/O) are logged and answered with a fixed text, never their own.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use crate::model::command::CommandError;
+use crate::store::StoreError;
+
+/// An API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// Unknown thing: 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused by the rules: 409.
+    #[error("{0}")]
+    Refused(String),
+    /// No or bad token: 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Token valid, role insufficient: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Body over the limit: 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The node is stopping: 503.
+    #[error("the node is shutting down")]
+    Unavailable,
+    /// Took too long: 504.
+    #[error("the request timed out")]
+    Timeout,
+    /// Anything else: 500, details in the node's log only.
+    #[error("internal error (see the node's log)")]
+    Internal,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Command(CommandError::Invalid(m)) => ApiError::Invalid(m),
+            StoreError::Command(CommandError::NotFound(m)) => ApiError::NotFound(m),
+            StoreError::Command(CommandError::Refused(m)) => ApiError::Refused(m),
+            StoreError::Closed => ApiError::Unavailable,
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        ApiError::from(StoreError::Command(e))
+    }
+}
+
+/// A JSON body whose rejections (malformed JSON, wrong types, oversize) are [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::TooLarge("request body is larger than api.max_body_bytes".into());
+    }
+    ApiError::Invalid(format!("invalid JSON body: {}", r.body_text()))
+}
+
+/// Parses a ticket number from the path.
+pub fn ticket_number(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::Invalid(format!(
+            "invalid ticket number {raw:?}: use a positive number such as 42"
+        ))
+    })
+}
+
+/// Answers an unknown route.
+pub async fn not_found_route() -> ApiError {
+    ApiError::NotFound("no such endpoint (see docs/api.md)".into())
+}
+
+/// Answers 504 when a request takes longer than `api.request_timeout_secs`.
+pub async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}

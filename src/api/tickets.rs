@@ -1,0 +1,409 @@
+//! Ticket endpoints. Writes go to the store's writer and answer after the durable commit;
+//! reads run on the read pool.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::error::{ticket_number, ApiError, ApiJson};
+use super::AppState;
+use crate::model::clock;
+use crate::model::command::{Command, CreateTicket};
+use crate::model::ticket::LinkKind;
+use crate::store::query::{self, Chart, ListFilter, SearchHit, TicketRow, Timer};
+use crate::store::writer::TicketAck;
+use crate::store::{WriteOp, WriteOutcome, WriteRequest};
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::Invalid("Idempotency-Key must be ASCII".into()))?;
+    if v.is_empty() || v.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::Invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    Ok(Some(v.to_string()))
+}
+
+async fn write_ticket(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    op: WriteOp,
+) -> Result<TicketAck, ApiError> {
+    let req = WriteRequest {
+        actor: caller.name.clone(),
+        idempotency_key: idempotency_key(headers)?,
+        op,
+    };
+    match state.store.writer.write(req).await? {
+        WriteOutcome::Ticket(ack) => Ok(ack),
+        other => {
+            tracing::error!(?other, "unexpected write outcome");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+async fn command(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    number: &str,
+    command: Command,
+) -> Result<Json<TicketAck>, ApiError> {
+    let number = ticket_number(number)?;
+    Ok(Json(
+        write_ticket(state, caller, headers, WriteOp::Ticket { number, command }).await?,
+    ))
+}
+
+/// `POST /v1/tickets`: open a ticket.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateTicket>,
+) -> Result<(StatusCode, Json<TicketAck>), ApiError> {
+    let ack = write_ticket(&state, &caller, &headers, WriteOp::Create(body)).await?;
+    Ok((StatusCode::CREATED, Json(ack)))
+}
+
+/// Body of `POST /v1/tickets/{n}/notes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// Text.
+    pub text: String,
+    /// Shared with partners (default internal).
+    #[serde(default)]
+    pub shared: bool,
+    /// When it happened (default now).
+    pub at: Option<String>,
+}
+
+/// `POST /v1/tickets/{n}/notes`: an incident update.
+pub async fn note(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NoteBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let happened_at = body
+        .at
+        .as_deref()
+        .map(|t| clock::parse_time(t, clock::now()).map_err(|e| ApiError::Invalid(e.to_string())))
+        .transpose()?;
+    let cmd = Command::Note {
+        text: body.text,
+        shared: body.shared,
+        happened_at,
+    };
+    command(&state, &caller, &headers, &number, cmd).await
+}
+
+/// Body of `POST /v1/tickets/{n}/set`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBody {
+    /// `FIELD=VALUE`, `FIELD+=VALUE`, `FIELD-=VALUE`.
+    pub assignments: Vec<String>,
+}
+
+/// `POST /v1/tickets/{n}/set`: change header fields or status.
+pub async fn set(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SetBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let cmd = Command::Set {
+        assignments: body.assignments,
+    };
+    command(&state, &caller, &headers, &number, cmd).await
+}
+
+/// `POST /v1/tickets/{n}/take`: become the owner.
+pub async fn take(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<TicketAck>, ApiError> {
+    command(&state, &caller, &headers, &number, Command::Take).await
+}
+
+/// Body of `POST /v1/tickets/{n}/links`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// `refers-to`, `depends-on`, `member-of` or `merged-into`.
+    pub kind: String,
+    /// The other ticket's number.
+    pub target: i64,
+}
+
+/// `POST /v1/tickets/{n}/links`: link to another ticket.
+pub async fn link(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LinkBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let number = ticket_number(&number)?;
+    let kind: LinkKind = body.kind.parse().map_err(ApiError::Invalid)?;
+    let op = WriteOp::Link {
+        number,
+        kind,
+        target: body.target,
+    };
+    Ok(Json(write_ticket(&state, &caller, &headers, op).await?))
+}
+
+/// Body of `POST /v1/tickets/{n}/timers`: exactly one of `in` and `at`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerBody {
+    /// A duration from now (`2h`).
+    #[serde(rename = "in")]
+    pub after: Option<String>,
+    /// A time.
+    pub at: Option<String>,
+    /// Reminder text.
+    pub text: String,
+}
+
+/// `POST /v1/tickets/{n}/timers`: set an alarm clock.
+pub async fn timer(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<TimerBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let now = clock::now();
+    let due_at = match (&body.after, &body.at) {
+        (Some(d), None) => {
+            now + clock::parse_duration(d).map_err(|e| ApiError::Invalid(e.to_string()))?
+        }
+        (None, Some(t)) => {
+            clock::parse_time(t, now).map_err(|e| ApiError::Invalid(e.to_string()))?
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "give exactly one of `in` (e.g. 2h) and `at` (a time)".into(),
+            ))
+        }
+    };
+    let cmd = Command::Timer {
+        due_at,
+        text: body.text,
+    };
+    command(&state, &caller, &headers, &number, cmd).await
+}
+
+/// Body of `POST /v1/tickets/{n}/resolve`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// One line saying what fixed it.
+    pub resolution: String,
+    /// Key component.
+    pub component: Option<String>,
+    /// Escalated to.
+    pub escalated_to: Option<String>,
+}
+
+/// `POST /v1/tickets/{n}/resolve`.
+pub async fn resolve(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let cmd = Command::Resolve {
+        resolution: body.resolution,
+        component: body.component,
+        escalated_to: body.escalated_to,
+    };
+    command(&state, &caller, &headers, &number, cmd).await
+}
+
+/// Body of `POST /v1/tickets/{n}/close`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseBody {
+    /// Sign-off.
+    pub checked_by: Option<String>,
+}
+
+/// `POST /v1/tickets/{n}/close`.
+pub async fn close(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CloseBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let cmd = Command::Close {
+        checked_by: body.checked_by,
+    };
+    command(&state, &caller, &headers, &number, cmd).await
+}
+
+/// Body of `POST /v1/tickets/{n}/reopen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenBody {
+    /// Why.
+    pub reason: String,
+}
+
+/// `POST /v1/tickets/{n}/reopen`.
+pub async fn reopen(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ReopenBody>,
+) -> Result<Json<TicketAck>, ApiError> {
+    command(
+        &state,
+        &caller,
+        &headers,
+        &number,
+        Command::Reopen {
+            reason: body.reason,
+        },
+    )
+    .await
+}
+
+/// `GET /v1/tickets/{n}`: the whole chart.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Chart>, ApiError> {
+    let number = ticket_number(&number)?;
+    Ok(Json(
+        state
+            .store
+            .reader
+            .read(move |c| query::chart(c, number))
+            .await?,
+    ))
+}
+
+/// Query of `GET /v1/tickets`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// One status (default: all open work).
+    pub status: Option<String>,
+    /// Queue.
+    pub queue: Option<String>,
+    /// Owner.
+    pub owner: Option<String>,
+    /// Only the caller's tickets.
+    #[serde(default)]
+    pub mine: bool,
+    /// Most rows.
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/tickets`: open work by priority.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<TicketRow>>, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::Invalid)?;
+    let owner = match (q.mine, q.owner) {
+        (true, Some(_)) => {
+            return Err(ApiError::Invalid(
+                "give either mine or owner, not both".into(),
+            ))
+        }
+        (true, None) => Some(caller.name),
+        (false, owner) => owner,
+    };
+    let filter = ListFilter {
+        status,
+        queue: q.queue,
+        owner,
+        limit: q.limit,
+    };
+    Ok(Json(
+        state
+            .store
+            .reader
+            .read(move |c| query::list(c, &filter))
+            .await?,
+    ))
+}
+
+/// Query of `GET /v1/search`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// The words to find.
+    pub q: String,
+    /// Most hits (default 50).
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/search`: full-text search over subjects and updates.
+pub async fn search(
+    State(state): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Vec<SearchHit>>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    Ok(Json(
+        state
+            .store
+            .reader
+            .read(move |c| query::search(c, &q.q, limit))
+            .await?,
+    ))
+}
+
+/// Query of `GET /v1/alerts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsQuery {
+    /// Include alerts on tickets no longer open.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `GET /v1/alerts`: timers that have gone off.
+pub async fn alerts(
+    State(state): State<AppState>,
+    Query(q): Query<AlertsQuery>,
+) -> Result<Json<Vec<Timer>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .reader
+            .read(move |c| query::alerts(c, q.all, 200))
+            .await?,
+    ))
+}

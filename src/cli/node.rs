@@ -1,0 +1,267 @@
+//! Node commands: `ttx init`, `ttx serve`, `ttx status`, `ttx operator add|list|remove`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::client::{print_json, Client, NodeDir};
+use super::{Failure, FailureKind};
+use crate::api::admin::{NewOperator, Status};
+use crate::api::auth::{new_token, token_sha256};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::model::event::Role;
+use crate::node::{open_exclusive, RunningNode};
+use crate::store::query::Operator;
+use crate::store::{WriteOp, WriteRequest};
+
+/// Arguments of `ttx init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The data directory to create.
+    pub dir: PathBuf,
+    /// This site's name (a-z, 0-9, '-').
+    #[arg(long)]
+    pub site: String,
+    /// This node's name within the site.
+    #[arg(long, default_value = "primary")]
+    pub node: String,
+    /// The federation whose CA will sign this node's certificate.
+    #[arg(long, default_value = "default")]
+    pub federation: String,
+    /// Local API address (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub api: SocketAddr,
+    /// UDP address partners will reach (QUIC).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `ttx init DIR --site SITE`: a new data dir with config, store and admin token.
+pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
+    let dir = DataDir::new(&a.dir);
+    for existing in [dir.database(), dir.config()] {
+        if existing.exists() {
+            return Err(Failure::new(
+                FailureKind::Refused,
+                format!(
+                    "{} already holds a ttx node ({} exists): refusing to touch it",
+                    a.dir.display(),
+                    existing.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            )
+            .into());
+        }
+    }
+    let mut config = Config::new(&a.site, &a.node);
+    config.node.federation = a.federation;
+    config.api.addr = a.api;
+    config.transport.listen = a.listen;
+    config
+        .validate()
+        .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;
+    crate::pki::files::create_private_dir(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    std::fs::write(dir.config(), config_text(&config))
+        .with_context(|| format!("cannot write {}", dir.config().display()))?;
+    let (store, _lock) = open_exclusive(&dir, &config)?;
+    let token = new_token();
+    store.writer.write_blocking(WriteRequest {
+        actor: "init".into(),
+        idempotency_key: None,
+        op: WriteOp::AddOperator {
+            name: "admin".into(),
+            role: Role::Admin,
+            token_sha256: token_sha256(&token),
+        },
+    })?;
+    store.writer.shutdown();
+    crate::pki::files::write_secret(&dir.admin_token(), format!("{token}\n").as_bytes(), false)?;
+    if json {
+        return print_json(&json!({
+            "dir": a.dir, "site": config.node.site, "node": config.node.node,
+            "federation": config.node.federation, "admin_token_file": dir.admin_token(),
+        }));
+    }
+    println!(
+        "initialised {} for site {} node {}",
+        a.dir.display(),
+        config.node.site,
+        config.node.node
+    );
+    println!(
+        "admin token in {} (owner-only)",
+        dir.admin_token().display()
+    );
+    println!("next: ttx serve {}", a.dir.display());
+    Ok(())
+}
+
+fn config_text(config: &Config) -> String {
+    format!(
+        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
+        config.to_toml()
+    )
+}
+
+/// Arguments of `ttx serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The data directory (or --dir / TTX_DIR).
+    #[arg(value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Which node, when DIR is not given.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// `ttx serve DIR`: run the node until SIGINT or SIGTERM, then drain and stop.
+pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let dir = match a.data_dir {
+        Some(d) => d,
+        None => a.node.resolve()?.root().to_path_buf(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TTX_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let node = RunningNode::start(&dir).await.map_err(|e| match e {
+            crate::node::NodeError::Locked(_) => {
+                Failure::new(FailureKind::Refused, e.to_string()).into()
+            }
+            crate::node::NodeError::NoStore(_) => {
+                Failure::new(FailureKind::NotFound, e.to_string()).into()
+            }
+            crate::node::NodeError::Config(_) => {
+                Failure::new(FailureKind::Invalid, e.to_string()).into()
+            }
+            other => anyhow::Error::from(other),
+        })?;
+        eprintln!(
+            "ttx: serving site {} node {} on {}",
+            node.config.node.site,
+            node.config.node.node,
+            node.bound
+                .api_addr
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        wait_for_stop_signal().await?;
+        tracing::info!("stop signal received, draining");
+        node.stop().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// `ttx status`.
+pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
+    let s: Status = Client::connect(&node.resolve()?)?.get("/v1/status", &[])?;
+    if json {
+        return print_json(&s);
+    }
+    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "site {}  node {}  federation {}  ttx {}",
+        s.site, s.node, s.federation, s.version
+    );
+    println!(
+        "api {}  listen {}  pid {}  up {}s",
+        addr(s.api_addr),
+        addr(s.listen_addr),
+        s.pid,
+        s.uptime_secs
+    );
+    println!(
+        "tickets {} ({} open)  events {}",
+        s.tickets, s.open_tickets, s.events
+    );
+    Ok(())
+}
+
+/// `ttx operator ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Add an operator and print its new token (shown once).
+    Add {
+        /// Name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long)]
+        role: String,
+        /// Which node.
+        #[command(flatten)]
+        node: NodeDir,
+    },
+    /// List operators.
+    List {
+        /// Which node.
+        #[command(flatten)]
+        node: NodeDir,
+    },
+    /// Remove an operator (its token stops working at once).
+    Remove {
+        /// Name.
+        name: String,
+        /// Which node.
+        #[command(flatten)]
+        node: NodeDir,
+    },
+}
+
+/// Runs an operator command.
+pub fn operator(cmd: OperatorCommand, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        OperatorCommand::Add { name, role, node } => {
+            let r: NewOperator = Client::connect(&node.resolve()?)?
+                .post("/v1/operators", &json!({"name": name, "role": role}))?;
+            if json {
+                return print_json(&r);
+            }
+            println!("operator {} ({})", r.name, r.role.as_str());
+            println!("{}", r.token);
+        }
+        OperatorCommand::List { node } => {
+            let ops: Vec<Operator> =
+                Client::connect(&node.resolve()?)?.get("/v1/operators", &[])?;
+            if json {
+                return print_json(&ops);
+            }
+            for o in ops {
+                println!(
+                    "{:<24} {:<8} since {}",
+                    o.name,
+                    o.role.as_str(),
+                    crate::model::clock::format(o.created_at)
+                );
+            }
+        }
+        OperatorCommand::Remove { name, node } => {
+            Client::connect(&node.resolve()?)?.delete(&format!("/v1/operators/{name}"))?;
+            if json {
+                return print_json(&json!({"removed": name}));
+            }
+            println!("operator {name} removed");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! Ticket commands: new, note, show, list, search, set, take, link, timer, alerts, resolve,
+//! close, reopen. Each is one request to the node's API.
+
+use std::io::Read;
+
+use serde_json::json;
+
+use super::client::{print_json, Client, NodeDir};
+use super::render;
+use super::{Failure, FailureKind};
+use crate::store::query::{Chart, SearchHit, TicketRow, Timer};
+use crate::store::writer::TicketAck;
+
+/// Arguments of `ttx new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// One-line subject.
+    pub subject: String,
+    /// trouble, complaint, engineering or meta.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub ticket_type: Option<String>,
+    /// Customer severity 1 (worst) to 4.
+    #[arg(long)]
+    pub severity: Option<u8>,
+    /// NOC priority 1 (first) to 4.
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// Queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Owner.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// First update; `-` reads it from standard input.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments naming one ticket.
+#[derive(Debug, clap::Args)]
+pub struct TicketArg {
+    /// Ticket number.
+    pub number: i64,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx note`.
+#[derive(Debug, clap::Args)]
+pub struct NoteArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// The update; `-` reads it from standard input (a pasted traceroute or mail).
+    pub text: String,
+    /// Share with partners (default: internal).
+    #[arg(long)]
+    pub shared: bool,
+    /// When it happened, if not now (RFC 3339, 'YYYY-MM-DD HH:MM', or '-15m').
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only this status (default: all open work).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only this owner.
+    #[arg(long, conflicts_with = "mine")]
+    pub owner: Option<String>,
+    /// Only mine.
+    #[arg(long)]
+    pub mine: bool,
+    /// Most rows.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Words to find in subjects and updates.
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    /// Most hits.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx set`.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// FIELD=VALUE (lists also FIELD+=VALUE, FIELD-=VALUE).
+    #[arg(required = true, num_args = 1..)]
+    pub assignments: Vec<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx link`.
+#[derive(Debug, clap::Args)]
+#[group(id = "kind", required = true, multiple = false)]
+pub struct LinkArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Mentions ticket M.
+    #[arg(long, value_name = "M", group = "kind")]
+    pub refers_to: Option<i64>,
+    /// Cannot be resolved before ticket M.
+    #[arg(long, value_name = "M", group = "kind")]
+    pub depends_on: Option<i64>,
+    /// Is one of the tickets M gathers.
+    #[arg(long, value_name = "M", group = "kind")]
+    pub member_of: Option<i64>,
+    /// Was merged into M.
+    #[arg(long, value_name = "M", group = "kind")]
+    pub merged_into: Option<i64>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx timer`.
+#[derive(Debug, clap::Args)]
+#[group(id = "when", required = true, multiple = false)]
+pub struct TimerArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Reminder text ("Remind Site: TT 42").
+    pub text: String,
+    /// After this long (2h, 15m, 1d).
+    #[arg(long = "in", value_name = "DURATION", group = "when")]
+    pub after: Option<String>,
+    /// At this time.
+    #[arg(long, value_name = "TIME", group = "when")]
+    pub at: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx alerts`.
+#[derive(Debug, clap::Args)]
+pub struct AlertsArgs {
+    /// Include alerts on tickets no longer open.
+    #[arg(long)]
+    pub all: bool,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx resolve`.
+#[derive(Debug, clap::Args)]
+pub struct ResolveArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// One line saying what fixed it.
+    #[arg(long)]
+    pub resolution: String,
+    /// The key component.
+    #[arg(long)]
+    pub component: Option<String>,
+    /// Who it was escalated to.
+    #[arg(long)]
+    pub escalated_to: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx close`.
+#[derive(Debug, clap::Args)]
+pub struct CloseArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Who checked the resolution.
+    #[arg(long)]
+    pub checked_by: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx reopen`.
+#[derive(Debug, clap::Args)]
+pub struct ReopenArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Why.
+    #[arg(long)]
+    pub reason: String,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+fn client(node: &NodeDir) -> anyhow::Result<Client> {
+    Client::connect(&node.resolve()?)
+}
+
+/// Reads `-` from standard input; any other text is taken as is.
+fn text_or_stdin(text: String) -> anyhow::Result<String> {
+    if text != "-" {
+        return Ok(text);
+    }
+    let mut buf = String::new();
+    std::io::stdin().read_to_string(&mut buf).map_err(|e| {
+        Failure::new(
+            FailureKind::Invalid,
+            format!("cannot read the text from standard input: {e}"),
+        )
+    })?;
+    Ok(buf)
+}
+
+fn ack(a: &TicketAck, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        return print_json(a);
+    }
+    if a.events.is_empty() && !a.replayed {
+        println!("TT {}: nothing changed ({})", a.number, a.status);
+    } else {
+        println!("TT {} {what} ({})", a.number, a.status);
+    }
+    Ok(())
+}
+
+fn post_ack(
+    c: &Client,
+    number: i64,
+    action: &str,
+    body: serde_json::Value,
+    json: bool,
+    what: &str,
+) -> anyhow::Result<()> {
+    let a: TicketAck = c.post(&format!("/v1/tickets/{number}/{action}"), &body)?;
+    ack(&a, json, what)
+}
+
+/// `ttx new`.
+pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let description = a.description.map(text_or_stdin).transpose()?;
+    let body = json!({
+        "subject": a.subject, "type": a.ticket_type, "severity": a.severity, "priority": a.priority,
+        "queue": a.queue, "owner": a.owner, "description": description,
+    });
+    let r: TicketAck = c.post("/v1/tickets", &body)?;
+    if json {
+        return print_json(&r);
+    }
+    println!("TT {} opened ({})", r.number, r.status);
+    Ok(())
+}
+
+/// `ttx note`.
+pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let text = text_or_stdin(a.text)?;
+    post_ack(
+        &c,
+        a.number,
+        "notes",
+        json!({"text": text, "shared": a.shared, "at": a.at}),
+        json,
+        "updated",
+    )
+}
+
+/// `ttx show`.
+pub fn show(a: TicketArg, json: bool) -> anyhow::Result<()> {
+    let chart: Chart = client(&a.node)?.get(&format!("/v1/tickets/{}", a.number), &[])?;
+    if json {
+        return print_json(&chart);
+    }
+    print!("{}", render::chart(&chart));
+    Ok(())
+}
+
+/// `ttx list`.
+pub fn list(a: ListArgs, json: bool) -> anyhow::Result<()> {
+    let mut q: Vec<(&str, String)> = vec![("limit", a.limit.to_string())];
+    for (k, v) in [("status", a.status), ("queue", a.queue), ("owner", a.owner)] {
+        if let Some(v) = v {
+            q.push((k, v));
+        }
+    }
+    if a.mine {
+        q.push(("mine", "true".into()));
+    }
+    let rows: Vec<TicketRow> = client(&a.node)?.get("/v1/tickets", &q)?;
+    if json {
+        return print_json(&rows);
+    }
+    print!("{}", render::rows(&rows));
+    Ok(())
+}
+
+/// `ttx search`.
+pub fn search(a: SearchArgs, json: bool) -> anyhow::Result<()> {
+    let q = vec![("q", a.text.join(" ")), ("limit", a.limit.to_string())];
+    let hits: Vec<SearchHit> = client(&a.node)?.get("/v1/search", &q)?;
+    if json {
+        return print_json(&hits);
+    }
+    print!("{}", render::hits(&hits));
+    Ok(())
+}
+
+/// `ttx set`.
+pub fn set(a: SetArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    post_ack(
+        &c,
+        a.number,
+        "set",
+        json!({"assignments": a.assignments}),
+        json,
+        "updated",
+    )
+}
+
+/// `ttx take`.
+pub fn take(a: TicketArg, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    post_ack(&c, a.number, "take", json!({}), json, "taken")
+}
+
+/// `ttx link`.
+pub fn link(a: LinkArgs, json: bool) -> anyhow::Result<()> {
+    let (kind, target) = [
+        ("refers-to", a.refers_to),
+        ("depends-on", a.depends_on),
+        ("member-of", a.member_of),
+        ("merged-into", a.merged_into),
+    ]
+    .into_iter()
+    .find_map(|(k, t)| t.map(|t| (k, t)))
+    .ok_or_else(|| {
+        Failure::new(
+            FailureKind::Invalid,
+            "give one of --refers-to, --depends-on, --member-of, --merged-into",
+        )
+    })?;
+    let c = client(&a.node)?;
+    post_ack(
+        &c,
+        a.number,
+        "links",
+        json!({"kind": kind, "target": target}),
+        json,
+        &format!("{kind} TT {target}"),
+    )
+}
+
+/// `ttx timer`.
+pub fn timer(a: TimerArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    post_ack(
+        &c,
+        a.number,
+        "timers",
+        json!({"in": a.after, "at": a.at, "text": a.text}),
+        json,
+        "timer set",
+    )
+}
+
+/// `ttx alerts`.
+pub fn alerts(a: AlertsArgs, json: bool) -> anyhow::Result<()> {
+    let q = if a.all {
+        vec![("all", "true".to_string())]
+    } else {
+        vec![]
+    };
+    let timers: Vec<Timer> = client(&a.node)?.get("/v1/alerts", &q)?;
+    if json {
+        return print_json(&timers);
+    }
+    print!("{}", render::alerts(&timers));
+    Ok(())
+}
+
+/// `ttx resolve`.
+pub fn resolve(a: ResolveArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let body = json!({"resolution": a.resolution, "component": a.component, "escalated_to": a.escalated_to});
+    post_ack(&c, a.number, "resolve", body, json, "resolved")
+}
+
+/// `ttx close`.
+pub fn close(a: CloseArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    post_ack(
+        &c,
+        a.number,
+        "close",
+        json!({"checked_by": a.checked_by}),
+        json,
+        "closed",
+    )
+}
+
+/// `ttx reopen`.
+pub fn reopen(a: ReopenArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    post_ack(
+        &c,
+        a.number,
+        "reopen",
+        json!({"reason": a.reason}),
+        json,
+        "reopened",
+    )
+}

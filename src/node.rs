@@ -187,13 +187,10 @@ impl RunningNode {
             started: Instant::now(),
             bound: Arc::new(bound.clone()),
         };
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(serve_api(
-            listener,
-            state,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(alarm_clock(store.clone(), shutdown_rx)));
+        let tasks = vec![
+            tokio::spawn(serve_api(listener, state, shutdown_rx.clone())),
+            tokio::spawn(alarm_clock(store.clone(), shutdown_rx)),
+        ];
         Ok(RunningNode {
             bound,
             store,

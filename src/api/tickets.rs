@@ -74,7 +74,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTicket>,
 ) -> Result<(StatusCode, Json<TicketAck>), ApiError> {
-    let ack = write_ticket(&state, &caller, &headers, WriteOp::Create(body)).await?;
+    let ack = write_ticket(&state, &caller, &headers, WriteOp::Create(Box::new(body))).await?;
     Ok((StatusCode::CREATED, Json(ack)))
 }
 

@@ -93,6 +93,13 @@ impl Client {
                     self.base
                 )
             }
+            ureq::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
+                Failure::new(
+                    FailureKind::Invalid,
+                    format!("the node at {} closed the connection before reading the request (larger than api.max_body_bytes?)", self.base),
+                )
+                .into()
+            }
             other => anyhow::anyhow!("request to the node at {} failed: {other}", self.base),
         })?;
         let status = resp.status().as_u16();

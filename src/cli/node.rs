@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// The data directory (or --dir / TTX_DIR).
     #[arg(value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Create the node on first run (as `ttx init DIR --site SITE`) if DIR holds none yet.
+    #[arg(long)]
+    pub site: Option<String>,
     /// Which node, when DIR is not given.
     #[command(flatten)]
     pub node: NodeDir,
@@ -123,6 +126,36 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => a.node.resolve()?.root().to_path_buf(),
     };
+    let data = DataDir::new(&dir);
+    match &a.site {
+        Some(site) if !data.config().exists() => init(
+            InitArgs {
+                dir: dir.clone(),
+                site: site.clone(),
+                node: "primary".into(),
+                federation: "default".into(),
+                api: "127.0.0.1:0".parse().expect("literal address"),
+                listen: None,
+            },
+            false,
+        )?,
+        Some(site) => {
+            let config = Config::load(&data.config())
+                .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;
+            if &config.node.site != site {
+                return Err(Failure::new(
+                    FailureKind::Refused,
+                    format!(
+                        "{} belongs to site {}, not {site}",
+                        dir.display(),
+                        config.node.site
+                    ),
+                )
+                .into());
+            }
+        }
+        None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TTX_LOG")

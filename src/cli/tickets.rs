@@ -60,7 +60,7 @@ pub struct NoteArgs {
     #[arg(long)]
     pub shared: bool,
     /// When it happened, if not now (RFC 3339, 'YYYY-MM-DD HH:MM', or '-15m').
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub at: Option<String>,
     /// Which node.
     #[command(flatten)]
@@ -262,6 +262,9 @@ fn post_ack(
 pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     let c = client(&a.node)?;
     let description = a.description.map(text_or_stdin).transpose()?;
+    if let Some(d) = &description {
+        check_size(&a.node, "description", d)?;
+    }
     let body = json!({
         "subject": a.subject, "type": a.ticket_type, "severity": a.severity, "priority": a.priority,
         "queue": a.queue, "owner": a.owner, "description": description,
@@ -274,10 +277,33 @@ pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a text the node would refuse, before sending megabytes it will not read.
+fn check_size(node: &NodeDir, what: &str, text: &str) -> anyhow::Result<()> {
+    let Ok(config) = crate::config::Config::load(&node.resolve()?.config()) else {
+        return Ok(()); // the node answers with its own limits
+    };
+    let (max_note, max_body) = (config.limits.max_note_bytes, config.api.max_body_bytes);
+    let message = if text.len() > max_note {
+        format!(
+            "{what} is {} bytes, at most {max_note} allowed (limits.max_note_bytes)",
+            text.len()
+        )
+    } else if text.len() + 4096 > max_body {
+        format!(
+            "{what} of {} bytes is larger than api.max_body_bytes ({max_body})",
+            text.len()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Failure::new(FailureKind::Invalid, message).into())
+}
+
 /// `ttx note`.
 pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
     let c = client(&a.node)?;
     let text = text_or_stdin(a.text)?;
+    check_size(&a.node, "note", &text)?;
     post_ack(
         &c,
         a.number,

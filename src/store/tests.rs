@@ -30,11 +30,11 @@ fn req(op: WriteOp) -> WriteRequest {
 fn create(store: &Store, subject: &str) -> writer::TicketAck {
     match store
         .writer
-        .write_blocking(req(WriteOp::Create(CreateTicket {
+        .write_blocking(req(WriteOp::Create(Box::new(CreateTicket {
             subject: subject.into(),
             description: Some("first words".into()),
             ..Default::default()
-        })))
+        }))))
         .unwrap()
     {
         WriteOutcome::Ticket(ack) => ack,
@@ -123,10 +123,10 @@ fn unknown_ticket_and_refusals_change_nothing() {
 fn idempotency_key_answers_a_retry_without_applying_it_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), "noc-a");
-    let mut r = req(WriteOp::Create(CreateTicket {
+    let mut r = req(WriteOp::Create(Box::new(CreateTicket {
         subject: "retried".into(),
         ..Default::default()
-    }));
+    })));
     r.idempotency_key = Some("k1".into());
     let first = store.writer.write_blocking(r.clone()).unwrap();
     let second = store.writer.write_blocking(r).unwrap();

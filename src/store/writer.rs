@@ -40,7 +40,7 @@ pub struct WriteRequest {
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     /// Open a ticket.
-    Create(CreateTicket),
+    Create(Box<CreateTicket>),
     /// A command on ticket `number`.
     Ticket {
         /// The ticket.
@@ -112,9 +112,15 @@ pub struct TicketAck {
     pub replayed: bool,
 }
 
+/// A queued write and where its answer goes.
+type Pending = (
+    Box<WriteRequest>,
+    oneshot::Sender<Result<WriteOutcome, StoreError>>,
+);
+
 enum Job {
     Write(
-        WriteRequest,
+        Box<WriteRequest>,
         oneshot::Sender<Result<WriteOutcome, StoreError>>,
     ),
     Shutdown,
@@ -180,7 +186,7 @@ impl Writer {
     pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.queue
-            .send(Job::Write(req, tx))
+            .send(Job::Write(Box::new(req), tx))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -190,7 +196,7 @@ impl Writer {
     pub fn write_blocking(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.queue
-            .blocking_send(Job::Write(req, tx))
+            .blocking_send(Job::Write(Box::new(req), tx))
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
@@ -333,13 +339,7 @@ impl WriterState {
         }
     }
 
-    fn commit_batch(
-        &mut self,
-        batch: &mut Vec<(
-            WriteRequest,
-            oneshot::Sender<Result<WriteOutcome, StoreError>>,
-        )>,
-    ) {
+    fn commit_batch(&mut self, batch: &mut Vec<Pending>) {
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Effects::default();
         let committed = self.run_batch(batch, &mut results, &mut effects);
@@ -374,10 +374,7 @@ impl WriterState {
 
     fn run_batch(
         &mut self,
-        batch: &[(
-            WriteRequest,
-            oneshot::Sender<Result<WriteOutcome, StoreError>>,
-        )],
+        batch: &[Pending],
         results: &mut Vec<Result<WriteOutcome, StoreError>>,
         effects: &mut Effects,
     ) -> Result<(), StoreError> {

@@ -1,4 +1,8 @@
 //! All integration tests in one binary (one link, shared helpers). Each module covers one area
 //! and runs the real `ttx` binary or the library against real files.
 
+mod bad_input;
+mod common;
+mod crash;
 mod pki;
+mod tickets;

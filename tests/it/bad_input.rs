@@ -1,0 +1,205 @@
+//! Bad input at the CLI and the API: a clear message, a precise exit code or status, and a
+//! store left exactly as it was.
+
+use crate::common::{open_db, run, ttx, TestNode};
+
+fn event_count(node: &TestNode) -> i64 {
+    node.cli(&["--json", "status"]).json()["events"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn refused_commands_leave_the_store_intact() {
+    let node = TestNode::start_new("noc-a");
+    node.cli(&["new", "ticket one"]).ok();
+    let before = event_count(&node);
+    node.cli(&["note", "42", "hello"]).fails(3, "no ticket 42");
+    node.cli(&["show", "42"]).fails(3, "no ticket 42");
+    node.cli(&["close", "1"]).fails(4, "cannot go from new to closed: from new a ticket may go to open, pending, referred, resolved, cancelled");
+    node.cli(&["reopen", "1", "--reason", "x"])
+        .fails(4, "only a resolved ticket can be reopened");
+    node.cli(&["new", "x", "--severity", "5"])
+        .fails(2, "severity must be 1 to 4, got 5");
+    node.cli(&["new", "x", "--priority", "0"])
+        .fails(2, "priority must be 1 to 4, got 0");
+    node.cli(&["set", "1", "colour=red"])
+        .fails(2, "unknown field \"colour\"");
+    node.cli(&["set", "1", "status=resolved"])
+        .fails(4, "ttx resolve");
+    node.cli(&["set", "1", "status=bogus"])
+        .fails(2, "unknown status");
+    node.cli(&["set", "1", "noequals"])
+        .fails(2, "is not FIELD=VALUE");
+    node.cli(&["new", ""]).fails(2, "subject must not be empty");
+    node.cli(&["new", "   "])
+        .fails(2, "subject must not be empty");
+    node.cli(&["new", "x", "--type", "incident"])
+        .fails(2, "unknown ticket type");
+    node.cli(&["note", "1", ""])
+        .fails(2, "note must not be empty");
+    node.cli(&["note", "1", "x", "--at", "yesterday"])
+        .fails(2, "invalid time");
+    node.cli(&["timer", "1", "--in", "soon", "x"])
+        .fails(2, "invalid duration");
+    node.cli(&["timer", "1", "--at", "2001-01-01 00:00", "x"])
+        .fails(2, "not in the future");
+    node.cli(&["link", "1", "--refers-to", "1"])
+        .fails(4, "cannot be linked to itself");
+    node.cli(&["link", "1", "--refers-to", "9"])
+        .fails(3, "no ticket 9");
+    node.cli(&["search", " "])
+        .fails(2, "search text must not be empty");
+    assert_eq!(event_count(&node), before);
+}
+
+#[test]
+fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
+    let mut node = TestNode::init("noc-a");
+    node.start();
+    node.cli(&["new", "paste"]).ok();
+    let big: Vec<u8> = "traceroute to 192.0.2.1, 30 hops max\n"
+        .bytes()
+        .cycle()
+        .take(10 * 1024 * 1024)
+        .collect();
+    node.cli_with(&["note", "1", "-"], None, Some(&big)).ok();
+    let chart = node.cli(&["--json", "show", "1"]).json();
+    let text = chart["history"][1]["event"]["kind"]["NoteAdded"]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(text.len(), big.len());
+    node.stop();
+    node.configure(|c| c.limits.max_note_bytes = 4 * 1024 * 1024);
+    node.start();
+    let before = event_count(&node);
+    node.cli_with(&["note", "1", "-"], None, Some(&big)).fails(
+        2,
+        "note is 10485760 bytes, at most 4194304 allowed (limits.max_note_bytes)",
+    );
+    // Past the body limit the API refuses before reading it all.
+    node.stop();
+    node.configure(|c| {
+        c.limits.max_note_bytes = 16 * 1024 * 1024;
+        c.api.max_body_bytes = 1024 * 1024;
+    });
+    node.start();
+    node.cli_with(&["note", "1", "-"], None, Some(&big))
+        .fails(2, "larger than api.max_body_bytes");
+    assert_eq!(event_count(&node), before);
+}
+
+#[test]
+fn the_api_refuses_malformed_and_unauthorized_requests() {
+    let node = TestNode::start_new("noc-a");
+    let admin = node.admin_token();
+    node.cli(&["new", "x"]).ok();
+    let (s, body) = node.http("POST", "/v1/tickets", Some(&admin), Some(b"{\"subject\": "));
+    assert_eq!(s, 400);
+    assert_eq!(body["error"]["code"], "invalid");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body"),
+        "{body}"
+    );
+    let (s, body) = node.http(
+        "POST",
+        "/v1/tickets",
+        Some(&admin),
+        Some(b"{\"subject\": 7}"),
+    );
+    assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid")));
+    let (s, _) = node.http(
+        "POST",
+        "/v1/tickets",
+        Some(&admin),
+        Some(b"{\"subject\": \"x\", \"bogus\": 1}"),
+    );
+    assert_eq!(s, 400);
+    let (s, body) = node.http(
+        "POST",
+        "/v1/tickets/abc/notes",
+        Some(&admin),
+        Some(b"{\"text\":\"x\"}"),
+    );
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = node.http("GET", "/v1/tickets", None, None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (s, _) = node.http("GET", "/v1/tickets", Some("nope"), None);
+    assert_eq!(s, 401);
+    let (s, body) = node.http("GET", "/v1/nothing", Some(&admin), None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let huge = vec![b'a'; 17 * 1024 * 1024];
+    let (s, body) = node.http("POST", "/v1/tickets/1/notes", Some(&admin), Some(&huge));
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (413, Some("too_large"))
+    );
+    let (s, body) = node.http(
+        "POST",
+        "/v1/tickets",
+        Some(&admin),
+        Some(b"{\"subject\":\"ok\"}"),
+    );
+    assert_eq!((s, body["number"].as_i64()), (201, Some(2)));
+}
+
+#[test]
+fn one_writer_per_store_and_init_never_overwrites() {
+    let node = TestNode::start_new("noc-a");
+    let second = run(
+        {
+            let mut c = ttx();
+            c.args(["serve", node.dir.to_str().unwrap()]);
+            c
+        },
+        None,
+    );
+    second.fails(4, "already serving");
+    let again = run(
+        {
+            let mut c = ttx();
+            c.args(["init", node.dir.to_str().unwrap(), "--site", "noc-a"]);
+            c
+        },
+        None,
+    );
+    again.fails(4, "already holds a ttx node");
+    let bad = run(
+        {
+            let mut c = ttx();
+            c.args([
+                "init",
+                node.tmp.path().join("other").to_str().unwrap(),
+                "--site",
+                "NOC A",
+            ]);
+            c
+        },
+        None,
+    );
+    bad.fails(2, "invalid site name");
+    let none = run(
+        {
+            let mut c = ttx();
+            c.args(["serve", node.tmp.path().join("missing").to_str().unwrap()]);
+            c
+        },
+        None,
+    );
+    none.fails(2, "cannot read config");
+    // The first node is unharmed.
+    node.cli(&["new", "still here"]).ok();
+    let mut c = ttx();
+    c.args(["list"]);
+    run(c, None).fails(2, "no node chosen");
+    drop(open_db(&node.dir));
+}

@@ -3,7 +3,10 @@
 use proptest::prelude::*;
 
 use super::codec::{decode_framed, encode_framed};
-use super::*;
+use super::{
+    frame, ClientFrame, ErrorCode, Hello, HelloAck, Ping, Pong, Refusal, Request, Response, Role,
+    ServerFrame,
+};
 
 const MAX: u32 = 1 << 16;
 

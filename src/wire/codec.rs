@@ -9,7 +9,7 @@
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::frame::effective_max;
+use super::frame::{effective_max, LEN_PREFIX};
 use super::WireError;
 
 /// The codec's size limit in bytes (the frame ceiling).
@@ -41,8 +41,20 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
 
 /// Encodes a message as a whole frame (length prefix + payload), refusing one over `max`.
 pub fn encode_framed<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, WireError> {
-    let payload = encode(msg)?;
-    super::frame::encode_frame(&payload, max)
+    // Encode behind a placeholder prefix, then patch the length in: one buffer, no copy.
+    let mut out = vec![0u8; LEN_PREFIX];
+    bincode::serde::encode_into_std_write(msg, &mut out, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let len = out.len() - LEN_PREFIX;
+    let max = effective_max(max);
+    if len as u64 > u64::from(max) {
+        return Err(WireError::TooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    out[..LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
 }
 
 /// Decodes exactly one whole frame from `buf` (nothing may follow it).

@@ -13,6 +13,7 @@ pub struct Request {
     /// The sender's id for this request, echoed in the answer.
     pub id: u64,
     /// The protocol message.
+    #[serde(with = "super::bytes")]
     pub body: Vec<u8>,
 }
 
@@ -22,6 +23,7 @@ pub struct Response {
     /// The id of the request answered.
     pub id: u64,
     /// The protocol's answer.
+    #[serde(with = "super::bytes")]
     pub body: Vec<u8>,
 }
 

@@ -165,11 +165,24 @@ impl TestCa {
 
 /// A self-signed node certificate (for pinned peers without a CA).
 pub fn self_signed_node(federation: &str, site: &str, node: &str) -> TestNode {
+    self_signed_node_valid(federation, site, node, -3600, 30 * 86400)
+}
+
+/// A self-signed node certificate valid from `now + from_secs` to `now + to_secs`.
+pub fn self_signed_node_valid(
+    federation: &str,
+    site: &str,
+    node: &str,
+    from_secs: i64,
+    to_secs: i64,
+) -> TestNode {
     let uri = format!("ttx://{federation}/{site}/{node}");
     let key = KeyPair::generate().expect("generate node key");
-    let cert = node_params(&uri, 1)
-        .self_signed(&key)
-        .expect("self-sign node");
+    let mut params = node_params(&uri, 1);
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now + Duration::seconds(from_secs);
+    params.not_after = now + Duration::seconds(to_secs);
+    let cert = params.self_signed(&key).expect("self-sign node");
     TestNode {
         identity: NodeIdentity::parse_uri(&uri).expect("valid test identity"),
         local: local(cert.der().clone(), &key),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rustls::AlertDescription;
 use tokio::sync::broadcast;
 
-use super::testing::{self_signed_node, TestCa, TestNode};
+use super::testing::{self_signed_node, self_signed_node_valid, TestCa, TestNode};
 use super::*;
 use crate::config::TransportSection;
 use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
@@ -221,6 +221,26 @@ async fn pinned_peer_with_another_key_is_refused() {
     );
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&e, &s, AlertDescription::CertificateUnknown, "PinMismatch");
+}
+
+#[tokio::test]
+async fn expired_pinned_peer_is_refused() {
+    let a = self_signed_node_valid(FED, "noc-a", "primary", -7200, -3600);
+    let b = self_signed_node(FED, "telco-b", "primary");
+    let pin = |site: &str, n: &TestNode| TrustConfig {
+        pins: [(site.to_string(), [n.spki()].into())].into(),
+        ..TrustConfig::default()
+    };
+    let na = node(&a, pin("telco-b", &b), limits());
+    let mut nb = node(&b, pin("noc-a", &a), limits());
+    let c = handshake(
+        na.ep
+            .connect(nb.addr, "telco-b", EXCHANGE)
+            .await
+            .unwrap_err(),
+    );
+    let s = server_tls_failure(&mut nb).await;
+    assert_tls(&s, &c, AlertDescription::CertificateExpired, "Expired");
 }
 
 #[tokio::test]

@@ -59,7 +59,8 @@ fn ca_params(name: &str) -> CertificateParams {
     p
 }
 
-fn node_params(id: &str, serial: u64) -> CertificateParams {
+/// Node certificate parameters valid from `now + from_secs` to `now + to_secs`.
+fn node_params(id: &str, serial: u64, from_secs: i64, to_secs: i64) -> CertificateParams {
     let mut p = CertificateParams::default();
     p.distinguished_name.push(DnType::CommonName, id);
     if let Ok(uri) = id.to_string().try_into() {
@@ -71,8 +72,9 @@ fn node_params(id: &str, serial: u64) -> CertificateParams {
     ];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.serial_number = Some(SerialNumber::from(serial));
-    p.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
-    p.not_after = OffsetDateTime::now_utc() + Duration::days(30);
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now + Duration::seconds(from_secs);
+    p.not_after = now + Duration::seconds(to_secs);
     p
 }
 
@@ -122,10 +124,7 @@ impl TestCa {
         self.next_serial += 1;
         let serial = self.next_serial;
         let key = KeyPair::generate().expect("generate node key");
-        let mut params = node_params(uri, serial);
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now + Duration::seconds(from_secs);
-        params.not_after = now + Duration::seconds(to_secs);
+        let params = node_params(uri, serial, from_secs, to_secs);
         let cert = params.signed_by(&key, &self.issuer).expect("sign node");
         TestNode {
             identity: NodeIdentity::parse_uri(uri).unwrap_or_else(|_| {
@@ -178,10 +177,7 @@ pub fn self_signed_node_valid(
 ) -> TestNode {
     let uri = format!("ttx://{federation}/{site}/{node}");
     let key = KeyPair::generate().expect("generate node key");
-    let mut params = node_params(&uri, 1);
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now + Duration::seconds(from_secs);
-    params.not_after = now + Duration::seconds(to_secs);
+    let params = node_params(&uri, 1, from_secs, to_secs);
     let cert = params.self_signed(&key).expect("self-sign node");
     TestNode {
         identity: NodeIdentity::parse_uri(&uri).expect("valid test identity"),

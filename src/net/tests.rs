@@ -46,6 +46,14 @@ fn trust_of(cas: &[&TestCa]) -> TrustConfig {
     }
 }
 
+/// Trust that pins `site` to `n`'s key, without any CA.
+fn pinned(site: &str, n: &TestNode) -> TrustConfig {
+    TrustConfig {
+        pins: [(site.to_string(), [n.spki()].into())].into(),
+        ..TrustConfig::default()
+    }
+}
+
 struct Node {
     ep: Endpoint,
     policy: Arc<StaticPolicy>,
@@ -177,12 +185,8 @@ async fn happy_path_ping_both_ways() {
 async fn pinned_peer_without_shared_ca() {
     let a = self_signed_node(FED, "noc-a", "primary");
     let b = self_signed_node(FED, "telco-b", "primary");
-    let pin = |site: &str, n: &TestNode| TrustConfig {
-        pins: [(site.to_string(), [n.spki()].into())].into(),
-        ..TrustConfig::default()
-    };
-    let na = node(&a, pin("telco-b", &b), limits());
-    let nb = node(&b, pin("noc-a", &a), limits());
+    let na = node(&a, pinned("telco-b", &b), limits());
+    let nb = node(&b, pinned("noc-a", &a), limits());
     na.policy
         .set(b.identity.clone(), Some(Permissions::EXCHANGE));
     nb.policy
@@ -197,22 +201,8 @@ async fn pinned_peer_with_another_key_is_refused() {
     let a = self_signed_node(FED, "noc-a", "primary");
     let b = self_signed_node(FED, "telco-b", "primary");
     let impostor = self_signed_node(FED, "telco-b", "primary");
-    let na = node(
-        &a,
-        TrustConfig {
-            pins: [("telco-b".to_string(), [b.spki()].into())].into(),
-            ..TrustConfig::default()
-        },
-        limits(),
-    );
-    let mut nb = node(
-        &impostor,
-        TrustConfig {
-            pins: [("noc-a".to_string(), [a.spki()].into())].into(),
-            ..TrustConfig::default()
-        },
-        limits(),
-    );
+    let na = node(&a, pinned("telco-b", &b), limits());
+    let mut nb = node(&impostor, pinned("noc-a", &a), limits());
     let e = handshake(
         na.ep
             .connect(nb.addr, "telco-b", EXCHANGE)
@@ -227,12 +217,8 @@ async fn pinned_peer_with_another_key_is_refused() {
 async fn expired_pinned_peer_is_refused() {
     let a = self_signed_node_valid(FED, "noc-a", "primary", -7200, -3600);
     let b = self_signed_node(FED, "telco-b", "primary");
-    let pin = |site: &str, n: &TestNode| TrustConfig {
-        pins: [(site.to_string(), [n.spki()].into())].into(),
-        ..TrustConfig::default()
-    };
-    let na = node(&a, pin("telco-b", &b), limits());
-    let mut nb = node(&b, pin("noc-a", &a), limits());
+    let na = node(&a, pinned("telco-b", &b), limits());
+    let mut nb = node(&b, pinned("noc-a", &a), limits());
     let c = handshake(
         na.ep
             .connect(nb.addr, "telco-b", EXCHANGE)

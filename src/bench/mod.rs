@@ -1,1 +1,3 @@
-//! (in progress)
+//! `ttx bench …`: each figure measured against a baseline in the same process.
+
+pub mod transport;

@@ -1,1 +1,31 @@
 //! Frames and codec of the ticket-transfer protocols: bytes in, messages out, no sockets.
+//!
+//! - [`frame`]: a 4-byte big-endian length prefix, then a payload; the length is checked against a
+//!   configured maximum before anything is allocated.
+//! - [`codec`]: the one place bincode is called (legacy configuration with an explicit size limit),
+//!   so it can be swapped for a codec that writes the same bytes.
+//! - [`alpn`]: the protocol ids (one ALPN per protocol version) and the list a node offers.
+//! - [`hello`]: the connection handshake after TLS: `Hello`, `HelloAck`, `Refusal`.
+//! - [`message`]: the frames sent on streams: the request/response envelope, `Ping`/`Pong`, errors.
+//! - [`error`]: stable error codes sent on the wire, and the codec's own error type.
+//!
+//! Evolution rule: bincode cannot add fields to a struct, so the protocol evolves only by appending
+//! enum variants and by new ALPN versions. The golden-byte tests in this module pin every frame.
+
+pub mod alpn;
+mod bytes;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod hello;
+pub mod message;
+
+pub use error::{ErrorCode, WireError};
+pub use frame::{decode_frame, encode_frame, read_len_prefix, FRAME_CEILING, LEN_PREFIX};
+pub use hello::{Hello, HelloAck, Refusal, Role};
+pub use message::{ClientFrame, ErrorFrame, Ping, Pong, Request, Response, ServerFrame};
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod prop;

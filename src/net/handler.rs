@@ -1,0 +1,105 @@
+//! Per-protocol handlers and the ALPN router (iroh's `ProtocolHandler`/`Router` shape).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::policy::Permission;
+use crate::identity::NodeIdentity;
+use crate::wire::alpn::ProtocolId;
+use crate::wire::{ErrorCode, Request, Role};
+
+/// A boxed, sendable future (handlers are object-safe without `async-trait`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who is asking, as established by TLS and Hello.
+#[derive(Debug, Clone)]
+pub struct PeerCtx {
+    /// The endpoint-local id of the connection.
+    pub connection_id: u64,
+    /// The peer's identity (from its certificate's URI SAN).
+    pub identity: NodeIdentity,
+    /// The peer's key fingerprint (SPKI SHA-256, hex).
+    pub spki: String,
+    /// The negotiated protocol version.
+    pub protocol: ProtocolId,
+    /// The role the connecting side declared.
+    pub role: Role,
+    /// Features both sides support.
+    pub features: u64,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}
+
+/// Serves the requests of one protocol version. The endpoint has already checked that the peer
+/// is admitted and authorized for the protocol's permission when `handle` is called.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request: the response body, or a stable error code for the peer.
+    fn handle<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>>;
+}
+
+/// A protocol version served by the endpoint.
+#[derive(Clone)]
+pub struct Route {
+    /// The protocol (its ALPN).
+    pub protocol: ProtocolId,
+    /// The permission a peer needs to speak it.
+    pub permission: Permission,
+    /// Its handler.
+    pub handler: Arc<dyn Handler>,
+}
+
+/// Picks a handler by negotiated ALPN. Routes are kept in preference order (the order added):
+/// add the newest version of a family first.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a protocol version with the permission it requires and its handler.
+    pub fn route(
+        mut self,
+        protocol: ProtocolId,
+        permission: Permission,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
+        self.routes.push(Route {
+            protocol,
+            permission,
+            handler,
+        });
+        self
+    }
+
+    /// The route for a negotiated ALPN.
+    pub fn get(&self, alpn: &[u8]) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.protocol.alpn().as_bytes() == alpn)
+    }
+
+    /// Every ALPN served, in preference order.
+    pub fn alpns(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.protocol.alpn()).collect()
+    }
+
+    /// The ALPNs of one family, in preference order.
+    pub fn family_alpns(&self, family: &str) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|r| r.protocol.family == family)
+            .map(|r| r.protocol.alpn())
+            .collect()
+    }
+}

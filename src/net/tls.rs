@@ -105,8 +105,8 @@ pub fn spki_sha256(cert_der: &[u8]) -> Result<String, IdentityError> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.public_key().raw);
-    Ok(hex::encode(digest.as_ref()))
+    // One definition of the fingerprint for the whole crate: the PKI's.
+    Ok(crate::pki::spki_sha256_of_spki(cert.public_key().raw))
 }
 
 /// A certificate's validity period as UNIX seconds `(not_before, not_after)`.

@@ -37,6 +37,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod federation;
 pub mod identity;
 pub mod model;
 pub mod net;

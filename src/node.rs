@@ -4,11 +4,14 @@
 //! 1. read and validate `DIR/ttx.toml`;
 //! 2. take the single-writer lock `DIR/node.lock` (a second `ttx serve` is refused);
 //! 3. open and migrate the store, start the writer thread;
-//! 4. bind the API (port 0 allowed) and record the bound addresses in `DIR/run/node.json`;
-//! 5. start the alarm clock and serve.
+//! 4. if `transport.listen` is set, load the TLS material (refusing a key others can read or a
+//!    certificate naming another node) and bind the QUIC endpoint;
+//! 5. bind the API (port 0 allowed) and record the bound addresses in `DIR/run/node.json`;
+//! 6. start the alarm clock and serve.
 //!
 //! Shutdown, in order: stop accepting API requests and let in-flight ones finish (bounded by
-//! `api.shutdown_grace_secs`), stop the alarm clock, let the writer commit what is queued,
+//! `api.shutdown_grace_secs`), stop the alarm clock, close peer connections, let the writer
+//! commit what is queued,
 //! remove `run/node.json`, release the lock.
 
 use std::fs::File;
@@ -25,6 +28,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Bound};
 use crate::config::{Config, ConfigError};
 use crate::datadir::DataDir;
+use crate::federation::Federation;
 use crate::model::clock;
 use crate::store::{query, NodeStamp, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 
@@ -53,6 +57,9 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The QUIC endpoint or its TLS material could not be set up.
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
     /// A file in the data dir could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -111,9 +118,12 @@ pub struct RunningNode {
     pub store: Store,
     /// Its config.
     pub config: Arc<Config>,
+    /// The QUIC side (partners, standby), when `transport.listen` is set.
+    pub federation: Option<Federation>,
     dir: DataDir,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    federation_tasks: Vec<JoinHandle<()>>,
     _lock: File,
 }
 
@@ -154,6 +164,9 @@ impl RunningNode {
                     source: std::io::Error::other(e),
                 })??
         };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let federation =
+            Federation::start(&dir, &config, store.clone(), shutdown_rx.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
             .map_err(|source| NodeError::Bind {
@@ -164,7 +177,10 @@ impl RunningNode {
         let api_addr = listener.local_addr().map_err(io_err(dir.root()))?;
         let bound = Bound {
             api_addr: Some(api_addr),
-            listen_addr: None,
+            listen_addr: match &federation {
+                Some((f, _)) => Some(f.local_addr()?),
+                None => None,
+            },
         };
         let info = RuntimeInfo {
             pid: std::process::id(),
@@ -177,15 +193,25 @@ impl RunningNode {
         std::fs::create_dir_all(dir.run_dir()).map_err(io_err(&dir.run_dir()))?;
         let info_json = serde_json::to_vec_pretty(&info).expect("runtime info serializes");
         write_atomic(&dir.runtime_info(), &info_json).map_err(io_err(&dir.runtime_info()))?;
-        tracing::info!(site = %config.node.site, node = %config.node.node, %api_addr, dir = %dir.root().display(), "node started");
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        tracing::info!(
+            site = %config.node.site,
+            node = %config.node.node,
+            %api_addr,
+            listen_addr = ?bound.listen_addr,
+            dir = %dir.root().display(),
+            "node started"
+        );
+        let (federation, federation_tasks) = match federation {
+            Some((f, tasks)) => (Some(f), tasks),
+            None => (None, Vec::new()),
+        };
         let state = AppState {
             store: store.clone(),
             config: config.clone(),
             auth: Arc::default(),
             started: Instant::now(),
             bound: Arc::new(bound.clone()),
+            federation: federation.clone(),
         };
         let tasks = vec![
             tokio::spawn(serve_api(listener, state, shutdown_rx.clone())),
@@ -196,8 +222,10 @@ impl RunningNode {
             store,
             config,
             dir,
+            federation,
             shutdown,
             tasks,
+            federation_tasks,
             _lock: lock,
         })
     }
@@ -207,6 +235,12 @@ impl RunningNode {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(f) = &self.federation {
+            f.shutdown().await;
+        }
+        for t in self.federation_tasks {
+            t.abort();
         }
         let writer = self.store.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;

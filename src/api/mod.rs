@@ -5,12 +5,14 @@
 //! - [`tickets`]: ticket endpoints (create, note, set, take, link, timer, resolve, close,
 //!   reopen, show, list, search, alerts).
 //! - [`admin`]: status and operators.
+//! - [`peers`]: the peer registry, ping, and trust reload (admin).
 //!
 //! `docs/api.md` lists the endpoints.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod peers;
 pub mod tickets;
 
 use std::net::SocketAddr;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub started: Instant,
     /// Addresses actually bound.
     pub bound: Arc<Bound>,
+    /// The QUIC side, when the node listens for peers.
+    pub federation: Option<crate::federation::Federation>,
 }
 
 /// The addresses the node actually bound (port 0 resolved).
@@ -71,6 +75,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{number}/reopen", post(tickets::reopen))
         .route("/v1/search", get(tickets::search))
         .route("/v1/alerts", get(tickets::alerts))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/pending", get(peers::pending))
+        .route("/v1/peers/{site}", delete(peers::remove))
+        .route("/v1/peers/{site}/accept", post(peers::accept))
+        .route("/v1/peers/{site}/deny", post(peers::deny))
+        .route("/v1/peers/{site}/ping", post(peers::ping))
+        .route("/v1/pki/reload", post(peers::reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

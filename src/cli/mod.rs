@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 pub mod client;
 pub mod node;
+pub mod peers;
 pub mod pki;
 pub mod render;
 pub mod tickets;
@@ -117,7 +118,13 @@ pub enum Command {
     Close(tickets::CloseArgs),
     /// Reopen a resolved ticket.
     Reopen(tickets::ReopenArgs),
-    /// Federation PKI: CA, requests, signing, revocation, inspection.
+    /// Partner sites and this site's standby: add, list, ping, pending, accept, deny.
+    Peer {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: peers::PeerCommand,
+    },
+    /// Federation PKI: CA, requests, signing, revocation, inspection, reload.
     Pki {
         /// What to do.
         #[command(subcommand)]
@@ -155,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resolve(a) => tickets::resolve(a, json),
         Command::Close(a) => tickets::close(a, json),
         Command::Reopen(a) => tickets::reopen(a, json),
+        Command::Peer { cmd } => peers::run(cmd, json),
         Command::Pki { cmd } => pki::run(cmd, json),
     }
 }

@@ -162,6 +162,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -174,7 +175,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             crate::node::NodeError::NoStore(_) => {
                 Failure::new(FailureKind::NotFound, e.to_string()).into()
             }
-            crate::node::NodeError::Config(_) => {
+            crate::node::NodeError::Config(_) | crate::node::NodeError::Federation(_) => {
                 Failure::new(FailureKind::Invalid, e.to_string()).into()
             }
             other => anyhow::Error::from(other),
@@ -188,22 +189,34 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        wait_for_stop_signal().await?;
+        wait_for_stop_signal(node.federation.clone()).await?;
         tracing::info!("stop signal received, draining");
         node.stop().await;
         Ok(())
     })
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Waits for SIGINT or SIGTERM; on SIGHUP reloads the node's TLS material and pins.
+async fn wait_for_stop_signal(
+    federation: Option<crate::federation::Federation>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match &federation {
+                Some(f) => match f.reload().await {
+                    Ok(r) => tracing::info!(kept = r.kept, closed = r.closed.len(), "SIGHUP: trust reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: trust reload failed; the previous trust stays in force"),
+                },
+                None => tracing::info!("SIGHUP: this node does not listen for peers; nothing to reload"),
+            },
+        }
     }
-    Ok(())
 }
 
 /// `ttx status`.

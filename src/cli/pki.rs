@@ -113,6 +113,13 @@ pub enum PkiCommand {
         /// The file to show.
         file: PathBuf,
     },
+    /// Make the running node re-read its certificate, CAs, CRLs, deny list and pins (also SIGHUP);
+    /// live connections of peers now revoked, expired or denied are closed.
+    Reload {
+        /// Which node.
+        #[command(flatten)]
+        node: super::client::NodeDir,
+    },
 }
 
 fn reason_parser() -> impl TypedValueParser<Value = Reason> {
@@ -123,6 +130,7 @@ fn reason_parser() -> impl TypedValueParser<Value = Reason> {
 /// Runs one PKI command, printing human text or (with `json`) one JSON object.
 pub fn run(cmd: PkiCommand, json: bool) -> anyhow::Result<()> {
     let (value, text) = match cmd {
+        PkiCommand::Reload { node } => return super::peers::reload(node, json),
         PkiCommand::InitCa {
             federation,
             out,

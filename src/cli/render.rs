@@ -233,7 +233,10 @@ pub fn chart(c: &Chart) -> String {
                     .unwrap_or("?");
                 writeln!(o, "{head}ALARM: {text}")
             }
-            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. } => Ok(()),
+            EventKind::OperatorAdded { .. }
+            | EventKind::OperatorRemoved { .. }
+            | EventKind::PeerUpserted { .. }
+            | EventKind::PeerRemoved { .. } => Ok(()),
         };
     }
     o

@@ -151,6 +151,16 @@ pub enum EventKind {
         /// Name.
         name: String,
     },
+    /// A peer site was registered, changed, accepted, denied, or seen (pending).
+    PeerUpserted {
+        /// The whole record after the change.
+        peer: super::peer::PeerRecord,
+    },
+    /// A peer site was removed from the registry.
+    PeerRemoved {
+        /// Site.
+        site: String,
+    },
 }
 
 impl EventKind {
@@ -169,6 +179,8 @@ impl EventKind {
             EventKind::TimerFired { .. } => "timer-fired",
             EventKind::OperatorAdded { .. } => "operator-added",
             EventKind::OperatorRemoved { .. } => "operator-removed",
+            EventKind::PeerUpserted { .. } => "peer",
+            EventKind::PeerRemoved { .. } => "peer-removed",
         }
     }
 }

@@ -4,12 +4,14 @@
 //! - [`lifecycle`]: the status machine and its allowed transitions.
 //! - [`event`]: the identified, ordered, idempotent events every change is recorded as.
 //! - [`command`]: what operators ask for, and the pure decision of which events it produces.
+//! - [`peer`]: the peer registry's records and decisions (add, accept, deny, pending).
 //! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
 
 pub mod clock;
 pub mod command;
 pub mod event;
 pub mod lifecycle;
+pub mod peer;
 pub mod ticket;
 
 pub use clock::Millis;

@@ -600,7 +600,9 @@ impl Ticket {
             EventKind::TimerSet { .. }
             | EventKind::TimerFired { .. }
             | EventKind::OperatorAdded { .. }
-            | EventKind::OperatorRemoved { .. } => {}
+            | EventKind::OperatorRemoved { .. }
+            | EventKind::PeerUpserted { .. }
+            | EventKind::PeerRemoved { .. } => {}
         }
         self.updated_at = self.updated_at.max(at);
     }

@@ -27,6 +27,16 @@ pub fn write_secret(path: &Path, contents: &[u8], replace: bool) -> Result<(), P
 /// Writes a file that holds nothing secret (certificate, CSR, bundle, CA state), replacing any
 /// existing one atomically.
 pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| PkiError::Io {
+            action: "create directory",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
     write_atomic(path, contents, PUBLIC_MODE, true)
 }
 

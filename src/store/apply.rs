@@ -209,6 +209,18 @@ fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), Sto
             tx.execute("DELETE FROM operators WHERE name = ?1", [name])?;
             return Ok(());
         }
+        EventKind::PeerUpserted { peer } => {
+            tx.execute(
+                "INSERT INTO peers (site, doc) VALUES (?1, ?2)
+                 ON CONFLICT (site) DO UPDATE SET doc = excluded.doc",
+                params![peer.site, json(peer)?],
+            )?;
+            return Ok(());
+        }
+        EventKind::PeerRemoved { site } => {
+            tx.execute("DELETE FROM peers WHERE site = ?1", [site])?;
+            return Ok(());
+        }
         EventKind::FieldsChanged { .. }
         | EventKind::StatusChanged { .. }
         | EventKind::Resolved { .. }

@@ -434,3 +434,30 @@ pub fn events_after(
     })
     .collect()
 }
+
+/// Every registered or pending peer, by site.
+pub fn peers(conn: &Connection) -> Result<Vec<crate::model::peer::PeerRecord>, StoreError> {
+    conn.prepare_cached("SELECT doc FROM peers ORDER BY site")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .map(|doc| {
+            serde_json::from_str(&doc?)
+                .map_err(|e| StoreError::Corrupt(format!("peer record: {e}")))
+        })
+        .collect()
+}
+
+/// One peer's record.
+pub fn peer(
+    conn: &Connection,
+    site: &str,
+) -> Result<Option<crate::model::peer::PeerRecord>, StoreError> {
+    let doc: Option<String> = conn
+        .query_row("SELECT doc FROM peers WHERE site = ?1", [site], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    doc.map(|d| {
+        serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("peer record: {e}")))
+    })
+    .transpose()
+}

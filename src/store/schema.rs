@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -104,7 +105,15 @@ CREATE TABLE idempotency (
     response TEXT NOT NULL,
     at       INTEGER NOT NULL
 ) STRICT;
-"#];
+"#,
+    r#"
+-- The peer registry: partner sites and this site's standby, with the admin's decision.
+CREATE TABLE peers (
+    site TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+) STRICT;
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -71,6 +71,8 @@ pub enum WriteOp {
         /// Name.
         name: String,
     },
+    /// Change the peer registry.
+    Peer(crate::model::peer::PeerOp),
     /// Fire every timer that is due now.
     FireDueTimers,
     /// Apply events written elsewhere (a standby replaying its primary), each at most once.
@@ -87,6 +89,13 @@ pub enum WriteOutcome {
     Operator {
         /// The operator.
         operator: String,
+    },
+    /// The peer registry changed (or did not need to).
+    Peer {
+        /// The site.
+        site: String,
+        /// Whether anything changed.
+        changed: bool,
     },
     /// Events applied (timers fired, events replicated).
     Applied {
@@ -144,6 +153,8 @@ pub struct Writer {
     pub timers_changed: Arc<Notify>,
     /// Bumped whenever operators change, so token caches know to reload.
     pub operators_generation: Arc<AtomicU64>,
+    /// Notified when the peer registry changes, so the transport reloads its policy and pins.
+    pub peers_changed: Arc<Notify>,
     /// The log position of the last committed event.
     pub head: watch::Receiver<i64>,
     /// Commit counters.
@@ -161,12 +172,14 @@ impl Writer {
         let (queue, rx) = mpsc::channel(cfg.write_queue);
         let timers_changed = Arc::new(Notify::new());
         let operators_generation = Arc::new(AtomicU64::new(0));
+        let peers_changed = Arc::new(Notify::new());
         let stats = Arc::new(WriterStats::default());
         let mut state = WriterState::load(conn, stamp, cfg, limits)?;
         let (head_tx, head) = watch::channel(state.head()?);
         state.head_tx = Some(head_tx);
         state.timers_changed = timers_changed.clone();
         state.operators_generation = operators_generation.clone();
+        state.peers_changed = peers_changed.clone();
         state.stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("ttx-writer".into())
@@ -177,6 +190,7 @@ impl Writer {
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
             timers_changed,
             operators_generation,
+            peers_changed,
             head,
             stats,
         })
@@ -222,6 +236,7 @@ struct WriterState {
     head_tx: Option<watch::Sender<i64>>,
     timers_changed: Arc<Notify>,
     operators_generation: Arc<AtomicU64>,
+    peers_changed: Arc<Notify>,
     stats: Arc<WriterStats>,
 }
 
@@ -230,6 +245,28 @@ struct WriterState {
 struct Effects {
     timers: bool,
     operators: bool,
+    peers: bool,
+}
+
+impl Effects {
+    /// Records what an applied event changes besides its tables.
+    fn note(&mut self, kind: &EventKind) {
+        self.timers |= matches!(kind, EventKind::TimerSet { .. });
+        self.operators |= matches!(
+            kind,
+            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
+        );
+        self.peers |= matches!(
+            kind,
+            EventKind::PeerUpserted { .. } | EventKind::PeerRemoved { .. }
+        );
+    }
+
+    fn merge(&mut self, other: Effects) {
+        self.timers |= other.timers;
+        self.operators |= other.operators;
+        self.peers |= other.peers;
+    }
 }
 
 impl WriterState {
@@ -279,6 +316,7 @@ impl WriterState {
             head_tx: None,
             timers_changed: Arc::new(Notify::new()),
             operators_generation: Arc::new(AtomicU64::new(0)),
+            peers_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
         };
         state.reload_counters()?;
@@ -360,6 +398,10 @@ impl WriterState {
             if effects.operators {
                 self.operators_generation.fetch_add(1, Ordering::SeqCst);
             }
+            if effects.peers {
+                self.peers_changed.notify_waiters();
+                self.peers_changed.notify_one();
+            }
         }
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let answer = match &committed {
@@ -399,8 +441,7 @@ impl WriterState {
             match result {
                 Ok(out) => {
                     sp.commit()?;
-                    effects.timers |= job_effects.timers;
-                    effects.operators |= job_effects.operators;
+                    effects.merge(job_effects);
                     results.push(Ok(out));
                 }
                 Err(e) => {
@@ -491,11 +532,7 @@ impl Job2<'_> {
         actor: &str,
         at: Millis,
     ) -> Result<i64, StoreError> {
-        self.effects.timers |= matches!(kind, EventKind::TimerSet { .. });
-        self.effects.operators |= matches!(
-            kind,
-            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
-        );
+        self.effects.note(&kind);
         let event = Event {
             id: Uuid::now_v7(),
             origin_site: self.stamp.site.clone(),
@@ -663,6 +700,16 @@ impl Job2<'_> {
                     operator: name.clone(),
                 })
             }
+            WriteOp::Peer(op) => {
+                let site = op.site().to_string();
+                let current = super::query::peer(self.conn, &site)?;
+                let event = crate::model::peer::decide(current.as_ref(), op.clone(), now)?;
+                let changed = event.is_some();
+                if let Some(kind) = event {
+                    self.emit(None, kind, actor, now)?;
+                }
+                Ok(WriteOutcome::Peer { site, changed })
+            }
             WriteOp::FireDueTimers => {
                 let due: Vec<(Vec<u8>, Vec<u8>)> = self
                     .conn
@@ -683,11 +730,7 @@ impl Job2<'_> {
                 for e in events {
                     if apply_event(self.conn, e)?.is_some() {
                         applied += 1;
-                        self.effects.timers |= matches!(e.kind, EventKind::TimerSet { .. });
-                        self.effects.operators |= matches!(
-                            e.kind,
-                            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
-                        );
+                        self.effects.note(&e.kind);
                     }
                 }
                 Ok(WriteOutcome::Applied { applied })

@@ -4,5 +4,6 @@
 mod bad_input;
 mod common;
 mod crash;
+mod federation;
 mod pki;
 mod tickets;

@@ -88,23 +88,30 @@ pub struct TestNode {
 impl TestNode {
     /// `ttx init` a new node for `site` (not started).
     pub fn init(site: &str) -> TestNode {
+        Self::init_with(site, &[])
+    }
+
+    /// `ttx init DIR --site SITE` with more arguments (not started).
+    pub fn init_with(site: &str, extra: &[&str]) -> TestNode {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join(site);
         let mut c = ttx();
-        c.args([
-            "init",
-            dir.to_str().unwrap(),
-            "--site",
-            site,
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        c.args(["init", dir.to_str().unwrap(), "--site", site])
+            .args(extra);
         run(c, None).ok();
         TestNode {
             tmp,
             dir,
             child: None,
         }
+    }
+
+    /// The QUIC address from `run/node.json`.
+    pub fn listen_addr(&self) -> SocketAddr {
+        RuntimeInfo::read(&DataDir::new(&self.dir))
+            .expect("node.json")
+            .listen_addr
+            .expect("listening")
     }
 
     /// `ttx init` and `ttx serve`.

@@ -1,0 +1,14 @@
+//! The node's side of the transport: the peer registry as a [`crate::net::PeerPolicy`], the
+//! trust assembled from the data dir and the registry's pins, live reload, peer status and ping.
+//!
+//! - [`policy`]: [`StorePolicy`], the registry cached in memory (admit at Hello, authorize on
+//!   every request), recording unknown peers on the pending list.
+//! - [`service`]: [`Federation`], which binds the QUIC endpoint from the config and the TLS
+//!   material, keeps the policy and pins current as the registry changes, reloads trust on
+//!   demand (`ttx pki reload`, SIGHUP), and answers `ttx peer list` and `ttx peer ping`.
+
+pub mod policy;
+pub mod service;
+
+pub use policy::StorePolicy;
+pub use service::{Federation, FederationError, PeerStatus, PingAnswer, ReloadAnswer};

@@ -1,0 +1,472 @@
+//! The federation service of a node: endpoint, policy, trust, reload, peer status and ping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::policy::StorePolicy;
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::identity::NodeIdentity;
+use crate::model::peer::{PeerOp, PeerRecord, PeerState};
+use crate::net::{
+    BoxFuture, Endpoint, EndpointEvent, EndpointOptions, Handler, LocalCert, NetError, PeerCtx,
+    Permission, Router, TrustConfig,
+};
+use crate::pki::inspect::{days_left, expiry_warning};
+use crate::pki::{PkiError, TrustMaterial};
+use crate::store::{query, Store, StoreError, WriteOp, WriteRequest};
+use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
+use crate::wire::{ErrorCode, Request, Role};
+
+/// Why the federation service could not start or act.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// Certificates, keys, CAs, CRLs or the deny list could not be loaded.
+    #[error("tls: {0}")]
+    Pki(#[from] PkiError),
+    /// The QUIC endpoint failed.
+    #[error("transport: {0}")]
+    Net(#[from] NetError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The config could not be re-read on reload.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The certificate names another node than the config.
+    #[error("the node certificate names {cert}, but the config says {config}: install the right certificate")]
+    WrongIdentity {
+        /// From the certificate.
+        cert: String,
+        /// From the config.
+        config: String,
+    },
+    /// Nothing is known of that peer.
+    #[error("no peer {0:?} (see `ttx peer list`)")]
+    UnknownPeer(String),
+    /// Every address of the peer failed.
+    #[error("cannot reach {site}: {reasons}")]
+    Unreachable {
+        /// The site.
+        site: String,
+        /// What each address answered.
+        reasons: String,
+    },
+}
+
+/// A peer as `ttx peer list` shows it: the registry record and the live connection, if any.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Site.
+    pub site: String,
+    /// Admin decision.
+    pub state: PeerState,
+    /// Addresses.
+    pub addrs: Vec<String>,
+    /// Pinned keys.
+    pub pins: Vec<String>,
+    /// May exchange referrals.
+    pub exchange: bool,
+    /// May be this site's standby.
+    pub standby: bool,
+    /// Connected now.
+    pub connected: bool,
+    /// The connected node's identity URI.
+    pub identity: Option<String>,
+    /// Negotiated protocol version.
+    pub version: Option<String>,
+    /// Last heard from (unix ms).
+    pub last_seen: Option<i64>,
+    /// Round-trip time in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Days until the peer's certificate expires.
+    pub cert_days_left: Option<i64>,
+    /// Expiry warning (30, 14, 7 days ahead; expired).
+    pub warning: Option<String>,
+    /// The key last seen from it (pending peers).
+    pub seen_spki: Option<String>,
+}
+
+/// The answer of `ttx peer ping`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingAnswer {
+    /// The peer's identity.
+    pub identity: String,
+    /// Negotiated protocol version.
+    pub version: String,
+    /// Round trip of the ping, in milliseconds.
+    pub latency_ms: f64,
+    /// The address used.
+    pub addr: String,
+}
+
+/// The answer of `ttx pki reload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// Live connections still trusted.
+    pub kept: usize,
+    /// Live connections closed, with the reason.
+    pub closed: Vec<(String, String)>,
+    /// Trusted CAs now.
+    pub cas: usize,
+    /// CRLs now.
+    pub crls: usize,
+    /// Denied keys now.
+    pub denied_keys: usize,
+}
+
+/// The node's federation service.
+#[derive(Clone)]
+pub struct Federation {
+    endpoint: Endpoint,
+    policy: Arc<StorePolicy>,
+    store: Store,
+    dir: DataDir,
+    identity: NodeIdentity,
+}
+
+/// Handles `ttx-exchange/1` requests. The referral messages arrive with the exchange work
+/// (see the roadmap); until then every request body is one this version does not define.
+struct ExchangeV1;
+
+impl Handler for ExchangeV1 {
+    fn handle<'a>(
+        &'a self,
+        _peer: &'a PeerCtx,
+        _request: Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        Box::pin(async { Err(ErrorCode::Malformed) })
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn trust_config(material: &TrustMaterial, records: &[PeerRecord]) -> TrustConfig {
+    let pins: BTreeMap<String, BTreeSet<String>> = records
+        .iter()
+        .filter(|r| r.state == PeerState::Accepted && !r.pins.is_empty())
+        .map(|r| (r.site.clone(), r.pins.iter().cloned().collect()))
+        .collect();
+    TrustConfig {
+        ca_certs: material.ca_certs.clone(),
+        crls: material.crls.clone(),
+        deny_spki: material.deny_spki.clone(),
+        pins,
+    }
+}
+
+fn warn_expiry(what: &str, not_after: OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    if let Some(w) = expiry_warning(OffsetDateTime::UNIX_EPOCH, not_after, now) {
+        tracing::warn!(
+            days_left = days_left(not_after, now),
+            "{what} certificate {w}: renew it (`ttx pki request`)"
+        );
+    }
+}
+
+impl Federation {
+    /// Binds the QUIC endpoint if `transport.listen` is set. Missing or unsafe TLS material
+    /// (a key readable by others, no certificate) stops the node before anything is bound.
+    pub async fn start(
+        dir: &DataDir,
+        config: &Config,
+        store: Store,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<(Federation, Vec<JoinHandle<()>>)>, FederationError> {
+        let Some(listen) = config.transport.listen else {
+            return Ok(None);
+        };
+        let material = TrustMaterial::load(dir.root(), &config.tls)?;
+        let wanted = NodeIdentity::new(
+            &config.node.federation,
+            &config.node.site,
+            &config.node.node,
+        )
+        .map_err(crate::config::ConfigError::Name)?;
+        if material.identity != wanted {
+            return Err(FederationError::WrongIdentity {
+                cert: material.identity.to_string(),
+                config: wanted.to_string(),
+            });
+        }
+        let records = store.reader.read(query::peers).await?;
+        let (policy, seen) = StorePolicy::new(&wanted.site, records.clone());
+        let policy = Arc::new(policy);
+        let router = Router::new().route(EXCHANGE_V1, Permission::Exchange, Arc::new(ExchangeV1));
+        let options = EndpointOptions {
+            identity: wanted.clone(),
+            role: Role::Partner,
+            features: 0,
+            transport: config.transport.clone(),
+            local: LocalCert {
+                chain: material.cert_chain.clone(),
+                key: material.key.clone_key(),
+            },
+            trust: trust_config(&material, &records),
+        };
+        let endpoint = Endpoint::bind(listen, options, policy.clone(), router)?;
+        warn_expiry("this node's", material.not_after);
+        let fed = Federation {
+            endpoint,
+            policy,
+            store,
+            dir: dir.clone(),
+            identity: wanted,
+        };
+        let tasks = vec![
+            tokio::spawn(fed.clone().record_pending(seen)),
+            tokio::spawn(fed.clone().follow_registry(shutdown.clone())),
+            tokio::spawn(fed.clone().log_events(shutdown)),
+        ];
+        Ok(Some((fed, tasks)))
+    }
+
+    /// The UDP address actually bound.
+    pub fn local_addr(&self) -> Result<SocketAddr, FederationError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Closes every connection.
+    pub async fn shutdown(&self) {
+        self.endpoint.shutdown().await;
+    }
+
+    async fn record_pending(self, mut seen: mpsc::Receiver<(NodeIdentity, String)>) {
+        while let Some((id, spki)) = seen.recv().await {
+            let req = WriteRequest {
+                actor: "system".into(),
+                idempotency_key: None,
+                op: WriteOp::Peer(PeerOp::Seen {
+                    site: id.site.clone(),
+                    node: id.node.clone(),
+                    spki,
+                }),
+            };
+            match self.store.writer.write(req).await {
+                Ok(_) => {
+                    tracing::info!(peer = %id, "unknown peer put on the pending list (`ttx peer pending`)")
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::error!(peer = %id, error = %e, "cannot record a pending peer"),
+            }
+        }
+    }
+
+    /// Keeps the policy, the pins and the live connections in step with the registry.
+    async fn follow_registry(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = self.store.writer.peers_changed.notified() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = self.apply_registry().await {
+                tracing::error!(error = %e, "cannot apply the peer registry");
+            }
+        }
+    }
+
+    async fn apply_registry(&self) -> Result<ReloadAnswer, FederationError> {
+        let records = self.store.reader.read(query::peers).await?;
+        self.policy.replace(records.clone());
+        // Close live connections of peers that are no longer accepted.
+        for info in self.endpoint.peers() {
+            let accepted = records
+                .iter()
+                .any(|r| r.site == info.identity.site && r.state == PeerState::Accepted);
+            if !accepted {
+                if let Some(p) = self.endpoint.peer(&info.identity) {
+                    tracing::warn!(peer = %info.identity, "closing the connection of a peer no longer accepted");
+                    p.close(ErrorCode::Denied);
+                }
+            }
+        }
+        self.reload_trust(&records).await
+    }
+
+    async fn reload_trust(&self, records: &[PeerRecord]) -> Result<ReloadAnswer, FederationError> {
+        let dir = self.dir.clone();
+        let material =
+            tokio::task::spawn_blocking(move || -> Result<TrustMaterial, FederationError> {
+                let config = Config::load(&dir.config())?;
+                Ok(TrustMaterial::load(dir.root(), &config.tls)?)
+            })
+            .await
+            .map_err(|_| FederationError::Store(StoreError::Closed))??;
+        warn_expiry("this node's", material.not_after);
+        let trust = trust_config(&material, records);
+        let answer = (
+            trust.ca_certs.len(),
+            trust.crls.len(),
+            trust.deny_spki.len(),
+        );
+        let report = self.endpoint.reload(trust)?;
+        for (peer, reason) in &report.closed {
+            tracing::warn!(%peer, %reason, "closed a live connection after the trust reload");
+        }
+        Ok(ReloadAnswer {
+            kept: report.kept,
+            closed: report
+                .closed
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect(),
+            cas: answer.0,
+            crls: answer.1,
+            denied_keys: answer.2,
+        })
+    }
+
+    /// Re-reads certificates, CAs, CRLs, the deny list and the registry's pins, applies them to
+    /// new connections, and closes live connections that are no longer trusted.
+    pub async fn reload(&self) -> Result<ReloadAnswer, FederationError> {
+        self.apply_registry().await
+    }
+
+    async fn log_events(self, mut shutdown: watch::Receiver<bool>) {
+        let mut events = self.endpoint.events();
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match event {
+                Ok(EndpointEvent::Connected {
+                    peer, direction, ..
+                }) => {
+                    tracing::info!(%peer, ?direction, "peer connected")
+                }
+                Ok(EndpointEvent::HandshakeFailed { remote, failure }) => {
+                    tracing::warn!(%remote, ?failure, "peer handshake failed")
+                }
+                Ok(EndpointEvent::Refused { remote, peer, code }) => {
+                    tracing::warn!(%remote, peer = ?peer.map(|p| p.to_string()), ?code, "peer refused")
+                }
+                Ok(EndpointEvent::TrustClosed { peer, reason, .. }) => {
+                    tracing::warn!(%peer, %reason, "peer no longer trusted; connection closed")
+                }
+                Ok(EndpointEvent::Closed { peer, reason, .. }) => {
+                    tracing::info!(%peer, %reason, "peer disconnected")
+                }
+                Ok(EndpointEvent::StreamRefused { peer, code, .. }) => {
+                    tracing::warn!(%peer, ?code, "peer request refused")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "peer event log fell behind")
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The registry joined with the live connections.
+    pub async fn peers(&self) -> Result<Vec<PeerStatus>, FederationError> {
+        let records = self.store.reader.read(query::peers).await?;
+        let live = self.endpoint.peers();
+        let now = OffsetDateTime::now_utc();
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let conn = live.iter().find(|p| p.identity.site == r.site);
+                let not_after =
+                    conn.and_then(|c| OffsetDateTime::from_unix_timestamp(c.cert_not_after).ok());
+                PeerStatus {
+                    connected: conn.is_some(),
+                    identity: conn.map(|c| c.identity.to_string()),
+                    version: conn.map(|c| c.version.clone()),
+                    last_seen: conn.map(|c| unix_ms(c.last_seen)),
+                    rtt_ms: conn.map(|c| c.rtt.as_secs_f64() * 1000.0),
+                    cert_days_left: not_after.map(|n| days_left(n, now)),
+                    warning: not_after
+                        .and_then(|n| expiry_warning(OffsetDateTime::UNIX_EPOCH, n, now)),
+                    site: r.site,
+                    state: r.state,
+                    addrs: r.addrs,
+                    pins: r.pins,
+                    exchange: r.exchange,
+                    standby: r.standby,
+                    seen_spki: r.seen_spki,
+                }
+            })
+            .collect())
+    }
+
+    /// A Hello-level round trip to `site`: over the live connection, or a new one to each of
+    /// its addresses in turn.
+    pub async fn ping(&self, site: &str) -> Result<PingAnswer, FederationError> {
+        let record = {
+            let site = site.to_string();
+            self.store
+                .reader
+                .read(move |c| query::peer(c, &site))
+                .await?
+        }
+        .ok_or_else(|| FederationError::UnknownPeer(site.to_string()))?;
+        let live = self
+            .endpoint
+            .peers()
+            .into_iter()
+            .find(|p| p.identity.site == site);
+        if let Some(info) = live {
+            if let Ok(pong) = self.endpoint.ping(&info.identity).await {
+                return Ok(PingAnswer {
+                    identity: info.identity.to_string(),
+                    version: pong.version,
+                    latency_ms: pong.latency.as_secs_f64() * 1000.0,
+                    addr: info.remote.to_string(),
+                });
+            }
+        }
+        let mut reasons = Vec::new();
+        for addr in &record.addrs {
+            let resolved = match tokio::net::lookup_host(addr.as_str())
+                .await
+                .map(|mut a| a.next())
+            {
+                Ok(Some(a)) => a,
+                _ => {
+                    reasons.push(format!("{addr}: cannot resolve"));
+                    continue;
+                }
+            };
+            let attempt = tokio::time::timeout(Duration::from_secs(10), async {
+                let peer = self.endpoint.connect(resolved, site, EXCHANGE).await?;
+                let pong = peer.ping().await?;
+                Ok::<_, NetError>((peer, pong))
+            })
+            .await;
+            match attempt {
+                Ok(Ok((peer, pong))) => {
+                    return Ok(PingAnswer {
+                        identity: peer.ctx().identity.to_string(),
+                        version: pong.version,
+                        latency_ms: pong.latency.as_secs_f64() * 1000.0,
+                        addr: addr.clone(),
+                    })
+                }
+                Ok(Err(e)) => reasons.push(format!("{addr}: {e}")),
+                Err(_) => reasons.push(format!("{addr}: timed out")),
+            }
+        }
+        Err(FederationError::Unreachable {
+            site: site.to_string(),
+            reasons: reasons.join("; "),
+        })
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+}

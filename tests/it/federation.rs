@@ -1,0 +1,292 @@
+//! Two (and more) nodes set up from scratch with the PKI commands, talking over real QUIC with
+//! real certificates: ping, the pending list, accept and deny, pins without a shared CA, live
+//! revocation with `ttx pki reload` and SIGHUP, and a node that refuses unsafe TLS material.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{run, ttx, Out, TestNode};
+
+/// A federation CA in a temp dir.
+struct Ca {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+fn pki(args: &[&str]) -> Out {
+    let mut c = ttx();
+    c.arg("pki").args(args);
+    run(c, None)
+}
+
+impl Ca {
+    fn new(federation: &str) -> Ca {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        pki(&[
+            "init-ca",
+            "--federation",
+            federation,
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+        Ca { _tmp: tmp, dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// A started node of `site` in `federation` with a certificate from this CA.
+    fn node(&self, federation: &str, site: &str) -> TestNode {
+        let mut n = TestNode::init_with(
+            site,
+            &["--federation", federation, "--listen", "127.0.0.1:0"],
+        );
+        let dir = n.dir.to_str().unwrap().to_string();
+        pki(&[
+            "issue",
+            "--ca",
+            self.path(),
+            "--site",
+            site,
+            "--node",
+            "primary",
+            "--dir",
+            &dir,
+        ])
+        .ok();
+        n.start();
+        n
+    }
+}
+
+fn add_peer(node: &TestNode, other: &TestNode, site: &str, extra: &[&str]) {
+    let addr = other.listen_addr().to_string();
+    let mut args = vec!["peer", "add", site, "--addr", &addr];
+    args.extend_from_slice(extra);
+    node.cli(&args).ok();
+}
+
+fn spki(cert: &Path) -> String {
+    let out = pki(&["--json", "show", cert.to_str().unwrap()]);
+    out.json()["items"][0]["spki_sha256"]
+        .as_str()
+        .expect("spki in show")
+        .to_string()
+}
+
+#[test]
+fn two_nodes_set_up_from_scratch_ping_each_other() {
+    let ca = Ca::new("eu");
+    // One node the long way: request, sign, install (the key never leaves the node).
+    let mut a = TestNode::init_with("noc-a", &["--federation", "eu", "--listen", "127.0.0.1:0"]);
+    let a_dir = a.dir.to_str().unwrap().to_string();
+    pki(&["request", "--dir", &a_dir]).ok();
+    let cert = a.tmp.path().join("noc-a.crt");
+    let csr = a.dir.join("tls/node.csr");
+    pki(&[
+        "sign",
+        "--ca",
+        ca.path(),
+        csr.to_str().unwrap(),
+        "--site",
+        "noc-a",
+        "--node",
+        "primary",
+        "--out",
+        cert.to_str().unwrap(),
+    ])
+    .ok();
+    let ca_cert = ca.dir.join("ca.crt");
+    pki(&[
+        "install",
+        "--dir",
+        &a_dir,
+        cert.to_str().unwrap(),
+        ca_cert.to_str().unwrap(),
+    ])
+    .ok();
+    a.start();
+    // The other in one go.
+    let b = ca.node("eu", "telco-b");
+
+    add_peer(&a, &b, "telco-b", &[]);
+    add_peer(&b, &a, "noc-a", &[]);
+    let ping = a.cli(&["--json", "peer", "ping", "telco-b"]).json();
+    assert_eq!(ping["identity"], "ttx://eu/telco-b/primary");
+    assert_eq!(ping["version"], "ttx-exchange/1");
+    assert!(ping["latency_ms"].as_f64().unwrap() > 0.0);
+    let text = b.cli(&["peer", "ping", "noc-a"]).ok().to_string();
+    assert!(
+        text.contains("ttx://eu/noc-a/primary") && text.contains("ttx-exchange/1"),
+        "{text}"
+    );
+
+    let peers = a.cli(&["--json", "peer", "list"]).json();
+    let p = &peers[0];
+    assert_eq!(
+        (
+            p["site"].as_str(),
+            p["state"].as_str(),
+            p["connected"].as_bool()
+        ),
+        (Some("telco-b"), Some("accepted"), Some(true))
+    );
+    assert_eq!(p["version"], "ttx-exchange/1");
+    let days = p["cert_days_left"].as_i64().unwrap();
+    assert!((300..=400).contains(&days), "{days}");
+    assert!(p["rtt_ms"].as_f64().is_some());
+    assert_eq!(
+        a.cli(&["--json", "status"]).json()["listen_addr"],
+        a.listen_addr().to_string()
+    );
+}
+
+#[test]
+fn unknown_peers_wait_in_pending_until_an_admin_decides() {
+    let ca = Ca::new("eu");
+    let a = ca.node("eu", "noc-a");
+    let c = ca.node("eu", "carrier-c");
+    add_peer(&c, &a, "noc-a", &[]);
+    c.cli(&["peer", "ping", "noc-a"]).fails(4, "unknown_peer");
+    let pending = a.cli(&["--json", "peer", "pending"]).json();
+    assert_eq!(pending[0]["site"], "carrier-c");
+    assert_eq!(
+        pending[0]["seen_spki"].as_str().unwrap(),
+        spki(&c.dir.join("tls/node.crt"))
+    );
+    a.cli(&["peer", "accept", "carrier-c"]).ok();
+    c.cli(&["peer", "ping", "noc-a"]).ok();
+    a.cli(&["peer", "deny", "carrier-c"]).ok();
+    // The denied peer's live connection is closed and it cannot come back.
+    c.cli(&["peer", "ping", "noc-a"]).fails(4, "denied");
+    a.cli(&["peer", "accept", "nobody"]).fails(3, "no peer");
+    a.cli(&["peer", "add", "x", "--addr", "nohost"])
+        .fails(2, "HOST:PORT");
+    a.cli(&["peer", "add", "x", "--addr", "127.0.0.1:1", "--pin", "abc"])
+        .fails(2, "64 hex");
+    a.cli(&[
+        "peer",
+        "add",
+        "x",
+        "--addr",
+        "127.0.0.1:1",
+        "--allow",
+        "everything",
+    ])
+    .fails(2, "unknown permission");
+}
+
+#[test]
+fn a_peer_may_do_only_what_it_is_authorized_for() {
+    let ca = Ca::new("eu");
+    let a = ca.node("eu", "noc-a");
+    let b = ca.node("eu", "telco-b");
+    // Registered, but only as a standby, which a node of another site can never be.
+    add_peer(&a, &b, "telco-b", &["--allow", "standby"]);
+    add_peer(&b, &a, "noc-a", &[]);
+    b.cli(&["peer", "ping", "noc-a"]).fails(4, "not_authorized");
+}
+
+#[test]
+fn pinned_partners_need_no_shared_ca_and_must_show_the_pinned_key() {
+    let eu = Ca::new("eu");
+    let other = Ca::new("eu");
+    let a = eu.node("eu", "noc-a");
+    let d = other.node("eu", "noc-d");
+    let a_key = spki(&a.dir.join("tls/node.crt"));
+    let d_key = spki(&d.dir.join("tls/node.crt"));
+    // Without a pin, a certificate from another CA is refused.
+    add_peer(&d, &a, "noc-a", &["--pin", &a_key]);
+    add_peer(&a, &d, "noc-d", &[]);
+    d.cli(&["peer", "ping", "noc-a"])
+        .fails(4, "tls handshake failed");
+    // Pinned on both sides: they talk.
+    add_peer(&a, &d, "noc-d", &["--pin", &d_key]);
+    d.cli(&["peer", "ping", "noc-a"]).ok();
+    a.cli(&["peer", "ping", "noc-d"]).ok();
+    // A pin of another key: refused, and the live connection is gone after the change.
+    add_peer(&a, &d, "noc-d", &["--pin", &a_key]);
+    let out = d.cli(&["peer", "ping", "noc-a"]);
+    assert_eq!(out.code, 4, "{out:?}");
+}
+
+#[test]
+fn revocation_and_deny_lists_apply_to_a_running_node() {
+    let ca = Ca::new("eu");
+    let mut a = ca.node("eu", "noc-a");
+    let b = ca.node("eu", "telco-b");
+    let c = ca.node("eu", "carrier-c");
+    for (peer, site) in [(&b, "telco-b"), (&c, "carrier-c")] {
+        add_peer(&a, peer, site, &[]);
+        add_peer(peer, &a, "noc-a", &[]);
+        peer.cli(&["peer", "ping", "noc-a"]).ok();
+    }
+    // Revoke B while it is connected; A loads the CRL without a restart.
+    pki(&[
+        "revoke",
+        "--ca",
+        ca.path(),
+        b.dir.join("tls/node.crt").to_str().unwrap(),
+        "--reason",
+        "key-compromise",
+    ])
+    .ok();
+    let crl = a.dir.join("tls/crl/eu.pem");
+    pki(&["crl", "--ca", ca.path(), "--out", crl.to_str().unwrap()]).ok();
+    a.configure(|cfg| cfg.tls.crls = vec!["tls/crl/eu.pem".into()]);
+    let reload = a.cli(&["--json", "pki", "reload"]).json();
+    let closed = reload["closed"].as_array().unwrap();
+    assert_eq!(closed.len(), 1, "{reload}");
+    assert_eq!(closed[0][0], "ttx://eu/telco-b/primary");
+    assert_eq!(reload["kept"], 1);
+    b.cli(&["peer", "ping", "noc-a"])
+        .fails(4, "CertificateRevoked");
+    c.cli(&["peer", "ping", "noc-a"]).ok();
+    // Deny C's key by config and SIGHUP: C is cut off too.
+    let c_key = spki(&c.dir.join("tls/node.crt"));
+    a.configure(|cfg| cfg.tls.deny_spki = vec![c_key.clone()]);
+    let pid = a.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = c.cli(&["peer", "ping", "noc-a"]);
+        if out.code != 0 {
+            assert_eq!(out.code, 4, "{out:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not apply the deny list"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    a.stop();
+}
+
+#[test]
+fn a_node_refuses_to_start_on_unsafe_or_missing_tls_material() {
+    let ca = Ca::new("eu");
+    let mut a = ca.node("eu", "noc-a");
+    a.stop();
+    let key = a.dir.join("tls/node.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = ttx();
+    c.args(["serve", a.dir.to_str().unwrap()]);
+    let out = run(c, None);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("node.key"), "{out:?}");
+    // Listening without a certificate: refused, with the command that makes one.
+    let bare = TestNode::init_with("noc-z", &["--federation", "eu", "--listen", "127.0.0.1:0"]);
+    let mut c = ttx();
+    c.args(["serve", bare.dir.to_str().unwrap()]);
+    let out = run(c, None);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("ttx pki"), "{out:?}");
+}

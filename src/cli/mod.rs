@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod pki;
 
 /// The kinds of failure the CLI distinguishes by exit code.
@@ -81,6 +82,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: pki::PkiCommand,
     },
+    /// Benchmarks, each against a baseline measured in the same run.
+    Bench {
+        /// The benchmark.
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
 }
 
 /// Parses the command line, runs the command, and maps any error to an exit code.
@@ -96,6 +103,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pki { cmd } => pki::run(cmd, cli.json),
+        Command::Bench { cmd } => bench::run(cmd, cli.json),
     }
 }
 

@@ -319,7 +319,7 @@ pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit
             }));
         }
     }
-    out.sort_by(|a, b| b.ticket.number.cmp(&a.ticket.number));
+    out.sort_by_key(|h| std::cmp::Reverse(h.ticket.number));
     Ok(out)
 }
 

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod client;
 pub mod node;
 pub mod peers;
@@ -130,6 +131,12 @@ pub enum Command {
         #[command(subcommand)]
         cmd: pki::PkiCommand,
     },
+    /// Benchmarks, each against a baseline measured in the same run.
+    Bench {
+        /// The benchmark.
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
 }
 
 /// Parses the command line, runs the command, and maps any error to an exit code.
@@ -164,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reopen(a) => tickets::reopen(a, json),
         Command::Peer { cmd } => peers::run(cmd, json),
         Command::Pki { cmd } => pki::run(cmd, json),
+        Command::Bench { cmd } => bench::run(cmd, json),
     }
 }
 

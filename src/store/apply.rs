@@ -18,11 +18,8 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 /// Loads the projected ticket with this id.
 pub fn load_ticket(tx: &rusqlite::Connection, id: Uuid) -> Result<Option<Ticket>, StoreError> {
     let doc: Option<String> = tx
-        .query_row(
-            "SELECT doc FROM tickets WHERE id = ?1",
-            [id.as_bytes()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT doc FROM tickets WHERE id = ?1")?
+        .query_row([id.as_bytes()], |r| r.get(0))
         .optional()?;
     doc.map(|d| {
         serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("ticket {id}: {e}")))
@@ -37,18 +34,19 @@ fn save_ticket(
     old_subject: Option<&str>,
 ) -> Result<(), StoreError> {
     let doc = json(t)?;
-    let changed = tx.execute(
-        "UPDATE tickets SET status = :status, priority = :priority, severity = :severity,
+    let changed = tx
+        .prepare_cached(
+            "UPDATE tickets SET status = :status, priority = :priority, severity = :severity,
              queue = :queue, owner = :owner, type = :type, subject = :subject,
              updated_at = :updated_at, doc = :doc
          WHERE id = :id",
-        named_params! {
+        )?
+        .execute(named_params! {
             ":status": t.status.as_str(), ":priority": t.priority, ":severity": t.severity,
             ":queue": t.queue, ":owner": t.owner, ":type": t.ticket_type.as_str(),
             ":subject": t.subject, ":updated_at": t.updated_at, ":doc": doc,
             ":id": t.id.as_bytes(),
-        },
-    )?;
+        })?;
     if changed == 0 {
         return Err(StoreError::Corrupt(format!("ticket {} vanished", t.id)));
     }
@@ -58,14 +56,12 @@ fn save_ticket(
             [t.id.as_bytes()],
             |r| r.get(0),
         )?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO ticket_fts (ticket_fts, rowid, subject) VALUES ('delete', ?1, ?2)",
-            params![rowid, old],
-        )?;
-        tx.execute(
-            "INSERT INTO ticket_fts (rowid, subject) VALUES (?1, ?2)",
-            params![rowid, t.subject],
-        )?;
+        )?
+        .execute(params![rowid, old])?;
+        tx.prepare_cached("INSERT INTO ticket_fts (rowid, subject) VALUES (?1, ?2)")?
+            .execute(params![rowid, t.subject])?;
     }
     Ok(())
 }
@@ -73,12 +69,26 @@ fn save_ticket(
 /// Appends `event` to the log and projects it. Returns its position in the log, or `None`
 /// (having changed nothing) when the event is already there.
 pub fn apply_event(tx: &rusqlite::Connection, event: &Event) -> Result<Option<i64>, StoreError> {
+    apply_event_on(tx, event, None)
+}
+
+/// [`apply_event`] for a caller that already holds the event's ticket as currently projected
+/// in this transaction (`before`, the state before `event`): the applier projects onto it
+/// instead of loading and parsing the ticket's document again. The writer uses this for
+/// commands it has just decided on that very ticket; the rows written are the same.
+pub(crate) fn apply_event_on(
+    tx: &rusqlite::Connection,
+    event: &Event,
+    before: Option<&Ticket>,
+) -> Result<Option<i64>, StoreError> {
     let body = json(&event.kind)?;
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO events
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events
              (id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, kind, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+        )?
+        .execute(params![
             event.id.as_bytes(),
             event.origin_site,
             event.origin_node,
@@ -89,13 +99,12 @@ pub fn apply_event(tx: &rusqlite::Connection, event: &Event) -> Result<Option<i6
             event.actor,
             event.kind.name(),
             body,
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(None);
     }
     let seq = tx.last_insert_rowid();
-    project(tx, event, seq)?;
+    project(tx, event, seq, before)?;
     Ok(Some(seq))
 }
 
@@ -109,7 +118,12 @@ fn need_ticket(event: &Event) -> Result<Uuid, StoreError> {
     })
 }
 
-fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), StoreError> {
+fn project(
+    tx: &rusqlite::Connection,
+    event: &Event,
+    seq: i64,
+    before: Option<&Ticket>,
+) -> Result<(), StoreError> {
     match &event.kind {
         EventKind::TicketCreated { number, ticket } => {
             let id = need_ticket(event)?;
@@ -121,29 +135,29 @@ fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), Sto
                 &event.actor,
                 event.at,
             );
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO tickets (id, number, status, priority, severity, queue, owner, type,
                                       subject, created_at, updated_at, doc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    id.as_bytes(),
-                    t.number,
-                    t.status.as_str(),
-                    t.priority,
-                    t.severity,
-                    t.queue,
-                    t.owner,
-                    t.ticket_type.as_str(),
-                    t.subject,
-                    t.created_at,
-                    t.updated_at,
-                    json(&t)?,
-                ],
-            )?;
-            tx.execute(
+            )?
+            .execute(params![
+                id.as_bytes(),
+                t.number,
+                t.status.as_str(),
+                t.priority,
+                t.severity,
+                t.queue,
+                t.owner,
+                t.ticket_type.as_str(),
+                t.subject,
+                t.created_at,
+                t.updated_at,
+                json(&t)?,
+            ])?;
+            tx.prepare_cached(
                 "INSERT INTO ticket_fts (rowid, subject) VALUES (last_insert_rowid(), ?1)",
-                [&t.subject],
-            )?;
+            )?
+            .execute([&t.subject])?;
             return Ok(());
         }
         EventKind::NoteAdded {
@@ -152,61 +166,68 @@ fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), Sto
             shared,
             happened_at,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO notes (id, ticket_id, event_seq, author, at, happened_at, shared, text)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(
                 params![
                     note_id.as_bytes(), need_ticket(event)?.as_bytes(), seq, event.actor, event.at,
                     happened_at, *shared, text,
                 ],
             )?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO note_fts (rowid, text) VALUES (last_insert_rowid(), ?1)",
-                [text],
-            )?;
+            )?
+            .execute([text])?;
         }
         EventKind::Linked { kind, target, .. } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO links (from_id, kind, to_id, at) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    need_ticket(event)?.as_bytes(),
-                    kind.as_str(),
-                    target.as_bytes(),
-                    event.at
-                ],
-            )?;
+            )?
+            .execute(params![
+                need_ticket(event)?.as_bytes(),
+                kind.as_str(),
+                target.as_bytes(),
+                event.at
+            ])?;
         }
         EventKind::TimerSet {
             timer_id,
             due_at,
             text,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO timers (id, ticket_id, due_at, text, set_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(
                 params![timer_id.as_bytes(), need_ticket(event)?.as_bytes(), due_at, text, event.actor],
             )?;
         }
         EventKind::TimerFired { timer_id } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE timers SET fired_at = ?2 WHERE id = ?1 AND fired_at IS NULL",
-                params![timer_id.as_bytes(), event.at],
-            )?;
+            )?
+            .execute(params![timer_id.as_bytes(), event.at])?;
         }
         EventKind::OperatorAdded {
             name,
             role,
             token_sha256,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO operators (name, role, token_sha256, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET role = excluded.role,
                      token_sha256 = excluded.token_sha256, created_at = excluded.created_at",
+            )?
+            .execute(
                 params![name, role.as_str(), token_sha256, event.at],
             )?;
             return Ok(());
         }
         EventKind::OperatorRemoved { name } => {
-            tx.execute("DELETE FROM operators WHERE name = ?1", [name])?;
+            tx.prepare_cached("DELETE FROM operators WHERE name = ?1")?
+                .execute([name])?;
             return Ok(());
         }
         EventKind::PeerUpserted { peer } => {
@@ -229,9 +250,12 @@ fn project(tx: &rusqlite::Connection, event: &Event, seq: i64) -> Result<(), Sto
     }
     // Every ticket event also updates the projected ticket.
     let id = need_ticket(event)?;
-    let mut t = load_ticket(tx, id)?.ok_or_else(|| {
-        StoreError::Corrupt(format!("event {} names unknown ticket {id}", event.id))
-    })?;
+    let mut t = match before {
+        Some(t) if t.id == id => t.clone(),
+        _ => load_ticket(tx, id)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("event {} names unknown ticket {id}", event.id))
+        })?,
+    };
     let old_subject = t.subject.clone();
     t.apply(&event.kind, event.at);
     save_ticket(tx, &t, Some(&old_subject))

@@ -171,6 +171,66 @@ fn concurrent_writers_share_commits_and_lose_nothing() {
 }
 
 #[test]
+fn refused_writes_in_a_shared_commit_spoil_none_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    create(&store, "busy");
+    // Good and refused writes from many threads land in the same group commits: the batch
+    // is retried with a savepoint per request, and only the refused ones are left out.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let w = store.writer.clone();
+            std::thread::spawn(move || {
+                let mut numbers = Vec::new();
+                for i in 0..30 {
+                    let op = match i % 3 {
+                        0 => note(1, &format!("t{t} n{i}")),
+                        1 => note(99, "nowhere"),
+                        _ => WriteOp::Create(Box::new(CreateTicket {
+                            subject: if i % 2 == 0 {
+                                format!("t{t} c{i}")
+                            } else {
+                                String::new()
+                            },
+                            description: Some("desc".into()),
+                            ..Default::default()
+                        })),
+                    };
+                    match (i % 3, i % 2, w.write_blocking(req(op))) {
+                        (0, _, Ok(_)) | (1, _, Err(_)) | (2, 1, Err(_)) => {}
+                        (2, 0, Ok(WriteOutcome::Ticket(ack))) => numbers.push(ack.number),
+                        (k, p, other) => panic!("kind {k} parity {p}: {other:?}"),
+                    }
+                }
+                numbers
+            })
+        })
+        .collect();
+    let mut numbers: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    numbers.sort();
+    // Ticket numbers and the node's sequence numbers have no gaps.
+    assert_eq!(numbers, (2..=numbers.len() as i64 + 1).collect::<Vec<_>>());
+    let chart = store.reader.read_blocking(|c| query::chart(c, 1)).unwrap();
+    assert_eq!(chart.ticket.notes, 1 + 8 * 10);
+    let counts = store.reader.read_blocking(query::counts).unwrap();
+    let seqs: (i64, i64) = store
+        .reader
+        .read_blocking(|c| {
+            Ok(
+                c.query_row("SELECT COUNT(*), MAX(origin_seq) FROM events", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+            )
+        })
+        .unwrap();
+    assert_eq!(seqs.0, counts.events);
+    assert_eq!(seqs.1 - seqs.0, 0, "origin_seq has gaps");
+}
+
+#[test]
 fn replaying_the_log_on_another_store_gives_the_same_tickets() {
     let dir = tempfile::tempdir().unwrap();
     let primary = open(&dir.path().join("p").tap_mkdir(), "noc-a");

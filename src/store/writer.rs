@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use uuid::Uuid;
 
-use super::apply::{apply_event, load_ticket};
+use super::apply::{apply_event, apply_event_on};
 use super::{uuid_from_blob, NodeStamp, StoreError};
 use crate::config::{LimitsSection, StoreSection};
 use crate::model::clock::{self, Millis};
@@ -174,6 +174,8 @@ impl Writer {
         let operators_generation = Arc::new(AtomicU64::new(0));
         let peers_changed = Arc::new(Notify::new());
         let stats = Arc::new(WriterStats::default());
+        // Room for every statement of the applier and the writer: none is prepared twice.
+        conn.set_prepared_statement_cache_capacity(64);
         let mut state = WriterState::load(conn, stamp, cfg, limits)?;
         let (head_tx, head) = watch::channel(state.head()?);
         state.head_tx = Some(head_tx);
@@ -414,52 +416,89 @@ impl WriterState {
         }
     }
 
+    /// Runs a batch in one transaction. Optimistic: the requests first run without a
+    /// savepoint each (a savepoint is not free: FTS5 flushes its pending index at every one);
+    /// if any request fails, that whole attempt is rolled back and the batch runs again with
+    /// one savepoint per request, so the failed request spoils none of the others.
     fn run_batch(
         &mut self,
         batch: &[Pending],
         results: &mut Vec<Result<WriteOutcome, StoreError>>,
         effects: &mut Effects,
     ) -> Result<(), StoreError> {
+        if self.try_batch(batch, results, effects, false)? {
+            return Ok(());
+        }
+        results.clear();
+        *effects = Effects::default();
+        self.try_batch(batch, results, effects, true)?;
+        Ok(())
+    }
+
+    /// One attempt at a batch, with or without a savepoint per request. Without savepoints it
+    /// stops at the first failed request, rolls back and returns `false`.
+    fn try_batch(
+        &mut self,
+        batch: &[Pending],
+        results: &mut Vec<Result<WriteOutcome, StoreError>>,
+        effects: &mut Effects,
+        savepoints: bool,
+    ) -> Result<bool, StoreError> {
+        let (stamp, limits, epoch) = (&self.stamp, &self.limits, self.epoch);
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counters = (self.next_seq, self.next_number);
         for (req, _) in batch {
             let before = counters;
-            let mut sp = tx.savepoint()?;
-            let mut job = Job2 {
-                conn: &sp,
-                stamp: &self.stamp,
-                limits: &self.limits,
-                epoch: self.epoch,
-                next_seq: &mut counters.0,
-                next_number: &mut counters.1,
-                effects: Effects::default(),
+            let handle = |conn: &Connection, counters: &mut (u64, i64)| {
+                let mut job = Job2 {
+                    conn,
+                    stamp,
+                    limits,
+                    epoch,
+                    next_seq: &mut counters.0,
+                    next_number: &mut counters.1,
+                    effects: Effects::default(),
+                };
+                let result = job.handle(req);
+                (result, job.effects)
             };
-            let result = job.handle(req);
-            let job_effects = std::mem::take(&mut job.effects);
+            let (result, job_effects) = if savepoints {
+                let mut sp = tx.savepoint()?;
+                let (result, job_effects) = handle(&sp, &mut counters);
+                if result.is_ok() {
+                    sp.commit()?;
+                } else {
+                    sp.rollback()?;
+                }
+                (result, job_effects)
+            } else {
+                handle(&tx, &mut counters)
+            };
             match result {
                 Ok(out) => {
-                    sp.commit()?;
                     effects.merge(job_effects);
                     results.push(Ok(out));
                 }
-                Err(e) => {
-                    sp.rollback()?;
-                    drop(sp);
+                Err(e) if savepoints => {
                     counters = before;
                     results.push(Err(e));
+                }
+                Err(_) => {
+                    tx.rollback()?;
+                    return Ok(false);
                 }
             }
         }
         tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit()?;
         (self.next_seq, self.next_number) = counters;
-        Ok(())
+        Ok(true)
     }
 }
 
-/// One request being handled inside its savepoint.
+/// One request being handled inside the batch's transaction (or its own savepoint).
 struct Job2<'a> {
     conn: &'a Connection,
     stamp: &'a NodeStamp,
@@ -476,15 +515,15 @@ fn not_found_ticket(number: i64) -> StoreError {
 
 /// Loads a ticket by its number.
 pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>, StoreError> {
-    let id: Option<Vec<u8>> = conn
-        .query_row("SELECT id FROM tickets WHERE number = ?1", [number], |r| {
-            r.get(0)
-        })
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM tickets WHERE number = ?1")?
+        .query_row([number], |r| r.get(0))
         .optional()?;
-    match id {
-        Some(id) => load_ticket(conn, uuid_from_blob(&id)?),
-        None => Ok(None),
-    }
+    doc.map(|d| {
+        serde_json::from_str(&d)
+            .map_err(|e| StoreError::Corrupt(format!("ticket number {number}: {e}")))
+    })
+    .transpose()
 }
 
 impl Job2<'_> {
@@ -532,6 +571,19 @@ impl Job2<'_> {
         actor: &str,
         at: Millis,
     ) -> Result<i64, StoreError> {
+        self.emit_on(ticket, kind, actor, at, None)
+    }
+
+    /// [`Self::emit`] with the ticket as projected before the event, when the caller has it
+    /// (saves the applier loading and parsing it again).
+    fn emit_on(
+        &mut self,
+        ticket: Option<Uuid>,
+        kind: EventKind,
+        actor: &str,
+        at: Millis,
+        before: Option<&Ticket>,
+    ) -> Result<i64, StoreError> {
         self.effects.note(&kind);
         let event = Event {
             id: Uuid::now_v7(),
@@ -544,7 +596,7 @@ impl Job2<'_> {
             ticket,
             kind,
         };
-        let pos = apply_event(self.conn, &event)?.ok_or_else(|| {
+        let pos = apply_event_on(self.conn, &event, before)?.ok_or_else(|| {
             StoreError::Corrupt(format!("fresh event {} already in the log", event.id))
         })?;
         *self.next_seq += 1;
@@ -560,8 +612,9 @@ impl Job2<'_> {
     ) -> Result<WriteOutcome, StoreError> {
         let mut positions = Vec::with_capacity(events.len());
         for kind in events {
+            let before = t.clone();
             t.apply(&kind, now);
-            positions.push(self.emit(Some(t.id), kind, actor, now)?);
+            positions.push(self.emit_on(Some(t.id), kind, actor, now, Some(&before))?);
         }
         Ok(WriteOutcome::Ticket(TicketAck {
             number: t.number,

@@ -424,7 +424,8 @@ fn cli_errors_are_clear_and_use_the_documented_exit_codes() {
         2,
         "private key",
     );
-    let nowhere = tmp.path().join("no/such/dir.pem");
+    // A directory in the way of the output (its parent is a file) cannot be created.
+    let nowhere = ca.join("ca.crt").join("dir.pem");
     fails(
         &format!("pki crl --ca {} --out {}", p(&ca), p(&nowhere)),
         1,

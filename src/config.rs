@@ -80,7 +80,7 @@ fn default_federation() -> String {
 
 /// `[api]`: the local JSON API for operators.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
     /// Address to bind; port 0 picks a free port (recorded in `run/node.json`).
     pub addr: SocketAddr,
@@ -105,7 +105,7 @@ impl Default for ApiSection {
 
 /// `[transport]`: the QUIC endpoint for partners and the standby.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TransportSection {
     /// UDP address to listen on; absent means the node does not listen for peers.
     pub listen: Option<SocketAddr>,
@@ -145,7 +145,7 @@ impl Default for TransportSection {
 
 /// `[tls]`: certificates, trust anchors, revocation. Relative paths are inside the data dir.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     /// The node certificate (PEM).
     pub cert: PathBuf,
@@ -173,7 +173,7 @@ impl Default for TlsSection {
 
 /// `[store]`: SQLite tuning.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// Most writes committed together in one transaction (group commit).
     pub group_commit_max: usize,
@@ -208,7 +208,7 @@ impl Default for StoreSection {
 
 /// `[limits]`: what an operator may send.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
     /// Largest incident update (note) text, in bytes.
     pub max_note_bytes: usize,
@@ -273,18 +273,26 @@ impl Config {
         validate_name("node", &self.node.node)?;
         validate_name("federation", &self.node.federation)?;
         let t = &self.transport;
-        let checks: [(bool, &str); 9] = [
+        let checks = [
             (
                 self.api.max_body_bytes >= 1024,
                 "api.max_body_bytes must be at least 1024",
             ),
             (
-                self.api.request_timeout_secs > 0,
-                "api.request_timeout_secs must be positive",
+                self.api.request_timeout_secs > 0 && self.api.request_timeout_secs <= 3600,
+                "api.request_timeout_secs must be 1 to 3600",
             ),
             (
-                t.max_frame_bytes >= 1024,
-                "transport.max_frame_bytes must be at least 1024",
+                self.api.shutdown_grace_secs <= 3600,
+                "api.shutdown_grace_secs must be at most 3600",
+            ),
+            (
+                t.max_frame_bytes >= 1024 && t.max_frame_bytes <= crate::wire::frame::FRAME_CEILING,
+                "transport.max_frame_bytes must be 1024 to 67108864 (64 MiB)",
+            ),
+            (
+                t.handshake_timeout_ms > 0 && t.stream_timeout_ms > 0 && t.idle_timeout_ms > 0,
+                "transport timeouts (handshake_timeout_ms, stream_timeout_ms, idle_timeout_ms) must be positive",
             ),
             (
                 t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms,
@@ -345,6 +353,23 @@ mod tests {
         let c = Config::new("noc-a", "primary");
         let back = Config::parse(&c.to_toml(), Path::new("x")).unwrap();
         assert_eq!(c, back);
+    }
+
+    #[test]
+    fn a_partial_section_takes_defaults_for_the_rest() {
+        let c = Config::parse(
+            "[node]\nsite='noc-a'\n[api]\naddr='127.0.0.1:8080'\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.api.addr.port(), 8080);
+        assert_eq!(c.api.max_body_bytes, ApiSection::default().max_body_bytes);
+        let e = Config::parse(
+            "[node]\nsite='a'\n[transport]\nhandshake_timeout_ms=0\n",
+            Path::new("x"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("timeouts"), "{e}");
     }
 
     #[test]

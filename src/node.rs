@@ -155,6 +155,7 @@ impl RunningNode {
         if !dir.database().exists() {
             return Err(NodeError::NoStore(dir.root().to_path_buf()));
         }
+        warn_if_shared(dir.root());
         let (store, lock) = {
             let (dir, config) = (dir.clone(), config.clone());
             tokio::task::spawn_blocking(move || open_exclusive(&dir, &config))
@@ -249,6 +250,17 @@ impl RunningNode {
     }
 }
 
+/// Warns when the data dir is open to group or others (tickets hold candid internal notes).
+fn warn_if_shared(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data dir is readable by group or others: chmod 700 it");
+        }
+    }
+}
+
 async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -292,7 +304,7 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
         if next.is_some_and(|due| due <= now) {
             let req = WriteRequest {
                 actor: "system".into(),
-                idempotency_key: None,
+                idempotency: None,
                 op: WriteOp::FireDueTimers,
             };
             match store.writer.write(req).await {

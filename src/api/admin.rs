@@ -99,7 +99,7 @@ pub async fn add_operator(
     let token = new_token();
     let req = WriteRequest {
         actor: caller.name,
-        idempotency_key: None,
+        idempotency: None,
         op: WriteOp::AddOperator {
             name: body.name.clone(),
             role,
@@ -126,7 +126,7 @@ pub async fn remove_operator(
     require_admin(&caller)?;
     let req = WriteRequest {
         actor: caller.name,
-        idempotency_key: None,
+        idempotency: None,
         op: WriteOp::RemoveOperator { name },
     };
     state.store.writer.write(req).await?;

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,9 @@ pub enum ApiError {
     /// Body over the limit: 413.
     #[error("{0}")]
     TooLarge(String),
+    /// Known route, wrong method: 405.
+    #[error("method not allowed on this endpoint (see docs/api.md)")]
+    MethodNotAllowed,
     /// The node is stopping: 503.
     #[error("the node is shutting down")]
     Unavailable,
@@ -55,6 +59,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -92,23 +97,46 @@ impl From<CommandError> for ApiError {
 }
 
 /// A JSON body whose rejections (malformed JSON, wrong types, oversize) are [`ApiError`]s.
+/// An empty body counts as `{}`, so endpoints whose fields are all optional need none.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("request body is larger than api.max_body_bytes".into())
+            } else {
+                ApiError::Invalid(format!("cannot read the request body: {}", r.body_text()))
+            }
+        })?;
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(body)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Invalid(format!("invalid JSON body: {e}")))
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::TooLarge("request body is larger than api.max_body_bytes".into());
+/// A query string whose rejections (unknown or malformed parameters) are [`ApiError`]s.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|r| ApiError::Invalid(format!("invalid query: {}", r.body_text())))
     }
-    ApiError::Invalid(format!("invalid JSON body: {}", r.body_text()))
+}
+
+/// Answers a known route called with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Parses a ticket number from the path.

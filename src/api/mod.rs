@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state);
     api.fallback(error::not_found_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(move |req, next| {
             error::with_timeout(timeout, req, next)
         }))

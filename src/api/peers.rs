@@ -44,7 +44,7 @@ async fn change(
     require_admin(caller)?;
     let req = WriteRequest {
         actor: caller.name.clone(),
-        idempotency_key: None,
+        idempotency: None,
         op: WriteOp::Peer(op),
     };
     match state.store.writer.write(req).await? {

@@ -1,25 +1,30 @@
 //! Ticket endpoints. Writes go to the store's writer and answer after the durable commit;
 //! reads run on the read pool.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::auth::Caller;
-use super::error::{ticket_number, ApiError, ApiJson};
+use super::error::{ticket_number, ApiError, ApiJson, ApiQuery};
 use super::AppState;
 use crate::model::clock;
 use crate::model::command::{Command, CreateTicket};
 use crate::model::ticket::LinkKind;
 use crate::store::query::{self, Chart, ListFilter, SearchHit, TicketRow, Timer};
 use crate::store::writer::TicketAck;
-use crate::store::{WriteOp, WriteOutcome, WriteRequest};
+use crate::store::{Idempotency, WriteOp, WriteOutcome, WriteRequest};
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The request's idempotency key, with a fingerprint of what was asked (`what`, built from
+/// the body as sent, before relative times are resolved).
+fn idempotency(
+    headers: &HeaderMap,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Idempotency>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -31,7 +36,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )));
     }
-    Ok(Some(v.to_string()))
+    let digest = ring::digest::digest(&ring::digest::SHA256, what().as_bytes());
+    Ok(Some(Idempotency {
+        key: v.to_string(),
+        fingerprint: hex::encode(digest),
+    }))
 }
 
 async fn write_ticket(
@@ -39,10 +48,13 @@ async fn write_ticket(
     caller: &Caller,
     headers: &HeaderMap,
     op: WriteOp,
+    asked: Option<String>,
 ) -> Result<TicketAck, ApiError> {
+    // The fingerprint is the operation; handlers that resolve relative times ("in 2h") pass
+    // the request as asked instead, so a retry later still matches.
     let req = WriteRequest {
         actor: caller.name.clone(),
-        idempotency_key: idempotency_key(headers)?,
+        idempotency: idempotency(headers, || asked.unwrap_or_else(|| format!("{op:?}")))?,
         op,
     };
     match state.store.writer.write(req).await? {
@@ -60,11 +72,11 @@ async fn command(
     headers: &HeaderMap,
     number: &str,
     command: Command,
+    asked: Option<String>,
 ) -> Result<Json<TicketAck>, ApiError> {
     let number = ticket_number(number)?;
-    Ok(Json(
-        write_ticket(state, caller, headers, WriteOp::Ticket { number, command }).await?,
-    ))
+    let op = WriteOp::Ticket { number, command };
+    Ok(Json(write_ticket(state, caller, headers, op, asked).await?))
 }
 
 /// `POST /v1/tickets`: open a ticket.
@@ -74,7 +86,14 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTicket>,
 ) -> Result<(StatusCode, Json<TicketAck>), ApiError> {
-    let ack = write_ticket(&state, &caller, &headers, WriteOp::Create(Box::new(body))).await?;
+    let ack = write_ticket(
+        &state,
+        &caller,
+        &headers,
+        WriteOp::Create(Box::new(body)),
+        None,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(ack)))
 }
 
@@ -99,6 +118,7 @@ pub async fn note(
     headers: HeaderMap,
     ApiJson(body): ApiJson<NoteBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
+    let asked = format!("note {number} {body:?}");
     let happened_at = body
         .at
         .as_deref()
@@ -109,7 +129,7 @@ pub async fn note(
         shared: body.shared,
         happened_at,
     };
-    command(&state, &caller, &headers, &number, cmd).await
+    command(&state, &caller, &headers, &number, cmd, Some(asked)).await
 }
 
 /// Body of `POST /v1/tickets/{n}/set`.
@@ -131,7 +151,7 @@ pub async fn set(
     let cmd = Command::Set {
         assignments: body.assignments,
     };
-    command(&state, &caller, &headers, &number, cmd).await
+    command(&state, &caller, &headers, &number, cmd, None).await
 }
 
 /// `POST /v1/tickets/{n}/take`: become the owner.
@@ -141,7 +161,7 @@ pub async fn take(
     Path(number): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<TicketAck>, ApiError> {
-    command(&state, &caller, &headers, &number, Command::Take).await
+    command(&state, &caller, &headers, &number, Command::Take, None).await
 }
 
 /// Body of `POST /v1/tickets/{n}/links`.
@@ -169,7 +189,9 @@ pub async fn link(
         kind,
         target: body.target,
     };
-    Ok(Json(write_ticket(&state, &caller, &headers, op).await?))
+    Ok(Json(
+        write_ticket(&state, &caller, &headers, op, None).await?,
+    ))
 }
 
 /// Body of `POST /v1/tickets/{n}/timers`: exactly one of `in` and `at`.
@@ -193,6 +215,7 @@ pub async fn timer(
     headers: HeaderMap,
     ApiJson(body): ApiJson<TimerBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
+    let asked = format!("timer {number} {body:?}");
     let now = clock::now();
     let due_at = match (&body.after, &body.at) {
         (Some(d), None) => {
@@ -211,7 +234,7 @@ pub async fn timer(
         due_at,
         text: body.text,
     };
-    command(&state, &caller, &headers, &number, cmd).await
+    command(&state, &caller, &headers, &number, cmd, Some(asked)).await
 }
 
 /// Body of `POST /v1/tickets/{n}/resolve`.
@@ -239,7 +262,7 @@ pub async fn resolve(
         component: body.component,
         escalated_to: body.escalated_to,
     };
-    command(&state, &caller, &headers, &number, cmd).await
+    command(&state, &caller, &headers, &number, cmd, None).await
 }
 
 /// Body of `POST /v1/tickets/{n}/close`.
@@ -261,7 +284,7 @@ pub async fn close(
     let cmd = Command::Close {
         checked_by: body.checked_by,
     };
-    command(&state, &caller, &headers, &number, cmd).await
+    command(&state, &caller, &headers, &number, cmd, None).await
 }
 
 /// Body of `POST /v1/tickets/{n}/reopen`.
@@ -288,6 +311,7 @@ pub async fn reopen(
         Command::Reopen {
             reason: body.reason,
         },
+        None,
     )
     .await
 }
@@ -328,7 +352,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<TicketRow>>, ApiError> {
     let status = q
         .status
@@ -373,7 +397,7 @@ pub struct SearchQuery {
 /// `GET /v1/search`: full-text search over subjects and updates.
 pub async fn search(
     State(state): State<AppState>,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<Vec<SearchHit>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     Ok(Json(
@@ -392,18 +416,20 @@ pub struct AlertsQuery {
     /// Include alerts on tickets no longer open.
     #[serde(default)]
     pub all: bool,
+    /// Most alerts (default 200, at most 1000).
+    pub limit: Option<u32>,
 }
 
 /// `GET /v1/alerts`: timers that have gone off.
 pub async fn alerts(
     State(state): State<AppState>,
-    Query(q): Query<AlertsQuery>,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> Result<Json<Vec<Timer>>, ApiError> {
     Ok(Json(
         state
             .store
             .reader
-            .read(move |c| query::alerts(c, q.all, 200))
+            .read(move |c| query::alerts(c, q.all, q.limit.unwrap_or(200)))
             .await?,
     ))
 }

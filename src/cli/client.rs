@@ -118,7 +118,7 @@ impl Client {
             .map(str::to_string)
             .unwrap_or_else(|| format!("the node answered HTTP {status}"));
         let kind = match status {
-            400 | 413 | 422 => Some(FailureKind::Invalid),
+            400 | 405 | 413 | 422 => Some(FailureKind::Invalid),
             404 => Some(FailureKind::NotFound),
             409 => Some(FailureKind::Refused),
             401 | 403 => Some(FailureKind::Unauthorized),
@@ -154,18 +154,36 @@ impl Client {
         self.finish(req.call())
     }
 
-    /// `POST path` with a JSON body and a fresh idempotency key (so a retry is not applied twice).
+    /// `POST path` with a JSON body and an idempotency key. When the answer is lost (a timeout
+    /// or a dropped connection after sending), the request is sent again with the same key, so
+    /// the node applies it once and answers the retry with the first result.
     pub fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
-        let req = self
-            .agent
-            .post(self.url(path))
-            .header("Authorization", self.auth())
-            .header("Idempotency-Key", uuid::Uuid::now_v7().to_string());
-        self.finish(req.send_json(body))
+        const ATTEMPTS: u32 = 3;
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .agent
+                .post(self.url(path))
+                .header("Authorization", self.auth())
+                .header("Idempotency-Key", &key)
+                .send_json(body);
+            let answer_lost = matches!(&result, Err(ureq::Error::Timeout(_)))
+                || matches!(&result, Err(ureq::Error::Io(e)) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionAborted
+                ));
+            if answer_lost && attempt < ATTEMPTS {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)));
+                continue;
+            }
+            return self.finish(result);
+        }
     }
 
     /// `DELETE path`.

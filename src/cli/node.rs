@@ -64,13 +64,19 @@ pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
         .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;
     crate::pki::files::create_private_dir(&a.dir)
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    {
+        // An existing directory keeps its mode otherwise: the store and tokens are owner-only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&a.dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} owner-only", a.dir.display()))?;
+    }
     std::fs::write(dir.config(), config_text(&config))
         .with_context(|| format!("cannot write {}", dir.config().display()))?;
     let (store, _lock) = open_exclusive(&dir, &config)?;
     let token = new_token();
     store.writer.write_blocking(WriteRequest {
         actor: "init".into(),
-        idempotency_key: None,
+        idempotency: None,
         op: WriteOp::AddOperator {
             name: "admin".into(),
             role: Role::Admin,

@@ -247,7 +247,7 @@ impl Federation {
         while let Some((id, spki)) = seen.recv().await {
             let req = WriteRequest {
                 actor: "system".into(),
-                idempotency_key: None,
+                idempotency: None,
                 op: WriteOp::Peer(PeerOp::Seen {
                     site: id.site.clone(),
                     node: id.node.clone(),

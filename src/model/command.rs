@@ -314,9 +314,15 @@ pub fn decide(ticket: &Ticket, cmd: &Command, ctx: &Context) -> Decision {
                     from: Status::New,
                     to: Status::Open,
                 }),
+                Status::Resolved => {
+                    return Err(CommandError::Refused(format!(
+                        "ticket {} is resolved: reopen it (`ttx reopen {} --reason TEXT`) before taking it",
+                        ticket.number, ticket.number
+                    )))
+                }
                 s if !s.is_active() => {
                     return Err(CommandError::Refused(format!(
-                        "ticket {} is {s}: reopen it before taking it",
+                        "ticket {} is {s}, which is final: open a new ticket and link it",
                         ticket.number
                     )))
                 }

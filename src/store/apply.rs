@@ -101,7 +101,19 @@ pub(crate) fn apply_event_on(
             body,
         ])?;
     if inserted == 0 {
-        return Ok(None);
+        // Ignored: either this very event is already applied (a no-op), or another event
+        // already holds its origin and sequence number, which is a fork and never silent.
+        let same: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+            .query_row([event.id.as_bytes()], |r| r.get(0))
+            .optional()?;
+        if same.is_some() {
+            return Ok(None);
+        }
+        return Err(StoreError::Corrupt(format!(
+            "event {} conflicts with another event at {}/{} seq {}",
+            event.id, event.origin_site, event.origin_node, event.seq
+        )));
     }
     let seq = tx.last_insert_rowid();
     project(tx, event, seq, before)?;

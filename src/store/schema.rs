@@ -113,6 +113,11 @@ CREATE TABLE peers (
     doc  TEXT NOT NULL
 ) STRICT;
 "#,
+    r#"
+-- A key reused for a different request is refused; keys expire after a day.
+ALTER TABLE idempotency ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT '';
+CREATE INDEX idempotency_at ON idempotency (at);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -22,7 +22,7 @@ fn open(dir: &Path, site: &str) -> Store {
 fn req(op: WriteOp) -> WriteRequest {
     WriteRequest {
         actor: "alice".into(),
-        idempotency_key: None,
+        idempotency: None,
         op,
     }
 }
@@ -127,7 +127,10 @@ fn idempotency_key_answers_a_retry_without_applying_it_again() {
         subject: "retried".into(),
         ..Default::default()
     })));
-    r.idempotency_key = Some("k1".into());
+    r.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "create retried".into(),
+    });
     let first = store.writer.write_blocking(r.clone()).unwrap();
     let second = store.writer.write_blocking(r).unwrap();
     let (WriteOutcome::Ticket(a), WriteOutcome::Ticket(b)) = (first, second) else {
@@ -135,6 +138,21 @@ fn idempotency_key_answers_a_retry_without_applying_it_again() {
     };
     assert_eq!((a.number, a.id), (b.number, b.id));
     assert!(!a.replayed && b.replayed);
+    // The same key for another request is refused, not answered with the first result.
+    let mut other = req(WriteOp::Create(Box::new(CreateTicket {
+        subject: "another".into(),
+        ..Default::default()
+    })));
+    other.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "create another".into(),
+    });
+    let e = store.writer.write_blocking(other).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("already used for a different request"),
+        "{e}"
+    );
     assert_eq!(
         store.reader.read_blocking(query::counts).unwrap().tickets,
         1

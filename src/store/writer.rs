@@ -31,10 +31,23 @@ pub struct WriteRequest {
     pub actor: String,
     /// A client-chosen key: a retried request with the same key gets the first answer and
     /// is not applied again.
-    pub idempotency_key: Option<String>,
+    pub idempotency: Option<Idempotency>,
     /// What to do.
     pub op: WriteOp,
 }
+
+/// An idempotency key and a fingerprint of the request it was first used for: the same key
+/// with a different request is refused rather than answered with the first request's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The client's key (per operator).
+    pub key: String,
+    /// A fingerprint of the request as the client sent it (before relative times resolve).
+    pub fingerprint: String,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: Millis = 24 * 60 * 60 * 1000;
 
 /// What a write does.
 #[derive(Debug, Clone)]
@@ -248,6 +261,8 @@ struct Effects {
     timers: bool,
     operators: bool,
     peers: bool,
+    /// Events from elsewhere were applied: ticket numbers and sequence numbers must be re-read.
+    replicated: bool,
 }
 
 impl Effects {
@@ -265,6 +280,7 @@ impl Effects {
     }
 
     fn merge(&mut self, other: Effects) {
+        self.replicated |= other.replicated;
         self.timers |= other.timers;
         self.operators |= other.operators;
         self.peers |= other.peers;
@@ -379,7 +395,26 @@ impl WriterState {
         }
     }
 
+    /// Forgets idempotency keys older than [`IDEMPOTENCY_TTL_MS`] (at start and now and then).
+    fn prune_idempotency(&self) {
+        let cutoff = clock::now() - IDEMPOTENCY_TTL_MS;
+        if let Err(e) = self
+            .conn
+            .execute("DELETE FROM idempotency WHERE at < ?1", [cutoff])
+        {
+            tracing::warn!(error = %e, "cannot prune old idempotency keys");
+        }
+    }
+
     fn commit_batch(&mut self, batch: &mut Vec<Pending>) {
+        if self
+            .stats
+            .commits
+            .load(Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
+            self.prune_idempotency();
+        }
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Effects::default();
         let committed = self.run_batch(batch, &mut results, &mut effects);
@@ -399,6 +434,11 @@ impl WriterState {
             }
             if effects.operators {
                 self.operators_generation.fetch_add(1, Ordering::SeqCst);
+            }
+            if effects.replicated {
+                if let Err(e) = self.reload_counters() {
+                    tracing::error!(error = %e, "cannot re-read counters after replicated events");
+                }
             }
             if effects.peers {
                 self.peers_changed.notify_waiters();
@@ -528,37 +568,49 @@ pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>
 
 impl Job2<'_> {
     fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let now = clock::now();
         let key = req
-            .idempotency_key
+            .idempotency
             .as_ref()
-            .map(|k| format!("{}:{}", req.actor, k));
-        if let Some(key) = &key {
-            let stored: Option<String> = self
+            .map(|i| (format!("{}:{}", req.actor, i.key), &i.fingerprint));
+        if let Some((key, fingerprint)) = &key {
+            let stored: Option<(String, String, Millis)> = self
                 .conn
-                .query_row(
-                    "SELECT response FROM idempotency WHERE key = ?1",
-                    [key],
-                    |r| r.get(0),
-                )
+                .prepare_cached(
+                    "SELECT response, request_sha256, at FROM idempotency WHERE key = ?1",
+                )?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            if let Some(stored) = stored {
-                let mut out: WriteOutcome = serde_json::from_str(&stored)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if let WriteOutcome::Ticket(ack) = &mut out {
-                    ack.replayed = true;
+            match stored {
+                Some((_, stored_fp, _)) if &stored_fp != *fingerprint => {
+                    return Err(CommandError::Refused(
+                        "this Idempotency-Key was already used for a different request: use a new key".into(),
+                    )
+                    .into())
                 }
-                return Ok(out);
+                Some((stored, _, at)) if at > now - IDEMPOTENCY_TTL_MS => {
+                    let mut out: WriteOutcome = serde_json::from_str(&stored)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if let WriteOutcome::Ticket(ack) = &mut out {
+                        ack.replayed = true;
+                    }
+                    return Ok(out);
+                }
+                Some(_) => {
+                    self.conn.execute("DELETE FROM idempotency WHERE key = ?1", [key])?;
+                }
+                None => {}
             }
         }
-        let now = clock::now();
         let out = self.handle_op(&req.actor, &req.op, now)?;
-        if let Some(key) = &key {
+        if let Some((key, fingerprint)) = &key {
             let response =
                 serde_json::to_string(&out).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.conn.execute(
-                "INSERT INTO idempotency (key, response, at) VALUES (?1, ?2, ?3)",
-                params![key, response, now],
-            )?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO idempotency (key, response, at, request_sha256) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![key, response, now, fingerprint])?;
         }
         Ok(out)
     }
@@ -784,6 +836,7 @@ impl Job2<'_> {
                     if apply_event(self.conn, e)?.is_some() {
                         applied += 1;
                         self.effects.note(&e.kind);
+                        self.effects.replicated = true;
                     }
                 }
                 Ok(WriteOutcome::Applied { applied })

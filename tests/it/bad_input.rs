@@ -1,7 +1,7 @@
 //! Bad input at the CLI and the API: a clear message, a precise exit code or status, and a
 //! store left exactly as it was.
 
-use crate::common::{open_db, run, ttx, TestNode};
+use crate::common::{http_with, open_db, run, ttx, TestNode};
 
 fn event_count(node: &TestNode) -> i64 {
     node.cli(&["--json", "status"]).json()["events"]
@@ -150,6 +150,52 @@ fn the_api_refuses_malformed_and_unauthorized_requests() {
         Some(b"{\"subject\":\"ok\"}"),
     );
     assert_eq!((s, body["number"].as_i64()), (201, Some(2)));
+    let (s, body) = node.http("GET", "/v1/tickets?limit=abc", Some(&admin), None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (s, body) = node.http("GET", "/v1/tickets?colour=red", Some(&admin), None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+    let (s, body) = node.http("DELETE", "/v1/tickets", Some(&admin), None);
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+    // A retried write with the same key is applied once; the key reused for another request
+    // is refused.
+    let key = [("Idempotency-Key", "retry-1")];
+    let note = br#"{"text": "once", "at": "-5m"}"#;
+    let post = |body: &[u8]| {
+        http_with(
+            node.api_addr(),
+            "POST",
+            "/v1/tickets/2/notes",
+            Some(&admin),
+            Some(body),
+            &key,
+        )
+    };
+    let (first, again) = (post(note), post(note));
+    assert_eq!((first.0, again.0), (200, 200));
+    assert_eq!(first.1["events"], again.1["events"]);
+    assert_eq!(again.1["replayed"], true);
+    let other = post(br#"{"text": "twice"}"#);
+    assert_eq!(
+        (other.0, other.1["error"]["code"].as_str()),
+        (409, Some("refused")),
+        "{:?}",
+        other.1
+    );
+    // Endpoints whose fields are all optional take an empty body.
+    let (s, body) = node.http("POST", "/v1/tickets/2/take", Some(&admin), None);
+    assert_eq!(s, 200, "{body}");
 }
 
 #[test]

@@ -150,7 +150,7 @@ fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section, BenchErro
     for batch in rx {
         let answer = store.writer.write_blocking(WriteRequest {
             actor: "system".into(),
-            idempotency_key: None,
+            idempotency: None,
             op: WriteOp::Replicate(batch),
         })?;
         if let WriteOutcome::Applied { applied: n } = answer {

@@ -40,7 +40,7 @@ pub fn run(opts: &StoreBenchOptions, dir: &Path) -> Result<Section, BenchError> 
     for _ in 0..TICKETS {
         store.writer.write_blocking(WriteRequest {
             actor: "bench".into(),
-            idempotency_key: None,
+            idempotency: None,
             op: WriteOp::Create(Box::new(CreateTicket {
                 subject: text::subject(&mut rng),
                 ..Default::default()
@@ -74,7 +74,7 @@ pub fn run(opts: &StoreBenchOptions, dir: &Path) -> Result<Section, BenchError> 
                         };
                         let req = WriteRequest {
                             actor: "bench".into(),
-                            idempotency_key: None,
+                            idempotency: None,
                             op,
                         };
                         match lat.time(|| writer.write_blocking(req))? {

@@ -258,6 +258,18 @@ pub fn http(
     token: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, serde_json::Value) {
+    http_with(addr, method, path, token, body, &[])
+}
+
+/// One raw HTTP/1.1 request with extra headers.
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).expect("connect api");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -268,6 +280,9 @@ pub fn http(
     );
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();

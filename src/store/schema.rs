@@ -118,6 +118,10 @@ CREATE TABLE peers (
 ALTER TABLE idempotency ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT '';
 CREATE INDEX idempotency_at ON idempotency (at);
 "#,
+    r#"
+-- The number of updates lives in a column, so a note rewrites no ticket document.
+ALTER TABLE tickets ADD COLUMN notes INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -555,15 +555,14 @@ fn not_found_ticket(number: i64) -> StoreError {
 
 /// Loads a ticket by its number.
 pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>, StoreError> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM tickets WHERE number = ?1")?
-        .query_row([number], |r| r.get(0))
+    use super::apply::{ticket_columns, ticket_from_columns, TICKET_COLUMNS};
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE number = ?1"
+        ))?
+        .query_row([number], ticket_columns)
         .optional()?;
-    doc.map(|d| {
-        serde_json::from_str(&d)
-            .map_err(|e| StoreError::Corrupt(format!("ticket number {number}: {e}")))
-    })
-    .transpose()
+    row.map(ticket_from_columns).transpose()
 }
 
 impl Job2<'_> {

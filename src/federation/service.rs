@@ -228,7 +228,8 @@ impl Federation {
         let tasks = vec![
             tokio::spawn(fed.clone().record_pending(seen)),
             tokio::spawn(fed.clone().follow_registry(shutdown.clone())),
-            tokio::spawn(fed.clone().log_events(shutdown)),
+            tokio::spawn(fed.clone().log_events(shutdown.clone())),
+            tokio::spawn(fed.clone().watch_expiry(shutdown)),
         ];
         Ok(Some((fed, tasks)))
     }
@@ -332,6 +333,36 @@ impl Federation {
     /// new connections, and closes live connections that are no longer trusted.
     pub async fn reload(&self) -> Result<ReloadAnswer, FederationError> {
         self.apply_registry().await
+    }
+
+    /// Every six hours, warns in the log about this node's certificate and live peers'
+    /// certificates that expire within 30, 14 or 7 days (or have expired).
+    async fn watch_expiry(self, mut shutdown: watch::Receiver<bool>) {
+        const EVERY: Duration = Duration::from_secs(6 * 3600);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let dir = self.dir.clone();
+            let own = tokio::task::spawn_blocking(move || {
+                let config = Config::load(&dir.config()).ok()?;
+                TrustMaterial::load(dir.root(), &config.tls)
+                    .ok()
+                    .map(|m| m.not_after)
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(not_after) = own {
+                warn_expiry("this node's", not_after);
+            }
+            for p in self.endpoint.peers() {
+                if let Ok(not_after) = OffsetDateTime::from_unix_timestamp(p.cert_not_after) {
+                    warn_expiry(&format!("peer {}'s", p.identity), not_after);
+                }
+            }
+        }
     }
 
     async fn log_events(self, mut shutdown: watch::Receiver<bool>) {

@@ -312,7 +312,11 @@ impl Federation {
             trust.crls.len(),
             trust.deny_spki.len(),
         );
-        let report = self.endpoint.reload(trust)?;
+        let local = LocalCert {
+            chain: material.cert_chain.clone(),
+            key: material.key.clone_key(),
+        };
+        let report = self.endpoint.reload_with(Some(local), trust)?;
         for (peer, reason) in &report.closed {
             tracing::warn!(%peer, %reason, "closed a live connection after the trust reload");
         }

@@ -193,7 +193,7 @@ struct Inner {
     role: Role,
     features: u64,
     limits: TransportSection,
-    local: LocalCert,
+    local: RwLock<LocalCert>,
     transport: Arc<TransportConfig>,
     trust: RwLock<Arc<Trust>>,
     client_configs: Mutex<HashMap<Vec<String>, quinn::ClientConfig>>,
@@ -272,7 +272,8 @@ impl Inner {
     }
 
     fn server_config(&self, trust: Arc<Trust>) -> Result<quinn::ServerConfig, NetError> {
-        let rustls = tls::server_config(&self.local, trust, &self.router.alpns())?;
+        let local = self.local.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let rustls = tls::server_config(&local, trust, &self.router.alpns())?;
         let crypto = QuicServerConfig::try_from(Arc::new(rustls))
             .map_err(|e| TlsConfigError::Quic(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -288,7 +289,8 @@ impl Inner {
         if let Some(c) = cache.get(alpns) {
             return Ok(c.clone());
         }
-        let rustls = tls::client_config(&self.local, self.trust(), alpns)?;
+        let local = self.local.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let rustls = tls::client_config(&local, self.trust(), alpns)?;
         let crypto = QuicClientConfig::try_from(Arc::new(rustls))
             .map_err(|e| TlsConfigError::Quic(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -419,7 +421,7 @@ impl Endpoint {
             role: opts.role,
             features: opts.features,
             limits: opts.transport,
-            local: opts.local,
+            local: RwLock::new(opts.local),
             transport,
             trust: RwLock::new(trust.clone()),
             client_configs: Mutex::new(HashMap::new()),
@@ -565,8 +567,32 @@ impl Endpoint {
     /// live connection whose peer certificate it no longer accepts is closed with
     /// `trust_revoked`.
     pub fn reload(&self, trust: TrustConfig) -> Result<ReloadReport, NetError> {
+        self.reload_with(None, trust)
+    }
+
+    /// [`Self::reload`], and also swaps our own certificate and key (a renewed or re-keyed
+    /// certificate) for new connections. The new certificate must name the same identity.
+    pub fn reload_with(
+        &self,
+        local: Option<LocalCert>,
+        trust: TrustConfig,
+    ) -> Result<ReloadReport, NetError> {
         let inner = &self.inner;
         let trust = Arc::new(Trust::new(&inner.identity.federation, trust)?);
+        if let Some(local) = local {
+            let own = local.chain.first().ok_or(TlsConfigError::EmptyChain)?;
+            let own_id = NodeIdentity::from_cert_der(own).map_err(TlsConfigError::Identity)?;
+            if own_id != inner.identity {
+                return Err(
+                    TlsConfigError::Identity(crate::identity::IdentityError::BadUri(format!(
+                        "new certificate names {own_id}, this node is {}",
+                        inner.identity
+                    )))
+                    .into(),
+                );
+            }
+            *inner.local.write().unwrap_or_else(|e| e.into_inner()) = local;
+        }
         if !inner.router.alpns().is_empty() {
             inner
                 .quinn

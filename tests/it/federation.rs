@@ -290,3 +290,62 @@ fn a_node_refuses_to_start_on_unsafe_or_missing_tls_material() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("ttx pki"), "{out:?}");
 }
+
+#[test]
+fn rotating_to_a_new_ca_needs_no_restart() {
+    let old = Ca::new("eu");
+    let a = old.node("eu", "noc-a");
+    let b = old.node("eu", "telco-b");
+    add_peer(&a, &b, "telco-b", &[]);
+    add_peer(&b, &a, "noc-a", &[]);
+    b.cli(&["peer", "ping", "noc-a"]).ok();
+    let serial_before = pki(&[
+        "--json",
+        "show",
+        a.dir.join("tls/node.crt").to_str().unwrap(),
+    ])
+    .json()["items"][0]["serial"]
+        .clone();
+    // A new CA: each node gets a certificate from it (its bundle now trusts old and new), and
+    // reloads while running.
+    let new = Ca::new("eu");
+    for n in [&a, &b] {
+        let dir = n.dir.to_str().unwrap().to_string();
+        let site = n.dir.file_name().unwrap().to_str().unwrap().to_string();
+        pki(&[
+            "issue",
+            "--ca",
+            new.path(),
+            "--site",
+            &site,
+            "--node",
+            "primary",
+            "--dir",
+            &dir,
+        ])
+        .ok();
+        let reload = n.cli(&["--json", "pki", "reload"]).json();
+        assert_eq!(reload["cas"], 2, "{reload}");
+        assert_eq!(reload["closed"].as_array().unwrap().len(), 0, "{reload}");
+    }
+    let serial_after = pki(&[
+        "--json",
+        "show",
+        a.dir.join("tls/node.crt").to_str().unwrap(),
+    ])
+    .json()["items"][0]["serial"]
+        .clone();
+    assert_ne!(serial_before, serial_after);
+    // Both present certificates of the new CA on new connections, and still talk.
+    b.cli(&["peer", "remove", "noc-a"]).ok();
+    add_peer(&b, &a, "noc-a", &[]);
+    b.cli(&["peer", "ping", "noc-a"]).ok();
+    a.cli(&["peer", "ping", "telco-b"]).ok();
+    // Last step of the rotation: A drops the old CA. B's new connections still work, which
+    // they only can if B now presents its new certificate.
+    std::fs::copy(new.dir.join("ca.crt"), a.dir.join("tls/ca.pem")).unwrap();
+    assert_eq!(a.cli(&["--json", "pki", "reload"]).json()["cas"], 1);
+    b.cli(&["peer", "remove", "noc-a"]).ok();
+    add_peer(&b, &a, "noc-a", &[]);
+    b.cli(&["peer", "ping", "noc-a"]).ok();
+}

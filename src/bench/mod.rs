@@ -3,13 +3,20 @@
 //! This module holds the small shared support every benchmark uses; each benchmark lives in
 //! its own module:
 //!
+//! - [`api`]: durable notes through the local HTTP API of a real node, against the writer.
+//! - [`cli`]: `ttx note` process start to acknowledged write, against the same request in process.
 //! - [`store`]: durable note appends through the writer, and reads on a large store.
 //! - [`transport`]: Hello round trips, handshakes, request throughput vs raw quinn, many peers.
+//! - [`http`] and [`node`]: a keep-alive HTTP client and a real node in process, for the above.
 //!
 //! Support: [`Latencies`] (percentiles), [`rate`], [`rss_bytes`], [`MachineInfo`] (with a
 //! measured fdatasync latency of the target disk) and the [`Report`] printed as a human table
 //! or as JSON.
 
+pub mod api;
+pub mod cli;
+pub mod http;
+pub mod node;
 pub mod store;
 pub mod transport;
 

@@ -1,4 +1,4 @@
-//! `ttx bench transport`: the QUIC transport on loopback, in one process.
+//! `ttx bench transport`: the QUIC transport on loopback.
 //!
 //! Measures, each against its target:
 //! - Hello-level round trip (ping) on an established connection: p50 ≤ 0.3 ms;
@@ -6,26 +6,57 @@
 //! - 1 KiB request/response frames per second on one connection through the endpoint
 //!   (≥ 50,000/s), against raw quinn streams carrying the same bytes with the same TLS config in
 //!   the same run (≥ 0.7x);
-//! - N concurrent peer connections held for a while, with the process RSS (`VmRSS`). The clients
-//!   live in the same process, so the figure covers both ends of every connection: an upper
-//!   bound for the node alone.
+//! - N concurrent peer connections held for a while, with the node's RSS (`VmRSS`) ≤ 200 MB.
+//!   By default the peer clients run in a child process (`ttx bench transport-clients`, hidden)
+//!   so the RSS is the node's alone; in process (tests, `--clients-in-process`) the figure
+//!   covers both ends of every connection: an upper bound.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use super::{
+    rss_bytes, BenchError, Goal, Latencies, MachineInfo, Report, ScratchDir, Section, Target,
+};
 use crate::config::TransportSection;
+use crate::identity::NodeIdentity;
 use crate::net::testing::{TestCa, TestNode};
-use crate::net::tls::{self, TrustConfig};
+use crate::net::tls::{self, LocalCert, TrustConfig};
 use crate::net::{
     BoxFuture, Endpoint, EndpointOptions, Handler, PeerCtx, Permission, Permissions, Router,
     StaticPolicy,
 };
 use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
 use crate::wire::{codec, ClientFrame, ErrorCode, Request, Role};
+
+/// Target: ping p50 (ms).
+pub const TARGET_PING_P50_MS: f64 = 0.3;
+/// Target: new connection p50 (ms).
+pub const TARGET_CONNECT_P50_MS: f64 = 3.0;
+/// Target: 1 KiB requests per second through the endpoint.
+pub const TARGET_RPS: f64 = 50_000.0;
+/// Target: endpoint / raw quinn.
+pub const TARGET_RATIO: f64 = 0.7;
+/// Target: node RSS with the peers held (MB).
+pub const TARGET_RSS_MB: f64 = 200.0;
+
+type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// Turns any error into a [`BenchError`] saying what was being done.
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
+    fn ctx(self, what: &str) -> Result<T> {
+        self.map_err(|e| BenchError::Invalid(format!("{what}: {e}")))
+    }
+}
 
 /// What to measure and how hard.
 #[derive(Debug, Clone)]
@@ -46,6 +77,10 @@ pub struct TransportOpts {
     pub peers: usize,
     /// Seconds to hold them.
     pub hold_secs: u64,
+    /// The `ttx` binary that runs the peer clients in a child process (`None`: in process).
+    pub clients_exe: Option<PathBuf>,
+    /// Where scratch files go (the system temp dir otherwise); removed afterwards.
+    pub dir: Option<PathBuf>,
 }
 
 impl Default for TransportOpts {
@@ -59,65 +94,9 @@ impl Default for TransportOpts {
             rounds: 3,
             peers: 1_000,
             hold_secs: 60,
+            clients_exe: None,
+            dir: None,
         }
-    }
-}
-
-/// The figures, in microseconds, per second and kilobytes.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TransportReport {
-    /// Ping round trip p50 (µs).
-    pub ping_p50_us: f64,
-    /// Ping round trip p99 (µs).
-    pub ping_p99_us: f64,
-    /// New connection (mTLS + Hello) p50 (µs).
-    pub connect_p50_us: f64,
-    /// New connection (mTLS + Hello) p99 (µs).
-    pub connect_p99_us: f64,
-    /// 1 KiB request/response per second through the endpoint.
-    pub endpoint_rps: f64,
-    /// The same bytes per second over raw quinn streams.
-    pub raw_quinn_rps: f64,
-    /// `endpoint_rps / raw_quinn_rps`.
-    pub ratio: f64,
-    /// Peer connections held.
-    pub peers_held: usize,
-    /// Seconds they were held.
-    pub hold_secs: u64,
-    /// Process RSS before the peers connected (kB).
-    pub rss_before_kb: u64,
-    /// Process RSS with all peers connected, at the end of the hold (kB).
-    pub rss_with_peers_kb: u64,
-    /// Whether the clients ran in the same process (so the RSS covers both ends).
-    pub clients_in_process: bool,
-}
-
-impl std::fmt::Display for TransportReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "ping (hello-level) round trip: p50 {:.0} µs, p99 {:.0} µs (target p50 <= 300 µs)",
-            self.ping_p50_us, self.ping_p99_us
-        )?;
-        writeln!(
-            f,
-            "new connection (mTLS + Hello): p50 {:.0} µs, p99 {:.0} µs (target p50 <= 3000 µs)",
-            self.connect_p50_us, self.connect_p99_us
-        )?;
-        writeln!(f, "1 KiB req/resp: endpoint {:.0}/s, raw quinn {:.0}/s, ratio {:.2} (targets >= 50000/s, >= 0.70)", self.endpoint_rps, self.raw_quinn_rps, self.ratio)?;
-        write!(
-            f,
-            "{} peers held {} s: RSS {} MB before, {} MB with peers{} (target <= 200 MB)",
-            self.peers_held,
-            self.hold_secs,
-            self.rss_before_kb / 1024,
-            self.rss_with_peers_kb / 1024,
-            if self.clients_in_process {
-                ", clients in the same process"
-            } else {
-                ""
-            }
-        )
     }
 }
 
@@ -132,27 +111,6 @@ impl Handler for Echo {
     }
 }
 
-/// The process's resident set size in kB (Linux `/proc/self/status`).
-pub fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 fn limits(peers: usize) -> TransportSection {
     TransportSection {
         max_connections: (peers as u32 + 64).max(2_000),
@@ -165,10 +123,10 @@ fn limits(peers: usize) -> TransportSection {
 
 fn endpoint(
     n: &TestNode,
-    ca: &TestCa,
+    ca: &rustls_pki_types::CertificateDer<'static>,
     policy: Arc<StaticPolicy>,
     t: TransportSection,
-) -> anyhow::Result<Endpoint> {
+) -> Result<Endpoint> {
     let opts = EndpointOptions {
         identity: n.identity.clone(),
         role: Role::Partner,
@@ -176,29 +134,55 @@ fn endpoint(
         transport: t,
         local: n.local.clone(),
         trust: TrustConfig {
-            ca_certs: vec![ca.cert.clone()],
+            ca_certs: vec![ca.clone()],
             ..TrustConfig::default()
         },
     };
     let router = Router::new().route(EXCHANGE_V1, Permission::Exchange, Arc::new(Echo));
-    Ok(Endpoint::bind(
-        "127.0.0.1:0".parse()?,
+    Endpoint::bind(
+        "127.0.0.1:0".parse().expect("literal address"),
         opts,
         policy,
         router,
-    )?)
+    )
+    .ctx("bind a QUIC endpoint")
 }
 
-/// Runs the benchmark on a runtime of its own.
-pub fn run(opts: TransportOpts) -> anyhow::Result<TransportReport> {
+/// Runs the benchmark on a runtime of its own and returns its report.
+pub fn run(opts: TransportOpts) -> Result<Report> {
+    let scratch = ScratchDir::new(opts.dir.as_deref())?;
+    let machine = MachineInfo::collect(scratch.path(), 200)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("start the runtime")?;
-    rt.block_on(run_async(opts))
+        .map_err(BenchError::io("start the runtime"))?;
+    let sections = rt.block_on(run_async(&opts, scratch.path()))?;
+    Ok(Report {
+        bench: "transport".into(),
+        machine,
+        sections,
+    })
 }
 
-async fn run_async(opts: TransportOpts) -> anyhow::Result<TransportReport> {
+fn ms(us: f64) -> f64 {
+    us / 1000.0
+}
+
+fn at_most(value: f64) -> Target {
+    Target {
+        goal: Goal::AtMost,
+        value,
+    }
+}
+
+fn at_least(value: f64) -> Target {
+    Target {
+        goal: Goal::AtLeast,
+        value,
+    }
+}
+
+async fn run_async(opts: &TransportOpts, scratch: &Path) -> Result<Vec<Section>> {
     let mut ca = TestCa::new("bench-ca");
     let server = ca.node("bench", "noc-a", "primary");
     let client = ca.node("bench", "telco-b", "primary");
@@ -207,30 +191,28 @@ async fn run_async(opts: TransportOpts) -> anyhow::Result<TransportReport> {
     let client_policy = Arc::new(StaticPolicy::new());
     server_policy.set(client.identity.clone(), Some(Permissions::EXCHANGE));
     client_policy.set(server.identity.clone(), Some(Permissions::EXCHANGE));
-    let srv = endpoint(&server, &ca, server_policy.clone(), t.clone())?;
-    let cli = endpoint(&client, &ca, client_policy.clone(), t.clone())?;
-    let addr = srv.local_addr()?;
+    let srv = endpoint(&server, &ca.cert, server_policy.clone(), t.clone())?;
+    let cli = endpoint(&client, &ca.cert, client_policy.clone(), t.clone())?;
+    let addr = srv.local_addr().ctx("endpoint address")?;
 
     // Ping round trip on one established connection.
-    let peer = cli.connect(addr, "noc-a", EXCHANGE).await?;
+    let peer = cli.connect(addr, "noc-a", EXCHANGE).await.ctx("connect")?;
     for _ in 0..100 {
-        peer.ping().await?;
+        peer.ping().await.ctx("ping")?;
     }
-    let mut pings = Vec::with_capacity(opts.ping_samples);
-    for _ in 0..opts.ping_samples {
-        pings.push(peer.ping().await?.latency);
+    let mut pings = Latencies::with_capacity(opts.ping_samples);
+    for _ in 0..opts.ping_samples.max(1) {
+        pings.record(peer.ping().await.ctx("ping")?.latency);
     }
-    pings.sort();
 
     // New connections, full handshake each time.
-    let mut connects = Vec::with_capacity(opts.connect_samples);
-    for _ in 0..opts.connect_samples {
+    let mut connects = Latencies::with_capacity(opts.connect_samples);
+    for _ in 0..opts.connect_samples.max(1) {
         let start = Instant::now();
-        let p = cli.connect(addr, "noc-a", EXCHANGE).await?;
-        connects.push(start.elapsed());
+        let p = cli.connect(addr, "noc-a", EXCHANGE).await.ctx("connect")?;
+        connects.record(start.elapsed());
         p.close(ErrorCode::ShuttingDown);
     }
-    connects.sort();
 
     // Throughput through the endpoint and over raw quinn (same TLS configuration), alternated
     // over `rounds` rounds; the best round of each is kept, so that a burst of load from other
@@ -239,86 +221,351 @@ async fn run_async(opts: TransportOpts) -> anyhow::Result<TransportReport> {
     let raw = RawQuinn::start(&server, &client, &ca, &payload).await?;
     let (mut endpoint_rps, mut raw_quinn_rps) = (0.0f64, 0.0f64);
     for _ in 0..opts.rounds.max(1) {
-        let rps = throughput(&opts, {
+        let rps = throughput(opts, {
             let peer = peer.clone();
             let payload = payload.clone();
             move || {
                 let peer = peer.clone();
                 let payload = payload.clone();
-                async move {
-                    peer.request(payload)
-                        .await
-                        .map(|_| ())
-                        .map_err(anyhow::Error::from)
-                }
+                async move { peer.request(payload).await.map(|_| ()).ctx("request") }
             }
         })
         .await?;
         endpoint_rps = endpoint_rps.max(rps);
-        raw_quinn_rps = raw_quinn_rps.max(raw.run(&opts).await?);
+        raw_quinn_rps = raw_quinn_rps.max(raw.run(opts).await?);
     }
+    peer.close(ErrorCode::ShuttingDown);
+    drop(raw);
 
     // Many peers held at once.
-    peer.close(ErrorCode::ShuttingDown);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before_kb = rss_kb();
+    let rss_before = rss_bytes().unwrap_or(0);
     let identities = 10.min(opts.peers.max(1));
-    let mut clients = Vec::new();
-    for i in 0..identities {
-        let n = ca.node("bench", &format!("peer-{i}"), "primary");
+    let nodes: Vec<TestNode> = (0..identities)
+        .map(|i| ca.node("bench", &format!("peer-{i}"), "primary"))
+        .collect();
+    for n in &nodes {
         server_policy.set(n.identity.clone(), Some(Permissions::EXCHANGE));
-        let policy = Arc::new(StaticPolicy::new());
-        policy.set(server.identity.clone(), Some(Permissions::EXCHANGE));
-        clients.push(endpoint(&n, &ca, policy, t.clone())?);
     }
-    let mut held = Vec::with_capacity(opts.peers);
-    for chunk in (0..opts.peers).collect::<Vec<_>>().chunks(50) {
-        let mut tasks = Vec::new();
-        for i in chunk {
-            let c = clients[i % identities].clone();
-            tasks.push(tokio::spawn(async move {
-                c.connect(addr, "noc-a", EXCHANGE).await
-            }));
+    let held = match &opts.clients_exe {
+        None => {
+            let clients =
+                PeerClients::connect(&nodes, &ca.cert, &server.identity, addr, opts.peers).await?;
+            tokio::time::sleep(Duration::from_secs(opts.hold_secs)).await;
+            clients.ping_all().await?;
+            let held = Held {
+                peers: srv.peers().len(),
+                rss: rss_bytes().unwrap_or(0),
+                client_rss: None,
+            };
+            clients.close();
+            held
         }
-        for t in tasks {
-            held.push(t.await??);
+        Some(exe) => {
+            let material = Material {
+                addr,
+                peers: opts.peers,
+                ca_der: hex::encode(&ca.cert),
+                server: server.identity.to_uri(),
+                clients: nodes
+                    .iter()
+                    .map(|n| ClientMaterial {
+                        identity: n.identity.to_uri(),
+                        cert_der: hex::encode(n.cert()),
+                        key_der: hex::encode(n.local.key.secret_der()),
+                    })
+                    .collect(),
+            };
+            hold_in_child(exe, scratch, &material, opts.hold_secs, || {
+                (srv.peers().len(), rss_bytes().unwrap_or(0))
+            })
+            .await?
         }
-    }
-    tokio::time::sleep(Duration::from_secs(opts.hold_secs)).await;
-    for p in &held {
-        p.ping().await?;
-    }
-    let rss_with_peers_kb = rss_kb();
-    let peers_held = srv.peers().len();
-    for p in &held {
-        p.close(ErrorCode::ShuttingDown);
-    }
+    };
 
-    Ok(TransportReport {
-        ping_p50_us: percentile(&pings, 0.5),
-        ping_p99_us: percentile(&pings, 0.99),
-        connect_p50_us: percentile(&connects, 0.5),
-        connect_p99_us: percentile(&connects, 0.99),
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let (p, c) = (pings.summary(), connects.summary());
+    let mut latency = Section::new(format!(
+        "QUIC on loopback: ping and new connections ({} pings, {} connections)",
+        p.count, c.count
+    ));
+    latency.target(
+        "ping (hello-level) p50",
+        ms(p.p50_us),
+        "ms",
+        at_most(TARGET_PING_P50_MS),
+    );
+    latency.figure("ping p99", ms(p.p99_us), "ms");
+    latency.target(
+        "new connection (mTLS + Hello) p50",
+        ms(c.p50_us),
+        "ms",
+        at_most(TARGET_CONNECT_P50_MS),
+    );
+    latency.figure("new connection p99", ms(c.p99_us), "ms");
+
+    let mut tput = Section::new(format!(
+        "{} B request/response on one connection ({} in flight, best of {} rounds of {} s)",
+        opts.payload,
+        opts.in_flight,
+        opts.rounds.max(1),
+        opts.throughput_secs
+    ));
+    tput.target(
+        "endpoint req/s",
         endpoint_rps,
-        raw_quinn_rps,
-        ratio: if raw_quinn_rps > 0.0 {
+        "req/s",
+        at_least(TARGET_RPS),
+    );
+    tput.figure("raw quinn req/s (baseline)", raw_quinn_rps, "req/s");
+    tput.target(
+        "endpoint / raw quinn",
+        if raw_quinn_rps > 0.0 {
             endpoint_rps / raw_quinn_rps
         } else {
             0.0
         },
-        peers_held,
-        hold_secs: opts.hold_secs,
-        rss_before_kb,
-        rss_with_peers_kb,
-        clients_in_process: true,
+        "x",
+        at_least(TARGET_RATIO),
+    );
+    tput.note(
+        "raw quinn: the same TLS configs, one stream per request carrying the same framed \
+         bytes and echoed back, without Hello, policy or codec",
+    );
+
+    let mut peers = Section::new(format!(
+        "{} peer connections held {} s ({} client identities)",
+        opts.peers, opts.hold_secs, identities
+    ));
+    peers.figure("peers held (server side)", held.peers as f64, "peers");
+    peers.figure("node RSS before the peers", mb(rss_before), "MB");
+    peers.target(
+        "node RSS with the peers",
+        mb(held.rss),
+        "MB",
+        at_most(TARGET_RSS_MB),
+    );
+    match held.client_rss {
+        Some(r) => {
+            peers.figure("client process RSS", mb(r), "MB");
+            peers.note(
+                "clients in a child process (ttx bench transport-clients): the RSS is the \
+                 bench process holding the node's endpoint (plus the earlier phases' client \
+                 endpoint and allocations)",
+            );
+        }
+        None => peers.note(
+            "clients in the same process: the RSS covers both ends of every connection \
+             (an upper bound for the node alone)",
+        ),
+    }
+    peers.note("every held connection is pinged at the end of the hold before the RSS is read");
+    Ok(vec![latency, tput, peers])
+}
+
+/// What the peer hold found.
+struct Held {
+    peers: usize,
+    rss: u64,
+    client_rss: Option<u64>,
+}
+
+/// Peer clients: `peers` connections spread over a few client identities.
+struct PeerClients {
+    held: Vec<crate::net::Peer>,
+    _endpoints: Vec<Endpoint>,
+}
+
+impl PeerClients {
+    async fn connect(
+        nodes: &[TestNode],
+        ca: &rustls_pki_types::CertificateDer<'static>,
+        server: &NodeIdentity,
+        addr: SocketAddr,
+        peers: usize,
+    ) -> Result<Self> {
+        let t = limits(peers);
+        let mut endpoints = Vec::new();
+        for n in nodes {
+            let policy = Arc::new(StaticPolicy::new());
+            policy.set(server.clone(), Some(Permissions::EXCHANGE));
+            endpoints.push(endpoint(n, ca, policy, t.clone())?);
+        }
+        let mut held = Vec::with_capacity(peers);
+        for chunk in (0..peers).collect::<Vec<_>>().chunks(50) {
+            let mut tasks = Vec::new();
+            for i in chunk {
+                let c = endpoints[i % endpoints.len()].clone();
+                tasks.push(tokio::spawn(async move {
+                    c.connect(addr, "noc-a", EXCHANGE).await
+                }));
+            }
+            for t in tasks {
+                held.push(t.await.ctx("a connect task")?.ctx("connect a peer")?);
+            }
+        }
+        Ok(Self {
+            held,
+            _endpoints: endpoints,
+        })
+    }
+
+    async fn ping_all(&self) -> Result<()> {
+        for p in &self.held {
+            p.ping().await.ctx("ping a held peer")?;
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        for p in &self.held {
+            p.close(ErrorCode::ShuttingDown);
+        }
+    }
+}
+
+/// The certificate material the child process needs (DER in hex; the file is 0600).
+#[derive(Debug, Serialize, Deserialize)]
+struct Material {
+    addr: SocketAddr,
+    peers: usize,
+    ca_der: String,
+    server: String,
+    clients: Vec<ClientMaterial>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientMaterial {
+    identity: String,
+    cert_der: String,
+    key_der: String,
+}
+
+fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
+    hex::decode(s).ctx(what)
+}
+
+/// Spawns `exe bench transport-clients`, waits for its peers to connect, holds, asks it to
+/// ping every peer, then reads `measure()` (server-side peers, RSS) and the child's RSS.
+async fn hold_in_child(
+    exe: &Path,
+    scratch: &Path,
+    material: &Material,
+    hold_secs: u64,
+    measure: impl Fn() -> (usize, u64),
+) -> Result<Held> {
+    let path = scratch.join("transport-clients.json");
+    let bytes = serde_json::to_vec(material).ctx("encode the client material")?;
+    crate::pki::files::write_secret(&path, &bytes, true).ctx("write the client material")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "transport-clients", "--material"])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(BenchError::io(format!("spawn {}", exe.display())))?;
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut expect = async |want: &str| -> Result<()> {
+        match lines.next_line().await.ctx("read the client process")? {
+            Some(l) if l.starts_with(want) => Ok(()),
+            other => Err(BenchError::Invalid(format!(
+                "the client process said {other:?}, expected {want}"
+            ))),
+        }
+    };
+    expect("connected").await?;
+    tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    stdin
+        .write_all(b"ping\n")
+        .await
+        .ctx("write to the client process")?;
+    expect("pinged").await?;
+    let (peers, rss) = measure();
+    let client_rss = pid.and_then(|p| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    });
+    drop(stdin);
+    let status = child.wait().await.ctx("wait for the client process")?;
+    if !status.success() {
+        return Err(BenchError::Invalid(format!(
+            "the client process failed: {status}"
+        )));
+    }
+    Ok(Held {
+        peers,
+        rss,
+        client_rss,
+    })
+}
+
+/// The hidden `ttx bench transport-clients`: reads the material file, connects its peers,
+/// prints `connected N`, then on each `ping` line pings them all and prints `pinged N`; exits
+/// when standard input closes.
+pub fn run_clients(material: &Path) -> Result<()> {
+    let bytes =
+        std::fs::read(material).map_err(BenchError::io(format!("read {}", material.display())))?;
+    let m: Material = serde_json::from_slice(&bytes).ctx("parse the client material")?;
+    let ca = rustls_pki_types::CertificateDer::from(unhex("CA certificate", &m.ca_der)?);
+    let server = NodeIdentity::parse_uri(&m.server).ctx("server identity")?;
+    let nodes = m
+        .clients
+        .iter()
+        .map(|c| {
+            let key = rustls_pki_types::PrivateKeyDer::try_from(unhex("client key", &c.key_der)?)
+                .ctx("client key")?;
+            Ok(TestNode {
+                identity: NodeIdentity::parse_uri(&c.identity).ctx("client identity")?,
+                local: LocalCert {
+                    chain: vec![unhex("client certificate", &c.cert_der)?.into()],
+                    key,
+                },
+                serial: 0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("start the runtime"))?;
+    rt.block_on(async {
+        let clients = PeerClients::connect(&nodes, &ca, &server, m.addr, m.peers).await?;
+        let mut out = tokio::io::stdout();
+        let say = |s: String| s.into_bytes();
+        out.write_all(&say(format!("connected {}\n", clients.held.len())))
+            .await
+            .map_err(BenchError::io("write to stdout"))?;
+        out.flush().await.map_err(BenchError::io("flush stdout"))?;
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(BenchError::io("read stdin"))?
+        {
+            if line.trim() == "ping" {
+                clients.ping_all().await?;
+                out.write_all(&say(format!("pinged {}\n", clients.held.len())))
+                    .await
+                    .map_err(BenchError::io("write to stdout"))?;
+                out.flush().await.map_err(BenchError::io("flush stdout"))?;
+            }
+        }
+        clients.close();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
     })
 }
 
 /// Runs `op` with `in_flight` concurrent workers for the configured time; operations per second.
-async fn throughput<F, Fut>(opts: &TransportOpts, op: F) -> anyhow::Result<f64>
+async fn throughput<F, Fut>(opts: &TransportOpts, op: F) -> Result<f64>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    Fut: std::future::Future<Output = Result<()>> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -330,7 +577,7 @@ where
                 op().await?;
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            anyhow::Ok(())
+            Ok::<_, BenchError>(())
         }));
     }
     let start = Instant::now();
@@ -339,7 +586,7 @@ where
     let n = done.load(Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     for w in workers {
-        w.await??;
+        w.await.ctx("a throughput worker")??;
     }
     Ok(n as f64 / elapsed)
 }
@@ -359,25 +606,31 @@ impl RawQuinn {
         client: &TestNode,
         ca: &TestCa,
         payload: &[u8],
-    ) -> anyhow::Result<Self> {
-        let trust = Arc::new(tls::Trust::new(
-            "bench",
-            TrustConfig {
-                ca_certs: vec![ca.cert.clone()],
-                ..TrustConfig::default()
-            },
-        )?);
+    ) -> Result<Self> {
+        let trust = Arc::new(
+            tls::Trust::new(
+                "bench",
+                TrustConfig {
+                    ca_certs: vec![ca.cert.clone()],
+                    ..TrustConfig::default()
+                },
+            )
+            .ctx("raw quinn trust")?,
+        );
         let alpn = vec![EXCHANGE_V1.alpn()];
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
         let transport = Arc::new(transport);
-        let s = tls::server_config(&server.local, trust.clone(), &alpn)?;
+        let s =
+            tls::server_config(&server.local, trust.clone(), &alpn).ctx("raw quinn server TLS")?;
         let mut sc = quinn::ServerConfig::with_crypto(Arc::new(
-            quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(s))?,
+            quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(s))
+                .ctx("raw quinn server config")?,
         ));
         sc.transport_config(transport.clone());
-        let srv = quinn::Endpoint::server(sc, "127.0.0.1:0".parse()?)?;
-        let addr: SocketAddr = srv.local_addr()?;
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+        let srv = quinn::Endpoint::server(sc, loopback).ctx("raw quinn server")?;
+        let addr: SocketAddr = srv.local_addr().ctx("raw quinn address")?;
         let limit = payload.len() + 64;
         let accept = srv.clone();
         tokio::spawn(async move {
@@ -395,21 +648,27 @@ impl RawQuinn {
                 });
             }
         });
-        let c = tls::client_config(&client.local, trust, &alpn)?;
+        let c = tls::client_config(&client.local, trust, &alpn).ctx("raw quinn client TLS")?;
         let mut cc = quinn::ClientConfig::new(Arc::new(
-            quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(c))?,
+            quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(c))
+                .ctx("raw quinn client config")?,
         ));
         cc.transport_config(transport);
-        let mut cli = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        let mut cli = quinn::Endpoint::client(loopback).ctx("raw quinn client")?;
         cli.set_default_client_config(cc);
-        let conn = cli.connect(addr, "noc-a")?.await?;
+        let conn = cli
+            .connect(addr, "noc-a")
+            .ctx("raw quinn connect")?
+            .await
+            .ctx("raw quinn connect")?;
         let frame = codec::encode_framed(
             &ClientFrame::Request(Request {
                 id: 1,
                 body: payload.to_vec(),
             }),
             u32::MAX,
-        )?;
+        )
+        .ctx("encode a frame")?;
         Ok(Self {
             conn,
             frame: Arc::new(frame),
@@ -418,16 +677,16 @@ impl RawQuinn {
         })
     }
 
-    async fn run(&self, opts: &TransportOpts) -> anyhow::Result<f64> {
+    async fn run(&self, opts: &TransportOpts) -> Result<f64> {
         let (conn, frame, limit) = (self.conn.clone(), self.frame.clone(), self.limit);
         throughput(opts, move || {
             let conn = conn.clone();
             let frame = frame.clone();
             async move {
-                let (mut send, mut recv) = conn.open_bi().await?;
-                send.write_all(&frame).await?;
-                send.finish()?;
-                recv.read_to_end(limit).await?;
+                let (mut send, mut recv) = conn.open_bi().await.ctx("open a stream")?;
+                send.write_all(&frame).await.ctx("write a request")?;
+                send.finish().ctx("finish a request")?;
+                recv.read_to_end(limit).await.ctx("read an answer")?;
                 Ok(())
             }
         })
@@ -439,10 +698,12 @@ impl RawQuinn {
 mod tests {
     use super::*;
 
-    /// A quick run in `cargo test`; the full run is
-    /// `TTX_BENCH_FULL=1 cargo test --release --lib bench::transport -- --ignored --nocapture`.
+    /// The whole benchmark at tiny sizes (clients in process: this test binary is not `ttx`),
+    /// so the code path stays tested; no timing is asserted. The child-process path is tested
+    /// through the real binary in `tests/it/bench.rs`.
     #[test]
     fn small_run_works() {
+        let dir = tempfile::tempdir().unwrap();
         let report = run(TransportOpts {
             ping_samples: 20,
             connect_samples: 5,
@@ -450,26 +711,19 @@ mod tests {
             in_flight: 4,
             payload: 1024,
             rounds: 1,
-            peers: 20,
-            hold_secs: 0,
+            peers: 10,
+            hold_secs: 1,
+            clients_exe: None,
+            dir: Some(dir.path().to_path_buf()),
         })
         .unwrap();
-        assert_eq!(report.peers_held, 20);
-        assert!(report.endpoint_rps > 0.0 && report.raw_quinn_rps > 0.0);
-    }
-
-    #[test]
-    #[ignore = "benchmark: run in release with --ignored --nocapture"]
-    fn full_run() {
-        let mut opts = TransportOpts::default();
-        if let Ok(s) = std::env::var("TTX_BENCH_HOLD_SECS") {
-            opts.hold_secs = s.parse().unwrap();
-        }
-        if let Ok(s) = std::env::var("TTX_BENCH_PEERS") {
-            opts.peers = s.parse().unwrap();
-        }
-        let report = run(opts).unwrap();
-        println!("{report}");
-        println!("{}", serde_json::to_string(&report).unwrap());
+        assert_eq!(report.sections.len(), 3);
+        let held = &report.sections[2].figures[0];
+        assert_eq!(
+            (held.name.as_str(), held.value),
+            ("peers held (server side)", 10.0)
+        );
+        let tput = &report.sections[1].figures;
+        assert!(tput[0].value > 0.0 && tput[1].value > 0.0);
     }
 }

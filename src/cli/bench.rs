@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::bench::api::{self, ApiBenchOptions, Limit};
+use crate::bench::cli::{self as cli_bench, CliBenchOptions};
 use crate::bench::store::{self, StoreBenchOptions};
+use crate::bench::transport::{self, TransportOpts};
+use crate::bench::Report;
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -14,6 +18,95 @@ pub enum BenchCommand {
     /// Durable note appends through the writer, and reads on a large store, each against
     /// bare rusqlite in the same run.
     Store(StoreArgs),
+    /// Durable notes through the local HTTP API of a real node (concurrent keep-alive clients,
+    /// then one client), each against the store's writer called directly in the same run.
+    Api(ApiArgs),
+    /// `ttx note` from process start to acknowledged write, against the same request made in
+    /// process, `ttx --version` and `/bin/true`.
+    Cli(CliArgs),
+    /// The QUIC transport: ping, handshakes, request throughput against raw quinn, and many
+    /// peers held (clients in a child process, so the node's RSS is measured alone).
+    Transport(TransportArgs),
+    /// Internal: the peer clients of `ttx bench transport`, run as a child process.
+    #[command(hide = true)]
+    TransportClients(TransportClientsArgs),
+}
+
+/// Options of `ttx bench api`.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Concurrent clients, each a thread with its own keep-alive connection.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds each concurrent run lasts (API, then direct).
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// A fixed number of notes per concurrent run instead of --secs.
+    #[arg(long)]
+    pub notes: Option<u64>,
+    /// Notes timed one at a time by one client (and by one direct writer).
+    #[arg(long, default_value_t = 2_000)]
+    pub sequential: u64,
+    /// Tickets the notes are spread over.
+    #[arg(long, default_value_t = 8)]
+    pub tickets: usize,
+    /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of `ttx bench cli`.
+#[derive(Debug, Args)]
+pub struct CliArgs {
+    /// Timed rounds.
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of `ttx bench transport`.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
+    /// Concurrent peer connections to hold.
+    #[arg(long, default_value_t = 1_000)]
+    pub peers: usize,
+    /// Seconds to hold them.
+    #[arg(long, default_value_t = 60)]
+    pub hold_secs: u64,
+    /// Pings timed on one connection.
+    #[arg(long, default_value_t = 2_000)]
+    pub iterations: usize,
+    /// New connections (full mTLS handshake + Hello) timed.
+    #[arg(long, default_value_t = 300)]
+    pub connects: usize,
+    /// Seconds of each throughput round.
+    #[arg(long, default_value_t = 3.0)]
+    pub throughput_secs: f64,
+    /// Requests in flight during the throughput rounds.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// Request payload size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub payload: usize,
+    /// Alternated throughput rounds (endpoint, raw quinn); the best of each is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Run the peer clients in this process instead of a child (RSS then covers both ends).
+    #[arg(long)]
+    pub clients_in_process: bool,
+    /// Directory for scratch files (removed afterwards); the system temp dir by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of the hidden `ttx bench transport-clients`.
+#[derive(Debug, Args)]
+pub struct TransportClientsArgs {
+    /// The certificate material written by `ttx bench transport`.
+    #[arg(long)]
+    pub material: PathBuf,
 }
 
 /// Options of `ttx bench store`.
@@ -47,7 +140,7 @@ pub struct StoreArgs {
 
 /// Runs a benchmark and prints its report.
 pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
-    match cmd {
+    let report = match cmd {
         BenchCommand::Store(a) => {
             let opts = StoreBenchOptions {
                 notes: a.notes,
@@ -60,13 +153,63 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 skip_writes: a.skip_writes,
                 progress: true,
             };
-            let report = store::run(&opts).context("store benchmark")?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                report.write_human(&mut std::io::stdout().lock())?;
-            }
-            Ok(())
+            store::run(&opts).context("store benchmark")?
         }
+        BenchCommand::Api(a) => {
+            let limit = match a.notes {
+                Some(n) => Limit::Count(n),
+                None => Limit::For(std::time::Duration::from_secs_f64(a.secs.max(0.01))),
+            };
+            let opts = ApiBenchOptions {
+                clients: a.clients,
+                limit,
+                sequential: a.sequential,
+                tickets: a.tickets,
+                dir: a.dir,
+            };
+            api::run(&opts).context("api benchmark")?
+        }
+        BenchCommand::Cli(a) => {
+            let exe = std::env::current_exe().context("cannot find the running ttx binary")?;
+            let opts = CliBenchOptions {
+                runs: a.runs,
+                exe,
+                dir: a.dir,
+            };
+            cli_bench::run(&opts).context("cli benchmark")?
+        }
+        BenchCommand::Transport(a) => {
+            let clients_exe = if a.clients_in_process {
+                None
+            } else {
+                Some(std::env::current_exe().context("cannot find the running ttx binary")?)
+            };
+            let opts = TransportOpts {
+                ping_samples: a.iterations,
+                connect_samples: a.connects,
+                throughput_secs: a.throughput_secs,
+                in_flight: a.in_flight,
+                payload: a.payload,
+                rounds: a.rounds,
+                peers: a.peers,
+                hold_secs: a.hold_secs,
+                clients_exe,
+                dir: a.dir,
+            };
+            transport::run(opts).context("transport benchmark")?
+        }
+        BenchCommand::TransportClients(a) => {
+            return transport::run_clients(&a.material).context("transport peer clients");
+        }
+    };
+    print_report(&report, json)
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        report.write_human(&mut std::io::stdout().lock())?;
     }
+    Ok(())
 }

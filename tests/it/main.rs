@@ -2,6 +2,7 @@
 //! and runs the real `ttx` binary or the library against real files.
 
 mod bad_input;
+mod bench;
 mod common;
 mod crash;
 mod federation;

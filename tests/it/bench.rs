@@ -1,0 +1,111 @@
+//! `ttx bench api|cli|transport` through the real binary at tiny sizes: the JSON report has
+//! the expected sections and figures. No timing is asserted (the machine may be busy).
+
+use crate::common::{run, ttx};
+
+/// Runs `ttx --json bench ARGS` in a temp scratch dir and returns the report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = ttx();
+    cmd.arg("--json")
+        .arg("bench")
+        .args(args)
+        .arg("--dir")
+        .arg(dir.path());
+    run(cmd, None).json()
+}
+
+/// Every figure's name and the report's shape: bench name, machine, sections with figures
+/// that are finite numbers with a unit, and ok set exactly when a target is.
+fn figures(report: &serde_json::Value, bench_name: &str) -> Vec<(String, f64)> {
+    assert_eq!(report["bench"], bench_name);
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(report["machine"]["fdatasync"]["p50_us"].is_number());
+    let mut out = Vec::new();
+    for s in report["sections"].as_array().unwrap() {
+        assert!(s["title"].is_string());
+        for f in s["figures"].as_array().unwrap() {
+            let value = f["value"].as_f64().unwrap_or_else(|| panic!("{f}"));
+            assert!(f["unit"].is_string(), "{f}");
+            assert_eq!(f["target"].is_null(), f["ok"].is_null(), "{f}");
+            out.push((f["name"].as_str().unwrap().to_string(), value));
+        }
+    }
+    out
+}
+
+fn has(figs: &[(String, f64)], name: &str) -> f64 {
+    figs.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no figure {name:?} in {figs:?}"))
+        .1
+}
+
+#[test]
+fn bench_api_reports_api_direct_and_sequential_figures() {
+    let r = bench(&[
+        "api",
+        "--clients",
+        "3",
+        "--notes",
+        "60",
+        "--sequential",
+        "10",
+    ]);
+    let f = figures(&r, "api");
+    assert_eq!(has(&f, "api notes"), 60.0);
+    for name in [
+        "api notes/s",
+        "api note latency p99",
+        "direct notes/s (Writer::write_blocking)",
+        "api / direct",
+        "direct note latency p50",
+    ] {
+        has(&f, name);
+    }
+    let seq = &r["sections"][1]["figures"][0];
+    assert_eq!(seq["name"], "api note latency p50");
+    assert_eq!(seq["target"]["goal"], "at_most");
+}
+
+#[test]
+fn bench_cli_reports_the_process_and_its_baselines() {
+    let r = bench(&["cli", "--runs", "3"]);
+    let f = figures(&r, "cli");
+    for name in [
+        "ttx note median",
+        "ttx note p99",
+        "in-process request median",
+        "ttx --version median",
+        "/bin/true median",
+    ] {
+        has(&f, name);
+    }
+    assert_eq!(r["sections"][0]["figures"][0]["target"]["value"], 10.0);
+}
+
+#[test]
+fn bench_transport_holds_peers_from_a_child_process() {
+    let r = bench(&[
+        "transport",
+        "--peers",
+        "10",
+        "--hold-secs",
+        "0",
+        "--iterations",
+        "10",
+        "--connects",
+        "3",
+        "--throughput-secs",
+        "0.1",
+        "--rounds",
+        "1",
+        "--in-flight",
+        "4",
+    ]);
+    let f = figures(&r, "transport");
+    assert_eq!(has(&f, "peers held (server side)"), 10.0);
+    has(&f, "client process RSS");
+    has(&f, "endpoint / raw quinn");
+    has(&f, "new connection (mTLS + Hello) p50");
+}

@@ -38,6 +38,9 @@ pub enum NodeError {
     /// The config is missing or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `ttx init` on a directory that already holds a node.
+    #[error("{0} already holds a ttx node: refusing to touch it")]
+    Exists(PathBuf),
     /// No store in the directory.
     #[error("{0} holds no ttx store: create one with `ttx init {0} --site SITE`")]
     NoStore(PathBuf),
@@ -145,6 +148,49 @@ pub fn open_exclusive(dir: &DataDir, config: &Config) -> Result<(Store, File), N
     };
     let store = Store::open(&dir.database(), stamp, &config.store, &config.limits)?;
     Ok((store, lock))
+}
+
+/// Creates a node's data dir (as `ttx init`): an owner-only directory, the config, the store,
+/// and the first admin's token (`DIR/admin.token`, 0600), which it also returns. Refuses a
+/// directory that already holds a config or a store.
+pub fn init_data_dir(dir: &DataDir, config: &Config) -> Result<String, NodeError> {
+    if dir.database().exists() || dir.config().exists() {
+        return Err(NodeError::Exists(dir.root().to_path_buf()));
+    }
+    config.validate()?;
+    let root = dir.root();
+    let pki_io = |e: crate::pki::PkiError| NodeError::Io {
+        path: root.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    crate::pki::files::create_private_dir(root).map_err(pki_io)?;
+    {
+        // An existing directory keeps its mode otherwise: the store and tokens are owner-only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(root))?;
+    }
+    let text = format!(
+        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
+        config.to_toml()
+    );
+    std::fs::write(dir.config(), text).map_err(io_err(&dir.config()))?;
+    let (store, _lock) = open_exclusive(dir, config)?;
+    let token = crate::api::auth::new_token();
+    let added = store.writer.write_blocking(WriteRequest {
+        actor: "init".into(),
+        idempotency: None,
+        op: WriteOp::AddOperator {
+            name: "admin".into(),
+            role: crate::model::event::Role::Admin,
+            token_sha256: crate::api::auth::token_sha256(&token),
+        },
+    });
+    store.writer.shutdown();
+    added?;
+    crate::pki::files::write_secret(&dir.admin_token(), format!("{token}\n").as_bytes(), false)
+        .map_err(pki_io)?;
+    Ok(token)
 }
 
 impl RunningNode {

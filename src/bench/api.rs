@@ -215,7 +215,7 @@ fn direct_note(
 ) -> Result<(), BenchError> {
     let req = WriteRequest {
         actor: "admin".into(),
-        idempotency_key: None,
+        idempotency: None,
         op: WriteOp::Ticket {
             number: tickets[rng.below(tickets.len())],
             command: Command::Note {

@@ -11,12 +11,10 @@ use std::path::{Path, PathBuf};
 
 use super::store::text::{self, Rng};
 use super::BenchError;
-use crate::api::auth::{new_token, token_sha256};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::model::command::CreateTicket;
-use crate::model::event::Role;
-use crate::node::{open_exclusive, RunningNode};
+use crate::node::RunningNode;
 use crate::store::{Store, WriteOp, WriteOutcome, WriteRequest};
 
 fn invalid(what: &str) -> impl FnOnce(String) -> BenchError + '_ {
@@ -26,32 +24,10 @@ fn invalid(what: &str) -> impl FnOnce(String) -> BenchError + '_ {
 /// Creates a node's data dir in `dir` as `ttx init DIR --site bench` does; returns the admin
 /// token (also written to `DIR/admin.token`).
 pub fn init_data_dir(dir: &Path) -> Result<String, BenchError> {
-    let data = DataDir::new(dir);
     let mut config = Config::new("bench", "primary");
     config.api.addr = "127.0.0.1:0".parse().expect("literal address");
-    config
-        .validate()
-        .map_err(|e| invalid("bench node config")(e.to_string()))?;
-    crate::pki::files::create_private_dir(dir)
-        .map_err(|e| invalid("create the data dir")(e.to_string()))?;
-    std::fs::write(data.config(), config.to_toml())
-        .map_err(BenchError::io(format!("write {}", data.config().display())))?;
-    let (store, _lock) =
-        open_exclusive(&data, &config).map_err(|e| invalid("open the store")(e.to_string()))?;
-    let token = new_token();
-    store.writer.write_blocking(WriteRequest {
-        actor: "init".into(),
-        idempotency_key: None,
-        op: WriteOp::AddOperator {
-            name: "admin".into(),
-            role: Role::Admin,
-            token_sha256: token_sha256(&token),
-        },
-    })?;
-    store.writer.shutdown();
-    crate::pki::files::write_secret(&data.admin_token(), format!("{token}\n").as_bytes(), false)
-        .map_err(|e| invalid("write the admin token")(e.to_string()))?;
-    Ok(token)
+    crate::node::init_data_dir(&DataDir::new(dir), &config)
+        .map_err(|e| invalid("create the data dir")(e.to_string()))
 }
 
 /// A running node in this process, with its own tokio runtime.
@@ -102,7 +78,7 @@ impl BenchNode {
             .map(|_| {
                 let req = WriteRequest {
                     actor: "bench".into(),
-                    idempotency_key: None,
+                    idempotency: None,
                     op: WriteOp::Create(Box::new(CreateTicket {
                         subject: text::subject(&mut rng),
                         ..Default::default()

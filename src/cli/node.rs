@@ -3,19 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use super::client::{print_json, Client, NodeDir};
 use super::{Failure, FailureKind};
 use crate::api::admin::{NewOperator, Status};
-use crate::api::auth::{new_token, token_sha256};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::model::event::Role;
-use crate::node::{open_exclusive, RunningNode};
+use crate::node::{NodeError, RunningNode};
 use crate::store::query::Operator;
-use crate::store::{WriteOp, WriteRequest};
 
 /// Arguments of `ttx init`.
 #[derive(Debug, clap::Args)]
@@ -42,49 +38,15 @@ pub struct InitArgs {
 /// `ttx init DIR --site SITE`: a new data dir with config, store and admin token.
 pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     let dir = DataDir::new(&a.dir);
-    for existing in [dir.database(), dir.config()] {
-        if existing.exists() {
-            return Err(Failure::new(
-                FailureKind::Refused,
-                format!(
-                    "{} already holds a ttx node ({} exists): refusing to touch it",
-                    a.dir.display(),
-                    existing.file_name().unwrap_or_default().to_string_lossy()
-                ),
-            )
-            .into());
-        }
-    }
     let mut config = Config::new(&a.site, &a.node);
     config.node.federation = a.federation;
     config.api.addr = a.api;
     config.transport.listen = a.listen;
-    config
-        .validate()
-        .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;
-    crate::pki::files::create_private_dir(&a.dir)
-        .with_context(|| format!("cannot create {}", a.dir.display()))?;
-    {
-        // An existing directory keeps its mode otherwise: the store and tokens are owner-only.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&a.dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} owner-only", a.dir.display()))?;
-    }
-    std::fs::write(dir.config(), config_text(&config))
-        .with_context(|| format!("cannot write {}", dir.config().display()))?;
-    let (store, _lock) = open_exclusive(&dir, &config)?;
-    let token = new_token();
-    store.writer.write_blocking(WriteRequest {
-        actor: "init".into(),
-        idempotency: None,
-        op: WriteOp::AddOperator {
-            name: "admin".into(),
-            role: Role::Admin,
-            token_sha256: token_sha256(&token),
-        },
+    crate::node::init_data_dir(&dir, &config).map_err(|e| match e {
+        NodeError::Exists(_) => Failure::new(FailureKind::Refused, e.to_string()).into(),
+        NodeError::Config(_) => Failure::new(FailureKind::Invalid, e.to_string()).into(),
+        other => anyhow::Error::from(other),
     })?;
-    store.writer.shutdown();
-    crate::pki::files::write_secret(&dir.admin_token(), format!("{token}\n").as_bytes(), false)?;
     if json {
         return print_json(&json!({
             "dir": a.dir, "site": config.node.site, "node": config.node.node,
@@ -103,13 +65,6 @@ pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     );
     println!("next: ttx serve {}", a.dir.display());
     Ok(())
-}
-
-fn config_text(config: &Config) -> String {
-    format!(
-        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
-        config.to_toml()
-    )
 }
 
 /// Arguments of `ttx serve`.

@@ -39,7 +39,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewTicket {
     /// Level.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", alias = "ticket_type")]
     pub ticket_type: TicketType,
     /// One-line subject.
     pub subject: String,

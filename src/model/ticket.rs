@@ -354,7 +354,7 @@ pub struct Ticket {
     /// The site that owns the ticket.
     pub site: String,
     /// Level.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", alias = "ticket_type")]
     pub ticket_type: TicketType,
     /// One-line subject.
     pub subject: String,

@@ -77,8 +77,8 @@ fn print_peers(peers: &[PeerStatus]) {
         return;
     }
     println!(
-        "{:<16} {:<9} {:<10} {:<16} {:>8} {:>9}  ADDRESSES",
-        "SITE", "STATE", "LINK", "VERSION", "RTT ms", "CERT days"
+        "{:<16} {:<9} {:<10} {:<16} {:>8} {:>9} {:>9}  ADDRESSES",
+        "SITE", "STATE", "LINK", "VERSION", "RTT ms", "SEEN ago", "CERT days"
     );
     for p in peers {
         let link = if p.connected { "connected" } else { "-" };

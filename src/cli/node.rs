@@ -89,17 +89,22 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     let data = DataDir::new(&dir);
     match &a.site {
-        Some(site) if !data.config().exists() => init(
-            InitArgs {
-                dir: dir.clone(),
-                site: site.clone(),
-                node: "primary".into(),
-                federation: "default".into(),
-                api: "127.0.0.1:0".parse().expect("literal address"),
-                listen: None,
-            },
-            false,
-        )?,
+        Some(site) if !data.config().exists() => {
+            let config = Config::new(site, "primary");
+            crate::node::init_data_dir(&data, &config).map_err(|e| match e {
+                NodeError::Config(_) => Failure::new(FailureKind::Invalid, e.to_string()).into(),
+                other => anyhow::Error::from(other),
+            })?;
+            eprintln!(
+                "ttx: created node {} for site {site}; admin token in {} (owner-only)",
+                dir.display(),
+                data.admin_token().display()
+            );
+            eprintln!(
+                "ttx: in another terminal: export TTX_DIR={}; ttx new \"first ticket\"",
+                dir.display()
+            );
+        }
         Some(site) => {
             let config = Config::load(&data.config())
                 .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()))?;

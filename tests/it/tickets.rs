@@ -233,3 +233,37 @@ fn operators_roles_and_tokens() {
     node.cli(&["operator", "remove", "admin"])
         .fails(4, "last admin");
 }
+
+#[test]
+fn the_quick_start_creates_the_node_on_first_run() {
+    use crate::common::{run, ttx};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("noc-a");
+    let dir_s = dir.to_str().unwrap().to_string();
+    for round in 0..2 {
+        // First round creates the node; the second finds it and serves it again.
+        let mut child = ttx()
+            .args(["serve", &dir_s, "--site", "noc-a"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dir.join("run/node.json").exists() {
+            assert!(Instant::now() < deadline, "no node.json");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut c = ttx();
+        c.env("TTX_DIR", &dir)
+            .args(["--json", "new", "first ticket"]);
+        assert_eq!(run(c, None).json()["number"], round + 1);
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+    let mut c = ttx();
+    c.args(["serve", &dir_s, "--site", "noc-b"]);
+    run(c, None).fails(4, "belongs to site noc-a");
+}

@@ -275,6 +275,10 @@ impl Config {
         let t = &self.transport;
         let checks = [
             (
+                self.api.addr.ip().is_loopback(),
+                "api.addr must be a loopback address (127.0.0.1 or ::1): the local API is plain HTTP with bearer tokens; partners and the standby use the QUIC transport",
+            ),
+            (
                 self.api.max_body_bytes >= 1024,
                 "api.max_body_bytes must be at least 1024",
             ),
@@ -370,6 +374,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("timeouts"), "{e}");
+        let e = Config::parse(
+            "[node]\nsite='a'\n[api]\naddr='0.0.0.0:80'\n",
+            Path::new("x"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
     }
 
     #[test]

@@ -316,19 +316,32 @@ pub async fn reopen(
     .await
 }
 
+/// The answer of `GET /v1/tickets/{n}`: the chart, and how this site refers to the ticket
+/// (`42`, or `SITE#42` for a partner's ticket).
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct ShowAnswer {
+    /// `42` or `SITE#42`.
+    pub reference: String,
+    /// The chart.
+    #[serde(flatten)]
+    pub chart: Chart,
+}
+
 /// `GET /v1/tickets/{n}`: the whole chart.
 pub async fn show(
     State(state): State<AppState>,
     Path(number): Path<String>,
-) -> Result<Json<Chart>, ApiError> {
+) -> Result<Json<ShowAnswer>, ApiError> {
     let number = ticket_number(&number)?;
-    Ok(Json(
-        state
-            .store
-            .reader
-            .read(move |c| query::chart(c, number))
-            .await?,
-    ))
+    let chart = state
+        .store
+        .reader
+        .read(move |c| query::chart(c, number))
+        .await?;
+    Ok(Json(ShowAnswer {
+        reference: chart.ticket.reference(&state.config.node.site),
+        chart,
+    }))
 }
 
 /// Query of `GET /v1/tickets`.

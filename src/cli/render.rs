@@ -81,10 +81,11 @@ fn indent(text: &str) -> String {
 }
 
 /// The whole chart: header, resolution, timers, links, then the history in order.
-pub fn chart(c: &Chart) -> String {
+/// `reference` is how this site names the ticket (`42`, or `SITE#42` for a partner's).
+pub fn chart(c: &Chart, reference: &str) -> String {
     let t = &c.ticket;
     let mut o = String::new();
-    let _ = writeln!(o, "TT {}  [{}] {}", t.number, t.ticket_type, t.subject);
+    let _ = writeln!(o, "TT {reference}  [{}] {}", t.ticket_type, t.subject);
     let _ = writeln!(
         o,
         "status {}  priority {}  severity {}  queue {}  owner {}",

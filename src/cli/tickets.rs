@@ -8,7 +8,8 @@ use serde_json::json;
 use super::client::{print_json, Client, NodeDir};
 use super::render;
 use super::{Failure, FailureKind};
-use crate::store::query::{Chart, SearchHit, TicketRow, Timer};
+use crate::api::tickets::ShowAnswer;
+use crate::store::query::{SearchHit, TicketRow, Timer};
 use crate::store::writer::TicketAck;
 
 /// Arguments of `ttx new`.
@@ -34,6 +35,30 @@ pub struct NewArgs {
     /// First update; `-` reads it from standard input.
     #[arg(long)]
     pub description: Option<String>,
+    /// When the problem started, if before now (RFC 3339, 'YYYY-MM-DD HH:MM', or '-15m').
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub problem_start: Option<String>,
+    /// Affected nodes or machines (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<String>,
+    /// Network affected.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Circuit id.
+    #[arg(long)]
+    pub circuit: Option<String>,
+    /// Reporter's name.
+    #[arg(long)]
+    pub reporter_name: Option<String>,
+    /// Reporter's organisation.
+    #[arg(long)]
+    pub reporter_org: Option<String>,
+    /// Reporter's phone.
+    #[arg(long)]
+    pub reporter_phone: Option<String>,
+    /// Reporter's email.
+    #[arg(long)]
+    pub reporter_email: Option<String>,
     /// Which node.
     #[command(flatten)]
     pub node: NodeDir,
@@ -268,6 +293,9 @@ pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     let body = json!({
         "subject": a.subject, "type": a.ticket_type, "severity": a.severity, "priority": a.priority,
         "queue": a.queue, "owner": a.owner, "description": description,
+        "problem_start": a.problem_start, "nodes": a.nodes, "network": a.network, "circuit": a.circuit,
+        "reporter": {"name": a.reporter_name, "org": a.reporter_org, "phone": a.reporter_phone,
+                     "email": a.reporter_email},
     });
     let r: TicketAck = c.post("/v1/tickets", &body)?;
     if json {
@@ -316,11 +344,11 @@ pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
 
 /// `ttx show`.
 pub fn show(a: TicketArg, json: bool) -> anyhow::Result<()> {
-    let chart: Chart = client(&a.node)?.get(&format!("/v1/tickets/{}", a.number), &[])?;
+    let answer: ShowAnswer = client(&a.node)?.get(&format!("/v1/tickets/{}", a.number), &[])?;
     if json {
-        return print_json(&chart);
+        return print_json(&answer);
     }
-    print!("{}", render::chart(&chart));
+    print!("{}", render::chart(&answer.chart, &answer.reference));
     Ok(())
 }
 

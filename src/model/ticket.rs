@@ -527,6 +527,16 @@ impl Ticket {
         }
     }
 
+    /// How operators at `local_site` refer to the ticket: `42` for one of ours, `SITE#42` for a
+    /// partner's ticket held here.
+    pub fn reference(&self, local_site: &str) -> String {
+        if self.site == local_site {
+            self.number.to_string()
+        } else {
+            format!("{}#{}", self.site, self.number)
+        }
+    }
+
     /// Customer time up to `at`, counting the current stretch if the ticket is pending.
     pub fn customer_time_at(&self, at: Millis) -> Millis {
         let current = if self.status == Status::Pending {

@@ -193,3 +193,11 @@ fn links_follow_the_hierarchy() {
     assert!(decide_link(&meta, LinkKind::MemberOf, &t).is_err());
     assert!(decide_link(&t, LinkKind::RefersTo, &t).is_err());
 }
+
+#[test]
+fn partner_tickets_are_named_with_their_site() {
+    let mut t = ticket();
+    assert_eq!(t.reference("noc-a"), "7");
+    t.site = "telco-b".into();
+    assert_eq!(t.reference("noc-a"), "telco-b#7");
+}

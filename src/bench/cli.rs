@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use super::node::BenchNode;
 use super::{BenchError, Goal, Latencies, MachineInfo, Report, ScratchDir, Section, Target};
@@ -57,12 +56,7 @@ fn note_in_process(dir: &Path, number: i64, text: &str) -> Result<(), BenchError
     let info = RuntimeInfo::read(&data).map_err(BenchError::io("read run/node.json"))?;
     let token = std::fs::read_to_string(data.admin_token())
         .map_err(BenchError::io("read the admin token"))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(3)))
-        .timeout_global(Some(Duration::from_secs(60)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::cli::client::agent();
     let resp = agent
         .post(format!(
             "http://{}/v1/tickets/{number}/notes",

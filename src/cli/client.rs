@@ -34,6 +34,17 @@ impl NodeDir {
     }
 }
 
+/// The HTTP agent the CLI uses: bounded connect and overall timeouts; HTTP errors are answers
+/// (their JSON body carries the message), not transport failures.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(3)))
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// Largest answer the CLI reads (a chart with big pasted updates).
 const MAX_ANSWER_BYTES: u64 = 1 << 30;
 
@@ -69,14 +80,8 @@ impl Client {
                 .trim()
                 .to_string(),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(3)))
-            .timeout_global(Some(Duration::from_secs(60)))
-            .http_status_as_error(false)
-            .build()
-            .into();
         Ok(Client {
-            agent,
+            agent: agent(),
             base: format!("http://{}", info.api_addr),
             token,
         })

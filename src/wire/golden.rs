@@ -205,3 +205,60 @@ fn bad_frames_are_refused() {
         Err(WireError::Truncated { .. })
     ));
 }
+
+/// The bytes of every golden frame above appear in `docs/protocol.md`, so the document a telco
+/// implements from cannot drift from the code.
+#[test]
+fn the_protocol_doc_shows_every_golden_frame() {
+    let source = include_str!("golden.rs");
+    let doc = include_str!("../../docs/protocol.md");
+    // The bytes of each code block, in order: on each line, the leading run of two-digit hex
+    // tokens, or after a label (`Ping  nonce 0x0102:`) the longest run; annotations are text.
+    let is_byte = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut streams = Vec::new();
+    for (i, block) in doc.split("```").enumerate() {
+        if i % 2 == 0 {
+            continue;
+        }
+        let mut stream = String::new();
+        for line in block.lines() {
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            let run = |k: usize| tokens[k..].iter().take_while(|t| is_byte(t)).count();
+            let start = if tokens.first().is_some_and(|t| is_byte(t)) {
+                Some(0)
+            } else {
+                (0..tokens.len())
+                    .filter(|&k| run(k) >= 2)
+                    .max_by_key(|&k| (run(k), k))
+            };
+            if let Some(start) = start {
+                tokens[start..]
+                    .iter()
+                    .take_while(|t| is_byte(t))
+                    .for_each(|t| stream.push_str(t));
+            }
+        }
+        streams.push(stream.to_ascii_lowercase());
+    }
+    let mut checked = 0;
+    let calls = source
+        .split("check_client(")
+        .skip(1)
+        .chain(source.split("check_server(").skip(1));
+    for call in calls {
+        let body = call.split("#[test]").next().unwrap_or_default();
+        let golden = body
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|lit| lit.split_whitespace().collect::<String>())
+            .find(|lit| lit.len() >= 16 && lit.bytes().all(|b| b.is_ascii_hexdigit()));
+        let Some(golden) = golden else { continue };
+        checked += 1;
+        assert!(
+            streams.iter().any(|s| s.contains(&golden)),
+            "docs/protocol.md does not show the golden frame {golden}"
+        );
+    }
+    assert!(checked >= 8, "only {checked} golden frames found");
+}

@@ -37,6 +37,8 @@ pub struct Status {
     pub open_tickets: i64,
     /// Events in the log.
     pub events: i64,
+    /// The QUIC side (identity, certificate expiry, connected peers), when the node listens.
+    pub transport: Option<crate::federation::FederationStatus>,
 }
 
 /// `GET /v1/status`.
@@ -55,6 +57,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         tickets: counts.tickets,
         open_tickets: counts.open_tickets,
         events: counts.events,
+        transport: state.federation.as_ref().map(|f| f.status()),
     }))
 }
 

@@ -207,6 +207,18 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
         "tickets {} ({} open)  events {}",
         s.tickets, s.open_tickets, s.events
     );
+    if let Some(t) = &s.transport {
+        println!(
+            "identity {}  certificate {} days left{}  peers connected {}",
+            t.identity,
+            t.cert_days_left,
+            t.cert_warning
+                .as_ref()
+                .map(|w| format!(" (WARNING: {w})"))
+                .unwrap_or_default(),
+            t.peers_connected
+        );
+    }
     Ok(())
 }
 

@@ -11,4 +11,6 @@ pub mod policy;
 pub mod service;
 
 pub use policy::StorePolicy;
-pub use service::{Federation, FederationError, PeerStatus, PingAnswer, ReloadAnswer};
+pub use service::{
+    Federation, FederationError, FederationStatus, PeerStatus, PingAnswer, ReloadAnswer,
+};

@@ -130,6 +130,21 @@ pub struct Federation {
     store: Store,
     dir: DataDir,
     identity: NodeIdentity,
+    /// When this node's certificate in use expires (updated by reload).
+    own_not_after: Arc<std::sync::Mutex<OffsetDateTime>>,
+}
+
+/// This node's side of the federation, for `ttx status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FederationStatus {
+    /// This node's identity URI.
+    pub identity: String,
+    /// Days until this node's certificate expires.
+    pub cert_days_left: i64,
+    /// Expiry warning (30, 14, 7 days ahead; expired).
+    pub cert_warning: Option<String>,
+    /// Peers connected now.
+    pub peers_connected: usize,
 }
 
 /// Handles `ttx-exchange/1` requests. The referral messages arrive with the exchange work
@@ -224,6 +239,7 @@ impl Federation {
             store,
             dir: dir.clone(),
             identity: wanted,
+            own_not_after: Arc::new(std::sync::Mutex::new(material.not_after)),
         };
         let tasks = vec![
             tokio::spawn(fed.clone().record_pending(seen)),
@@ -306,6 +322,7 @@ impl Federation {
             .await
             .map_err(|_| FederationError::Store(StoreError::Closed))??;
         warn_expiry("this node's", material.not_after);
+        *self.own_not_after.lock().unwrap_or_else(|e| e.into_inner()) = material.not_after;
         let trust = trust_config(&material, records);
         let answer = (
             trust.ca_certs.len(),
@@ -503,5 +520,25 @@ impl Federation {
     /// This node's identity.
     pub fn identity(&self) -> &NodeIdentity {
         &self.identity
+    }
+
+    /// Identity, certificate expiry and connected peers, for `ttx status`.
+    pub fn status(&self) -> FederationStatus {
+        let now = OffsetDateTime::now_utc();
+        let not_after = *self.own_not_after.lock().unwrap_or_else(|e| e.into_inner());
+        let mut connected: Vec<NodeIdentity> = self
+            .endpoint
+            .peers()
+            .into_iter()
+            .map(|p| p.identity)
+            .collect();
+        connected.sort();
+        connected.dedup();
+        FederationStatus {
+            identity: self.identity.to_string(),
+            cert_days_left: days_left(not_after, now),
+            cert_warning: expiry_warning(OffsetDateTime::UNIX_EPOCH, not_after, now),
+            peers_connected: connected.len(),
+        }
     }
 }

@@ -137,10 +137,11 @@ fn two_nodes_set_up_from_scratch_ping_each_other() {
     let days = p["cert_days_left"].as_i64().unwrap();
     assert!((300..=400).contains(&days), "{days}");
     assert!(p["rtt_ms"].as_f64().is_some());
-    assert_eq!(
-        a.cli(&["--json", "status"]).json()["listen_addr"],
-        a.listen_addr().to_string()
-    );
+    let status = a.cli(&["--json", "status"]).json();
+    assert_eq!(status["listen_addr"], a.listen_addr().to_string());
+    assert_eq!(status["transport"]["identity"], "ttx://eu/noc-a/primary");
+    assert_eq!(status["transport"]["peers_connected"], 1);
+    assert!(status["transport"]["cert_days_left"].as_i64().unwrap() > 300);
 }
 
 #[test]

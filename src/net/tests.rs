@@ -779,3 +779,34 @@ async fn raw_hello(
     let bytes = recv.read_to_end(1 << 16).await.unwrap();
     codec::decode_framed(&bytes, 1 << 16).unwrap()
 }
+
+#[tokio::test]
+async fn a_certificate_that_expires_while_connected_is_closed_by_reload() {
+    let mut ca = TestCa::new("fed-ca");
+    // A's certificate is valid for two more seconds; B's for a month.
+    let a = ca.node_valid(FED, "noc-a", "primary", -3600, 2);
+    let b = ca.node(FED, "telco-b", "primary");
+    let na = node(&a, trust_of(&[&ca]), limits());
+    let mut nb = node(&b, trust_of(&[&ca]), limits());
+    na.policy
+        .set(b.identity.clone(), Some(Permissions::EXCHANGE));
+    nb.policy
+        .set(a.identity.clone(), Some(Permissions::EXCHANGE));
+    let peer = na.ep.connect(nb.addr, "telco-b", EXCHANGE).await.unwrap();
+    peer.ping().await.unwrap();
+    // Let it expire (X.509 times have whole seconds), then reload B with the same trust.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let report = nb.ep.reload(trust_of(&[&ca])).unwrap();
+    assert_eq!(report.closed.len(), 1, "{report:?}");
+    assert!(report.closed[0].1.contains("expired"), "{report:?}");
+    let reason = wait_event(&mut nb.events, |e| match e {
+        EndpointEvent::TrustClosed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("expired"), "{reason}");
+    assert!(matches!(
+        peer.closed().await,
+        NetError::Refused(ErrorCode::TrustRevoked)
+    ));
+}

@@ -356,32 +356,58 @@ impl Federation {
         self.apply_registry().await
     }
 
-    /// Every six hours, warns in the log about this node's certificate and live peers'
+    /// Every minute, closes live connections whose peer certificate has expired since they were
+    /// made; every six hours, warns in the log about this node's certificate and live peers'
     /// certificates that expire within 30, 14 or 7 days (or have expired).
     async fn watch_expiry(self, mut shutdown: watch::Receiver<bool>) {
-        const EVERY: Duration = Duration::from_secs(6 * 3600);
+        const TICK: Duration = Duration::from_secs(60);
+        const WARN_EVERY_TICKS: u32 = 6 * 60;
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            let dir = self.dir.clone();
-            let own = tokio::task::spawn_blocking(move || {
-                let config = Config::load(&dir.config()).ok()?;
-                TrustMaterial::load(dir.root(), &config.tls)
-                    .ok()
-                    .map(|m| m.not_after)
-            })
-            .await
-            .ok()
-            .flatten();
-            if let Some(not_after) = own {
-                warn_expiry("this node's", not_after);
+            ticks += 1;
+            self.close_expired_peers(OffsetDateTime::now_utc().unix_timestamp());
+            if ticks.is_multiple_of(WARN_EVERY_TICKS) {
+                self.warn_about_expiry().await;
             }
-            for p in self.endpoint.peers() {
-                if let Ok(not_after) = OffsetDateTime::from_unix_timestamp(p.cert_not_after) {
-                    warn_expiry(&format!("peer {}'s", p.identity), not_after);
+        }
+    }
+
+    /// Closes the connections of peers whose certificate is past its `notAfter` at `now`.
+    fn close_expired_peers(&self, now: i64) -> usize {
+        let mut closed = 0;
+        for p in self.endpoint.peers() {
+            if p.cert_not_after < now {
+                if let Some(peer) = self.endpoint.peer(&p.identity) {
+                    tracing::warn!(peer = %p.identity, "peer certificate expired: closing the connection");
+                    peer.close(ErrorCode::TrustRevoked);
+                    closed += 1;
                 }
+            }
+        }
+        closed
+    }
+
+    async fn warn_about_expiry(&self) {
+        let dir = self.dir.clone();
+        let own = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&dir.config()).ok()?;
+            TrustMaterial::load(dir.root(), &config.tls)
+                .ok()
+                .map(|m| m.not_after)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(not_after) = own {
+            warn_expiry("this node's", not_after);
+        }
+        for p in self.endpoint.peers() {
+            if let Ok(not_after) = OffsetDateTime::from_unix_timestamp(p.cert_not_after) {
+                warn_expiry(&format!("peer {}'s", p.identity), not_after);
             }
         }
     }

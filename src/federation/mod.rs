@@ -14,3 +14,6 @@ pub use policy::StorePolicy;
 pub use service::{
     Federation, FederationError, FederationStatus, PeerStatus, PingAnswer, ReloadAnswer,
 };
+
+#[cfg(test)]
+mod tests;

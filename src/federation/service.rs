@@ -377,7 +377,7 @@ impl Federation {
     }
 
     /// Closes the connections of peers whose certificate is past its `notAfter` at `now`.
-    fn close_expired_peers(&self, now: i64) -> usize {
+    pub(crate) fn close_expired_peers(&self, now: i64) -> usize {
         let mut closed = 0;
         for p in self.endpoint.peers() {
             if p.cert_not_after < now {

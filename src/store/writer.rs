@@ -492,7 +492,7 @@ impl WriterState {
         for (req, _) in batch {
             let before = counters;
             let handle = |conn: &Connection, counters: &mut (u64, i64)| {
-                let mut job = Job2 {
+                let mut job = InBatch {
                     conn,
                     stamp,
                     limits,
@@ -539,7 +539,7 @@ impl WriterState {
 }
 
 /// One request being handled inside the batch's transaction (or its own savepoint).
-struct Job2<'a> {
+struct InBatch<'a> {
     conn: &'a Connection,
     stamp: &'a NodeStamp,
     limits: &'a LimitsSection,
@@ -565,7 +565,7 @@ pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>
     row.map(ticket_from_columns).transpose()
 }
 
-impl Job2<'_> {
+impl InBatch<'_> {
     fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
         let now = clock::now();
         let key = req

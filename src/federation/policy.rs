@@ -71,6 +71,13 @@ impl PeerPolicy for StorePolicy {
                 }
             }
             Some(r) if r.state == PeerState::Denied => Some(Admission::Denied),
+            // Already on the pending list with this node and key: nothing new to record.
+            Some(r)
+                if r.seen_node.as_deref() == Some(id.node.as_str())
+                    && r.seen_spki.as_deref() == Some(spki) =>
+            {
+                Some(Admission::Pending)
+            }
             _ => None,
         });
         decision.unwrap_or_else(|| {

@@ -7,7 +7,7 @@
 use rusqlite::{named_params, params, OptionalExtension};
 use uuid::Uuid;
 
-use super::{uuid_from_blob, StoreError};
+use super::StoreError;
 use crate::model::event::{Event, EventKind};
 use crate::model::ticket::Ticket;
 
@@ -299,60 +299,26 @@ fn project(
     save_ticket(tx, &t, Some(&old_subject))
 }
 
-/// Reads one event back from the log by its position.
-pub fn read_event(conn: &rusqlite::Connection, seq: i64) -> Result<Option<Event>, StoreError> {
-    conn.query_row(
-        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body
-         FROM events WHERE seq = ?1",
-        [seq],
-        row_to_parts,
-    )
-    .optional()?
-    .map(parts_to_event)
-    .transpose()
-}
+/// The columns [`event_from_row`] reads, in order, followed by the local log position.
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq";
 
-/// The raw columns of one event row.
-pub(crate) type EventParts = (
-    Vec<u8>,
-    String,
-    String,
-    i64,
-    i64,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    String,
-);
-
-/// Reads the columns `id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body`.
-pub(crate) fn row_to_parts(r: &rusqlite::Row) -> rusqlite::Result<EventParts> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
-/// Builds an event from its row.
-pub(crate) fn parts_to_event(p: EventParts) -> Result<Event, StoreError> {
-    let (id, origin_site, origin_node, epoch, seq, ticket, at, actor, body) = p;
-    Ok(Event {
-        id: uuid_from_blob(&id)?,
-        origin_site,
-        origin_node,
-        epoch: epoch as u64,
-        seq: seq as u64,
-        at,
-        actor,
-        ticket: ticket.as_deref().map(uuid_from_blob).transpose()?,
-        kind: serde_json::from_str(&body)
-            .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))?,
-    })
+/// Reads an event from a row selected with [`EVENT_COLUMNS`]: (local log position, event).
+pub(crate) fn event_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Event)> {
+    let body: String = r.get(8)?;
+    let kind = serde_json::from_str(&body).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let event = Event {
+        id: r.get(0)?,
+        origin_site: r.get(1)?,
+        origin_node: r.get(2)?,
+        epoch: r.get::<_, i64>(3)? as u64,
+        seq: r.get::<_, i64>(4)? as u64,
+        ticket: r.get(5)?,
+        at: r.get(6)?,
+        actor: r.get(7)?,
+        kind,
+    };
+    Ok((r.get(9)?, event))
 }

@@ -116,10 +116,15 @@ impl Store {
     }
 }
 
-/// A UUID as stored (16 bytes).
-pub(crate) fn uuid_from_blob(b: &[u8]) -> Result<uuid::Uuid, StoreError> {
-    uuid::Uuid::from_slice(b).map_err(|e| StoreError::Corrupt(format!("bad uuid: {e}")))
-}
-
 #[cfg(test)]
 mod tests;
+
+/// A status column reads back as a [`Status`]; anything else is a corrupt row, not a guess.
+impl rusqlite::types::FromSql for crate::model::lifecycle::Status {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}

@@ -5,9 +5,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::{parts_to_event, row_to_parts};
+use super::apply::{event_from_row, EVENT_COLUMNS};
 use super::writer::ticket_by_number;
-use super::{uuid_from_blob, StoreError};
+use super::StoreError;
 use crate::model::clock::Millis;
 use crate::model::command::CommandError;
 use crate::model::event::{Event, Role};
@@ -46,34 +46,19 @@ pub struct TicketRow {
 const ROW_COLUMNS: &str =
     "number, id, status, priority, severity, queue, owner, type, subject, updated_at";
 
-fn ticket_row(r: &rusqlite::Row) -> rusqlite::Result<(TicketRow, Vec<u8>)> {
-    let status: String = r.get(2)?;
-    Ok((
-        TicketRow {
-            number: r.get(0)?,
-            id: Uuid::nil(),
-            status: status.parse().unwrap_or(Status::Open),
-            priority: r.get(3)?,
-            severity: r.get(4)?,
-            queue: r.get(5)?,
-            owner: r.get(6)?,
-            ticket_type: r.get(7)?,
-            subject: r.get(8)?,
-            updated_at: r.get(9)?,
-        },
-        r.get(1)?,
-    ))
-}
-
-fn collect_rows(
-    rows: impl Iterator<Item = rusqlite::Result<(TicketRow, Vec<u8>)>>,
-) -> Result<Vec<TicketRow>, StoreError> {
-    rows.map(|r| {
-        let (mut row, id) = r?;
-        row.id = uuid_from_blob(&id)?;
-        Ok(row)
+fn ticket_row(r: &rusqlite::Row) -> rusqlite::Result<TicketRow> {
+    Ok(TicketRow {
+        number: r.get(0)?,
+        id: r.get(1)?,
+        status: r.get(2)?,
+        priority: r.get(3)?,
+        severity: r.get(4)?,
+        queue: r.get(5)?,
+        owner: r.get(6)?,
+        ticket_type: r.get(7)?,
+        subject: r.get(8)?,
+        updated_at: r.get(9)?,
     })
-    .collect()
 }
 
 /// What `ttx list` filters on.
@@ -113,7 +98,7 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<TicketRow>, StoreEr
     sql.push_str(&format!(" ORDER BY priority, number LIMIT {limit}"));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), ticket_row)?;
-    collect_rows(rows)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// One entry of a ticket's history: an event with its log position.
@@ -174,56 +159,36 @@ const TIMER_SELECT: &str =
     "SELECT tm.id, t.number, t.subject, tm.due_at, tm.text, tm.set_by, tm.fired_at
      FROM timers tm JOIN tickets t ON t.id = tm.ticket_id";
 
-fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<(Vec<u8>, Timer)> {
-    Ok((
-        r.get(0)?,
-        Timer {
-            id: Uuid::nil(),
-            number: r.get(1)?,
-            subject: r.get(2)?,
-            due_at: r.get(3)?,
-            text: r.get(4)?,
-            set_by: r.get(5)?,
-            fired_at: r.get(6)?,
-        },
-    ))
-}
-
-fn collect_timers(
-    rows: impl Iterator<Item = rusqlite::Result<(Vec<u8>, Timer)>>,
-) -> Result<Vec<Timer>, StoreError> {
-    rows.map(|r| {
-        let (id, mut t) = r?;
-        t.id = uuid_from_blob(&id)?;
-        Ok(t)
+fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<Timer> {
+    Ok(Timer {
+        id: r.get(0)?,
+        number: r.get(1)?,
+        subject: r.get(2)?,
+        due_at: r.get(3)?,
+        text: r.get(4)?,
+        set_by: r.get(5)?,
+        fired_at: r.get(6)?,
     })
-    .collect()
 }
 
 /// The chart of ticket `number`.
 pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
     let ticket = ticket_by_number(conn, number)?.ok_or_else(|| not_found(number))?;
     let id = ticket.id.as_bytes().to_vec();
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq
-         FROM events WHERE ticket_id = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE ticket_id = ?1 ORDER BY seq"
+    ))?;
     let history = stmt
-        .query_map([&id], |r| Ok((row_to_parts(r)?, r.get::<_, i64>(9)?)))?
-        .map(|r| {
-            let (parts, seq) = r?;
-            Ok(HistoryEntry {
-                seq,
-                event: parts_to_event(parts)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let timers = collect_timers(
-        conn.prepare_cached(&format!(
+        .query_map([&id], |r| {
+            event_from_row(r).map(|(seq, event)| HistoryEntry { seq, event })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let timers = conn
+        .prepare_cached(&format!(
             "{TIMER_SELECT} WHERE tm.ticket_id = ?1 ORDER BY tm.due_at"
         ))?
-        .query_map([&id], timer_row)?,
-    )?;
+        .query_map([&id], timer_row)?
+        .collect::<Result<_, _>>()?;
     let incoming = conn
         .prepare_cached(
             "SELECT t.number, l.kind FROM links l JOIN tickets t ON t.id = l.from_id
@@ -274,49 +239,47 @@ pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit
         ))
     })?;
     // Newest first: FTS5 walks rowids in descending order and stops at the limit, so a common
-    // word costs no more than a rare one.
-    let mut hits: Vec<(i64, Vec<u8>, String, String)> = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT t.rowid, t.id, 'subject', snippet(ticket_fts, 0, '[', ']', '…', 12)
-         FROM ticket_fts JOIN tickets t ON t.rowid = ticket_fts.rowid
-         WHERE ticket_fts MATCH ?1 ORDER BY ticket_fts.rowid DESC LIMIT ?2",
-    )?;
-    for r in stmt.query_map(params![query, limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })? {
-        hits.push(r?);
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT n.event_seq, n.ticket_id, 'note', snippet(note_fts, 0, '[', ']', '…', 12)
-         FROM note_fts JOIN notes n ON n.rowid = note_fts.rowid
-         WHERE note_fts MATCH ?1 ORDER BY note_fts.rowid DESC LIMIT ?2",
-    )?;
-    for r in stmt.query_map(params![query, limit * 4], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })? {
-        hits.push(r?);
+    // word costs no more than a rare one. Subjects first, then updates (several per ticket).
+    const SOURCES: [(&str, u32); 2] = [
+        (
+            "SELECT t.id, 'subject', snippet(ticket_fts, 0, '[', ']', '…', 12)
+             FROM ticket_fts JOIN tickets t ON t.rowid = ticket_fts.rowid
+             WHERE ticket_fts MATCH ?1 ORDER BY ticket_fts.rowid DESC LIMIT ?2",
+            1,
+        ),
+        (
+            "SELECT n.ticket_id, 'note', snippet(note_fts, 0, '[', ']', '…', 12)
+             FROM note_fts JOIN notes n ON n.rowid = note_fts.rowid
+             WHERE note_fts MATCH ?1 ORDER BY note_fts.rowid DESC LIMIT ?2",
+            4,
+        ),
+    ];
+    let mut hits: Vec<(Uuid, String, String)> = Vec::new();
+    for (sql, per_ticket) in SOURCES {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![query, limit * per_ticket], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for r in rows {
+            hits.push(r?);
+        }
     }
     let mut out: Vec<SearchHit> = Vec::new();
     let mut row_stmt =
         conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM tickets WHERE id = ?1"))?;
-    for (_, id, matched, snippet) in hits {
+    for (id, matched, snippet) in hits {
         if out.len() >= limit as usize {
             break;
         }
-        let tid = uuid_from_blob(&id)?;
-        if out.iter().any(|h| h.ticket.id == tid) {
+        if out.iter().any(|h| h.ticket.id == id) {
             continue;
         }
-        let row = row_stmt.query_row([&id], ticket_row).optional()?;
-        if let Some(rows) = row
-            .map(|r| collect_rows(std::iter::once(Ok(r))))
-            .transpose()?
-        {
-            out.extend(rows.into_iter().map(|ticket| SearchHit {
+        if let Some(ticket) = row_stmt.query_row([id], ticket_row).optional()? {
+            out.push(SearchHit {
                 ticket,
-                matched: matched.clone(),
-                snippet: snippet.clone(),
-            }));
+                matched,
+                snippet,
+            });
         }
     }
     out.sort_by_key(|h| std::cmp::Reverse(h.ticket.number));
@@ -334,7 +297,9 @@ pub fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Timer>, St
         "{TIMER_SELECT} WHERE tm.fired_at IS NOT NULL{filter} ORDER BY tm.fired_at DESC LIMIT {}",
         limit.clamp(1, MAX_LIMIT)
     );
-    collect_timers(conn.prepare_cached(&sql)?.query_map([], timer_row)?)
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let timers = stmt.query_map([], timer_row)?.collect::<Result<_, _>>()?;
+    Ok(timers)
 }
 
 /// When the next pending timer is due.
@@ -421,18 +386,11 @@ pub fn events_after(
     after: i64,
     limit: u32,
 ) -> Result<Vec<(i64, Event)>, StoreError> {
-    conn.prepare_cached(
-        "SELECT id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq
-         FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?
-    .query_map(params![after, limit], |r| {
-        Ok((row_to_parts(r)?, r.get::<_, i64>(9)?))
-    })?
-    .map(|r| {
-        let (parts, seq) = r?;
-        Ok((seq, parts_to_event(parts)?))
-    })
-    .collect()
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let events = stmt.query_map(params![after, limit], event_from_row)?;
+    Ok(events.collect::<Result<_, _>>()?)
 }
 
 /// Every registered or pending peer, by site.

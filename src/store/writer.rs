@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use uuid::Uuid;
 
 use super::apply::{apply_event, apply_event_on};
-use super::{uuid_from_blob, NodeStamp, StoreError};
+use super::{NodeStamp, StoreError};
 use crate::config::{LimitsSection, StoreSection};
 use crate::model::clock::{self, Millis};
 use crate::model::command::{self, Command, CommandError, Context, CreateTicket};
@@ -815,16 +815,14 @@ impl InBatch<'_> {
                 Ok(WriteOutcome::Peer { site, changed })
             }
             WriteOp::FireDueTimers => {
-                let due: Vec<(Vec<u8>, Vec<u8>)> = self
+                let due: Vec<(Uuid, Uuid)> = self
                     .conn
                     .prepare("SELECT id, ticket_id FROM timers WHERE fired_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT 1000")?
                     .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
-                for (timer, ticket) in &due {
-                    let kind = EventKind::TimerFired {
-                        timer_id: uuid_from_blob(timer)?,
-                    };
-                    self.emit(Some(uuid_from_blob(ticket)?), kind, "system", now)?;
+                for &(timer_id, ticket) in &due {
+                    let kind = EventKind::TimerFired { timer_id };
+                    self.emit(Some(ticket), kind, "system", now)?;
                 }
                 self.effects.timers |= !due.is_empty();
                 Ok(WriteOutcome::Applied { applied: due.len() })

@@ -135,22 +135,8 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
                 }
             );
         }
-        PeerCommand::List { node } => {
-            let peers: Vec<PeerStatus> =
-                Client::connect(&node.resolve()?)?.get("/v1/peers", &[])?;
-            if json {
-                return print_json(&peers);
-            }
-            print_peers(&peers);
-        }
-        PeerCommand::Pending { node } => {
-            let peers: Vec<PeerStatus> =
-                Client::connect(&node.resolve()?)?.get("/v1/peers/pending", &[])?;
-            if json {
-                return print_json(&peers);
-            }
-            print_peers(&peers);
-        }
+        PeerCommand::List { node } => list(&node, "/v1/peers", json)?,
+        PeerCommand::Pending { node } => list(&node, "/v1/peers/pending", json)?,
         PeerCommand::Remove { site, node } => {
             Client::connect(&node.resolve()?)?.delete(&format!("/v1/peers/{site}"))?;
             if json {
@@ -172,6 +158,15 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn list(node: &NodeDir, path: &str, json: bool) -> anyhow::Result<()> {
+    let peers: Vec<PeerStatus> = Client::connect(&node.resolve()?)?.get(path, &[])?;
+    if json {
+        return print_json(&peers);
+    }
+    print_peers(&peers);
     Ok(())
 }
 

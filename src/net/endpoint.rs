@@ -384,6 +384,22 @@ impl Inner {
     }
 }
 
+/// Refuses our own certificate unless its URI SAN names exactly `identity` (the endpoint's
+/// identity never changes, not even when its certificate is renewed).
+fn check_own_certificate(local: &LocalCert, identity: &NodeIdentity) -> Result<(), NetError> {
+    let own = local.chain.first().ok_or(TlsConfigError::EmptyChain)?;
+    let own_id = NodeIdentity::from_cert_der(own).map_err(TlsConfigError::Identity)?;
+    if &own_id != identity {
+        return Err(
+            TlsConfigError::Identity(crate::identity::IdentityError::BadUri(format!(
+                "own certificate names {own_id}, this node is {identity}"
+            )))
+            .into(),
+        );
+    }
+    Ok(())
+}
+
 impl Endpoint {
     /// Binds the endpoint on `addr` (port 0 picks a free port) and starts accepting peers for the
     /// routed protocols. The endpoint can also dial (`connect`).
@@ -393,17 +409,7 @@ impl Endpoint {
         policy: Arc<dyn PeerPolicy>,
         router: Router,
     ) -> Result<Self, NetError> {
-        let own = opts.local.chain.first().ok_or(TlsConfigError::EmptyChain)?;
-        let own_id = NodeIdentity::from_cert_der(own).map_err(TlsConfigError::Identity)?;
-        if own_id != opts.identity {
-            return Err(
-                TlsConfigError::Identity(crate::identity::IdentityError::BadUri(format!(
-                    "own certificate names {own_id}, config names {}",
-                    opts.identity
-                )))
-                .into(),
-            );
-        }
+        check_own_certificate(&opts.local, &opts.identity)?;
         let trust = Arc::new(Trust::new(&opts.identity.federation, opts.trust)?);
         let transport = Arc::new(transport_config(&opts.transport)?);
         let (events, _) = broadcast::channel(1024);
@@ -580,17 +586,7 @@ impl Endpoint {
         let inner = &self.inner;
         let trust = Arc::new(Trust::new(&inner.identity.federation, trust)?);
         if let Some(local) = local {
-            let own = local.chain.first().ok_or(TlsConfigError::EmptyChain)?;
-            let own_id = NodeIdentity::from_cert_der(own).map_err(TlsConfigError::Identity)?;
-            if own_id != inner.identity {
-                return Err(
-                    TlsConfigError::Identity(crate::identity::IdentityError::BadUri(format!(
-                        "new certificate names {own_id}, this node is {}",
-                        inner.identity
-                    )))
-                    .into(),
-                );
-            }
+            check_own_certificate(&local, &inner.identity)?;
             *inner.local.write().unwrap_or_else(|e| e.into_inner()) = local;
         }
         if !inner.router.alpns().is_empty() {

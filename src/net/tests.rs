@@ -129,6 +129,11 @@ async fn server_refusal(n: &mut Node) -> (Option<crate::identity::NodeIdentity>,
     .await
 }
 
+/// Dials `site` at `addr` for the exchange protocol, expecting the TLS handshake to fail.
+async fn dial_refused(ep: &Endpoint, addr: std::net::SocketAddr, site: &str) -> HandshakeFailure {
+    handshake(ep.connect(addr, site, EXCHANGE).await.unwrap_err())
+}
+
 fn handshake(e: NetError) -> HandshakeFailure {
     match e {
         NetError::Handshake(h) => h,
@@ -203,12 +208,7 @@ async fn pinned_peer_with_another_key_is_refused() {
     let impostor = self_signed_node(FED, "telco-b", "primary");
     let na = node(&a, pinned("telco-b", &b), limits());
     let mut nb = node(&impostor, pinned("noc-a", &a), limits());
-    let e = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let e = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&e, &s, AlertDescription::CertificateUnknown, "PinMismatch");
 }
@@ -219,12 +219,7 @@ async fn expired_pinned_peer_is_refused() {
     let b = self_signed_node(FED, "telco-b", "primary");
     let na = node(&a, pinned("telco-b", &b), limits());
     let mut nb = node(&b, pinned("noc-a", &a), limits());
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&s, &c, AlertDescription::CertificateExpired, "Expired");
 }
@@ -237,12 +232,7 @@ async fn certificate_from_another_ca_is_refused() {
     let a = other.node(FED, "noc-a", "primary");
     let na = node(&a, trust_of(&[&ca, &other]), limits());
     let mut nb = node(&b, trust_of(&[&ca]), limits());
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&s, &c, AlertDescription::UnknownCA, "UnknownIssuer");
 }
@@ -256,12 +246,7 @@ async fn revoked_at_connect_is_refused() {
     let mut trust = trust_of(&[&ca]);
     trust.crls = vec![ca.crl(&[a.serial])];
     let mut nb = node(&b, trust, limits());
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&s, &c, AlertDescription::CertificateRevoked, "Revoked");
 }
@@ -293,12 +278,7 @@ async fn revoked_while_connected_is_closed_by_reload() {
         NetError::Refused(ErrorCode::TrustRevoked)
     ));
     // And a new connection is refused by the new config.
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     assert_eq!(c.alert, Some(AlertDescription::CertificateRevoked));
 }
 
@@ -315,12 +295,7 @@ async fn denied_key_is_closed_by_reload() {
         peer.closed().await,
         NetError::Refused(ErrorCode::TrustRevoked)
     ));
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     assert_eq!(c.alert, Some(AlertDescription::AccessDenied));
 }
 
@@ -332,12 +307,7 @@ async fn expired_and_not_yet_valid_are_refused() {
         let b = ca.node(FED, "telco-b", "primary");
         let na = node(&a, trust_of(&[&ca]), limits());
         let mut nb = node(&b, trust_of(&[&ca]), limits());
-        let c = handshake(
-            na.ep
-                .connect(nb.addr, "telco-b", EXCHANGE)
-                .await
-                .unwrap_err(),
-        );
+        let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
         let s = server_tls_failure(&mut nb).await;
         assert_tls(&s, &c, AlertDescription::CertificateExpired, why);
     }
@@ -350,12 +320,7 @@ async fn server_claiming_another_site_than_dialed_is_refused() {
     let b = ca.node(FED, "noc-x", "primary");
     let na = node(&a, trust_of(&[&ca]), limits());
     let mut nb = node(&b, trust_of(&[&ca]), limits());
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(&c, &s, AlertDescription::CertificateUnknown, "SiteMismatch");
 }
@@ -368,12 +333,7 @@ async fn another_federation_is_refused() {
     let na = node(&a, trust_of(&[&ca]), limits());
     let mut nb = node(&b, trust_of(&[&ca]), limits());
     // Our side refuses the server first (it is not in our federation).
-    let c = handshake(
-        na.ep
-            .connect(nb.addr, "telco-b", EXCHANGE)
-            .await
-            .unwrap_err(),
-    );
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
     let s = server_tls_failure(&mut nb).await;
     assert_tls(
         &c,

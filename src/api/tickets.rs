@@ -19,11 +19,12 @@ use crate::store::{Idempotency, WriteOp, WriteOutcome, WriteRequest};
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// The request's idempotency key, with a fingerprint of what was asked (`what`, built from
-/// the body as sent, before relative times are resolved).
+/// The request's idempotency key, if it carries one, with a fingerprint of what was asked:
+/// the SHA-256 of `what`'s `Debug` form, streamed (no copy of a large note). Handlers pass the
+/// request as sent, before relative times are resolved, so a later retry still matches.
 fn idempotency(
     headers: &HeaderMap,
-    what: impl FnOnce() -> String,
+    what: &dyn std::fmt::Debug,
 ) -> Result<Option<Idempotency>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -36,25 +37,31 @@ fn idempotency(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )));
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, what().as_bytes());
+    struct Digest(ring::digest::Context);
+    impl std::fmt::Write for Digest {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.update(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut digest = Digest(ring::digest::Context::new(&ring::digest::SHA256));
+    std::fmt::Write::write_fmt(&mut digest, format_args!("{what:?}"))
+        .map_err(|_| ApiError::Internal)?;
     Ok(Some(Idempotency {
         key: v.to_string(),
-        fingerprint: hex::encode(digest),
+        fingerprint: hex::encode(digest.0.finish()),
     }))
 }
 
 async fn write_ticket(
     state: &AppState,
     caller: &Caller,
-    headers: &HeaderMap,
+    idempotency: Option<Idempotency>,
     op: WriteOp,
-    asked: Option<String>,
 ) -> Result<TicketAck, ApiError> {
-    // The fingerprint is the operation; handlers that resolve relative times ("in 2h") pass
-    // the request as asked instead, so a retry later still matches.
     let req = WriteRequest {
         actor: caller.name.clone(),
-        idempotency: idempotency(headers, || asked.unwrap_or_else(|| format!("{op:?}")))?,
+        idempotency,
         op,
     };
     match state.store.writer.write(req).await? {
@@ -66,17 +73,17 @@ async fn write_ticket(
     }
 }
 
+/// A command on ticket `number`, with the idempotency key of the request.
 async fn command(
     state: &AppState,
     caller: &Caller,
-    headers: &HeaderMap,
+    idem: Option<Idempotency>,
     number: &str,
     command: Command,
-    asked: Option<String>,
 ) -> Result<Json<TicketAck>, ApiError> {
     let number = ticket_number(number)?;
     let op = WriteOp::Ticket { number, command };
-    Ok(Json(write_ticket(state, caller, headers, op, asked).await?))
+    Ok(Json(write_ticket(state, caller, idem, op).await?))
 }
 
 /// `POST /v1/tickets`: open a ticket.
@@ -86,14 +93,8 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTicket>,
 ) -> Result<(StatusCode, Json<TicketAck>), ApiError> {
-    let ack = write_ticket(
-        &state,
-        &caller,
-        &headers,
-        WriteOp::Create(Box::new(body)),
-        None,
-    )
-    .await?;
+    let idem = idempotency(&headers, &body)?;
+    let ack = write_ticket(&state, &caller, idem, WriteOp::Create(Box::new(body))).await?;
     Ok((StatusCode::CREATED, Json(ack)))
 }
 
@@ -118,7 +119,7 @@ pub async fn note(
     headers: HeaderMap,
     ApiJson(body): ApiJson<NoteBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
-    let asked = format!("note {number} {body:?}");
+    let idem = idempotency(&headers, &("note", &number, &body))?;
     let happened_at = body
         .at
         .as_deref()
@@ -129,7 +130,7 @@ pub async fn note(
         shared: body.shared,
         happened_at,
     };
-    command(&state, &caller, &headers, &number, cmd, Some(asked)).await
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// Body of `POST /v1/tickets/{n}/set`.
@@ -151,7 +152,8 @@ pub async fn set(
     let cmd = Command::Set {
         assignments: body.assignments,
     };
-    command(&state, &caller, &headers, &number, cmd, None).await
+    let idem = idempotency(&headers, &(&number, &cmd))?;
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// `POST /v1/tickets/{n}/take`: become the owner.
@@ -161,7 +163,8 @@ pub async fn take(
     Path(number): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<TicketAck>, ApiError> {
-    command(&state, &caller, &headers, &number, Command::Take, None).await
+    let idem = idempotency(&headers, &("take", &number))?;
+    command(&state, &caller, idem, &number, Command::Take).await
 }
 
 /// Body of `POST /v1/tickets/{n}/links`.
@@ -189,9 +192,8 @@ pub async fn link(
         kind,
         target: body.target,
     };
-    Ok(Json(
-        write_ticket(&state, &caller, &headers, op, None).await?,
-    ))
+    let idem = idempotency(&headers, &op)?;
+    Ok(Json(write_ticket(&state, &caller, idem, op).await?))
 }
 
 /// Body of `POST /v1/tickets/{n}/timers`: exactly one of `in` and `at`.
@@ -215,7 +217,7 @@ pub async fn timer(
     headers: HeaderMap,
     ApiJson(body): ApiJson<TimerBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
-    let asked = format!("timer {number} {body:?}");
+    let idem = idempotency(&headers, &("timer", &number, &body))?;
     let now = clock::now();
     let due_at = match (&body.after, &body.at) {
         (Some(d), None) => {
@@ -234,7 +236,7 @@ pub async fn timer(
         due_at,
         text: body.text,
     };
-    command(&state, &caller, &headers, &number, cmd, Some(asked)).await
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// Body of `POST /v1/tickets/{n}/resolve`.
@@ -262,7 +264,8 @@ pub async fn resolve(
         component: body.component,
         escalated_to: body.escalated_to,
     };
-    command(&state, &caller, &headers, &number, cmd, None).await
+    let idem = idempotency(&headers, &(&number, &cmd))?;
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// Body of `POST /v1/tickets/{n}/close`.
@@ -284,7 +287,8 @@ pub async fn close(
     let cmd = Command::Close {
         checked_by: body.checked_by,
     };
-    command(&state, &caller, &headers, &number, cmd, None).await
+    let idem = idempotency(&headers, &(&number, &cmd))?;
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// Body of `POST /v1/tickets/{n}/reopen`.
@@ -303,17 +307,11 @@ pub async fn reopen(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ReopenBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
-    command(
-        &state,
-        &caller,
-        &headers,
-        &number,
-        Command::Reopen {
-            reason: body.reason,
-        },
-        None,
-    )
-    .await
+    let cmd = Command::Reopen {
+        reason: body.reason,
+    };
+    let idem = idempotency(&headers, &(&number, &cmd))?;
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// The answer of `GET /v1/tickets/{n}`: the chart, and how this site refers to the ticket

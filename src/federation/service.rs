@@ -132,6 +132,9 @@ pub struct Federation {
     identity: NodeIdentity,
     /// When this node's certificate in use expires (updated by reload).
     own_not_after: Arc<std::sync::Mutex<OffsetDateTime>>,
+    /// The pins the TLS trust was last built with: a registry change that leaves them alone
+    /// needs no trust reload.
+    applied_pins: Arc<std::sync::Mutex<Pins>>,
 }
 
 /// This node's side of the federation, for `ttx status`.
@@ -167,12 +170,19 @@ fn unix_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn trust_config(material: &TrustMaterial, records: &[PeerRecord]) -> TrustConfig {
-    let pins: BTreeMap<String, BTreeSet<String>> = records
+/// Pinned keys of accepted peers, by site: the registry's part of the TLS trust.
+type Pins = BTreeMap<String, BTreeSet<String>>;
+
+fn pins_of(records: &[PeerRecord]) -> Pins {
+    records
         .iter()
         .filter(|r| r.state == PeerState::Accepted && !r.pins.is_empty())
         .map(|r| (r.site.clone(), r.pins.iter().cloned().collect()))
-        .collect();
+        .collect()
+}
+
+fn trust_config(material: &TrustMaterial, records: &[PeerRecord]) -> TrustConfig {
+    let pins = pins_of(records);
     TrustConfig {
         ca_certs: material.ca_certs.clone(),
         crls: material.crls.clone(),
@@ -240,6 +250,7 @@ impl Federation {
             dir: dir.clone(),
             identity: wanted,
             own_not_after: Arc::new(std::sync::Mutex::new(material.not_after)),
+            applied_pins: Arc::new(std::sync::Mutex::new(pins_of(&records))),
         };
         let tasks = vec![
             tokio::spawn(fed.clone().record_pending(seen)),
@@ -294,10 +305,27 @@ impl Federation {
         }
     }
 
-    async fn apply_registry(&self) -> Result<ReloadAnswer, FederationError> {
+    /// Applies the registry after a change: the policy, closing peers no longer accepted, and
+    /// the TLS trust only when the pins changed (the common change, a pending sighting or an
+    /// accept, needs no re-read of the TLS files).
+    async fn apply_registry(&self) -> Result<(), FederationError> {
+        let records = self.apply_policy().await?;
+        let applied = self
+            .applied_pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if applied != pins_of(&records) {
+            self.reload_trust(&records).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads the registry into the policy and closes live connections of peers that are no
+    /// longer accepted; returns the registry.
+    async fn apply_policy(&self) -> Result<Vec<PeerRecord>, FederationError> {
         let records = self.store.reader.read(query::peers).await?;
         self.policy.replace(records.clone());
-        // Close live connections of peers that are no longer accepted.
         for info in self.endpoint.peers() {
             let accepted = records
                 .iter()
@@ -309,7 +337,7 @@ impl Federation {
                 }
             }
         }
-        self.reload_trust(&records).await
+        Ok(records)
     }
 
     async fn reload_trust(&self, records: &[PeerRecord]) -> Result<ReloadAnswer, FederationError> {
@@ -324,6 +352,7 @@ impl Federation {
         warn_expiry("this node's", material.not_after);
         *self.own_not_after.lock().unwrap_or_else(|e| e.into_inner()) = material.not_after;
         let trust = trust_config(&material, records);
+        let pins = trust.pins.clone();
         let answer = (
             trust.ca_certs.len(),
             trust.crls.len(),
@@ -334,6 +363,7 @@ impl Federation {
             key: material.key.clone_key(),
         };
         let report = self.endpoint.reload_with(Some(local), trust)?;
+        *self.applied_pins.lock().unwrap_or_else(|e| e.into_inner()) = pins;
         for (peer, reason) in &report.closed {
             tracing::warn!(%peer, %reason, "closed a live connection after the trust reload");
         }
@@ -353,7 +383,8 @@ impl Federation {
     /// Re-reads certificates, CAs, CRLs, the deny list and the registry's pins, applies them to
     /// new connections, and closes live connections that are no longer trusted.
     pub async fn reload(&self) -> Result<ReloadAnswer, FederationError> {
-        self.apply_registry().await
+        let records = self.apply_policy().await?;
+        self.reload_trust(&records).await
     }
 
     /// Every minute, closes live connections whose peer certificate has expired since they were

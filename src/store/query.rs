@@ -220,6 +220,9 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
+/// Longest search text accepted, in bytes.
+pub const MAX_SEARCH_BYTES: usize = 1024;
+
 /// Turns operator text into an FTS5 query that cannot be a syntax error: every word becomes a
 /// quoted term, all of which must match.
 pub fn fts_query(text: &str) -> Option<String> {
@@ -233,6 +236,12 @@ pub fn fts_query(text: &str) -> Option<String> {
 /// Full-text search over subjects and incident updates, newest first.
 pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit>, StoreError> {
     let limit = limit.clamp(1, MAX_LIMIT);
+    if text.len() > MAX_SEARCH_BYTES {
+        return Err(StoreError::Command(CommandError::Invalid(format!(
+            "search text is {} bytes, at most {MAX_SEARCH_BYTES} allowed",
+            text.len()
+        ))));
+    }
     let query = fts_query(text).ok_or_else(|| {
         StoreError::Command(CommandError::Invalid(
             "search text must not be empty".into(),

@@ -84,6 +84,12 @@ fn numbers_notes_history_and_search() {
         .reader
         .read_blocking(|c| query::search(c, "\"AND ( -", 10))
         .is_ok());
+    let long = "loss ".repeat(300);
+    let e = store
+        .reader
+        .read_blocking(|c| query::search(c, &long, 10))
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 1024 allowed"), "{e}");
     let list = store
         .reader
         .read_blocking(|c| query::list(c, &ListFilter::default()))

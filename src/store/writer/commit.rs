@@ -1,0 +1,279 @@
+//! The batch's transaction: run every request of the batch, commit once, answer everyone,
+//! and publish what changed (head, timers, operators, peers) only after the commit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{watch, Notify};
+
+use super::queue::Pending;
+use super::request::InBatch;
+use super::{WriteOutcome, WriterStats, IDEMPOTENCY_TTL_MS};
+use crate::config::{LimitsSection, StoreSection};
+use crate::model::clock;
+use crate::model::event::EventKind;
+use crate::store::{NodeStamp, StoreError};
+
+pub(super) struct WriterState {
+    pub(super) conn: Connection,
+    pub(super) stamp: NodeStamp,
+    pub(super) cfg: StoreSection,
+    pub(super) limits: LimitsSection,
+    pub(super) epoch: u64,
+    pub(super) next_seq: u64,
+    pub(super) next_number: i64,
+    pub(super) head_tx: Option<watch::Sender<i64>>,
+    pub(super) timers_changed: Arc<Notify>,
+    pub(super) operators_generation: Arc<AtomicU64>,
+    pub(super) peers_changed: Arc<Notify>,
+    pub(super) stats: Arc<WriterStats>,
+}
+
+/// What a job changed besides the tables, published after commit.
+#[derive(Default)]
+pub(super) struct Effects {
+    pub(super) timers: bool,
+    pub(super) operators: bool,
+    pub(super) peers: bool,
+    /// Events from elsewhere were applied: ticket numbers and sequence numbers must be re-read.
+    pub(super) replicated: bool,
+}
+
+impl Effects {
+    /// Records what an applied event changes besides its tables.
+    pub(super) fn note(&mut self, kind: &EventKind) {
+        self.timers |= matches!(kind, EventKind::TimerSet { .. });
+        self.operators |= matches!(
+            kind,
+            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
+        );
+        self.peers |= matches!(
+            kind,
+            EventKind::PeerUpserted { .. } | EventKind::PeerRemoved { .. }
+        );
+    }
+
+    fn merge(&mut self, other: Effects) {
+        self.replicated |= other.replicated;
+        self.timers |= other.timers;
+        self.operators |= other.operators;
+        self.peers |= other.peers;
+    }
+}
+impl WriterState {
+    pub(super) fn load(
+        conn: Connection,
+        stamp: NodeStamp,
+        cfg: StoreSection,
+        limits: LimitsSection,
+    ) -> Result<Self, StoreError> {
+        let meta = |k: &str| -> Result<Option<String>, StoreError> {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+                .optional()?)
+        };
+        match meta("site")? {
+            Some(site) if site != stamp.site => {
+                return Err(StoreError::Schema(format!(
+                    "this store belongs to site {site:?}, not {:?}",
+                    stamp.site
+                )))
+            }
+            Some(_) => {}
+            None => {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                for (k, v) in [
+                    ("site", stamp.site.as_str()),
+                    ("node", stamp.node.as_str()),
+                    ("epoch", "1"),
+                ] {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                        [k, v],
+                    )?;
+                }
+                conn.execute_batch("COMMIT")?;
+            }
+        }
+        let epoch = meta("epoch")?.and_then(|e| e.parse().ok()).unwrap_or(1);
+        let mut state = WriterState {
+            conn,
+            stamp,
+            cfg,
+            limits,
+            epoch,
+            next_seq: 0,
+            next_number: 0,
+            head_tx: None,
+            timers_changed: Arc::new(Notify::new()),
+            operators_generation: Arc::new(AtomicU64::new(0)),
+            peers_changed: Arc::new(Notify::new()),
+            stats: Arc::new(WriterStats::default()),
+        };
+        state.reload_counters()?;
+        Ok(state)
+    }
+
+    fn reload_counters(&mut self) -> Result<(), StoreError> {
+        self.next_number = self.conn.query_row(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM tickets",
+            [],
+            |r| r.get(0),
+        )?;
+        let seq: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(origin_seq), 0) + 1 FROM events WHERE origin_site = ?1 AND origin_node = ?2",
+            [&self.stamp.site, &self.stamp.node],
+            |r| r.get(0),
+        )?;
+        self.next_seq = seq as u64;
+        Ok(())
+    }
+
+    pub(super) fn head(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+    }
+    /// Forgets idempotency keys older than [`IDEMPOTENCY_TTL_MS`] (at start and now and then).
+    fn prune_idempotency(&self) {
+        let cutoff = clock::now() - IDEMPOTENCY_TTL_MS;
+        if let Err(e) = self
+            .conn
+            .execute("DELETE FROM idempotency WHERE at < ?1", [cutoff])
+        {
+            tracing::warn!(error = %e, "cannot prune old idempotency keys");
+        }
+    }
+
+    pub(super) fn commit_batch(&mut self, batch: &mut Vec<Pending>) {
+        if self
+            .stats
+            .commits
+            .load(Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
+            self.prune_idempotency();
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        let mut effects = Effects::default();
+        let committed = self.run_batch(batch, &mut results, &mut effects);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "group commit failed; {} writes refused", batch.len());
+            let _ = self.reload_counters();
+        } else {
+            if let (Some(tx), Ok(head)) = (&self.head_tx, self.head()) {
+                tx.send_replace(head);
+            }
+            if effects.timers {
+                self.timers_changed.notify_one();
+            }
+            if effects.operators {
+                self.operators_generation.fetch_add(1, Ordering::SeqCst);
+            }
+            if effects.replicated {
+                if let Err(e) = self.reload_counters() {
+                    tracing::error!(error = %e, "cannot re-read counters after replicated events");
+                }
+            }
+            if effects.peers {
+                self.peers_changed.notify_waiters();
+                self.peers_changed.notify_one();
+            }
+        }
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            let answer = match &committed {
+                Ok(()) => result,
+                Err(e) => Err(StoreError::Schema(format!(
+                    "the write was not committed: {e}"
+                ))),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Runs a batch in one transaction. Optimistic: the requests first run without a
+    /// savepoint each (a savepoint is not free: FTS5 flushes its pending index at every one);
+    /// if any request fails, that whole attempt is rolled back and the batch runs again with
+    /// one savepoint per request, so the failed request spoils none of the others.
+    fn run_batch(
+        &mut self,
+        batch: &[Pending],
+        results: &mut Vec<Result<WriteOutcome, StoreError>>,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        if self.try_batch(batch, results, effects, false)? {
+            return Ok(());
+        }
+        results.clear();
+        *effects = Effects::default();
+        self.try_batch(batch, results, effects, true)?;
+        Ok(())
+    }
+
+    /// One attempt at a batch, with or without a savepoint per request. Without savepoints it
+    /// stops at the first failed request, rolls back and returns `false`.
+    fn try_batch(
+        &mut self,
+        batch: &[Pending],
+        results: &mut Vec<Result<WriteOutcome, StoreError>>,
+        effects: &mut Effects,
+        savepoints: bool,
+    ) -> Result<bool, StoreError> {
+        let (stamp, limits, epoch) = (&self.stamp, &self.limits, self.epoch);
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut counters = (self.next_seq, self.next_number);
+        for (req, _) in batch {
+            let before = counters;
+            let handle = |conn: &Connection, counters: &mut (u64, i64)| {
+                let mut job = InBatch {
+                    conn,
+                    stamp,
+                    limits,
+                    epoch,
+                    next_seq: &mut counters.0,
+                    next_number: &mut counters.1,
+                    effects: Effects::default(),
+                };
+                let result = job.handle(req);
+                (result, job.effects)
+            };
+            let (result, job_effects) = if savepoints {
+                let mut sp = tx.savepoint()?;
+                let (result, job_effects) = handle(&sp, &mut counters);
+                if result.is_ok() {
+                    sp.commit()?;
+                } else {
+                    sp.rollback()?;
+                }
+                (result, job_effects)
+            } else {
+                handle(&tx, &mut counters)
+            };
+            match result {
+                Ok(out) => {
+                    effects.merge(job_effects);
+                    results.push(Ok(out));
+                }
+                Err(e) if savepoints => {
+                    counters = before;
+                    results.push(Err(e));
+                }
+                Err(_) => {
+                    tx.rollback()?;
+                    return Ok(false);
+                }
+            }
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+        tx.commit()?;
+        (self.next_seq, self.next_number) = counters;
+        Ok(true)
+    }
+}

@@ -1,0 +1,239 @@
+//! The writer thread: the only place the store is written.
+//!
+//! Requests arrive on a bounded queue. The thread takes the first one, drains whatever else is
+//! already waiting (up to `group_commit_max`), and runs them all in one transaction, each in its
+//! own savepoint so a refused command does not spoil the others. Only after the transaction has
+//! committed (fsync with `synchronous = full`) does any requester get its answer: an
+//! acknowledged write is a durable write, and many writers share one fsync (group commit).
+//!
+//! - this file: the requests, their answers and the [`Writer`] handle;
+//! - [`queue`]: the thread's loop, taking jobs off the queue into a batch;
+//! - [`commit`]: the batch's transaction, its commit, and what is published after it;
+//! - [`request`]: what one request decides, stamps and applies inside the transaction.
+
+mod commit;
+mod queue;
+mod request;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use uuid::Uuid;
+
+use super::{NodeStamp, StoreError};
+use crate::config::{LimitsSection, StoreSection};
+use crate::model::clock::Millis;
+use crate::model::command::{Command, CreateTicket};
+use crate::model::event::{Event, Role};
+use crate::model::lifecycle::Status;
+use crate::model::ticket::LinkKind;
+use commit::WriterState;
+use queue::Job;
+
+pub use request::ticket_by_number;
+
+/// One write, as asked for by an operator (or the node itself, or a replication stream).
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// The operator the write is for (`system` for the node's own writes).
+    pub actor: String,
+    /// A client-chosen key: a retried request with the same key gets the first answer and
+    /// is not applied again.
+    pub idempotency: Option<Idempotency>,
+    /// What to do.
+    pub op: WriteOp,
+}
+
+/// An idempotency key and a fingerprint of the request it was first used for: the same key
+/// with a different request is refused rather than answered with the first request's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The client's key (per operator).
+    pub key: String,
+    /// A fingerprint of the request as the client sent it (before relative times resolve).
+    pub fingerprint: String,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// What a write does.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Open a ticket.
+    Create(Box<CreateTicket>),
+    /// A command on ticket `number`.
+    Ticket {
+        /// The ticket.
+        number: i64,
+        /// The command.
+        command: Command,
+    },
+    /// Link ticket `number` to ticket `target`.
+    Link {
+        /// The ticket.
+        number: i64,
+        /// Kind of link.
+        kind: LinkKind,
+        /// The other ticket.
+        target: i64,
+    },
+    /// Give an operator a token.
+    AddOperator {
+        /// Name.
+        name: String,
+        /// Role.
+        role: Role,
+        /// SHA-256 of the token, hex.
+        token_sha256: String,
+    },
+    /// Remove an operator.
+    RemoveOperator {
+        /// Name.
+        name: String,
+    },
+    /// Change the peer registry.
+    Peer(crate::model::peer::PeerOp),
+    /// Fire every timer that is due now.
+    FireDueTimers,
+    /// Apply events written elsewhere (a standby replaying its primary), each at most once.
+    Replicate(Vec<Event>),
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WriteOutcome {
+    /// A ticket was created or changed.
+    Ticket(TicketAck),
+    /// An operator was added or removed.
+    Operator {
+        /// The operator.
+        operator: String,
+    },
+    /// The peer registry changed (or did not need to).
+    Peer {
+        /// The site.
+        site: String,
+        /// Whether anything changed.
+        changed: bool,
+    },
+    /// Events applied (timers fired, events replicated).
+    Applied {
+        /// How many events were new.
+        applied: usize,
+    },
+}
+
+/// What a ticket write answers: the ticket's number, id, status, and the log positions of the
+/// events it wrote (empty when there was nothing to change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketAck {
+    /// Per-site number.
+    pub number: i64,
+    /// Stable id.
+    pub id: Uuid,
+    /// Status after the write.
+    pub status: Status,
+    /// Log positions of the events written.
+    pub events: Vec<i64>,
+    /// True when this answer was replayed for a repeated idempotency key.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// Counters the writer keeps for `ttx status` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Requests answered.
+    pub requests: AtomicU64,
+}
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Notified when a timer is set, so the alarm clock re-reads the next due time.
+    pub timers_changed: Arc<Notify>,
+    /// Bumped whenever operators change, so token caches know to reload.
+    pub operators_generation: Arc<AtomicU64>,
+    /// Notified when the peer registry changes, so the transport reloads its policy and pins.
+    pub peers_changed: Arc<Notify>,
+    /// The log position of the last committed event.
+    pub head: watch::Receiver<i64>,
+    /// Commit counters.
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writer thread on an open, migrated connection.
+    pub fn start(
+        conn: Connection,
+        stamp: NodeStamp,
+        cfg: StoreSection,
+        limits: LimitsSection,
+    ) -> Result<Writer, StoreError> {
+        let (queue, rx) = mpsc::channel(cfg.write_queue);
+        let timers_changed = Arc::new(Notify::new());
+        let operators_generation = Arc::new(AtomicU64::new(0));
+        let peers_changed = Arc::new(Notify::new());
+        let stats = Arc::new(WriterStats::default());
+        // Room for every statement of the applier and the writer: none is prepared twice.
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut state = WriterState::load(conn, stamp, cfg, limits)?;
+        let (head_tx, head) = watch::channel(state.head()?);
+        state.head_tx = Some(head_tx);
+        state.timers_changed = timers_changed.clone();
+        state.operators_generation = operators_generation.clone();
+        state.peers_changed = peers_changed.clone();
+        state.stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("ttx-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(|e| StoreError::Schema(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            queue,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            timers_changed,
+            operators_generation,
+            peers_changed,
+            head,
+            stats,
+        })
+    }
+
+    /// Sends a write and waits for its durable answer.
+    pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Write(Box::new(req), tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Sends a write and waits for its durable answer, blocking the calling thread.
+    pub fn write_blocking(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .blocking_send(Job::Write(Box::new(req), tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Finishes the writes already queued, commits them, and stops the thread.
+    /// Later writes fail with [`StoreError::Closed`].
+    pub fn shutdown(&self) {
+        let _ = self.queue.blocking_send(Job::Shutdown);
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}

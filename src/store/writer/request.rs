@@ -1,0 +1,319 @@
+//! One request inside the batch's transaction: its idempotency record, the events its
+//! command decides, stamped with this node's origin and applied through the one applier.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+use super::commit::Effects;
+use super::{TicketAck, WriteOp, WriteOutcome, WriteRequest, IDEMPOTENCY_TTL_MS};
+use crate::config::LimitsSection;
+use crate::model::clock::{self, Millis};
+use crate::model::command::{self, Command, CommandError, Context};
+use crate::model::event::{Event, EventKind};
+use crate::model::ticket::Ticket;
+use crate::store::apply::{apply_event, apply_event_on};
+use crate::store::{NodeStamp, StoreError};
+
+/// One request being handled inside the batch's transaction (or its own savepoint).
+pub(super) struct InBatch<'a> {
+    pub(super) conn: &'a Connection,
+    pub(super) stamp: &'a NodeStamp,
+    pub(super) limits: &'a LimitsSection,
+    pub(super) epoch: u64,
+    pub(super) next_seq: &'a mut u64,
+    pub(super) next_number: &'a mut i64,
+    pub(super) effects: Effects,
+}
+
+fn not_found_ticket(number: i64) -> StoreError {
+    StoreError::Command(CommandError::NotFound(format!("no ticket {number}")))
+}
+
+/// Loads a ticket by its number.
+pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>, StoreError> {
+    use crate::store::apply::{ticket_columns, ticket_from_columns, TICKET_COLUMNS};
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE number = ?1"
+        ))?
+        .query_row([number], ticket_columns)
+        .optional()?;
+    row.map(ticket_from_columns).transpose()
+}
+
+impl InBatch<'_> {
+    pub(super) fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
+        let now = clock::now();
+        let key = req
+            .idempotency
+            .as_ref()
+            .map(|i| (format!("{}:{}", req.actor, i.key), &i.fingerprint));
+        if let Some((key, fingerprint)) = &key {
+            let stored: Option<(String, String, Millis)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT response, request_sha256, at FROM idempotency WHERE key = ?1",
+                )?
+                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            match stored {
+                Some((_, stored_fp, _)) if &stored_fp != *fingerprint => {
+                    return Err(CommandError::Refused(
+                        "this Idempotency-Key was already used for a different request: use a new key".into(),
+                    )
+                    .into())
+                }
+                Some((stored, _, at)) if at > now - IDEMPOTENCY_TTL_MS => {
+                    let mut out: WriteOutcome = serde_json::from_str(&stored)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    if let WriteOutcome::Ticket(ack) = &mut out {
+                        ack.replayed = true;
+                    }
+                    return Ok(out);
+                }
+                Some(_) => {
+                    self.conn.execute("DELETE FROM idempotency WHERE key = ?1", [key])?;
+                }
+                None => {}
+            }
+        }
+        let out = self.handle_op(&req.actor, &req.op, now)?;
+        if let Some((key, fingerprint)) = &key {
+            let response =
+                serde_json::to_string(&out).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO idempotency (key, response, at, request_sha256) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![key, response, now, fingerprint])?;
+        }
+        Ok(out)
+    }
+
+    /// Stamps and applies one event written here.
+    fn emit(
+        &mut self,
+        ticket: Option<Uuid>,
+        kind: EventKind,
+        actor: &str,
+        at: Millis,
+    ) -> Result<i64, StoreError> {
+        self.emit_on(ticket, kind, actor, at, None)
+    }
+
+    /// [`Self::emit`] with the ticket as projected before the event, when the caller has it
+    /// (saves the applier loading and parsing it again).
+    fn emit_on(
+        &mut self,
+        ticket: Option<Uuid>,
+        kind: EventKind,
+        actor: &str,
+        at: Millis,
+        before: Option<&Ticket>,
+    ) -> Result<i64, StoreError> {
+        self.effects.note(&kind);
+        let event = Event {
+            id: Uuid::now_v7(),
+            origin_site: self.stamp.site.clone(),
+            origin_node: self.stamp.node.clone(),
+            epoch: self.epoch,
+            seq: *self.next_seq,
+            at,
+            actor: actor.to_string(),
+            ticket,
+            kind,
+        };
+        let pos = apply_event_on(self.conn, &event, before)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("fresh event {} already in the log", event.id))
+        })?;
+        *self.next_seq += 1;
+        Ok(pos)
+    }
+
+    fn ticket_events(
+        &mut self,
+        mut t: Ticket,
+        events: Vec<EventKind>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut positions = Vec::with_capacity(events.len());
+        for kind in events {
+            let before = t.clone();
+            t.apply(&kind, now);
+            positions.push(self.emit_on(Some(t.id), kind, actor, now, Some(&before))?);
+        }
+        Ok(WriteOutcome::Ticket(TicketAck {
+            number: t.number,
+            id: t.id,
+            status: t.status,
+            events: positions,
+            replayed: false,
+        }))
+    }
+
+    fn handle_op(
+        &mut self,
+        actor: &str,
+        op: &WriteOp,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let ctx = Context {
+            actor,
+            now,
+            limits: self.limits,
+        };
+        match op {
+            WriteOp::Create(req) => {
+                let (new, description) = command::decide_create(req, &ctx)?;
+                let number = *self.next_number;
+                *self.next_number += 1;
+                let id = Uuid::now_v7();
+                let t = Ticket::created(id, &self.stamp.site, number, &new, actor, now);
+                let mut events = vec![EventKind::TicketCreated {
+                    number,
+                    ticket: new,
+                }];
+                if let Some(text) = description {
+                    events.push(EventKind::NoteAdded {
+                        note_id: Uuid::now_v7(),
+                        text,
+                        shared: false,
+                        happened_at: None,
+                    });
+                }
+                let mut positions = Vec::new();
+                for kind in events {
+                    positions.push(self.emit(Some(id), kind, actor, now)?);
+                }
+                Ok(WriteOutcome::Ticket(TicketAck {
+                    number,
+                    id,
+                    status: t.status,
+                    events: positions,
+                    replayed: false,
+                }))
+            }
+            WriteOp::Ticket { number, command } => {
+                let t = ticket_by_number(self.conn, *number)?
+                    .ok_or_else(|| not_found_ticket(*number))?;
+                if let Command::Timer { .. } = command {
+                    let pending: i64 = self.conn.query_row(
+                        "SELECT COUNT(*) FROM timers WHERE ticket_id = ?1 AND fired_at IS NULL",
+                        [t.id.as_bytes()],
+                        |r| r.get(0),
+                    )?;
+                    if pending as usize >= self.limits.max_timers_per_ticket {
+                        return Err(CommandError::Refused(format!(
+                            "ticket {number} already has {pending} pending timers (limits.max_timers_per_ticket)"
+                        ))
+                        .into());
+                    }
+                }
+                let events = command::decide(&t, command, &ctx)?;
+                self.ticket_events(t, events, actor, now)
+            }
+            WriteOp::Link {
+                number,
+                kind,
+                target,
+            } => {
+                let t = ticket_by_number(self.conn, *number)?
+                    .ok_or_else(|| not_found_ticket(*number))?;
+                let other = ticket_by_number(self.conn, *target)?
+                    .ok_or_else(|| not_found_ticket(*target))?;
+                let events = command::decide_link(&t, *kind, &other)?;
+                self.ticket_events(t, events, actor, now)
+            }
+            WriteOp::AddOperator {
+                name,
+                role,
+                token_sha256,
+            } => {
+                let exists: bool = self
+                    .conn
+                    .query_row("SELECT 1 FROM operators WHERE name = ?1", [name], |_| {
+                        Ok(true)
+                    })
+                    .optional()?
+                    .unwrap_or(false);
+                if exists {
+                    return Err(CommandError::Refused(format!(
+                        "operator {name:?} exists: remove it first to issue a new token"
+                    ))
+                    .into());
+                }
+                for kind in command::decide_add_operator(name, *role, token_sha256.clone())? {
+                    self.emit(None, kind, actor, now)?;
+                }
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
+            WriteOp::RemoveOperator { name } => {
+                let role: Option<String> = self
+                    .conn
+                    .query_row("SELECT role FROM operators WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                let role =
+                    role.ok_or_else(|| CommandError::NotFound(format!("no operator {name:?}")))?;
+                let admins: i64 = self.conn.query_row(
+                    "SELECT COUNT(*) FROM operators WHERE role = 'admin'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if role == "admin" && admins <= 1 {
+                    return Err(CommandError::Refused(format!(
+                        "operator {name:?} is the last admin: add another admin first"
+                    ))
+                    .into());
+                }
+                self.emit(
+                    None,
+                    EventKind::OperatorRemoved { name: name.clone() },
+                    actor,
+                    now,
+                )?;
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
+            WriteOp::Peer(op) => {
+                let site = op.site().to_string();
+                let current = crate::store::query::peer(self.conn, &site)?;
+                let event = crate::model::peer::decide(current.as_ref(), op.clone(), now)?;
+                let changed = event.is_some();
+                if let Some(kind) = event {
+                    self.emit(None, kind, actor, now)?;
+                }
+                Ok(WriteOutcome::Peer { site, changed })
+            }
+            WriteOp::FireDueTimers => {
+                let due: Vec<(Uuid, Uuid)> = self
+                    .conn
+                    .prepare("SELECT id, ticket_id FROM timers WHERE fired_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT 1000")?
+                    .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for &(timer_id, ticket) in &due {
+                    let kind = EventKind::TimerFired { timer_id };
+                    self.emit(Some(ticket), kind, "system", now)?;
+                }
+                self.effects.timers |= !due.is_empty();
+                Ok(WriteOutcome::Applied { applied: due.len() })
+            }
+            WriteOp::Replicate(events) => {
+                let mut applied = 0;
+                for e in events {
+                    if apply_event(self.conn, e)?.is_some() {
+                        applied += 1;
+                        self.effects.note(&e.kind);
+                        self.effects.replicated = true;
+                    }
+                }
+                Ok(WriteOutcome::Applied { applied })
+            }
+        }
+    }
+}

@@ -326,15 +326,21 @@ impl Federation {
     async fn apply_policy(&self) -> Result<Vec<PeerRecord>, FederationError> {
         let records = self.store.reader.read(query::peers).await?;
         self.policy.replace(records.clone());
-        for info in self.endpoint.peers() {
+        let mut sites: Vec<String> = self
+            .endpoint
+            .peers()
+            .into_iter()
+            .map(|p| p.identity.site)
+            .collect();
+        sites.sort();
+        sites.dedup();
+        for site in sites {
             let accepted = records
                 .iter()
-                .any(|r| r.site == info.identity.site && r.state == PeerState::Accepted);
+                .any(|r| r.site == site && r.state == PeerState::Accepted);
             if !accepted {
-                if let Some(p) = self.endpoint.peer(&info.identity) {
-                    tracing::warn!(peer = %info.identity, "closing the connection of a peer no longer accepted");
-                    p.close(ErrorCode::Denied);
-                }
+                let n = self.endpoint.close_site(&site, ErrorCode::Denied);
+                tracing::warn!(%site, connections = n, "closed the connections of a peer no longer accepted");
             }
         }
         Ok(records)
@@ -387,39 +393,24 @@ impl Federation {
         self.reload_trust(&records).await
     }
 
-    /// Every minute, closes live connections whose peer certificate has expired since they were
-    /// made; every six hours, warns in the log about this node's certificate and live peers'
-    /// certificates that expire within 30, 14 or 7 days (or have expired).
+    /// Every six hours, warns in the log about this node's certificate and live peers'
+    /// certificates that expire within 30, 14 or 7 days (or have expired). (Connections are
+    /// closed at their peer certificate's own `notAfter` by the endpoint.)
     async fn watch_expiry(self, mut shutdown: watch::Receiver<bool>) {
-        const TICK: Duration = Duration::from_secs(60);
-        const WARN_EVERY_TICKS: u32 = 6 * 60;
-        let mut ticks = 0u32;
+        const EVERY: Duration = Duration::from_secs(6 * 3600);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
+                _ = tokio::time::sleep(EVERY) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            ticks += 1;
-            self.close_expired_peers(OffsetDateTime::now_utc().unix_timestamp());
-            if ticks.is_multiple_of(WARN_EVERY_TICKS) {
-                self.warn_about_expiry().await;
-            }
+            self.warn_about_expiry().await;
         }
     }
 
-    /// Closes the connections of peers whose certificate is past its `notAfter` at `now`.
-    pub(crate) fn close_expired_peers(&self, now: i64) -> usize {
-        let mut closed = 0;
-        for p in self.endpoint.peers() {
-            if p.cert_not_after < now {
-                if let Some(peer) = self.endpoint.peer(&p.identity) {
-                    tracing::warn!(peer = %p.identity, "peer certificate expired: closing the connection");
-                    peer.close(ErrorCode::TrustRevoked);
-                    closed += 1;
-                }
-            }
-        }
-        closed
+    /// The QUIC endpoint (tests look at and dial through it).
+    #[cfg(test)]
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     async fn warn_about_expiry(&self) {

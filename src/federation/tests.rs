@@ -39,6 +39,28 @@ async fn add_peer(n: &RunningNode, site: &str, other: &RunningNode) {
     n.store.writer.write(req).await.unwrap();
 }
 
+async fn write(n: &RunningNode, op: PeerOp) {
+    let req = WriteRequest {
+        actor: "admin".into(),
+        idempotency: None,
+        op: WriteOp::Peer(op),
+    };
+    n.store.writer.write(req).await.unwrap();
+}
+
+/// Waits (bounded) until `b` holds `want` connections.
+async fn wait_connections(f: &crate::federation::Federation, want: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.endpoint().peers().len() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} connections, expected {want}",
+            f.endpoint().peers().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_whose_certificate_expired_are_closed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -53,16 +75,83 @@ async fn peers_whose_certificate_expired_are_closed() {
     assert_eq!(fb.status().peers_connected, 1);
     // Nothing has expired now; at a time past every certificate's notAfter, A's has.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert_eq!(fb.close_expired_peers(now), 0);
-    assert_eq!(fb.close_expired_peers(now + 31 * 86_400), 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while fb.status().peers_connected > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the connection stayed up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    assert_eq!(fb.endpoint().close_expired(now), 0);
+    assert_eq!(fb.endpoint().close_expired(now + 31 * 86_400), 1);
+    wait_connections(&fb, 0).await;
     a.stop().await;
     b.stop().await;
+}
+
+/// `peer deny` and `peer remove` close every connection of the peer (four here, both
+/// directions), not just the first one found, and leave other peers' connections alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_and_remove_close_every_connection_of_the_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca");
+    crate::pki::init_ca("eu", &ca, 365).unwrap();
+    let a = node(tmp.path(), &ca, "noc-a").await;
+    let b = node(tmp.path(), &ca, "telco-b").await;
+    let c = node(tmp.path(), &ca, "telco-c").await;
+    for (n, site, other) in [
+        (&a, "telco-b", &b),
+        (&b, "noc-a", &a),
+        (&b, "telco-c", &c),
+        (&c, "telco-b", &b),
+    ] {
+        add_peer(n, site, other).await;
+    }
+    let fa = a.federation.clone().unwrap();
+    let fb = b.federation.clone().unwrap();
+    let fc = c.federation.clone().unwrap();
+    let b_addr = b.bound.listen_addr.unwrap();
+    let mut a_peers = Vec::new();
+    for _ in 0..4 {
+        let p = fa
+            .endpoint()
+            .connect(b_addr, "telco-b", crate::wire::alpn::EXCHANGE)
+            .await
+            .unwrap();
+        a_peers.push(p);
+    }
+    let from_c = fc
+        .endpoint()
+        .connect(b_addr, "telco-b", crate::wire::alpn::EXCHANGE)
+        .await
+        .unwrap();
+    wait_connections(&fb, 5).await;
+    write(
+        &b,
+        PeerOp::Deny {
+            site: "noc-a".into(),
+        },
+    )
+    .await;
+    wait_connections(&fb, 1).await;
+    for p in &a_peers {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), p.closed())
+            .await
+            .expect("a denied peer's connection stayed open");
+        assert!(e.to_string().contains("denied"), "{e}");
+    }
+    from_c.ping().await.expect("another peer is left alone");
+
+    // Remove closes all of a peer's connections the same way.
+    for _ in 0..2 {
+        fc.endpoint()
+            .connect(b_addr, "telco-b", crate::wire::alpn::EXCHANGE)
+            .await
+            .unwrap();
+    }
+    wait_connections(&fb, 3).await;
+    write(
+        &b,
+        PeerOp::Remove {
+            site: "telco-c".into(),
+        },
+    )
+    .await;
+    wait_connections(&fb, 0).await;
+    a.stop().await;
+    b.stop().await;
+    c.stop().await;
 }

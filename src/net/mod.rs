@@ -6,25 +6,35 @@
 //! - [`policy`]: what the node decides about peers ([`PeerPolicy`]): admitted, pending, denied,
 //!   and which permissions (exchange, standby) they hold, checked at Hello and on every request.
 //! - [`handler`]: the per-protocol [`Handler`] trait and the ALPN [`Router`].
-//! - [`endpoint`]: the [`Endpoint`] (server and client on one socket): caps, timeouts, Hello,
-//!   requests, ping, live trust reload, runtime peer state.
+//! - [`endpoint`]: the [`Endpoint`] (server and client on one socket): TLS configs, dialing,
+//!   live trust reload, closing peers, shutdown.
+//! - `accept`: the accept path (caps before the handshake, the handshake timeout).
+//! - `hello`: the Hello exchange on the first stream, both sides.
+//! - `registry`: the live connections, one entry per connection.
+//! - `peer`: [`Peer`], a connection after Hello: requests, pings, serving the peer's streams.
+//! - [`event`]: what the endpoint reports ([`EndpointEvent`], [`PeerInfo`], ...).
 //! - [`error`]: [`NetError`] and the classification of TLS failures.
 //! - [`testing`]: real certificates for tests and benchmarks (a CA, node certificates, CRLs).
 
+mod accept;
 pub mod endpoint;
 pub mod error;
+pub mod event;
 pub mod handler;
+mod hello;
+mod peer;
 pub mod policy;
+mod registry;
 mod stream;
 pub mod testing;
 pub mod tls;
 
-pub use endpoint::{
-    ConnectOptions, Direction, Endpoint, EndpointEvent, EndpointOptions, Peer, PeerInfo,
-    PingResult, ReloadReport,
-};
+pub use endpoint::{ConnectOptions, Endpoint, EndpointOptions};
 pub use error::{HandshakeFailure, NetError};
+pub use event::{Direction, EndpointEvent, PeerInfo, PingResult, ReloadReport};
 pub use handler::{BoxFuture, Handler, PeerCtx, Router};
+pub use hello::permission_of;
+pub use peer::Peer;
 pub use policy::{Admission, PeerPolicy, Permission, Permissions, StaticPolicy};
 pub use tls::{spki_sha256, LocalCert, Trust, TrustConfig};
 

@@ -740,33 +740,51 @@ async fn raw_hello(
     codec::decode_framed(&bytes, 1 << 16).unwrap()
 }
 
+/// Each connection is closed at its own certificate's `notAfter`, without a reload or a sweep,
+/// and a connection of the same identity with a healthy certificate stays up.
 #[tokio::test]
-async fn a_certificate_that_expires_while_connected_is_closed_by_reload() {
+async fn a_certificate_that_expires_while_connected_is_closed_at_its_not_after() {
     let mut ca = TestCa::new("fed-ca");
-    // A's certificate is valid for two more seconds; B's for a month.
-    let a = ca.node_valid(FED, "noc-a", "primary", -3600, 2);
+    // A dials twice with the same identity: once with a certificate valid for two more
+    // seconds, once with one valid for a month.
+    let short = ca.node_valid(FED, "noc-a", "primary", -3600, 2);
+    let long = ca.node(FED, "noc-a", "primary");
     let b = ca.node(FED, "telco-b", "primary");
-    let na = node(&a, trust_of(&[&ca]), limits());
+    let na_short = node(&short, trust_of(&[&ca]), limits());
+    let na_long = node(&long, trust_of(&[&ca]), limits());
     let mut nb = node(&b, trust_of(&[&ca]), limits());
-    na.policy
-        .set(b.identity.clone(), Some(Permissions::EXCHANGE));
+    for n in [&na_short, &na_long] {
+        n.policy
+            .set(b.identity.clone(), Some(Permissions::EXCHANGE));
+    }
     nb.policy
-        .set(a.identity.clone(), Some(Permissions::EXCHANGE));
-    let peer = na.ep.connect(nb.addr, "telco-b", EXCHANGE).await.unwrap();
-    peer.ping().await.unwrap();
-    // Let it expire (X.509 times have whole seconds), then reload B with the same trust.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
-    let report = nb.ep.reload(trust_of(&[&ca])).unwrap();
-    assert_eq!(report.closed.len(), 1, "{report:?}");
-    assert!(report.closed[0].1.contains("expired"), "{report:?}");
-    let reason = wait_event(&mut nb.events, |e| match e {
-        EndpointEvent::TrustClosed { reason, .. } => Some(reason.clone()),
+        .set(short.identity.clone(), Some(Permissions::EXCHANGE));
+    let expiring = na_short
+        .ep
+        .connect(nb.addr, "telco-b", EXCHANGE)
+        .await
+        .unwrap();
+    let healthy = na_long
+        .ep
+        .connect(nb.addr, "telco-b", EXCHANGE)
+        .await
+        .unwrap();
+    expiring.ping().await.unwrap();
+    let closed = wait_event(&mut nb.events, |e| match e {
+        EndpointEvent::TrustClosed { id, reason, .. } => Some((*id, reason.clone())),
         _ => None,
     })
     .await;
-    assert!(reason.contains("expired"), "{reason}");
+    assert!(closed.1.contains("expired"), "{closed:?}");
     assert!(matches!(
-        peer.closed().await,
-        NetError::Refused(ErrorCode::TrustRevoked)
+        tokio::time::timeout(Duration::from_secs(5), expiring.closed()).await,
+        Ok(NetError::Refused(ErrorCode::TrustRevoked))
     ));
+    healthy
+        .ping()
+        .await
+        .expect("the healthy connection stays up");
+    let left = nb.ep.peers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].connection_id, closed.0);
 }

@@ -1,0 +1,200 @@
+//! The Hello exchange after TLS, on the first stream of a connection: the server's checks
+//! (identity, version, policy, per-peer cap) and the client's checks of `HelloAck`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+
+use super::endpoint::{ConnectOptions, Inner};
+use super::event::Direction;
+use super::handler::{PeerCtx, Route};
+use super::peer::Peer;
+use super::policy::Permission;
+use super::stream::{read_frame, write_frame};
+use super::tls::{self, PeerSide};
+use super::NetError;
+use crate::identity::NodeIdentity;
+use crate::wire::alpn::{self, ProtocolId};
+use crate::wire::{ClientFrame, ErrorCode, Hello, HelloAck, Refusal, Request, Role, ServerFrame};
+
+pub(crate) fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
+    conn.peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()
+        .map(|b| *b)
+}
+
+pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+type HelloOutcome =
+    Result<(PeerCtx, Vec<CertificateDer<'static>>, Route), (Option<NodeIdentity>, ErrorCode)>;
+
+/// Server side of Hello. On refusal, the `Refusal` frame has been sent; the caller closes.
+pub(crate) async fn server_hello(inner: &Arc<Inner>, conn: &quinn::Connection) -> HelloOutcome {
+    let max = inner.limits.max_frame_bytes;
+    let chain = peer_chain(conn).ok_or((None, ErrorCode::Internal))?;
+    let ee = chain.first().ok_or((None, ErrorCode::Internal))?;
+    let id = NodeIdentity::from_cert_der(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
+    let spki = tls::spki_sha256(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
+    let fail = |code| (Some(id.clone()), code);
+    let alpn = negotiated_alpn(conn).ok_or_else(|| fail(ErrorCode::UnsupportedVersion))?;
+    let route = inner
+        .router
+        .get(&alpn)
+        .cloned()
+        .ok_or_else(|| fail(ErrorCode::UnsupportedVersion))?;
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|_| fail(ErrorCode::Malformed))?;
+    let hello = match read_frame::<ClientFrame>(&mut recv, max).await {
+        Ok(ClientFrame::Hello(h)) => Ok(h),
+        Ok(_) => Err(ErrorCode::Malformed),
+        Err(NetError::Wire(w)) => Err(w.code()),
+        Err(_) => Err(ErrorCode::Malformed),
+    };
+    let verdict =
+        hello.and_then(|hello| check_hello(inner, &id, &spki, &hello, &route).map(|()| hello));
+    match verdict {
+        Ok(hello) => {
+            let ack = ServerFrame::HelloAck(HelloAck {
+                version: route.protocol.alpn(),
+                federation: inner.identity.federation.clone(),
+                site: inner.identity.site.clone(),
+                node: inner.identity.node.clone(),
+                features: inner.features & hello.features,
+            });
+            write_frame(&mut send, &ack, max)
+                .await
+                .map_err(|_| fail(ErrorCode::Internal))?;
+            let ctx = PeerCtx {
+                connection_id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+                identity: id,
+                spki,
+                protocol: route.protocol,
+                role: hello.role,
+                features: inner.features & hello.features,
+                remote: conn.remote_address(),
+            };
+            Ok((ctx, chain, route))
+        }
+        Err(code) => {
+            let _ = write_frame(&mut send, &ServerFrame::Refusal(Refusal::new(code)), max).await;
+            // Let the refusal reach the peer before the connection is closed.
+            let _ = send.stopped().await;
+            Err(fail(code))
+        }
+    }
+}
+
+fn check_hello(
+    inner: &Inner,
+    id: &NodeIdentity,
+    spki: &str,
+    hello: &Hello,
+    route: &Route,
+) -> Result<(), ErrorCode> {
+    if hello.federation != id.federation || hello.site != id.site || hello.node != id.node {
+        return Err(ErrorCode::IdentityMismatch);
+    }
+    if !hello
+        .versions
+        .iter()
+        .any(|v| v.as_bytes() == route.protocol.alpn().as_bytes())
+    {
+        return Err(ErrorCode::UnsupportedVersion);
+    }
+    inner.admit(id, spki, route.permission, hello.role)
+}
+
+/// Client side of Hello, on an established TLS connection.
+pub(crate) async fn client_hello(
+    inner: &Arc<Inner>,
+    conn: &quinn::Connection,
+    site: &str,
+    opts: &ConnectOptions,
+) -> Result<Peer, NetError> {
+    let max = inner.limits.max_frame_bytes;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ClientFrame::Hello(Hello {
+        federation: inner.identity.federation.clone(),
+        site: inner.identity.site.clone(),
+        node: inner.identity.node.clone(),
+        role: opts.role,
+        versions: opts.hello_versions.clone(),
+        features: inner.features,
+    });
+    write_frame(&mut send, &hello, max).await?;
+    let ack = match read_frame::<ServerFrame>(&mut recv, max).await? {
+        ServerFrame::HelloAck(a) => a,
+        ServerFrame::Refusal(r) => return Err(NetError::Refused(r.code)),
+        _ => return Err(NetError::Unexpected),
+    };
+    let chain = peer_chain(conn).ok_or(NetError::RefusedPeer(ErrorCode::Internal))?;
+    let ee = chain
+        .first()
+        .ok_or(NetError::RefusedPeer(ErrorCode::Internal))?;
+    let id = NodeIdentity::from_cert_der(ee)
+        .map_err(|_| NetError::RefusedPeer(ErrorCode::IdentityMismatch))?;
+    let spki =
+        tls::spki_sha256(ee).map_err(|_| NetError::RefusedPeer(ErrorCode::IdentityMismatch))?;
+    if ack.federation != id.federation
+        || ack.site != id.site
+        || ack.node != id.node
+        || id.site != site
+    {
+        return Err(NetError::RefusedPeer(ErrorCode::IdentityMismatch));
+    }
+    let alpn = negotiated_alpn(conn).unwrap_or_default();
+    let protocol = ProtocolId::from_alpn(&alpn)
+        .filter(|p| p.alpn() == ack.version && opts.alpns.contains(&ack.version))
+        .ok_or(NetError::RefusedPeer(ErrorCode::UnsupportedVersion))?;
+    let route = inner.router.get(&alpn).cloned().unwrap_or_else(|| Route {
+        protocol,
+        permission: permission_of(protocol),
+        handler: Arc::new(NoHandler),
+    });
+    inner
+        .admit(&id, &spki, route.permission, Role::Partner)
+        .map_err(NetError::RefusedPeer)?;
+    let ctx = PeerCtx {
+        connection_id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+        identity: id,
+        spki,
+        protocol,
+        role: opts.role,
+        features: ack.features,
+        remote: conn.remote_address(),
+    };
+    let side = PeerSide::Server {
+        site: site.to_string(),
+    };
+    Ok(inner.register(conn.clone(), ctx, chain, side, Direction::Outbound, route))
+}
+
+/// The permission a protocol family needs.
+pub fn permission_of(p: ProtocolId) -> Permission {
+    if p.family == alpn::REPL {
+        Permission::Standby
+    } else {
+        Permission::Exchange
+    }
+}
+
+/// Answers every request with `not_authorized` (a dialer that serves no protocol).
+struct NoHandler;
+impl super::Handler for NoHandler {
+    fn handle<'a>(
+        &'a self,
+        _peer: &'a PeerCtx,
+        _request: Request,
+    ) -> super::BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        Box::pin(async { Err(ErrorCode::NotAuthorized) })
+    }
+}

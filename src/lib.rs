@@ -28,6 +28,8 @@
 //! - [`api`]: the local JSON API on loopback with per-operator bearer tokens and roles.
 //! - [`node`]: the composition root: start, run, drain and stop; used by `ttx serve` and tests.
 //! - [`wire`], [`net`]: the versioned ticket-transfer protocol and its QUIC transport.
+//! - [`exchange`]: the referral exchange's pure decisions (referral state machine, exactly-once
+//!   edge bookkeeping, sharing policy, chain forwarding without echoes).
 //! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.
 //! - [`cli`]: the `ttx` command line, one module per command group.
 //! - [`bench`]: `ttx bench …`, each figure measured against a baseline in the same process.
@@ -37,6 +39,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod exchange;
 pub mod federation;
 pub mod identity;
 pub mod model;

@@ -1,0 +1,219 @@
+//! Exactly-once delivery on one directed edge between two sites, as pure bookkeeping.
+//!
+//! - [`InboundMark`]: the receiver's high-water mark for a peer. It says whether an arriving
+//!   message is the next one (apply it, and advance the mark in the same transaction), one already
+//!   applied (acknowledge again, apply nothing), or one after a gap (refuse with the sequence
+//!   expected). Streams run concurrently on the transport, so order is enforced here, not there.
+//! - [`Outbox`]: the sender's counters for a peer: the next sequence to assign and the highest
+//!   sequence the peer acknowledged.
+//! - [`retry_delay`]: how long the sender waits before sending again after a failure.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::exchange::{ExchangeCode, Refused};
+
+/// What the receiver knows of one peer's edge towards it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMark {
+    /// The highest sequence applied; every one before it is applied too (0: none yet).
+    pub applied: u64,
+    /// The highest epoch seen from that site (0: none yet).
+    pub epoch: u64,
+}
+
+/// What to do with an arriving message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next one: apply it and store [`InboundMark::advanced`] in the same transaction.
+    Apply,
+    /// Already applied (a retry whose ack was lost): apply nothing, acknowledge `applied` again.
+    Duplicate,
+    /// Refused: `expected` must come first.
+    Gap {
+        /// The sequence the receiver expects next.
+        expected: u64,
+    },
+    /// Refused: the sender's site has moved to a later epoch than this message's (it comes from
+    /// a deposed primary).
+    Stale {
+        /// The epoch the receiver knows.
+        current: u64,
+    },
+}
+
+impl InboundMark {
+    /// Classifies a message with sequence `seq` sent in `epoch`.
+    ///
+    /// A higher epoch is accepted: the peer site failed over, and since sequences belong to the
+    /// site, its new primary continues them.
+    pub fn check(&self, seq: u64, epoch: u64) -> Arrival {
+        if epoch < self.epoch {
+            Arrival::Stale {
+                current: self.epoch,
+            }
+        } else if seq <= self.applied {
+            Arrival::Duplicate
+        } else if seq == self.applied + 1 {
+            Arrival::Apply
+        } else {
+            Arrival::Gap {
+                expected: self.applied + 1,
+            }
+        }
+    }
+
+    /// The mark after applying `seq` in `epoch` (only valid after [`Arrival::Apply`]).
+    pub fn advanced(self, seq: u64, epoch: u64) -> InboundMark {
+        debug_assert_eq!(seq, self.applied + 1);
+        InboundMark {
+            applied: seq,
+            epoch: self.epoch.max(epoch),
+        }
+    }
+}
+
+impl Arrival {
+    /// The refusal a peer gets for a refused arrival (`None` for `Apply` and `Duplicate`).
+    pub fn refusal(self) -> Option<Refused> {
+        match self {
+            Arrival::Apply | Arrival::Duplicate => None,
+            Arrival::Gap { expected } => Some(Refused {
+                expected: Some(expected),
+                ..Refused::code(ExchangeCode::OutOfOrder)
+            }),
+            Arrival::Stale { current } => Some(Refused {
+                epoch: Some(current),
+                ..Refused::code(ExchangeCode::StaleEpoch)
+            }),
+        }
+    }
+}
+
+/// The sender's counters for one peer. Both are part of the site's state (a promoted standby
+/// continues them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    /// The last sequence assigned (0: nothing queued yet).
+    pub last: u64,
+    /// The highest sequence the peer acknowledged.
+    pub acked: u64,
+}
+
+/// An acknowledgement that cannot be right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the peer acknowledged {up_to} but only {last} were sent")]
+pub struct AckBeyondSent {
+    /// What the peer said.
+    pub up_to: u64,
+    /// What was assigned.
+    pub last: u64,
+}
+
+impl Outbox {
+    /// Assigns the next sequence to a new message.
+    pub fn assign(&mut self) -> u64 {
+        self.last += 1;
+        self.last
+    }
+
+    /// Takes an acknowledgement. An older one than already known changes nothing (acks may
+    /// overtake each other); one beyond what was sent is a peer bug and is refused.
+    pub fn ack(&mut self, up_to: u64) -> Result<bool, AckBeyondSent> {
+        if up_to > self.last {
+            return Err(AckBeyondSent {
+                up_to,
+                last: self.last,
+            });
+        }
+        let moved = up_to > self.acked;
+        self.acked = self.acked.max(up_to);
+        Ok(moved)
+    }
+
+    /// The sequences still waiting for an acknowledgement.
+    pub fn unacked(&self) -> std::ops::RangeInclusive<u64> {
+        self.acked + 1..=self.last
+    }
+
+    /// How many messages wait for an acknowledgement.
+    pub fn backlog(&self) -> u64 {
+        self.last - self.acked
+    }
+}
+
+/// How long to wait before the `attempt`-th retry (1-based) of an unacknowledged send: 100 ms
+/// doubling up to 30 s, spread by `jitter` (a number in [0, 1) the caller draws) over the upper
+/// half so that many senders retrying after one outage do not move in step.
+pub fn retry_delay(attempt: u32, jitter: f64) -> Duration {
+    const BASE_MS: u64 = 100;
+    const CAP_MS: u64 = 30_000;
+    let exp = attempt.saturating_sub(1).min(20);
+    let full = BASE_MS.saturating_mul(1u64 << exp).min(CAP_MS);
+    let jitter = jitter.clamp(0.0, 1.0);
+    let ms = full / 2 + ((full / 2) as f64 * jitter) as u64;
+    Duration::from_millis(ms.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_apply_in_order_and_acknowledge_duplicates() {
+        let mut mark = InboundMark::default();
+        assert_eq!(mark.check(1, 1), Arrival::Apply);
+        mark = mark.advanced(1, 1);
+        assert_eq!(mark.check(1, 1), Arrival::Duplicate);
+        assert_eq!(mark.check(3, 1), Arrival::Gap { expected: 2 });
+        assert_eq!(mark.check(2, 1), Arrival::Apply);
+        mark = mark.advanced(2, 1);
+        assert_eq!(
+            mark,
+            InboundMark {
+                applied: 2,
+                epoch: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_over_peer_continues_its_sequence_and_its_old_primary_is_stale() {
+        let mark = InboundMark {
+            applied: 5,
+            epoch: 1,
+        };
+        assert_eq!(mark.check(6, 2), Arrival::Apply);
+        let mark = mark.advanced(6, 2);
+        assert_eq!(mark.check(7, 1), Arrival::Stale { current: 2 });
+        let r = mark.check(7, 1).refusal().unwrap();
+        assert_eq!((r.code, r.epoch), (ExchangeCode::StaleEpoch, Some(2)));
+        let r = mark.check(9, 2).refusal().unwrap();
+        assert_eq!((r.code, r.expected), (ExchangeCode::OutOfOrder, Some(7)));
+        assert!(mark.check(6, 2).refusal().is_none());
+    }
+
+    #[test]
+    fn outbox_counts_and_refuses_impossible_acks() {
+        let mut out = Outbox::default();
+        assert_eq!((out.assign(), out.assign(), out.assign()), (1, 2, 3));
+        assert_eq!(out.ack(2), Ok(true));
+        assert_eq!(out.ack(1), Ok(false), "an overtaken ack changes nothing");
+        assert_eq!(out.unacked(), 3..=3);
+        assert_eq!(out.backlog(), 1);
+        assert_eq!(out.ack(4), Err(AckBeyondSent { up_to: 4, last: 3 }));
+        assert_eq!(out.ack(3), Ok(true));
+        assert!(out.unacked().is_empty());
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_to_a_cap() {
+        assert_eq!(retry_delay(1, 0.0), Duration::from_millis(50));
+        assert_eq!(retry_delay(1, 0.999), Duration::from_millis(99));
+        assert_eq!(retry_delay(2, 0.0), Duration::from_millis(100));
+        assert_eq!(retry_delay(50, 0.0), Duration::from_millis(15_000));
+        assert!(retry_delay(50, 0.99) <= Duration::from_millis(30_000));
+        assert_eq!(retry_delay(0, 0.0), Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,29 @@
+//! The referral exchange's decisions: pure types and functions, no I/O.
+//!
+//! A NOC refers a ticket to a telco or partner NOC; the partner opens its *own* ticket, linked to
+//! ours by the referral id, and both sides keep each other informed with source-stamped, immutable
+//! messages (`ttx-exchange/1`, see [`crate::wire::exchange`]). Every ticket keeps one owner site;
+//! nothing of one side's rows is ever edited by the other, so there is nothing to merge.
+//!
+//! - [`referral`]: one referral's state machine at either end (refer, accept, reject, progress,
+//!   resolve, close, reopen, cancel, information requests, escalation when overdue).
+//! - [`edge`]: exactly-once delivery on a directed edge between two sites: the receiver's
+//!   high-water mark (apply in order, acknowledge duplicates, refuse gaps and stale epochs), the
+//!   sender's outbox counters, and retry back-off.
+//! - [`policy`]: the per-peer sharing policy (which header fields leave, shared notes only,
+//!   auto-accept) and the per-peer size and rate caps.
+//! - [`forward`]: where a shared note goes next along a chain of referrals, without echoes or
+//!   loops.
+//!
+//! The store and the node drive these: a decision's outbound messages are written to the
+//! per-peer outbox in the same transaction as its local events, and an inbound message is
+//! applied together with the advance of that peer's mark.
+
+pub mod edge;
+pub mod forward;
+pub mod policy;
+pub mod referral;
+
+pub use edge::{Arrival, InboundMark, Outbox};
+pub use policy::{RateLimit, SharingPolicy};
+pub use referral::{Effect, Referral, ReferralError, ReferralState, Side, Step};

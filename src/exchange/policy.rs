@@ -1,0 +1,267 @@
+//! What a peer may see and how much it may send: the sharing policy filter (run when a message is
+//! decided, before anything is queued), and the per-peer caps on size and rate.
+//!
+//! The policy lives in the peer registry (so it replicates and a promoted standby sends exactly
+//! what the old primary would); this module only decides.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::clock::Millis;
+use crate::model::ticket::Ticket;
+use crate::wire::exchange::{ExchangeCode, Refer};
+
+/// What one peer may see of our tickets and how it may use the exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharingPolicy {
+    /// Header fields sent with a referral, by canonical name (`severity`, `priority`,
+    /// `problem-start`, `network`, `circuit`, `nodes`, `next-action`, `reporter.org`, `cf.NAME`).
+    /// The subject always goes: a referral without one is useless.
+    pub fields: BTreeSet<String>,
+    /// Whether shared notes go to this peer. Internal notes never leave the site, whatever
+    /// this says.
+    pub shared_notes: bool,
+    /// Accept the peer's referrals without an operator (e.g. a contracted telco).
+    pub auto_accept: bool,
+    /// The largest message this peer may send us, in bytes of its encoding.
+    pub max_message_bytes: u32,
+    /// Messages per second this peer may send us on average.
+    pub rate_per_sec: u32,
+    /// How many messages it may send in a burst above that rate.
+    pub burst: u32,
+}
+
+impl Default for SharingPolicy {
+    /// What a new peer gets: the fields a telco needs to find the fault, shared notes, no
+    /// reporter contact, no custom fields, operator acceptance, 1 MiB messages, 200/s.
+    fn default() -> Self {
+        SharingPolicy {
+            fields: [
+                "severity",
+                "priority",
+                "problem-start",
+                "circuit",
+                "network",
+                "nodes",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            shared_notes: true,
+            auto_accept: false,
+            max_message_bytes: 1 << 20,
+            rate_per_sec: 200,
+            burst: 1000,
+        }
+    }
+}
+
+impl SharingPolicy {
+    /// The referral header this peer may see of `ticket`.
+    pub fn refer_header(
+        &self,
+        ticket: &Ticket,
+        respond_by: Option<Millis>,
+        note: Option<String>,
+    ) -> Refer {
+        let may = |f: &str| self.fields.contains(f);
+        let mut fields = Vec::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if may(name) {
+                if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    fields.push((name.to_string(), v));
+                }
+            }
+        };
+        put("network", ticket.network.clone());
+        put("circuit", ticket.circuit.clone());
+        put(
+            "nodes",
+            (!ticket.nodes.is_empty()).then(|| ticket.nodes.join(", ")),
+        );
+        put("next-action", ticket.next_action.clone());
+        put("reporter.org", ticket.reporter.org.clone());
+        for (name, value) in &ticket.custom {
+            put(&format!("cf.{name}"), Some(value.clone()));
+        }
+        fields.sort();
+        Refer {
+            number: ticket.number,
+            subject: ticket.subject.clone(),
+            severity: may("severity").then_some(ticket.severity),
+            priority: may("priority").then_some(ticket.priority),
+            problem_start: ticket.problem_start.filter(|_| may("problem-start")),
+            fields,
+            respond_by,
+            note: note.filter(|_| self.shared_notes),
+        }
+    }
+
+    /// Whether a note goes to this peer: only a shared note, and only if the policy shares notes.
+    pub fn passes_note(&self, shared: bool) -> bool {
+        shared && self.shared_notes
+    }
+
+    /// Checks an arriving message's encoded size against the cap.
+    pub fn check_size(&self, bytes: usize) -> Result<(), ExchangeCode> {
+        if bytes as u64 > u64::from(self.max_message_bytes) {
+            Err(ExchangeCode::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second up to `burst`; each message takes one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    rate_per_ms: f64,
+    burst: f64,
+    tokens: f64,
+    last: Millis,
+}
+
+impl RateLimit {
+    /// A full bucket at `now`.
+    pub fn new(rate_per_sec: u32, burst: u32, now: Millis) -> Self {
+        let burst = f64::from(burst.max(1));
+        RateLimit {
+            rate_per_ms: f64::from(rate_per_sec) / 1000.0,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token for a message at `now`, or says `RateLimited`.
+    pub fn take(&mut self, now: Millis) -> Result<(), ExchangeCode> {
+        let elapsed = (now - self.last).max(0) as f64;
+        self.tokens = (self.tokens + elapsed * self.rate_per_ms).min(self.burst);
+        self.last = self.last.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(ExchangeCode::RateLimited)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::NewTicket;
+    use crate::model::ticket::{Contact, TicketType};
+
+    fn ticket() -> Ticket {
+        let mut t = Ticket::created(
+            uuid::Uuid::now_v7(),
+            "noc-a",
+            7,
+            &NewTicket {
+                ticket_type: TicketType::Trouble,
+                subject: "LON-PAR-3 down".into(),
+                severity: 1,
+                priority: 2,
+                queue: "backbone".into(),
+                owner: Some("al".into()),
+                problem_start: Some(1_000),
+                reporter: Contact {
+                    name: Some("Jo Customer".into()),
+                    org: Some("ACME".into()),
+                    phone: Some("+44 20 7946 0000".into()),
+                    email: None,
+                },
+                nodes: vec!["core1.lon".into(), "core2.par".into()],
+                network: Some("AS64500".into()),
+                circuit: Some("LON-PAR-3".into()),
+            },
+            "al",
+            2_000,
+        );
+        t.custom.insert("vendor".into(), "Acme Optics".into());
+        t.next_action = Some("call the customer".into());
+        t
+    }
+
+    #[test]
+    fn the_default_policy_sends_what_a_telco_needs_and_no_contact() {
+        let h = SharingPolicy::default().refer_header(&ticket(), Some(9), Some("hi".into()));
+        assert_eq!(h.subject, "LON-PAR-3 down");
+        assert_eq!(
+            (h.severity, h.priority, h.problem_start),
+            (Some(1), Some(2), Some(1_000))
+        );
+        assert_eq!(
+            h.fields,
+            vec![
+                ("circuit".to_string(), "LON-PAR-3".to_string()),
+                ("network".to_string(), "AS64500".to_string()),
+                ("nodes".to_string(), "core1.lon, core2.par".to_string()),
+            ]
+        );
+        let text = format!("{h:?}");
+        for secret in [
+            "Jo Customer",
+            "+44",
+            "ACME",
+            "Acme Optics",
+            "call the customer",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(h.note.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn a_narrow_policy_sends_only_the_subject() {
+        let policy = SharingPolicy {
+            fields: BTreeSet::new(),
+            shared_notes: false,
+            ..SharingPolicy::default()
+        };
+        let h = policy.refer_header(&ticket(), None, Some("internal detail".into()));
+        assert_eq!(
+            (h.severity, h.priority, h.problem_start),
+            (None, None, None)
+        );
+        assert!(h.fields.is_empty());
+        assert_eq!(h.note, None);
+        assert!(!policy.passes_note(true));
+    }
+
+    #[test]
+    fn custom_fields_go_only_when_named() {
+        let mut policy = SharingPolicy::default();
+        policy.fields.insert("cf.vendor".into());
+        let h = policy.refer_header(&ticket(), None, None);
+        assert!(h
+            .fields
+            .contains(&("cf.vendor".into(), "Acme Optics".into())));
+    }
+
+    #[test]
+    fn internal_notes_never_pass() {
+        assert!(!SharingPolicy::default().passes_note(false));
+        assert!(SharingPolicy::default().passes_note(true));
+    }
+
+    #[test]
+    fn size_and_rate_caps() {
+        let policy = SharingPolicy {
+            max_message_bytes: 10,
+            ..SharingPolicy::default()
+        };
+        assert_eq!(policy.check_size(10), Ok(()));
+        assert_eq!(policy.check_size(11), Err(ExchangeCode::TooLarge));
+        let mut rl = RateLimit::new(10, 2, 0);
+        assert_eq!(rl.take(0), Ok(()));
+        assert_eq!(rl.take(0), Ok(()));
+        assert_eq!(rl.take(0), Err(ExchangeCode::RateLimited));
+        assert_eq!(rl.take(99), Err(ExchangeCode::RateLimited));
+        assert_eq!(rl.take(100), Ok(()), "10/s refills one token in 100 ms");
+        // A clock that steps back does not mint tokens.
+        assert_eq!(rl.take(50), Err(ExchangeCode::RateLimited));
+    }
+}

@@ -13,6 +13,10 @@
 //! `api.shutdown_grace_secs`), stop the alarm clock, close peer connections, let the writer
 //! commit what is queued,
 //! remove `run/node.json`, release the lock.
+//!
+//! Fail-stop: if the store's writer thread fails (a panic, a transaction it cannot roll back),
+//! the node stops the same way and [`RunningNode::run_until`] returns
+//! [`NodeError::WriterFailed`]; `ttx serve` then exits 1 so the service manager restarts it.
 
 use std::fs::File;
 use std::future::IntoFuture;
@@ -63,6 +67,10 @@ pub enum NodeError {
     /// The QUIC endpoint or its TLS material could not be set up.
     #[error(transparent)]
     Federation(#[from] crate::federation::FederationError),
+    /// The store's writer thread failed (a panic, or a transaction it could not roll back):
+    /// the node stopped rather than serve reads with every write refused.
+    #[error("the store's writer failed: {0}; the node stopped (its service manager restarts it)")]
+    WriterFailed(String),
     /// A file in the data dir could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -277,6 +285,26 @@ impl RunningNode {
         })
     }
 
+    /// Runs until `stop` resolves (the CLI passes its signal handling) or the store's writer
+    /// fails, then drains and stops. Fail-stop: a writer failure stops the node with
+    /// [`NodeError::WriterFailed`], so `ttx serve` exits non-zero and its service manager
+    /// starts a fresh process on the same store.
+    pub async fn run_until<T>(
+        self,
+        stop: impl std::future::Future<Output = T>,
+    ) -> Result<T, NodeError> {
+        let writer = self.store.writer.clone();
+        let outcome = tokio::select! {
+            asked = stop => Ok(asked),
+            reason = writer.failed() => Err(reason),
+        };
+        if let Err(reason) = &outcome {
+            tracing::error!(%reason, "the store's writer failed: stopping the node");
+        }
+        self.stop().await;
+        outcome.map_err(NodeError::WriterFailed)
+    }
+
     /// Drains and stops the node (order in the module doc).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
@@ -379,3 +407,6 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

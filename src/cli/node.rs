@@ -155,9 +155,13 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        wait_for_stop_signal(node.federation.clone()).await?;
-        tracing::info!("stop signal received, draining");
-        node.stop().await;
+        let signals = wait_for_stop_signal(node.federation.clone());
+        node.run_until(async {
+            let signalled = signals.await;
+            tracing::info!("stop signal received, draining");
+            signalled
+        })
+        .await??;
         Ok(())
     })
 }

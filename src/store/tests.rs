@@ -6,7 +6,7 @@ use crate::config::{LimitsSection, StoreSection};
 use crate::model::command::{Command, CreateTicket};
 use crate::model::lifecycle::Status;
 
-fn open(dir: &Path, site: &str) -> Store {
+pub(crate) fn open(dir: &Path, site: &str) -> Store {
     Store::open(
         &dir.join("ttx.db"),
         NodeStamp {
@@ -19,7 +19,7 @@ fn open(dir: &Path, site: &str) -> Store {
     .unwrap()
 }
 
-fn req(op: WriteOp) -> WriteRequest {
+pub(crate) fn req(op: WriteOp) -> WriteRequest {
     WriteRequest {
         actor: "alice".into(),
         idempotency: None,
@@ -27,7 +27,7 @@ fn req(op: WriteOp) -> WriteRequest {
     }
 }
 
-fn create(store: &Store, subject: &str) -> writer::TicketAck {
+pub(crate) fn create(store: &Store, subject: &str) -> writer::TicketAck {
     match store
         .writer
         .write_blocking(req(WriteOp::Create(Box::new(CreateTicket {
@@ -42,7 +42,7 @@ fn create(store: &Store, subject: &str) -> writer::TicketAck {
     }
 }
 
-fn note(number: i64, text: &str) -> WriteOp {
+pub(crate) fn note(number: i64, text: &str) -> WriteOp {
     WriteOp::Ticket {
         number,
         command: Command::Note {

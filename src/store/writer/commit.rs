@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{watch, Notify};
 
 use super::queue::Pending;
@@ -14,6 +14,10 @@ use crate::config::{LimitsSection, StoreSection};
 use crate::model::clock;
 use crate::model::event::EventKind;
 use crate::store::{NodeStamp, StoreError};
+
+/// A failure after which the writer cannot go on: the message says why.
+#[derive(Debug)]
+pub(super) struct Fatal(pub(super) String);
 
 pub(super) struct WriterState {
     pub(super) conn: Connection,
@@ -28,6 +32,8 @@ pub(super) struct WriterState {
     pub(super) operators_generation: Arc<AtomicU64>,
     pub(super) peers_changed: Arc<Notify>,
     pub(super) stats: Arc<WriterStats>,
+    #[cfg(test)]
+    pub(super) faults: Arc<super::Faults>,
 }
 
 /// What a job changed besides the tables, published after commit.
@@ -110,6 +116,8 @@ impl WriterState {
             operators_generation: Arc::new(AtomicU64::new(0)),
             peers_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
+            #[cfg(test)]
+            faults: Arc::default(),
         };
         state.reload_counters()?;
         Ok(state)
@@ -146,7 +154,8 @@ impl WriterState {
         }
     }
 
-    pub(super) fn commit_batch(&mut self, batch: &mut Vec<Pending>) {
+    /// Runs and commits one batch, answers every requester, publishes the effects.
+    pub(super) fn commit_batch(&mut self, batch: &mut Vec<Pending>) -> Result<(), Fatal> {
         if self
             .stats
             .commits
@@ -164,6 +173,16 @@ impl WriterState {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "group commit failed; {} writes refused", batch.len());
+            if !self.conn.is_autocommit() {
+                // The transaction is still open after its rollback failed: whatever the
+                // connection did next could make the refused writes durable. Stop.
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Closed));
+                }
+                return Err(Fatal(format!(
+                    "a failed batch could not be rolled back ({e}): this writer cannot continue"
+                )));
+            }
             let _ = self.reload_counters();
         } else {
             if let (Some(tx), Ok(head)) = (&self.head_tx, self.head()) {
@@ -194,6 +213,7 @@ impl WriterState {
             };
             let _ = reply.send(answer);
         }
+        Ok(())
     }
 
     /// Runs a batch in one transaction. Optimistic: the requests first run without a
@@ -271,9 +291,42 @@ impl WriterState {
                 }
             }
         }
-        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
-        tx.commit()?;
+        #[cfg(test)]
+        if self.faults.panic_next_batch.swap(false, Ordering::SeqCst) {
+            panic!("injected writer panic (test hook)");
+        }
+        #[cfg(test)]
+        let fail = self.faults.fail_next_commit.swap(false, Ordering::SeqCst);
+        #[cfg(not(test))]
+        let fail = false;
+        commit_or_roll_back(tx, fail)?;
         (self.next_seq, self.next_number) = counters;
         Ok(true)
     }
+}
+
+/// Commits the batch's transaction, or rolls it back explicitly when the COMMIT fails.
+///
+/// A failed COMMIT can leave the transaction open (`SQLITE_BUSY`), and every requester is
+/// about to be told that its write failed: nothing may make it durable later, so the
+/// transaction is rolled back here and now. (The transaction's drop behaviour stays
+/// rusqlite's default, roll back, so an early return or a panic anywhere in the batch rolls
+/// back too.) Whether the rollback took is checked by the caller on the connection.
+/// `fail` is the unit tests' injected COMMIT failure; it is always `false` outside them.
+fn commit_or_roll_back(tx: Transaction<'_>, fail: bool) -> Result<(), StoreError> {
+    let committed = if fail {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("injected COMMIT failure (test hook)".into()),
+        ))
+    } else {
+        tx.execute_batch("COMMIT")
+    };
+    if let Err(e) = committed {
+        if let Err(rollback) = tx.rollback() {
+            tracing::error!(error = %rollback, "cannot roll back the failed batch");
+        }
+        return Err(e.into());
+    }
+    Ok(())
 }

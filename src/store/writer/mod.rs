@@ -170,6 +170,23 @@ pub struct Writer {
     pub head: watch::Receiver<i64>,
     /// Commit counters.
     pub stats: Arc<WriterStats>,
+    /// Why the writer thread failed, once it has (see [`Writer::failed`]).
+    failed: watch::Receiver<Option<String>>,
+    /// Faults a unit test injects into the thread.
+    #[cfg(test)]
+    pub(crate) faults: Arc<Faults>,
+}
+
+/// Faults a unit test can inject into the writer thread. Compiled only into the crate's own
+/// unit tests (`cfg(test)`): no build of `ttx` that runs anywhere has them.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// The next COMMIT fails as SQLite's does on `SQLITE_BUSY`: an error, the transaction
+    /// still open.
+    pub(crate) fail_next_commit: std::sync::atomic::AtomicBool,
+    /// The next batch panics inside its transaction, after its requests ran.
+    pub(crate) panic_next_batch: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -194,9 +211,12 @@ impl Writer {
         state.operators_generation = operators_generation.clone();
         state.peers_changed = peers_changed.clone();
         state.stats = stats.clone();
+        #[cfg(test)]
+        let faults = state.faults.clone();
+        let (failed_tx, failed) = watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("ttx-writer".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || state.run(rx, failed_tx))
             .map_err(|e| StoreError::Schema(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             queue,
@@ -206,6 +226,9 @@ impl Writer {
             peers_changed,
             head,
             stats,
+            failed,
+            #[cfg(test)]
+            faults,
         })
     }
 
@@ -228,6 +251,23 @@ impl Writer {
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
+    /// Waits until the writer thread has failed (a panic, or a transaction it could not roll
+    /// back) and returns why; never returns while the writer is healthy or after a clean
+    /// shutdown. The node stops when this returns: a node whose writer is gone must not go on
+    /// serving reads with every write refused.
+    pub async fn failed(&self) -> String {
+        let mut failed = self.failed.clone();
+        let reason = match failed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The thread ended cleanly (shutdown): it never fails after that.
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Finishes the writes already queued, commits them, and stops the thread.
     /// Later writes fail with [`StoreError::Closed`].
     pub fn shutdown(&self) {
@@ -237,3 +277,6 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,6 +30,7 @@
 //! - [`wire`], [`net`]: the versioned ticket-transfer protocol and its QUIC transport.
 //! - [`exchange`]: the referral exchange's pure decisions (referral state machine, exactly-once
 //!   edge bookkeeping, sharing policy, chain forwarding without echoes).
+//! - [`replication`]: the hot standby's pure parts (the sync-commit gate, the shipping backlog).
 //! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.
 //! - [`cli`]: the `ttx` command line, one module per command group.
 //! - [`bench`]: `ttx bench …`, each figure measured against a baseline in the same process.
@@ -46,5 +47,6 @@ pub mod model;
 pub mod net;
 pub mod node;
 pub mod pki;
+pub mod replication;
 pub mod store;
 pub mod wire;

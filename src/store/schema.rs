@@ -122,6 +122,12 @@ CREATE INDEX idempotency_at ON idempotency (at);
 -- The number of updates lives in a column, so a note rewrites no ticket document.
 ALTER TABLE tickets ADD COLUMN notes INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Migration 4 added the note count as a column but left it at 0 on every ticket that already
+-- had notes: count them (every note row is one NoteAdded event of its ticket). Idempotent, so
+-- stores created at version 4 (already right) are unchanged.
+UPDATE tickets SET notes = (SELECT COUNT(*) FROM notes WHERE notes.ticket_id = tickets.id);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -130,13 +136,19 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database up to [`VERSION`], each migration in its own transaction.
 /// A database from a newer build is refused rather than guessed at.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database up to `target` (at most [`VERSION`]); tests build old stores with it.
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > VERSION {
         return Err(StoreError::Schema(format!(
             "the store has schema version {current}, this ttx knows up to {VERSION}: upgrade ttx"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let steps = MIGRATIONS.iter().enumerate().take(target as usize);
+    for (i, sql) in steps.skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -144,3 +156,6 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

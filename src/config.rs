@@ -117,8 +117,10 @@ pub struct TransportSection {
     pub keep_alive_ms: u64,
     /// Time a peer gets to send a request on a stream it opened, in milliseconds.
     pub stream_timeout_ms: u64,
-    /// Time a handshake (TLS + Hello) may take, in milliseconds.
+    /// Time a handshake (TLS + Hello together) may take, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Time a handler may take to answer one request, in milliseconds (answered `timeout`).
+    pub handler_timeout_ms: u64,
     /// Most connections from one peer identity at once.
     pub max_connections_per_peer: u32,
     /// Most connections in all.
@@ -135,7 +137,8 @@ impl Default for TransportSection {
             idle_timeout_ms: 30_000,
             keep_alive_ms: 10_000,
             stream_timeout_ms: 10_000,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout_ms: 5_000,
+            handler_timeout_ms: 30_000,
             max_connections_per_peer: 8,
             max_connections: 2_000,
             max_streams_per_connection: 256,
@@ -295,8 +298,11 @@ impl Config {
                 "transport.max_frame_bytes must be 1024 to 67108864 (64 MiB)",
             ),
             (
-                t.handshake_timeout_ms > 0 && t.stream_timeout_ms > 0 && t.idle_timeout_ms > 0,
-                "transport timeouts (handshake_timeout_ms, stream_timeout_ms, idle_timeout_ms) must be positive",
+                t.handshake_timeout_ms > 0
+                    && t.stream_timeout_ms > 0
+                    && t.idle_timeout_ms > 0
+                    && t.handler_timeout_ms > 0,
+                "transport timeouts (handshake_timeout_ms, stream_timeout_ms, idle_timeout_ms, handler_timeout_ms) must be positive",
             ),
             (
                 t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms,

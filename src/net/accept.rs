@@ -8,10 +8,9 @@ use tracing::Instrument;
 
 use super::endpoint::Inner;
 use super::event::{Direction, EndpointEvent};
-use super::hello::{peer_chain, server_hello};
+use super::hello::server_hello;
 use super::registry::close_with;
 use super::tls::PeerSide;
-use crate::identity::NodeIdentity;
 use crate::wire::ErrorCode;
 
 pub(crate) async fn accept_loop(inner: Arc<Inner>) {
@@ -63,7 +62,9 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok(c) => c,
         Err(e) => return tls_failed(e),
     };
-    let conn = match tokio::time::timeout(deadline, connecting).await {
+    // One deadline for TLS and Hello together.
+    let deadline = tokio::time::Instant::now() + deadline;
+    let conn = match tokio::time::timeout_at(deadline, connecting).await {
         Err(_) => {
             inner.emit(EndpointEvent::Refused {
                 remote,
@@ -75,8 +76,8 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok(Err(e)) => return tls_failed(e),
         Ok(Ok(conn)) => conn,
     };
-    match tokio::time::timeout(deadline, server_hello(&inner, &conn)).await {
-        Ok(Ok((ctx, chain, route))) => {
+    match server_hello(&inner, &conn, deadline).await {
+        Ok((ctx, chain, route)) => {
             tracing::Span::current().record("peer", tracing::field::display(&ctx.identity));
             drop(guard);
             inner.register(
@@ -88,20 +89,14 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
                 route,
             );
         }
-        Ok(Err((peer, code))) => {
-            tracing::warn!(peer = ?peer.as_ref().map(|p| p.to_string()), %code, "refused peer");
+        Err((peer, code)) => {
+            if code == ErrorCode::Timeout {
+                tracing::warn!(peer = ?peer.as_ref().map(|p| p.to_string()), "peer sent no hello in time");
+            } else {
+                tracing::warn!(peer = ?peer.as_ref().map(|p| p.to_string()), %code, "refused peer");
+            }
             close_with(&conn, code);
             inner.emit(EndpointEvent::Refused { remote, peer, code });
-        }
-        Err(_) => {
-            tracing::warn!("peer sent no hello in time");
-            close_with(&conn, ErrorCode::Timeout);
-            inner.emit(EndpointEvent::Refused {
-                remote,
-                peer: peer_chain(&conn)
-                    .and_then(|c| c.first().and_then(|c| NodeIdentity::from_cert_der(c).ok())),
-                code: ErrorCode::Timeout,
-            });
         }
     }
 }

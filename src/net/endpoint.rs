@@ -396,7 +396,7 @@ impl Endpoint {
         code: ErrorCode,
         doomed: impl FnMut(&LiveConn) -> Option<String>,
     ) -> usize {
-        let closed = self.inner.registry.close_where(code, doomed);
+        let (closed, _) = self.inner.registry.close_where(code, doomed);
         for (id, peer, reason) in &closed {
             tracing::warn!(%peer, connection = id, %code, %reason, "closing a peer's connection");
             if code == ErrorCode::TrustRevoked {
@@ -450,7 +450,7 @@ impl Endpoint {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         let now = UnixTime::now();
-        let closed = inner.registry.close_where(ErrorCode::TrustRevoked, |c| {
+        let (closed, kept) = inner.registry.close_where(ErrorCode::TrustRevoked, |c| {
             let (ee, rest) = c.chain.split_first()?;
             trust
                 .check(ee, rest, &c.side, now)
@@ -458,7 +458,7 @@ impl Endpoint {
                 .map(|e| e.to_string())
         });
         let mut report = ReloadReport {
-            kept: inner.live_count().saturating_sub(closed.len()),
+            kept,
             closed: Vec::new(),
         };
         for (id, peer, reason) in closed {

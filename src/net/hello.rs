@@ -11,12 +11,19 @@ use super::event::Direction;
 use super::handler::{PeerCtx, Route};
 use super::peer::Peer;
 use super::policy::Permission;
+use super::registry::code_varint;
 use super::stream::{read_frame, write_frame};
 use super::tls::{self, PeerSide};
 use super::NetError;
 use crate::identity::NodeIdentity;
 use crate::wire::alpn::{self, ProtocolId};
-use crate::wire::{ClientFrame, ErrorCode, Hello, HelloAck, Refusal, Request, Role, ServerFrame};
+use crate::wire::{
+    ClientFrame, ErrorCode, Hello, HelloAck, Refusal, Request, Role, ServerFrame, HELLO_MAX_BYTES,
+};
+use tokio::time::timeout_at;
+
+/// How long a refused peer is given to receive its `Refusal` before the connection is closed.
+const REFUSAL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
     conn.peer_identity()?
@@ -36,8 +43,16 @@ type HelloOutcome =
     Result<(PeerCtx, Vec<CertificateDer<'static>>, Route), (Option<NodeIdentity>, ErrorCode)>;
 
 /// Server side of Hello. On refusal, the `Refusal` frame has been sent; the caller closes.
-pub(crate) async fn server_hello(inner: &Arc<Inner>, conn: &quinn::Connection) -> HelloOutcome {
-    let max = inner.limits.max_frame_bytes;
+///
+/// The Hello is read with the small [`HELLO_MAX_BYTES`] limit (the peer is not admitted yet) and
+/// must arrive by `deadline`; a Hello that is late, oversize or not a Hello still gets a
+/// `Refusal` frame on its stream when the peer opened one.
+pub(crate) async fn server_hello(
+    inner: &Arc<Inner>,
+    conn: &quinn::Connection,
+    deadline: tokio::time::Instant,
+) -> HelloOutcome {
+    let max = HELLO_MAX_BYTES;
     let chain = peer_chain(conn).ok_or((None, ErrorCode::Internal))?;
     let ee = chain.first().ok_or((None, ErrorCode::Internal))?;
     let id = NodeIdentity::from_cert_der(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
@@ -49,15 +64,17 @@ pub(crate) async fn server_hello(inner: &Arc<Inner>, conn: &quinn::Connection) -
         .get(&alpn)
         .cloned()
         .ok_or_else(|| fail(ErrorCode::UnsupportedVersion))?;
-    let (mut send, mut recv) = conn
-        .accept_bi()
-        .await
-        .map_err(|_| fail(ErrorCode::Malformed))?;
-    let hello = match read_frame::<ClientFrame>(&mut recv, max).await {
-        Ok(ClientFrame::Hello(h)) => Ok(h),
-        Ok(_) => Err(ErrorCode::Malformed),
-        Err(NetError::Wire(w)) => Err(w.code()),
-        Err(_) => Err(ErrorCode::Malformed),
+    let (mut send, mut recv) = match timeout_at(deadline, conn.accept_bi()).await {
+        Err(_) => return Err(fail(ErrorCode::Timeout)),
+        Ok(Err(_)) => return Err(fail(ErrorCode::Malformed)),
+        Ok(Ok(streams)) => streams,
+    };
+    let hello = match timeout_at(deadline, read_frame::<ClientFrame>(&mut recv, max)).await {
+        Err(_) => Err(ErrorCode::Timeout),
+        Ok(Ok(ClientFrame::Hello(h))) => Ok(h),
+        Ok(Ok(_)) => Err(ErrorCode::Malformed),
+        Ok(Err(NetError::Wire(w))) => Err(w.code()),
+        Ok(Err(_)) => Err(ErrorCode::Malformed),
     };
     let verdict =
         hello.and_then(|hello| check_hello(inner, &id, &spki, &hello, &route).map(|()| hello));
@@ -85,9 +102,15 @@ pub(crate) async fn server_hello(inner: &Arc<Inner>, conn: &quinn::Connection) -
             Ok((ctx, chain, route))
         }
         Err(code) => {
-            let _ = write_frame(&mut send, &ServerFrame::Refusal(Refusal::new(code)), max).await;
-            // Let the refusal reach the peer before the connection is closed.
-            let _ = send.stopped().await;
+            // Read no more of what the peer may still send (STOP_SENDING), answer, and let the
+            // refusal reach the peer before the connection is closed (bounded).
+            let _ = recv.stop(code_varint(code));
+            let refusal = ServerFrame::Refusal(Refusal::new(code));
+            let _ = tokio::time::timeout(REFUSAL_GRACE, async {
+                let _ = write_frame(&mut send, &refusal, max).await;
+                let _ = send.stopped().await;
+            })
+            .await;
             Err(fail(code))
         }
     }
@@ -120,7 +143,7 @@ pub(crate) async fn client_hello(
     site: &str,
     opts: &ConnectOptions,
 ) -> Result<Peer, NetError> {
-    let max = inner.limits.max_frame_bytes;
+    let max = HELLO_MAX_BYTES;
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = ClientFrame::Hello(Hello {
         federation: inner.identity.federation.clone(),

@@ -11,7 +11,7 @@ use super::endpoint::Inner;
 use super::event::{EndpointEvent, PingResult};
 use super::handler::{PeerCtx, Route};
 use super::registry::{close_with, code_varint, now_ms};
-use super::stream::{read_frame, write_frame};
+use super::stream::{read_frame, read_only_frame, write_frame};
 use super::NetError;
 use crate::wire::{ClientFrame, ErrorCode, Ping, Request, ServerFrame};
 
@@ -166,16 +166,17 @@ async fn serve_stream(
     let inner = &peer.inner;
     let max = inner.limits.max_frame_bytes;
     let deadline = Duration::from_millis(inner.limits.stream_timeout_ms);
-    let frame =
-        match tokio::time::timeout(deadline, read_frame::<ClientFrame>(&mut recv, max)).await {
-            Err(_) => Err(ErrorCode::Timeout),
-            Ok(Err(NetError::Wire(w))) => Err(w.code()),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "request stream failed");
-                return;
-            }
-            Ok(Ok(f)) => Ok(f),
-        };
+    let frame = match tokio::time::timeout(deadline, read_only_frame::<ClientFrame>(&mut recv, max))
+        .await
+    {
+        Err(_) => Err(ErrorCode::Timeout),
+        Ok(Err(NetError::Wire(w))) => Err(w.code()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "request stream failed");
+            return;
+        }
+        Ok(Ok(f)) => Ok(f),
+    };
     peer.last_seen.store(now_ms(), Ordering::Relaxed);
     let reply = match frame {
         Err(code) => ServerFrame::error(0, code),
@@ -186,9 +187,16 @@ async fn serve_stream(
             if !inner.policy.authorize(&peer.ctx.identity, route.permission) {
                 ServerFrame::error(id, ErrorCode::NotAuthorized)
             } else {
-                match route.handler.handle(&peer.ctx, req).await {
-                    Ok(body) => ServerFrame::Response(crate::wire::Response { id, body }),
-                    Err(code) => ServerFrame::error(id, code),
+                let handler_deadline = Duration::from_millis(inner.limits.handler_timeout_ms);
+                match tokio::time::timeout(handler_deadline, route.handler.handle(&peer.ctx, req))
+                    .await
+                {
+                    Ok(Ok(body)) => ServerFrame::Response(crate::wire::Response { id, body }),
+                    Ok(Err(code)) => ServerFrame::error(id, code),
+                    Err(_) => {
+                        tracing::warn!(request = id, "handler missed its deadline");
+                        ServerFrame::error(id, ErrorCode::Timeout)
+                    }
                 }
             }
         }

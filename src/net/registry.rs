@@ -121,12 +121,12 @@ impl Registry {
     }
 
     /// Closes every connection for which `doomed` says why it must go, with `code`; returns the
-    /// closed connections' identities and reasons.
+    /// closed connections' ids, identities and reasons, and how many were kept.
     pub(crate) fn close_where(
         &self,
         code: ErrorCode,
         mut doomed: impl FnMut(&LiveConn) -> Option<String>,
-    ) -> Vec<(u64, NodeIdentity, String)> {
+    ) -> (Vec<(u64, NodeIdentity, String)>, usize) {
         let conns = self.lock();
         let mut closed = Vec::new();
         for c in conns.values() {
@@ -136,6 +136,7 @@ impl Registry {
             }
         }
         closed.sort_by_key(|c| c.0);
-        closed
+        let kept = conns.len() - closed.len();
+        (closed, kept)
     }
 }

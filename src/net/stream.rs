@@ -20,6 +20,21 @@ pub(crate) async fn read_frame<T: DeserializeOwned>(
     Ok(codec::decode(&payload)?)
 }
 
+/// Reads the one frame a request stream carries, then its end: bytes after the frame are
+/// `malformed` (one frame per stream), and the frame is used only once the sender finished.
+pub(crate) async fn read_only_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: u32,
+) -> Result<T, NetError> {
+    let frame = read_frame(recv, max).await?;
+    match recv.read(&mut [0u8; 1]).await? {
+        None => Ok(frame),
+        Some(_) => Err(NetError::Wire(WireError::Malformed(
+            "bytes after the frame (one frame per stream)".into(),
+        ))),
+    }
+}
+
 async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), NetError> {
     match recv.read_exact(buf).await {
         Ok(()) => Ok(()),

@@ -76,6 +76,52 @@ impl From<TrustError> for rustls::Error {
     }
 }
 
+/// The fixed stand-in for ttx's own refusals (wrong federation, site, pin, identity) in what
+/// TLS tells the peer: the alert stays `certificate_unknown`, the details stay in our log.
+#[derive(Debug, thiserror::Error)]
+#[error("certificate_unknown")]
+struct CertificateUnknown;
+
+/// Why a verifier refused, as the peer is told: the same TLS alert as `e` and a fixed text that
+/// carries no name, key, pin or clock (quinn sends rustls' `Display` text in the close reason).
+fn quiet(e: &rustls::Error) -> rustls::Error {
+    use CertificateError as C;
+    let stable = match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::ExpiredContext { .. } | C::Expired => C::Expired,
+            C::NotValidYetContext { .. } | C::NotValidYet => C::NotValidYet,
+            C::ExpiredRevocationListContext { .. } | C::ExpiredRevocationList => {
+                C::ExpiredRevocationList
+            }
+            C::InvalidPurposeContext { .. } | C::InvalidPurpose => C::InvalidPurpose,
+            C::NotValidForNameContext { .. } | C::NotValidForName => C::NotValidForName,
+            C::BadEncoding => C::BadEncoding,
+            C::Revoked => C::Revoked,
+            C::UnknownIssuer => C::UnknownIssuer,
+            C::UnknownRevocationStatus => C::UnknownRevocationStatus,
+            C::UnhandledCriticalExtension => C::UnhandledCriticalExtension,
+            C::ApplicationVerificationFailure => C::ApplicationVerificationFailure,
+            C::Other(_) => C::Other(OtherError(Arc::new(CertificateUnknown))),
+            // Signature problems (alert decrypt_error) and anything newer.
+            _ => C::BadSignature,
+        },
+        rustls::Error::UnsupportedNameType => return rustls::Error::UnsupportedNameType,
+        _ => C::Other(OtherError(Arc::new(CertificateUnknown))),
+    };
+    stable.into()
+}
+
+/// Logs a refused peer certificate with its details (we run inside the connection's span, which
+/// holds the peer's address) and returns the quiet error for the peer.
+fn refuse(end_entity: &CertificateDer<'_>, e: rustls::Error) -> rustls::Error {
+    let peer = NodeIdentity::from_cert_der(end_entity)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| "(no ttx identity)".into());
+    let spki = spki_sha256(end_entity).unwrap_or_default();
+    tracing::warn!(%peer, %spki, reason = %e, "peer certificate refused");
+    quiet(&e)
+}
+
 /// Why TLS configs could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
@@ -340,6 +386,7 @@ impl ClientCertVerifier for ClientVerifier {
         self.0
             .check(end_entity, intermediates, &PeerSide::Client, now)
             .map(|_| ClientCertVerified::assertion())
+            .map_err(|e| refuse(end_entity, e))
     }
 
     fn verify_tls12_signature(
@@ -389,6 +436,7 @@ impl ServerCertVerifier for ServerVerifier {
         self.0
             .check(end_entity, intermediates, &side, now)
             .map(|_| ServerCertVerified::assertion())
+            .map_err(|e| refuse(end_entity, e))
     }
 
     fn verify_tls12_signature(

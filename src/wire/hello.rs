@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ErrorCode;
 
+/// Largest `Hello`, `HelloAck` or `Refusal` frame payload accepted (4 KiB): the peer is not
+/// admitted yet, so it cannot make a node buffer more than this per handshaking connection.
+pub const HELLO_MAX_BYTES: u32 = 4 * 1024;
+
 /// What the connecting node is to the node it reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {

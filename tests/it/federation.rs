@@ -151,7 +151,15 @@ fn unknown_peers_wait_in_pending_until_an_admin_decides() {
     let c = ca.node("eu", "carrier-c");
     add_peer(&c, &a, "noc-a", &[]);
     c.cli(&["peer", "ping", "noc-a"]).fails(4, "unknown_peer");
-    let pending = a.cli(&["--json", "peer", "pending"]).json();
+    // The sighting is written after the refusal, asynchronously: wait for it (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pending = loop {
+        let pending = a.cli(&["--json", "peer", "pending"]).json();
+        if pending[0]["site"].is_string() || std::time::Instant::now() > deadline {
+            break pending;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(pending[0]["site"], "carrier-c");
     assert_eq!(
         pending[0]["seen_spki"].as_str().unwrap(),

@@ -33,6 +33,8 @@
 //! - [`replication`]: the hot standby's pure parts (the sync-commit gate, the shipping backlog).
 //! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.
 //! - [`cli`]: the `ttx` command line, one module per command group.
+//! - [`faults`]: a seeded, bounded UDP proxy that drops, delays or cuts traffic between nodes
+//!   (network-fault tests and benches).
 //! - [`bench`]: `ttx bench …`, each figure measured against a baseline in the same process.
 
 pub mod api;
@@ -41,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod exchange;
+pub mod faults;
 pub mod federation;
 pub mod identity;
 pub mod model;

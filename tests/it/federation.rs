@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{run, ttx, Out, TestNode};
 
-/// A federation CA in a temp dir.
-struct Ca {
+/// A federation CA in a temp dir (the fault tests use it too).
+pub(crate) struct Ca {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
 }
@@ -19,7 +19,7 @@ fn pki(args: &[&str]) -> Out {
 }
 
 impl Ca {
-    fn new(federation: &str) -> Ca {
+    pub(crate) fn new(federation: &str) -> Ca {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("ca");
         pki(&[
@@ -38,7 +38,7 @@ impl Ca {
     }
 
     /// A started node of `site` in `federation` with a certificate from this CA.
-    fn node(&self, federation: &str, site: &str) -> TestNode {
+    pub(crate) fn node(&self, federation: &str, site: &str) -> TestNode {
         let mut n = TestNode::init_with(
             site,
             &["--federation", federation, "--listen", "127.0.0.1:0"],
@@ -61,7 +61,7 @@ impl Ca {
     }
 }
 
-fn add_peer(node: &TestNode, other: &TestNode, site: &str, extra: &[&str]) {
+pub(crate) fn add_peer(node: &TestNode, other: &TestNode, site: &str, extra: &[&str]) {
     let addr = other.listen_addr().to_string();
     let mut args = vec!["peer", "add", site, "--addr", &addr];
     args.extend_from_slice(extra);

@@ -153,9 +153,10 @@ pub fn chart(c: &Chart, reference: &str) -> String {
         );
     }
     for tm in &c.timers {
-        let state = match tm.fired_at {
-            Some(f) => format!("went off {}", ts(f)),
-            None => format!("due {}", ts(tm.due_at)),
+        let state = match (tm.fired_at, tm.cancelled_at) {
+            (Some(f), _) => format!("went off {}", ts(f)),
+            (None, Some(c)) => format!("cancelled with the ticket {}", ts(c)),
+            (None, None) => format!("due {}", ts(tm.due_at)),
         };
         line(
             "timer",

@@ -59,6 +59,12 @@ impl Status {
         ACTIVE.contains(&self)
     }
 
+    /// Whether the ticket's life is over (closed or cancelled): no transition leaves it, and
+    /// its pending timers are cancelled.
+    pub fn is_final(self) -> bool {
+        self.allowed_next().is_empty()
+    }
+
     /// The statuses this one may move to.
     pub fn allowed_next(self) -> &'static [Status] {
         use Status::*;

@@ -296,7 +296,16 @@ fn project(
     };
     let old_subject = t.subject.clone();
     t.apply(&event.kind, event.at);
-    save_ticket(tx, &t, Some(&old_subject))
+    save_ticket(tx, &t, Some(&old_subject))?;
+    if t.status.is_final() {
+        // A closed or cancelled ticket's pending timers are cancelled with it: none fires.
+        tx.prepare_cached(
+            "UPDATE timers SET cancelled_at = ?2
+             WHERE ticket_id = ?1 AND fired_at IS NULL AND cancelled_at IS NULL",
+        )?
+        .execute(params![id.as_bytes(), event.at])?;
+    }
+    Ok(())
 }
 
 /// The columns [`event_from_row`] reads, in order, followed by the local log position.

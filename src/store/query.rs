@@ -127,6 +127,9 @@ pub struct Timer {
     pub set_by: String,
     /// When it went off.
     pub fired_at: Option<Millis>,
+    /// When it was cancelled because its ticket was closed or cancelled (it never goes off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<Millis>,
 }
 
 /// A link into this ticket from another.
@@ -156,7 +159,8 @@ fn not_found(number: i64) -> StoreError {
 }
 
 const TIMER_SELECT: &str =
-    "SELECT tm.id, t.number, t.subject, tm.due_at, tm.text, tm.set_by, tm.fired_at
+    "SELECT tm.id, t.number, t.subject, tm.due_at, tm.text, tm.set_by, tm.fired_at,
+            tm.cancelled_at
      FROM timers tm JOIN tickets t ON t.id = tm.ticket_id";
 
 fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<Timer> {
@@ -168,6 +172,7 @@ fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<Timer> {
         text: r.get(4)?,
         set_by: r.get(5)?,
         fired_at: r.get(6)?,
+        cancelled_at: r.get(7)?,
     })
 }
 
@@ -311,10 +316,10 @@ pub fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Timer>, St
     Ok(timers)
 }
 
-/// When the next pending timer is due.
+/// When the next pending timer is due (cancelled timers are never due).
 pub fn next_due(conn: &Connection) -> Result<Option<Millis>, StoreError> {
     Ok(conn.query_row(
-        "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL",
+        "SELECT MIN(due_at) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL",
         [],
         |r| r.get(0),
     )?)

@@ -128,6 +128,17 @@ ALTER TABLE tickets ADD COLUMN notes INTEGER NOT NULL DEFAULT 0;
 -- stores created at version 4 (already right) are unchanged.
 UPDATE tickets SET notes = (SELECT COUNT(*) FROM notes WHERE notes.ticket_id = tickets.id);
 "#,
+    r#"
+-- A timer never fires on a closed or cancelled ticket: its pending timers are cancelled with
+-- it (at the time it entered that status), and are never due again.
+ALTER TABLE timers ADD COLUMN cancelled_at INTEGER;
+UPDATE timers SET cancelled_at = (SELECT t.doc ->> 'status_since' FROM tickets t
+                                  WHERE t.id = timers.ticket_id)
+ WHERE fired_at IS NULL
+   AND ticket_id IN (SELECT id FROM tickets WHERE status IN ('closed', 'cancelled'));
+DROP INDEX timers_due;
+CREATE INDEX timers_due ON timers (due_at) WHERE fired_at IS NULL AND cancelled_at IS NULL;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -13,7 +13,8 @@ use crate::store::tests::{create, note, open, req};
 use crate::store::{open_connection, query};
 
 /// The events of a real store's log, written by the current writer: two tickets, notes on
-/// both, and a ticket event after the notes (which rewrites the ticket's document).
+/// both, a ticket event after the notes (which rewrites the ticket's document), and a timer
+/// on a ticket that is then cancelled.
 fn a_real_log() -> Vec<Event> {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), "noc-a");
@@ -34,6 +35,21 @@ fn a_real_log() -> Vec<Event> {
         command: Command::Take,
     };
     store.writer.write_blocking(req(take)).unwrap();
+    let timer = crate::store::WriteOp::Ticket {
+        number: b.number,
+        command: Command::Timer {
+            due_at: crate::model::clock::now() + 3_600_000,
+            text: "call the carrier".into(),
+        },
+    };
+    store.writer.write_blocking(req(timer)).unwrap();
+    let cancel = crate::store::WriteOp::Ticket {
+        number: b.number,
+        command: Command::Set {
+            assignments: vec!["status=cancelled".into()],
+        },
+    };
+    store.writer.write_blocking(req(cancel)).unwrap();
     let events = store
         .reader
         .read_blocking(|c| query::events_after(c, 0, 1000))
@@ -85,6 +101,19 @@ fn write_as_v3(conn: &Connection, events: &[Event]) {
                 t
             }
             kind => {
+                if let EventKind::TimerSet {
+                    timer_id,
+                    due_at,
+                    text,
+                } = kind
+                {
+                    conn.execute(
+                        "INSERT INTO timers (id, ticket_id, due_at, text, set_by)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![timer_id, id, due_at, text, e.actor],
+                    )
+                    .unwrap();
+                }
                 if let EventKind::NoteAdded {
                     note_id,
                     text,
@@ -200,4 +229,8 @@ fn a_store_migrated_from_v3_equals_a_fresh_replay_of_its_log() {
     // not the 0 that migration 4 alone left.
     let counts = rows(&old, "SELECT notes FROM tickets ORDER BY number");
     assert_eq!(counts, [[Value::Integer(3)], [Value::Integer(2)]]);
+    // The cancelled ticket's pending timer is cancelled with it (migration 6), never due.
+    let cancelled = rows(&old, "SELECT cancelled_at IS NOT NULL FROM timers");
+    assert_eq!(cancelled, [[Value::Integer(1)]]);
+    assert_eq!(query::next_due(&old).unwrap(), None);
 }

@@ -199,7 +199,7 @@ impl InBatch<'_> {
                     .ok_or_else(|| not_found_ticket(*number))?;
                 if let Command::Timer { .. } = command {
                     let pending: i64 = self.conn.query_row(
-                        "SELECT COUNT(*) FROM timers WHERE ticket_id = ?1 AND fired_at IS NULL",
+                        "SELECT COUNT(*) FROM timers WHERE ticket_id = ?1 AND fired_at IS NULL AND cancelled_at IS NULL",
                         [t.id.as_bytes()],
                         |r| r.get(0),
                     )?;
@@ -293,7 +293,7 @@ impl InBatch<'_> {
             WriteOp::FireDueTimers => {
                 let due: Vec<(Uuid, Uuid)> = self
                     .conn
-                    .prepare("SELECT id, ticket_id FROM timers WHERE fired_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT 1000")?
+                    .prepare("SELECT id, ticket_id FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= ?1 ORDER BY due_at LIMIT 1000")?
                     .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 for &(timer_id, ticket) in &due {

@@ -83,3 +83,69 @@ fn a_writer_panic_is_reported_and_rolls_back() {
     let store = open(dir.path(), "noc-a");
     assert_eq!(note_texts(&store, t.number), ["first words"]);
 }
+
+/// A timer due `ms` from now on ticket `number`.
+fn timer_in(number: i64, ms: i64, text: &str) -> crate::store::WriteOp {
+    crate::store::WriteOp::Ticket {
+        number,
+        command: crate::model::command::Command::Timer {
+            due_at: crate::model::clock::now() + ms,
+            text: text.into(),
+        },
+    }
+}
+
+/// Runs a command on ticket `number`.
+fn run(store: &Store, number: i64, command: crate::model::command::Command) {
+    let op = crate::store::WriteOp::Ticket { number, command };
+    store.writer.write_blocking(req(op)).unwrap();
+}
+
+#[test]
+fn timers_never_fire_on_closed_or_cancelled_tickets() {
+    use crate::model::command::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    let open_one = create(&store, "core1 bgp flap");
+    let closed = create(&store, "edge2 optics");
+    let cancelled = create(&store, "duplicate of core1");
+    for t in [&open_one, &closed, &cancelled] {
+        store
+            .writer
+            .write_blocking(req(timer_in(t.number, 300, "call the carrier")))
+            .unwrap();
+    }
+    let resolve = Command::Resolve {
+        resolution: "optic replaced".into(),
+        component: None,
+        escalated_to: None,
+    };
+    run(&store, closed.number, resolve);
+    run(&store, closed.number, Command::Close { checked_by: None });
+    let cancel = Command::Set {
+        assignments: vec!["status=cancelled".into()],
+    };
+    run(&store, cancelled.number, cancel);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let fired = store
+        .writer
+        .write_blocking(req(crate::store::WriteOp::FireDueTimers))
+        .unwrap();
+    assert_eq!(
+        fired,
+        crate::store::WriteOutcome::Applied { applied: 1 },
+        "only the open ticket's timer goes off"
+    );
+    // Nothing is due any more: the alarm clock sleeps instead of spinning on dead timers.
+    let next = store.reader.read_blocking(query::next_due).unwrap();
+    assert_eq!(next, None);
+    for t in [&closed, &cancelled] {
+        let chart = store
+            .reader
+            .read_blocking(|c| query::chart(c, t.number))
+            .unwrap();
+        let timer = &chart.timers[0];
+        assert_eq!(timer.fired_at, None, "{timer:?}");
+        assert!(timer.cancelled_at.is_some(), "{timer:?}");
+    }
+}

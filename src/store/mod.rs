@@ -5,12 +5,15 @@
 //!   the same transaction. Local writes and replicated events both go through it.
 //! - [`writer`]: the writer thread: takes write requests from a bounded queue, decides their
 //!   events, and commits many requests in one transaction (group commit) before answering.
+//! - [`snapshot`]: consistent copies of the store (`VACUUM INTO`), read in chunks and received
+//!   into place only when whole and verified, for cloning a standby.
 //! - [`query`]: reads (show, list, search, alerts, counts) on the read pool.
 
 pub mod apply;
 pub mod query;
 pub mod reader;
 pub mod schema;
+pub mod snapshot;
 pub mod writer;
 
 use std::path::Path;

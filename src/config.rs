@@ -55,6 +55,9 @@ pub struct Config {
     /// Limits on what operators may send.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// The web console.
+    #[serde(default)]
+    pub web: crate::web::WebSection,
 }
 
 /// `[node]`: the node's identity.
@@ -248,6 +251,7 @@ impl Config {
             tls: TlsSection::default(),
             store: StoreSection::default(),
             limits: LimitsSection::default(),
+            web: crate::web::WebSection::default(),
         }
     }
 
@@ -336,7 +340,7 @@ impl Config {
                 return Err(ConfigError::Invalid(message.into()));
             }
         }
-        Ok(())
+        self.web.validate()
     }
 
     /// Serializes to TOML (used by `ttx init`).

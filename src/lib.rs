@@ -26,6 +26,8 @@
 //!   transaction that updates the projections; one writer thread batches concurrent writes into
 //!   one transaction (group commit); reads run on separate connections.
 //! - [`api`]: the local JSON API on loopback with per-operator bearer tokens and roles.
+//! - [`web`]: the web console (at a glance, tickets, forms, live updates) on its own listener,
+//!   calling the same queries and writes as the API; password logins, sessions, CSRF.
 //! - [`node`]: the composition root: start, run, drain and stop; used by `ttx serve` and tests.
 //! - [`wire`], [`net`]: the versioned ticket-transfer protocol and its QUIC transport.
 //! - [`exchange`]: the referral exchange's pure decisions (referral state machine, exactly-once
@@ -52,4 +54,5 @@ pub mod node;
 pub mod pki;
 pub mod replication;
 pub mod store;
+pub mod web;
 pub mod wire;

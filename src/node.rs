@@ -64,6 +64,9 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The web console could not start (address, TLS material).
+    #[error(transparent)]
+    Web(#[from] crate::web::serve::ServeError),
     /// The QUIC endpoint or its TLS material could not be set up.
     #[error(transparent)]
     Federation(#[from] crate::federation::FederationError),
@@ -101,6 +104,9 @@ pub struct RuntimeInfo {
     pub api_addr: SocketAddr,
     /// QUIC address actually bound.
     pub listen_addr: Option<SocketAddr>,
+    /// Web console address actually bound (`https://` when it speaks TLS).
+    #[serde(default)]
+    pub web_url: Option<String>,
     /// Start time (unix ms).
     pub started_at: i64,
 }
@@ -230,32 +236,14 @@ impl RunningNode {
                 source,
             })?;
         let api_addr = listener.local_addr().map_err(io_err(dir.root()))?;
-        let bound = Bound {
+        let mut bound = Bound {
             api_addr: Some(api_addr),
             listen_addr: match &federation {
                 Some((f, _)) => Some(f.local_addr()?),
                 None => None,
             },
+            web_addr: None,
         };
-        let info = RuntimeInfo {
-            pid: std::process::id(),
-            site: config.node.site.clone(),
-            node: config.node.node.clone(),
-            api_addr,
-            listen_addr: bound.listen_addr,
-            started_at: clock::now(),
-        };
-        std::fs::create_dir_all(dir.run_dir()).map_err(io_err(&dir.run_dir()))?;
-        let info_json = serde_json::to_vec_pretty(&info).expect("runtime info serializes");
-        write_atomic(&dir.runtime_info(), &info_json).map_err(io_err(&dir.runtime_info()))?;
-        tracing::info!(
-            site = %config.node.site,
-            node = %config.node.node,
-            %api_addr,
-            listen_addr = ?bound.listen_addr,
-            dir = %dir.root().display(),
-            "node started"
-        );
         let (federation, federation_tasks) = match federation {
             Some((f, tasks)) => (Some(f), tasks),
             None => (None, Vec::new()),
@@ -268,10 +256,39 @@ impl RunningNode {
             bound: Arc::new(bound.clone()),
             federation: federation.clone(),
         };
-        let tasks = vec![
+        let web_state = crate::web::WebState::new(state.clone(), shutdown_rx.clone());
+        let web = crate::web::serve::start(dir.root(), web_state, shutdown_rx.clone()).await?;
+        bound.web_addr = web.as_ref().map(|w| w.addr);
+        let info = RuntimeInfo {
+            pid: std::process::id(),
+            site: config.node.site.clone(),
+            node: config.node.node.clone(),
+            api_addr,
+            listen_addr: bound.listen_addr,
+            web_url: web.as_ref().map(|w| w.url()),
+            started_at: clock::now(),
+        };
+        std::fs::create_dir_all(dir.run_dir()).map_err(io_err(&dir.run_dir()))?;
+        let info_json = serde_json::to_vec_pretty(&info).expect("runtime info serializes");
+        write_atomic(&dir.runtime_info(), &info_json).map_err(io_err(&dir.runtime_info()))?;
+        tracing::info!(
+            site = %config.node.site,
+            node = %config.node.node,
+            %api_addr,
+            listen_addr = ?bound.listen_addr,
+            web_addr = ?bound.web_addr,
+            dir = %dir.root().display(),
+            "node started"
+        );
+        let state = AppState {
+            bound: Arc::new(bound.clone()),
+            ..state
+        };
+        let mut tasks = vec![
             tokio::spawn(serve_api(listener, state, shutdown_rx.clone())),
             tokio::spawn(alarm_clock(store.clone(), shutdown_rx)),
         ];
+        tasks.extend(web.map(|w| w.task));
         Ok(RunningNode {
             bound,
             store,

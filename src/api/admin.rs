@@ -120,6 +120,43 @@ pub async fn add_operator(
     ))
 }
 
+/// Body of `POST /v1/operators/{name}/password`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    /// The new password (hashed here with argon2id; never stored or logged as sent).
+    pub password: String,
+}
+
+/// `POST /v1/operators/{name}/password`: set a web console password (an admin for anyone,
+/// an operator or viewer for itself). The hash goes through the event log.
+pub async fn set_password(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SetPassword>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller.name != name {
+        require_admin(&caller)?;
+    }
+    let password = body.password;
+    let password_hash = tokio::task::spawn_blocking(move || crate::web::password::hash(&password))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let req = WriteRequest {
+        actor: caller.name,
+        idempotency: None,
+        op: WriteOp::SetPassword {
+            name: name.clone(),
+            password_hash,
+        },
+    };
+    state.store.writer.write(req).await?;
+    tracing::info!(operator = %name, "web console password set");
+    Ok(Json(serde_json::json!({ "operator": name })))
+}
+
 /// `DELETE /v1/operators/{name}` (admin).
 pub async fn remove_operator(
     State(state): State<AppState>,

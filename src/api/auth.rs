@@ -48,7 +48,9 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    async fn lookup(&self, state: &AppState, hash: String) -> Result<Option<Caller>, ApiError> {
+    /// The operator holding the token with this SHA-256, if any (cached per operators
+    /// generation).
+    pub async fn lookup(&self, state: &AppState, hash: String) -> Result<Option<Caller>, ApiError> {
         let generation = state
             .store
             .writer

@@ -50,6 +50,9 @@ pub struct Bound {
     pub api_addr: Option<SocketAddr>,
     /// The QUIC endpoint's UDP address.
     pub listen_addr: Option<SocketAddr>,
+    /// The web console's TCP address.
+    #[serde(default)]
+    pub web_addr: Option<SocketAddr>,
 }
 
 /// Builds the router with its limits: body size, request timeout, auth, per-request span.
@@ -63,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             get(admin::list_operators).post(admin::add_operator),
         )
         .route("/v1/operators/{name}", delete(admin::remove_operator))
+        .route("/v1/operators/{name}/password", post(admin::set_password))
         .route("/v1/tickets", get(tickets::list).post(tickets::create))
         .route("/v1/tickets/{number}", get(tickets::show))
         .route("/v1/tickets/{number}/notes", post(tickets::note))

@@ -32,6 +32,12 @@ fn idempotency(
     let v = v
         .to_str()
         .map_err(|_| ApiError::Invalid("Idempotency-Key must be ASCII".into()))?;
+    idempotency_key(v, what).map(Some)
+}
+
+/// An idempotency key with the fingerprint of `what` (the web console's forms carry their key
+/// in a hidden field, so a double-clicked Create opens one ticket).
+pub fn idempotency_key(v: &str, what: &dyn std::fmt::Debug) -> Result<Idempotency, ApiError> {
     if v.is_empty() || v.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ApiError::Invalid(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
@@ -47,13 +53,15 @@ fn idempotency(
     let mut digest = Digest(ring::digest::Context::new(&ring::digest::SHA256));
     std::fmt::Write::write_fmt(&mut digest, format_args!("{what:?}"))
         .map_err(|_| ApiError::Internal)?;
-    Ok(Some(Idempotency {
+    Ok(Idempotency {
         key: v.to_string(),
         fingerprint: hex::encode(digest.0.finish()),
-    }))
+    })
 }
 
-async fn write_ticket(
+/// Runs a ticket write for `caller` and answers its acknowledgement (the API and the console
+/// both write through here).
+pub async fn write_ticket(
     state: &AppState,
     caller: &Caller,
     idempotency: Option<Idempotency>,

@@ -246,6 +246,15 @@ pub enum OperatorCommand {
         #[command(flatten)]
         node: NodeDir,
     },
+    /// Set an operator's web console password: typed at the prompt (not echoed), or the first
+    /// line of standard input when it is not a terminal. Admins set anyone's; others their own.
+    Passwd {
+        /// Name.
+        name: String,
+        /// Which node.
+        #[command(flatten)]
+        node: NodeDir,
+    },
     /// Remove an operator (its token stops working at once).
     Remove {
         /// Name.
@@ -254,6 +263,26 @@ pub enum OperatorCommand {
         #[command(flatten)]
         node: NodeDir,
     },
+}
+
+/// Reads a new password: twice at a terminal prompt (not echoed), else the first line of stdin.
+fn read_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("new password for {name}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        if first != again {
+            return Err(super::Failure::new(
+                super::FailureKind::Invalid,
+                "the two passwords differ",
+            )
+            .into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Runs an operator command.
@@ -282,6 +311,17 @@ pub fn operator(cmd: OperatorCommand, json: bool) -> anyhow::Result<()> {
                     crate::model::clock::format(o.created_at)
                 );
             }
+        }
+        OperatorCommand::Passwd { name, node } => {
+            let password = read_password(&name)?;
+            let _: serde_json::Value = Client::connect(&node.resolve()?)?.post(
+                &format!("/v1/operators/{name}/password"),
+                &json!({ "password": password }),
+            )?;
+            if json {
+                return print_json(&json!({"password_set": name}));
+            }
+            println!("password set for operator {name}");
         }
         OperatorCommand::Remove { name, node } => {
             Client::connect(&node.resolve()?)?.delete(&format!("/v1/operators/{name}"))?;

@@ -189,56 +189,12 @@ pub fn chart(c: &Chart, reference: &str) -> String {
                     indent(text).trim_end()
                 )
             }
-            EventKind::FieldsChanged { changes } => {
-                let parts: Vec<String> = changes
-                    .iter()
-                    .map(|c| format!("{}: {} -> {}", c.field.name(), c.from, c.to))
-                    .collect();
-                writeln!(o, "{head}set {}", parts.join("; "))
-            }
-            EventKind::StatusChanged { from, to } => writeln!(o, "{head}status {from} -> {to}"),
-            EventKind::Resolved {
-                resolution,
-                component,
-                ..
-            } => writeln!(
-                o,
-                "{head}resolved: {resolution}{}",
-                component
-                    .as_ref()
-                    .map(|c| format!(" (component {c})"))
-                    .unwrap_or_default()
-            ),
-            EventKind::Closed { checked_by } => writeln!(
-                o,
-                "{head}closed{}",
-                checked_by
-                    .as_ref()
-                    .map(|c| format!(", checked by {c}"))
-                    .unwrap_or_default()
-            ),
-            EventKind::Reopened { reason } => writeln!(o, "{head}reopened: {reason}"),
-            EventKind::Linked {
-                kind,
-                target_number,
-                ..
-            } => writeln!(o, "{head}linked {} TT {target_number}", kind.as_str()),
-            EventKind::TimerSet { due_at, text, .. } => {
-                writeln!(o, "{head}timer set for {}: {text}", ts(*due_at))
-            }
-            EventKind::TimerFired { timer_id } => {
-                let text = c
-                    .timers
-                    .iter()
-                    .find(|t| t.id == *timer_id)
-                    .map(|t| t.text.as_str())
-                    .unwrap_or("?");
-                writeln!(o, "{head}ALARM: {text}")
-            }
-            EventKind::OperatorAdded { .. }
-            | EventKind::OperatorRemoved { .. }
-            | EventKind::PeerUpserted { .. }
-            | EventKind::PeerRemoved { .. } => Ok(()),
+            other => match other
+                .describe(&|id| c.timers.iter().find(|t| t.id == id).map(|t| t.text.clone()))
+            {
+                Some(line) => writeln!(o, "{head}{line}"),
+                None => Ok(()),
+            },
         };
     }
     o

@@ -152,6 +152,13 @@ pub enum EventKind {
         /// Name.
         name: String,
     },
+    /// An operator's web console password was set (or changed).
+    OperatorPasswordSet {
+        /// Name.
+        name: String,
+        /// The password's salted, slow hash (an argon2id PHC string); never the password.
+        password_hash: String,
+    },
     /// A peer site was registered, changed, accepted, denied, or seen (pending).
     PeerUpserted {
         /// The whole record after the change.
@@ -165,6 +172,61 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// One line saying what a ticket event did, as the CLI and the console show it in the
+    /// history (`status new -> open`, `ALARM: call the carrier`). `None` for notes and creation
+    /// (shown with their own layout) and for site events; `timer_text` finds a timer's text.
+    pub fn describe(&self, timer_text: &dyn Fn(Uuid) -> Option<String>) -> Option<String> {
+        let ts = super::clock::format;
+        Some(match self {
+            EventKind::FieldsChanged { changes } => {
+                let parts: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{}: {} -> {}", c.field.name(), c.from, c.to))
+                    .collect();
+                format!("set {}", parts.join("; "))
+            }
+            EventKind::StatusChanged { from, to } => format!("status {from} -> {to}"),
+            EventKind::Resolved {
+                resolution,
+                component,
+                ..
+            } => format!(
+                "resolved: {resolution}{}",
+                component
+                    .as_ref()
+                    .map(|c| format!(" (component {c})"))
+                    .unwrap_or_default()
+            ),
+            EventKind::Closed { checked_by } => format!(
+                "closed{}",
+                checked_by
+                    .as_ref()
+                    .map(|c| format!(", checked by {c}"))
+                    .unwrap_or_default()
+            ),
+            EventKind::Reopened { reason } => format!("reopened: {reason}"),
+            EventKind::Linked {
+                kind,
+                target_number,
+                ..
+            } => format!("linked {} TT {target_number}", kind.as_str()),
+            EventKind::TimerSet { due_at, text, .. } => {
+                format!("timer set for {}: {text}", ts(*due_at))
+            }
+            EventKind::TimerFired { timer_id } => format!(
+                "ALARM: {}",
+                timer_text(*timer_id).unwrap_or_else(|| "?".into())
+            ),
+            EventKind::TicketCreated { .. }
+            | EventKind::NoteAdded { .. }
+            | EventKind::OperatorAdded { .. }
+            | EventKind::OperatorRemoved { .. }
+            | EventKind::OperatorPasswordSet { .. }
+            | EventKind::PeerUpserted { .. }
+            | EventKind::PeerRemoved { .. } => return None,
+        })
+    }
+
     /// A short stable name for the log and the store.
     pub fn name(&self) -> &'static str {
         match self {
@@ -180,6 +242,7 @@ impl EventKind {
             EventKind::TimerFired { .. } => "timer-fired",
             EventKind::OperatorAdded { .. } => "operator-added",
             EventKind::OperatorRemoved { .. } => "operator-removed",
+            EventKind::OperatorPasswordSet { .. } => "operator-password",
             EventKind::PeerUpserted { .. } => "peer",
             EventKind::PeerRemoved { .. } => "peer-removed",
         }

@@ -612,6 +612,7 @@ impl Ticket {
             | EventKind::TimerFired { .. }
             | EventKind::OperatorAdded { .. }
             | EventKind::OperatorRemoved { .. }
+            | EventKind::OperatorPasswordSet { .. }
             | EventKind::PeerUpserted { .. }
             | EventKind::PeerRemoved { .. } => {}
         }

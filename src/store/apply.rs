@@ -268,6 +268,20 @@ fn project(
                 .execute([name])?;
             return Ok(());
         }
+        EventKind::OperatorPasswordSet {
+            name,
+            password_hash,
+        } => {
+            let changed = tx
+                .prepare_cached("UPDATE operators SET password_hash = ?2 WHERE name = ?1")?
+                .execute(params![name, password_hash])?;
+            if changed == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "password event for unknown operator {name:?}"
+                )));
+            }
+            return Ok(());
+        }
         EventKind::PeerUpserted { peer } => {
             tx.execute(
                 "INSERT INTO peers (site, doc) VALUES (?1, ?2)

@@ -394,6 +394,57 @@ pub fn operator_by_token(
         .transpose()
 }
 
+/// An operator's role and password hash (`None` until `ttx operator passwd` sets one), by name.
+pub fn operator_login(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<(Role, Option<String>)>, StoreError> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT role, password_hash FROM operators WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(role, hash)| Ok((role.parse().map_err(StoreError::Corrupt)?, hash)))
+        .transpose()
+}
+
+/// The newest open tickets nobody owns, newest first (the console's Take list).
+pub fn newest_unowned(conn: &Connection, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM tickets INDEXED BY tickets_unowned
+         WHERE owner IS NULL AND status IN ('new', 'open', 'pending', 'referred')
+         ORDER BY number DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit.clamp(1, MAX_LIMIT)], ticket_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many tickets one queue holds in one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCount {
+    /// Queue.
+    pub queue: String,
+    /// Status.
+    pub status: Status,
+    /// Tickets.
+    pub tickets: i64,
+}
+
+/// Tickets per queue and status, open work only, by queue (kept by triggers: no table scan).
+pub fn work_counts(conn: &Connection) -> Result<Vec<QueueCount>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT queue, status, n FROM work_counts
+         WHERE n > 0 AND status IN ('new', 'open', 'pending', 'referred') ORDER BY queue",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(QueueCount {
+            queue: r.get(0)?,
+            status: r.get(1)?,
+            tickets: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Events after log position `after`, in order, at most `limit` (a standby's catch-up read).
 pub fn events_after(
     conn: &Connection,

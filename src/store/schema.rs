@@ -139,6 +139,37 @@ UPDATE timers SET cancelled_at = (SELECT t.doc ->> 'status_since' FROM tickets t
 DROP INDEX timers_due;
 CREATE INDEX timers_due ON timers (due_at) WHERE fired_at IS NULL AND cancelled_at IS NULL;
 "#,
+    r#"
+-- Web console logins: an argon2id hash (PHC string) per operator, set through the log.
+ALTER TABLE operators ADD COLUMN password_hash TEXT;
+
+-- Tickets per queue and status, kept by triggers so the console's counts cost one small scan
+-- however many tickets the store holds.
+CREATE TABLE work_counts (
+    queue  TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (queue, status)
+) STRICT, WITHOUT ROWID;
+INSERT INTO work_counts (queue, status, n)
+    SELECT queue, status, COUNT(*) FROM tickets GROUP BY queue, status;
+CREATE TRIGGER work_counts_insert AFTER INSERT ON tickets BEGIN
+    INSERT INTO work_counts (queue, status, n) VALUES (new.queue, new.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER work_counts_update AFTER UPDATE OF queue, status ON tickets
+    WHEN old.queue IS NOT new.queue OR old.status IS NOT new.status BEGIN
+    UPDATE work_counts SET n = n - 1 WHERE queue = old.queue AND status = old.status;
+    INSERT INTO work_counts (queue, status, n) VALUES (new.queue, new.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER work_counts_delete AFTER DELETE ON tickets BEGIN
+    UPDATE work_counts SET n = n - 1 WHERE queue = old.queue AND status = old.status;
+END;
+-- The newest unowned open work, for the console's Take list.
+CREATE INDEX tickets_unowned ON tickets (number)
+    WHERE owner IS NULL AND status IN ('new', 'open', 'pending', 'referred');
+"#,
 ];
 
 /// The schema version this build writes.

@@ -346,3 +346,63 @@ impl TapMkdir for std::path::PathBuf {
         self
     }
 }
+
+#[test]
+fn queue_counts_and_the_unowned_list_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    for subject in ["a", "b", "c"] {
+        create(&store, subject);
+    }
+    let set = |number: i64, a: &str| {
+        store
+            .writer
+            .write_blocking(req(WriteOp::Ticket {
+                number,
+                command: Command::Set {
+                    assignments: vec![a.into()],
+                },
+            }))
+            .unwrap();
+    };
+    set(2, "queue=core");
+    store
+        .writer
+        .write_blocking(req(WriteOp::Ticket {
+            number: 3,
+            command: Command::Take,
+        }))
+        .unwrap();
+    let counts = store.reader.read_blocking(query::work_counts).unwrap();
+    let by_hand: Vec<(String, Status, i64)> = store
+        .reader
+        .read_blocking(|c| {
+            Ok(c.prepare(
+                "SELECT queue, status, COUNT(*) FROM tickets GROUP BY queue, status ORDER BY queue, status",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    let mut got: Vec<(String, Status, i64)> = counts
+        .into_iter()
+        .map(|c| (c.queue, c.status, c.tickets))
+        .collect();
+    got.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    assert_eq!(got, by_hand, "the trigger-kept counts match a full count");
+    assert_eq!(
+        got,
+        vec![
+            ("core".into(), Status::New, 1),
+            ("general".into(), Status::New, 1),
+            ("general".into(), Status::Open, 1)
+        ]
+    );
+    let unowned = store
+        .reader
+        .read_blocking(|c| query::newest_unowned(c, 10))
+        .unwrap();
+    let numbers: Vec<i64> = unowned.iter().map(|r| r.number).collect();
+    assert_eq!(numbers, vec![2, 1], "newest first, the taken one gone");
+    store.writer.shutdown();
+}

@@ -3,9 +3,11 @@
 
 mod bad_input;
 mod bench;
+mod browser;
 mod common;
 mod crash;
 mod faults;
 mod federation;
 mod pki;
 mod tickets;
+mod web;

@@ -52,7 +52,9 @@ impl Effects {
         self.timers |= matches!(kind, EventKind::TimerSet { .. });
         self.operators |= matches!(
             kind,
-            EventKind::OperatorAdded { .. } | EventKind::OperatorRemoved { .. }
+            EventKind::OperatorAdded { .. }
+                | EventKind::OperatorRemoved { .. }
+                | EventKind::OperatorPasswordSet { .. }
         );
         self.peers |= matches!(
             kind,

@@ -96,6 +96,13 @@ pub enum WriteOp {
         /// Name.
         name: String,
     },
+    /// Set an operator's web console password (already hashed: the writer never sees it).
+    SetPassword {
+        /// Name.
+        name: String,
+        /// The argon2id PHC string.
+        password_hash: String,
+    },
     /// Change the peer registry.
     Peer(crate::model::peer::PeerOp),
     /// Fire every timer that is due now.

@@ -280,6 +280,22 @@ impl InBatch<'_> {
                     operator: name.clone(),
                 })
             }
+            WriteOp::SetPassword {
+                name,
+                password_hash,
+            } => {
+                if super::super::query::operator_login(self.conn, name)?.is_none() {
+                    return Err(CommandError::NotFound(format!("no operator {name:?}")).into());
+                }
+                let kind = EventKind::OperatorPasswordSet {
+                    name: name.clone(),
+                    password_hash: password_hash.clone(),
+                };
+                self.emit(None, kind, actor, now)?;
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
             WriteOp::Peer(op) => {
                 let site = op.site().to_string();
                 let current = crate::store::query::peer(self.conn, &site)?;

@@ -1,0 +1,476 @@
+//! The ticket page: the whole chart (header, history in order with internal and shared notes
+//! told apart, timers, links, resolution data, durations) and a form for every action: note,
+//! set fields, take or steal, resolve, close, reopen, timer, link.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::write;
+use crate::api::error::ticket_number;
+use crate::model::clock::{self, human_duration};
+use crate::model::command::Command;
+use crate::model::event::EventKind;
+use crate::model::lifecycle::Status;
+use crate::model::ticket::LinkKind;
+use crate::store::query::{self, Chart};
+use crate::store::WriteOp;
+use crate::web::auth::{Viewer, WebCaller, WriteForm};
+use crate::web::error::{invalid, WebError};
+use crate::web::layout::{csrf, page, status, when, Page};
+use crate::web::session::random_token;
+use crate::web::WebState;
+
+/// A form posting to `/tickets/{number}/{action}` with its CSRF token and a fresh
+/// idempotency key.
+fn action_form(
+    who: &WebCaller,
+    number: i64,
+    action: &str,
+    id: Option<&str>,
+    body: Markup,
+) -> Markup {
+    html! {
+        form.act method="post" action={ "/tickets/" (number) "/" (action) } id=[id] {
+            (csrf(who))
+            input type="hidden" name="idem" value=(random_token());
+            (body)
+        }
+    }
+}
+
+/// The Take button (a one-button form), used on the ticket page and at a glance.
+pub fn take_button(who: &WebCaller, number: i64, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ "/tickets/" (number) "/take" } {
+            (csrf(who))
+            input type="hidden" name="idem" value=(random_token());
+            button type="submit" { (label) }
+        }
+    }
+}
+
+fn header(chart: &Chart) -> Markup {
+    let t = &chart.ticket;
+    let r = &t.reporter;
+    let contact: Vec<&str> = [&r.name, &r.org, &r.phone, &r.email]
+        .iter()
+        .filter_map(|v| v.as_deref())
+        .collect();
+    let row = |label: &str, v: Option<String>| match v.filter(|v| !v.is_empty()) {
+        Some(v) => html! { dt { (label) } dd { (v) } },
+        None => html! {},
+    };
+    let res = &t.resolution;
+    html! {
+        dl.header {
+            dt { "Status" } dd { (status(t.status)) " since " (when(t.status_since)) }
+            dt { "Priority" } dd class={ "p" (t.priority) } { (t.priority) }
+            dt { "Severity" } dd { (t.severity) }
+            dt { "Queue" } dd { a href={ "/tickets?queue=" (crate::web::error::encode_component(&t.queue)) } { (t.queue) } }
+            dt { "Owner" } dd { (t.owner.as_deref().unwrap_or("—")) }
+            dt { "Opened" } dd { (when(t.created_at)) " by " (t.opened_by) }
+            @if let Some(p) = t.problem_start { dt { "Problem start" } dd { (when(p)) } }
+            (row("Next action", t.next_action.clone()))
+            (row("Network", t.network.clone()))
+            (row("Circuit", t.circuit.clone()))
+            (row("Nodes", Some(t.nodes.join(", "))))
+            (row("Reporter", Some(contact.join(", "))))
+            (row("Requestors", Some(t.watchers.requestors.join(", "))))
+            (row("Cc", Some(t.watchers.cc.join(", "))))
+            (row("AdminCc", Some(t.watchers.admin_cc.join(", "))))
+            @for (k, v) in &t.custom { (row(&format!("cf.{k}"), Some(v.clone()))) }
+            @if let Some(at) = res.resolved_at { dt { "Resolved" } dd { (when(at)) } }
+            (row("Resolution", res.resolution.clone()))
+            (row("Component", res.component.clone()))
+            (row("Escalated to", res.escalated_to.clone()))
+            @if let Some(total) = res.total_ms {
+                dt { "Durations" }
+                dd { "total " (human_duration(total)) ", NOC time " (human_duration(res.noc_ms.unwrap_or(0)))
+                     ", customer time " (human_duration(res.customer_ms.unwrap_or(0))) }
+            } @else {
+                dt { "Age" } dd { (human_duration((clock::now() - t.created_at).max(0))) }
+            }
+            @if let Some(at) = res.closed_at { dt { "Closed" } dd { (when(at)) } }
+            (row("Checked by", res.checked_by.clone()))
+            @for l in &t.links {
+                dt { (l.kind.as_str()) } dd { a href={ "/tickets/" (l.target_number) } { "TT " (l.target_number) } }
+            }
+            @for l in &chart.incoming {
+                dt { "← " (l.kind) } dd { a href={ "/tickets/" (l.from_number) } { "TT " (l.from_number) } }
+            }
+            dt { "Id" } dd.meta { (t.id) " · site " (t.site) }
+        }
+    }
+}
+
+fn timers(chart: &Chart) -> Markup {
+    html! {
+        @if !chart.timers.is_empty() {
+            h2 { "Timers" }
+            table #timers {
+                tbody {
+                    @for tm in &chart.timers {
+                        tr {
+                            td { (tm.text) }
+                            td { @match tm.fired_at { Some(f) => { "went off " (when(f)) }, None => { "due " (when(tm.due_at)) } } }
+                            td.meta { "set by " (tm.set_by) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn history(chart: &Chart) -> Markup {
+    let timer_text = |id| {
+        chart
+            .timers
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| t.text.clone())
+    };
+    html! {
+        h2 { "History" }
+        ol.history #history {
+            @for h in &chart.history {
+                @let e = &h.event;
+                @match &e.kind {
+                    EventKind::NoteAdded { text, shared, happened_at, .. } => {
+                        li class=(if *shared { "note shared" } else { "note internal" }) {
+                            div.meta {
+                                (when(e.at)) " · " (e.actor)
+                                span.badge { (if *shared { "shared" } else { "internal" }) }
+                                @if let Some(h) = happened_at { " · happened " (when(*h)) }
+                            }
+                            pre.note { (text) }
+                        }
+                    }
+                    EventKind::TicketCreated { ticket, .. } => {
+                        li { div.meta { (when(e.at)) " · " (e.actor) }
+                             "opened " (ticket.ticket_type) " ticket: severity " (ticket.severity)
+                             ", priority " (ticket.priority) ", queue " (ticket.queue) }
+                    }
+                    other => {
+                        @if let Some(line) = other.describe(&timer_text) {
+                            li class=[matches!(other, EventKind::TimerFired { .. }).then_some("alarm")] {
+                                div.meta { (when(e.at)) " · " (e.actor) }
+                                (line)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn actions(who: &WebCaller, chart: &Chart) -> Markup {
+    let t = &chart.ticket;
+    let n = t.number;
+    let final_ = matches!(t.status, Status::Closed | Status::Cancelled);
+    let take = match t.owner.as_deref() {
+        Some(o) if o == who.caller.name => None,
+        Some(_) => Some("Steal"),
+        None => Some("Take"),
+    };
+    html! {
+        h2 { "Act" }
+        div.actions {
+            (action_form(who, n, "note", Some("note-form"), html! {
+                label { "Incident update (n)" textarea name="text" id="note-text" required {} }
+                label { input type="checkbox" name="shared" value="on"; " shared with partners (internal by default)" }
+                label { "Happened at (optional) " input type="text" name="at" placeholder="-15m or 2026-11-22 03:17"; }
+                button type="submit" id="note-submit" { "Add update" }
+            }))
+            @if let (Some(label), false) = (take, final_) {
+                (action_form(who, n, "take", Some("take-form"), html! {
+                    p { "Owner: " (t.owner.as_deref().unwrap_or("nobody")) }
+                    button type="submit" id="take-submit" { (label) " (t)" }
+                }))
+            }
+            (action_form(who, n, "set", None, html! {
+                label { "Set fields, one FIELD=VALUE per line (FIELD+=VALUE adds to a list)"
+                    textarea name="assignments" placeholder="priority=1\nstatus=pending\nnodes+=rtr-7" {} }
+                button type="submit" { "Set" }
+            }))
+            @if matches!(t.status, Status::New | Status::Open | Status::Pending | Status::Referred) {
+                (action_form(who, n, "resolve", Some("resolve-form"), html! {
+                    label { "Resolution " input type="text" name="resolution" id="resolution" required; }
+                    label { "Key component " input type="text" name="component"; }
+                    label { "Escalated to " input type="text" name="escalated_to"; }
+                    button type="submit" id="resolve-submit" { "Resolve" }
+                }))
+            }
+            @if t.status == Status::Resolved {
+                (action_form(who, n, "close", None, html! {
+                    label { "Checked by " input type="text" name="checked_by"; }
+                    button type="submit" { "Close" }
+                }))
+            }
+            @if matches!(t.status, Status::Resolved) {
+                (action_form(who, n, "reopen", None, html! {
+                    label { "Reason " input type="text" name="reason" required; }
+                    button type="submit" { "Reopen" }
+                }))
+            }
+            (action_form(who, n, "timer", None, html! {
+                label { "Alarm in " input type="text" name="in" placeholder="2h" size="6"; " or at " input type="text" name="at" placeholder="2026-11-22 03:17" size="16"; }
+                label { "Reminder " input type="text" name="text" required; }
+                button type="submit" { "Set timer" }
+            }))
+            (action_form(who, n, "link", None, html! {
+                label { "Link " select name="kind" {
+                    @for k in [LinkKind::RefersTo, LinkKind::DependsOn, LinkKind::MemberOf, LinkKind::MergedInto] {
+                        option value=(k.as_str()) { (k.as_str()) }
+                    }
+                } " ticket " input type="text" name="target" inputmode="numeric" size="8" required; }
+                button type="submit" { "Link" }
+            }))
+        }
+    }
+}
+
+/// `GET /tickets/{n}`.
+pub async fn show(
+    State(state): State<WebState>,
+    Viewer(who): Viewer,
+    Path(number): Path<String>,
+) -> Result<Page, WebError> {
+    let number = ticket_number(&number)?;
+    let chart = state
+        .app
+        .store
+        .reader
+        .read(move |c| query::chart(c, number))
+        .await?;
+    let t = &chart.ticket;
+    let reference = t.reference(&state.app.config.node.site);
+    Ok(page(
+        &format!("TT {reference}"),
+        &who,
+        None,
+        html! {
+            main #ticket {
+                h1 { "TT " (reference) " " span.meta { "[" (t.ticket_type) "]" } " " span #subject { (t.subject) } }
+                (header(&chart))
+                (timers(&chart))
+                @if who.can_write() { (actions(&who, &chart)) }
+                (history(&chart))
+            }
+        },
+    ))
+}
+
+fn back(number: i64) -> Response {
+    Redirect::to(&format!("/tickets/{number}")).into_response()
+}
+
+fn opt(v: Option<String>) -> Option<String> {
+    v.filter(|v| !v.trim().is_empty())
+}
+
+/// A command form on ticket `number`, written with the form's idempotency key.
+async fn run(
+    state: &WebState,
+    f: &WriteForm<impl std::fmt::Debug + Sync>,
+    number: &str,
+    command: Command,
+) -> Result<Response, WebError> {
+    let number = ticket_number(number)?;
+    write(
+        state,
+        f,
+        &(number, &f.form),
+        WriteOp::Ticket { number, command },
+    )
+    .await?;
+    Ok(back(number))
+}
+
+/// Fields of the note form.
+#[derive(Debug, Deserialize)]
+pub struct NoteForm {
+    text: String,
+    shared: Option<String>,
+    at: Option<String>,
+}
+
+/// `POST /tickets/{n}/note`. Browsers send a textarea's line breaks as CRLF; they become LF
+/// again, so a pasted text is stored as it was pasted. Nothing else is touched.
+pub async fn note(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<NoteForm>,
+) -> Result<Response, WebError> {
+    let happened_at = opt(f.form.at.clone())
+        .map(|t| clock::parse_time(&t, clock::now()).map_err(|e| invalid(e.to_string())))
+        .transpose()?;
+    let cmd = Command::Note {
+        text: f.form.text.replace("\r\n", "\n"),
+        shared: f.form.shared.as_deref() == Some("on"),
+        happened_at,
+    };
+    run(&state, &f, &n, cmd).await
+}
+
+/// Fields of the set form.
+#[derive(Debug, Deserialize)]
+pub struct SetForm {
+    assignments: String,
+}
+
+/// `POST /tickets/{n}/set`: one assignment per line.
+pub async fn set(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<SetForm>,
+) -> Result<Response, WebError> {
+    let assignments: Vec<String> = f
+        .form
+        .assignments
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if assignments.is_empty() {
+        return Err(invalid("give at least one FIELD=VALUE line"));
+    }
+    run(&state, &f, &n, Command::Set { assignments }).await
+}
+
+/// A form with no fields.
+#[derive(Debug, Deserialize)]
+pub struct NoFields {}
+
+/// `POST /tickets/{n}/take`: become the owner (taking it from another owner is a steal).
+pub async fn take(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<NoFields>,
+) -> Result<Response, WebError> {
+    run(&state, &f, &n, Command::Take).await
+}
+
+/// Fields of the resolve form.
+#[derive(Debug, Deserialize)]
+pub struct ResolveForm {
+    resolution: String,
+    component: Option<String>,
+    escalated_to: Option<String>,
+}
+
+/// `POST /tickets/{n}/resolve`.
+pub async fn resolve(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<ResolveForm>,
+) -> Result<Response, WebError> {
+    let cmd = Command::Resolve {
+        resolution: f.form.resolution.clone(),
+        component: opt(f.form.component.clone()),
+        escalated_to: opt(f.form.escalated_to.clone()),
+    };
+    run(&state, &f, &n, cmd).await
+}
+
+/// Fields of the close form.
+#[derive(Debug, Deserialize)]
+pub struct CloseForm {
+    checked_by: Option<String>,
+}
+
+/// `POST /tickets/{n}/close`.
+pub async fn close(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<CloseForm>,
+) -> Result<Response, WebError> {
+    let cmd = Command::Close {
+        checked_by: opt(f.form.checked_by.clone()),
+    };
+    run(&state, &f, &n, cmd).await
+}
+
+/// Fields of the reopen form.
+#[derive(Debug, Deserialize)]
+pub struct ReopenForm {
+    reason: String,
+}
+
+/// `POST /tickets/{n}/reopen`.
+pub async fn reopen(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<ReopenForm>,
+) -> Result<Response, WebError> {
+    let cmd = Command::Reopen {
+        reason: f.form.reason.clone(),
+    };
+    run(&state, &f, &n, cmd).await
+}
+
+/// Fields of the timer form: exactly one of `in` and `at`.
+#[derive(Debug, Deserialize)]
+pub struct TimerForm {
+    #[serde(rename = "in")]
+    after: Option<String>,
+    at: Option<String>,
+    text: String,
+}
+
+/// `POST /tickets/{n}/timer`.
+pub async fn timer(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<TimerForm>,
+) -> Result<Response, WebError> {
+    let now = clock::now();
+    let due_at = match (opt(f.form.after.clone()), opt(f.form.at.clone())) {
+        (Some(d), None) => now + clock::parse_duration(&d).map_err(|e| invalid(e.to_string()))?,
+        (None, Some(t)) => clock::parse_time(&t, now).map_err(|e| invalid(e.to_string()))?,
+        _ => {
+            return Err(invalid(
+                "give exactly one of 'alarm in' (e.g. 2h) and 'at' (a time)",
+            ))
+        }
+    };
+    let cmd = Command::Timer {
+        due_at,
+        text: f.form.text.clone(),
+    };
+    run(&state, &f, &n, cmd).await
+}
+
+/// Fields of the link form.
+#[derive(Debug, Deserialize)]
+pub struct LinkForm {
+    kind: String,
+    target: String,
+}
+
+/// `POST /tickets/{n}/link`.
+pub async fn link(
+    State(state): State<WebState>,
+    Path(n): Path<String>,
+    f: WriteForm<LinkForm>,
+) -> Result<Response, WebError> {
+    let number = ticket_number(&n)?;
+    let kind: LinkKind = f.form.kind.parse().map_err(invalid)?;
+    let target = ticket_number(f.form.target.trim().trim_start_matches('#'))?;
+    write(
+        &state,
+        &f,
+        &(number, &f.form),
+        WriteOp::Link {
+            number,
+            kind,
+            target,
+        },
+    )
+    .await?;
+    Ok(back(number))
+}

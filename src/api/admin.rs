@@ -27,6 +27,9 @@ pub struct Status {
     pub api_addr: Option<std::net::SocketAddr>,
     /// QUIC address actually bound.
     pub listen_addr: Option<std::net::SocketAddr>,
+    /// Web console address actually bound.
+    #[serde(default)]
+    pub web_addr: Option<std::net::SocketAddr>,
     /// Process id.
     pub pid: u32,
     /// Seconds since start.
@@ -52,6 +55,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         version: env!("CARGO_PKG_VERSION").to_string(),
         api_addr: state.bound.api_addr,
         listen_addr: state.bound.listen_addr,
+        web_addr: state.bound.web_addr,
         pid: std::process::id(),
         uptime_secs: state.started.elapsed().as_secs(),
         tickets: counts.tickets,

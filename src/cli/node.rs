@@ -134,6 +134,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let stop_signals = StopSignals::register()?;
         let node = RunningNode::start(&dir).await.map_err(|e| match e {
             crate::node::NodeError::Locked(_) => {
                 Failure::new(FailureKind::Refused, e.to_string()).into()
@@ -141,7 +142,9 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             crate::node::NodeError::NoStore(_) => {
                 Failure::new(FailureKind::NotFound, e.to_string()).into()
             }
-            crate::node::NodeError::Config(_) | crate::node::NodeError::Federation(_) => {
+            crate::node::NodeError::Config(_)
+            | crate::node::NodeError::Federation(_)
+            | crate::node::NodeError::Web(crate::web::serve::ServeError::Tls(_)) => {
                 Failure::new(FailureKind::Invalid, e.to_string()).into()
             }
             other => anyhow::Error::from(other),
@@ -155,7 +158,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        let signals = wait_for_stop_signal(node.federation.clone());
+        let signals = wait_for_stop_signal(stop_signals, node.federation.clone());
         node.run_until(async {
             let signalled = signals.await;
             tracing::info!("stop signal received, draining");
@@ -166,14 +169,35 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from before the node starts: a stop signal that arrives
+/// while it starts (or right after it wrote `run/node.json`) drains it instead of killing it.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Waits for SIGINT or SIGTERM; on SIGHUP reloads the node's TLS material and pins.
 async fn wait_for_stop_signal(
+    signals: StopSignals,
     federation: Option<crate::federation::Federation>,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let StopSignals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
@@ -201,9 +225,10 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
         s.site, s.node, s.federation, s.version
     );
     println!(
-        "api {}  listen {}  pid {}  up {}s",
+        "api {}  listen {}  web {}  pid {}  up {}s",
         addr(s.api_addr),
         addr(s.listen_addr),
+        addr(s.web_addr),
         s.pid,
         s.uptime_secs
     );

@@ -416,3 +416,84 @@ fn web_password_rules_and_who_may_set_them() {
     let mut c = WebClient::new(&node);
     assert_eq!(c.login("bob", "bob's own password").status, 303);
 }
+
+#[test]
+fn web_console_serves_https_with_its_own_certificate_and_refuses_an_open_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut node = TestNode::init("noc-a");
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_pem, key_pem) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    std::fs::write(node.dir.join("web.crt"), &cert_pem).unwrap();
+    let key = node.dir.join("web.key");
+    std::fs::write(&key, &key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    node.configure(|c| {
+        c.web.addr = "0.0.0.0:0".parse().unwrap();
+        c.web.tls_cert = Some("web.crt".into());
+        c.web.tls_key = Some("web.key".into());
+    });
+    let out = crate::common::run(
+        {
+            let mut c = crate::common::ttx();
+            c.args(["serve", node.dir.to_str().unwrap()]);
+            c
+        },
+        None,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("web.key"), "{}", out.stderr);
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    node.start();
+    let info = ttx::node::RuntimeInfo::read(&node.data()).unwrap();
+    let url = info.web_url.unwrap();
+    assert!(url.starts_with("https://0.0.0.0:"), "{url}");
+    let port: u16 = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A TLS 1.3 client that trusts only this certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut tls, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let login_cookie = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: ttx_login="))
+        .unwrap_or_default();
+    assert!(
+        login_cookie.contains("Secure"),
+        "cookies are Secure on TLS: {login_cookie}"
+    );
+    // Plain HTTP on the TLS port gets no page.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(plain, "GET /login HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut raw);
+    assert!(!String::from_utf8_lossy(&raw).contains("200 OK"));
+    node.stop();
+}

@@ -211,6 +211,7 @@ impl Inner {
             conn,
             ctx,
             last_seen,
+            limits: route.limits,
         };
         let span = tracing::Span::current();
         tokio::spawn(serve_streams(peer.clone(), route).instrument(span.clone()));
@@ -363,11 +364,18 @@ impl Endpoint {
     /// several).
     pub fn peer(&self, id: &NodeIdentity) -> Option<Peer> {
         let (conn, ctx, last_seen) = self.inner.registry.find(id)?;
+        let limits = self
+            .inner
+            .router
+            .get(ctx.protocol.alpn().as_bytes())
+            .map(|r| r.limits)
+            .unwrap_or_default();
         Some(Peer {
             inner: self.inner.clone(),
             conn,
             ctx,
             last_seen,
+            limits,
         })
     }
 

@@ -5,10 +5,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::framed::{FramedStream, ProtocolLimits};
 use super::policy::Permission;
+use super::stream::write_frame;
+use super::NetError;
 use crate::identity::NodeIdentity;
 use crate::wire::alpn::ProtocolId;
-use crate::wire::{ErrorCode, Request, Role};
+use crate::wire::{ErrorCode, Request, Role, ServerFrame, StreamOpen, StreamOpened};
 
 /// A boxed, sendable future (handlers are object-safe without `async-trait`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +46,53 @@ pub trait Handler: Send + Sync + 'static {
         peer: &'a PeerCtx,
         request: Request,
     ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>>;
+
+    /// Serves a long-lived stream the peer opened with `open`: accept it (choosing the frame
+    /// types) with [`IncomingStream::accept`] or refuse it with [`IncomingStream::refuse`].
+    /// The default refuses with `malformed` (the protocol has no long-lived streams). The
+    /// future may run as long as the stream lives; waits on it are bounded by the protocol's
+    /// idle timeout.
+    fn stream<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        open: StreamOpen,
+        incoming: IncomingStream,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (peer, open);
+        Box::pin(incoming.refuse(ErrorCode::Malformed))
+    }
+}
+
+/// A long-lived stream the peer opened, waiting for the handler's answer.
+#[derive(Debug)]
+pub struct IncomingStream {
+    pub(crate) id: u64,
+    pub(crate) send: quinn::SendStream,
+    pub(crate) recv: quinn::RecvStream,
+    pub(crate) limits: ProtocolLimits,
+}
+
+impl IncomingStream {
+    /// Accepts the stream with an answer body (sent in `Opened`) and returns it framed.
+    pub async fn accept<Out: Serialize, In: DeserializeOwned>(
+        mut self,
+        body: Vec<u8>,
+    ) -> Result<FramedStream<Out, In>, NetError> {
+        let opened = ServerFrame::Opened(StreamOpened { id: self.id, body });
+        super::stream::write_frame_open(
+            &mut self.send,
+            &opened,
+            self.limits.max_stream_frame_bytes,
+        )
+        .await?;
+        Ok(FramedStream::new(self.send, self.recv, &self.limits))
+    }
+
+    /// Refuses the stream with a stable code (`Error` frame, then the stream ends).
+    pub async fn refuse(mut self, code: ErrorCode) {
+        let _ = self.recv.stop(super::registry::code_varint(code));
+        let _ = write_frame(&mut self.send, &ServerFrame::error(self.id, code), 4096).await;
+    }
 }
 
 /// A protocol version served by the endpoint.
@@ -52,6 +104,8 @@ pub struct Route {
     pub permission: Permission,
     /// Its handler.
     pub handler: Arc<dyn Handler>,
+    /// Its frame limits.
+    pub limits: ProtocolLimits,
 }
 
 /// Picks a handler by negotiated ALPN. Routes are kept in preference order (the order added):
@@ -67,17 +121,30 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a protocol version with the permission it requires and its handler.
+    /// Adds a protocol version with the permission it requires and its handler, with the
+    /// default [`ProtocolLimits`].
     pub fn route(
+        self,
+        protocol: ProtocolId,
+        permission: Permission,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
+        self.route_limited(protocol, permission, ProtocolLimits::default(), handler)
+    }
+
+    /// Adds a protocol version with its own frame limits.
+    pub fn route_limited(
         mut self,
         protocol: ProtocolId,
         permission: Permission,
+        limits: ProtocolLimits,
         handler: Arc<dyn Handler>,
     ) -> Self {
         self.routes.push(Route {
             protocol,
             permission,
             handler,
+            limits,
         });
         self
     }

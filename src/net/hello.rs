@@ -182,6 +182,7 @@ pub(crate) async fn client_hello(
         protocol,
         permission: permission_of(protocol),
         handler: Arc::new(NoHandler),
+        limits: super::framed::ProtocolLimits::default(),
     });
     inner
         .admit(&id, &spki, route.permission, Role::Partner)

@@ -12,6 +12,8 @@
 //! - `hello`: the Hello exchange on the first stream, both sides.
 //! - `registry`: the live connections, one entry per connection.
 //! - `peer`: [`Peer`], a connection after Hello: requests, pings, serving the peer's streams.
+//! - [`framed`]: long-lived framed streams ([`FramedStream`]) with per-protocol
+//!   [`ProtocolLimits`] and QUIC flow control as backpressure.
 //! - [`event`]: what the endpoint reports ([`EndpointEvent`], [`PeerInfo`], ...).
 //! - [`error`]: [`NetError`] and the classification of TLS failures.
 //! - [`testing`]: real certificates for tests and benchmarks (a CA, node certificates, CRLs).
@@ -20,6 +22,7 @@ mod accept;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod framed;
 pub mod handler;
 mod hello;
 mod peer;
@@ -32,7 +35,8 @@ pub mod tls;
 pub use endpoint::{ConnectOptions, Endpoint, EndpointOptions};
 pub use error::{HandshakeFailure, NetError};
 pub use event::{Direction, EndpointEvent, PeerInfo, PingResult, ReloadReport};
-pub use handler::{BoxFuture, Handler, PeerCtx, Router};
+pub use framed::{FramedRecv, FramedSend, FramedStream, ProtocolLimits};
+pub use handler::{BoxFuture, Handler, IncomingStream, PeerCtx, Router};
 pub use hello::permission_of;
 pub use peer::Peer;
 pub use policy::{Admission, PeerPolicy, Permission, Permissions, StaticPolicy};

@@ -1,5 +1,6 @@
-//! A connection after Hello ([`Peer`]): requests and pings it sends, and the serving of the
-//! streams the other side opens on it (one request per stream, under the handler deadline).
+//! A connection after Hello ([`Peer`]): requests, pings and long-lived streams it opens, and
+//! the serving of the streams the other side opens on it (one request per stream under the
+//! handler deadline, or a long-lived stream handed to the handler).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,11 +10,14 @@ use tracing::Instrument;
 
 use super::endpoint::Inner;
 use super::event::{EndpointEvent, PingResult};
-use super::handler::{PeerCtx, Route};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::framed::{FramedStream, ProtocolLimits};
+use super::handler::{IncomingStream, PeerCtx, Route};
 use super::registry::{close_with, code_varint, now_ms};
-use super::stream::{read_frame, read_only_frame, write_frame};
+use super::stream::{read_frame, write_frame, write_frame_open};
 use super::NetError;
-use crate::wire::{ClientFrame, ErrorCode, Ping, Request, ServerFrame};
+use crate::wire::{ClientFrame, ErrorCode, Ping, Request, ServerFrame, StreamOpen, WireError};
 
 /// A connection to a peer (either direction) after Hello/HelloAck. Cheap to clone.
 #[derive(Clone)]
@@ -22,6 +26,7 @@ pub struct Peer {
     pub(crate) conn: quinn::Connection,
     pub(crate) ctx: Arc<PeerCtx>,
     pub(crate) last_seen: Arc<AtomicU64>,
+    pub(crate) limits: ProtocolLimits,
 }
 
 impl std::fmt::Debug for Peer {
@@ -64,8 +69,44 @@ impl Peer {
         }
     }
 
+    /// Opens a long-lived stream with a protocol-defined `body` (what the stream is for); the
+    /// peer's handler accepts it (its answer body is returned) or refuses it
+    /// (`NetError::Remote`). The answer must come within the stream timeout; after that, waits
+    /// are bounded by the protocol's idle timeout.
+    pub async fn open_stream<Out: Serialize, In: DeserializeOwned>(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, FramedStream<Out, In>), NetError> {
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let max = self.limits.max_stream_frame_bytes;
+        let deadline = Duration::from_millis(self.inner.limits.stream_timeout_ms);
+        let work = async {
+            let (mut send, mut recv) = self.conn.open_bi().await?;
+            let open = ClientFrame::Open(StreamOpen { id, body });
+            write_frame_open(&mut send, &open, max).await?;
+            let answer = read_frame::<ServerFrame>(&mut recv, max).await?;
+            self.last_seen.store(now_ms(), Ordering::Relaxed);
+            match answer {
+                ServerFrame::Opened(o) if o.id == id => {
+                    Ok((o.body, FramedStream::new(send, recv, &self.limits)))
+                }
+                ServerFrame::Error(e) => Err(NetError::Remote(e.refusal.code)),
+                _ => Err(NetError::Unexpected),
+            }
+        };
+        tokio::time::timeout(deadline, work)
+            .await
+            .map_err(|_| NetError::Timeout("the stream to be accepted"))?
+    }
+
+    /// The largest request or response frame on this connection: the protocol's limit within
+    /// the transport's.
+    fn request_max(&self) -> u32 {
+        request_max(&self.inner, &self.limits)
+    }
+
     async fn round_trip(&self, frame: ClientFrame) -> Result<ServerFrame, NetError> {
-        let max = self.inner.limits.max_frame_bytes;
+        let max = self.request_max();
         let deadline = Duration::from_millis(self.inner.limits.stream_timeout_ms);
         let work = async {
             let (mut send, mut recv) = self.conn.open_bi().await?;
@@ -157,6 +198,12 @@ pub(crate) async fn serve_streams(peer: Peer, route: Route) {
     }
 }
 
+fn request_max(inner: &Inner, limits: &ProtocolLimits) -> u32 {
+    limits.max_request_bytes.min(inner.limits.max_frame_bytes)
+}
+
+/// Serves one stream the peer opened: a ping or request (answered, one frame each way), or
+/// `Open` (handed to the handler as a long-lived stream).
 async fn serve_stream(
     peer: Peer,
     route: Route,
@@ -164,24 +211,41 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
 ) {
     let inner = &peer.inner;
-    let max = inner.limits.max_frame_bytes;
-    let deadline = Duration::from_millis(inner.limits.stream_timeout_ms);
-    let frame = match tokio::time::timeout(deadline, read_only_frame::<ClientFrame>(&mut recv, max))
-        .await
-    {
+    let max = request_max(inner, &route.limits);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(inner.limits.stream_timeout_ms);
+    let first = tokio::time::timeout_at(deadline, read_frame::<ClientFrame>(&mut recv, max)).await;
+    let frame = match first {
         Err(_) => Err(ErrorCode::Timeout),
         Ok(Err(NetError::Wire(w))) => Err(w.code()),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "request stream failed");
             return;
         }
-        Ok(Ok(f)) => Ok(f),
+        Ok(Ok(ClientFrame::Open(open))) => {
+            peer.last_seen.store(now_ms(), Ordering::Relaxed);
+            return serve_long_lived(&peer, &route, open, send, recv).await;
+        }
+        Ok(Ok(f)) => {
+            // One frame per request stream: it must end right after the frame.
+            match tokio::time::timeout_at(deadline, recv.read(&mut [0u8; 1])).await {
+                Err(_) => Err(ErrorCode::Timeout),
+                Ok(Ok(None)) => Ok(f),
+                Ok(Ok(Some(_))) => Err(WireError::Malformed("bytes after the frame".into()).code()),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "request stream failed");
+                    return;
+                }
+            }
+        }
     };
     peer.last_seen.store(now_ms(), Ordering::Relaxed);
     let reply = match frame {
         Err(code) => ServerFrame::error(0, code),
         Ok(ClientFrame::Ping(p)) => ServerFrame::Pong(crate::wire::Pong { nonce: p.nonce }),
-        Ok(ClientFrame::Hello(_)) => ServerFrame::error(0, ErrorCode::Malformed),
+        Ok(ClientFrame::Hello(_) | ClientFrame::Open(_)) => {
+            ServerFrame::error(0, ErrorCode::Malformed)
+        }
         Ok(ClientFrame::Request(req)) => {
             let id = req.id;
             if !inner.policy.authorize(&peer.ctx.identity, route.permission) {
@@ -202,16 +266,47 @@ async fn serve_stream(
         }
     };
     if let ServerFrame::Error(e) = &reply {
-        tracing::warn!(code = %e.refusal.code, "request refused");
-        inner.emit(EndpointEvent::StreamRefused {
-            id: peer.ctx.connection_id,
-            peer: peer.ctx.identity.clone(),
-            code: e.refusal.code,
-        });
+        refused(&peer, e.refusal.code);
         // Stop reading what the peer may still send (an oversize or stalled frame).
         let _ = recv.stop(code_varint(e.refusal.code));
     }
     if let Err(e) = write_frame(&mut send, &reply, max).await {
         tracing::debug!(error = %e, "could not answer");
     }
+}
+
+fn refused(peer: &Peer, code: ErrorCode) {
+    tracing::warn!(%code, "request refused");
+    peer.inner.emit(EndpointEvent::StreamRefused {
+        id: peer.ctx.connection_id,
+        peer: peer.ctx.identity.clone(),
+        code,
+    });
+}
+
+/// Hands a long-lived stream to the protocol's handler, after the same authorization as a
+/// request.
+async fn serve_long_lived(
+    peer: &Peer,
+    route: &Route,
+    open: StreamOpen,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let incoming = IncomingStream {
+        id: open.id,
+        send,
+        recv,
+        limits: route.limits,
+    };
+    if !peer
+        .inner
+        .policy
+        .authorize(&peer.ctx.identity, route.permission)
+    {
+        refused(peer, ErrorCode::NotAuthorized);
+        return incoming.refuse(ErrorCode::NotAuthorized).await;
+    }
+    tracing::debug!(stream = open.id, "long-lived stream opened");
+    route.handler.stream(&peer.ctx, open, incoming).await;
 }

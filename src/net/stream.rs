@@ -20,22 +20,11 @@ pub(crate) async fn read_frame<T: DeserializeOwned>(
     Ok(codec::decode(&payload)?)
 }
 
-/// Reads the one frame a request stream carries, then its end: bytes after the frame are
-/// `malformed` (one frame per stream), and the frame is used only once the sender finished.
-pub(crate) async fn read_only_frame<T: DeserializeOwned>(
+/// Fills `buf` from the stream; the stream ending first is a truncated frame.
+pub(crate) async fn read_exact(
     recv: &mut quinn::RecvStream,
-    max: u32,
-) -> Result<T, NetError> {
-    let frame = read_frame(recv, max).await?;
-    match recv.read(&mut [0u8; 1]).await? {
-        None => Ok(frame),
-        Some(_) => Err(NetError::Wire(WireError::Malformed(
-            "bytes after the frame (one frame per stream)".into(),
-        ))),
-    }
-}
-
-async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), NetError> {
+    buf: &mut [u8],
+) -> Result<(), NetError> {
     match recv.read_exact(buf).await {
         Ok(()) => Ok(()),
         Err(quinn::ReadExactError::FinishedEarly(n)) => Err(NetError::Wire(WireError::Truncated {
@@ -45,14 +34,24 @@ async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), 
     }
 }
 
-/// Writes one frame and finishes the stream.
-pub(crate) async fn write_frame<T: Serialize>(
+/// Writes one frame and leaves the stream open (the first frame of a long-lived stream).
+pub(crate) async fn write_frame_open<T: Serialize>(
     send: &mut quinn::SendStream,
     msg: &T,
     max: u32,
 ) -> Result<(), NetError> {
     let bytes = codec::encode_framed(msg, max)?;
     send.write_all(&bytes).await?;
+    Ok(())
+}
+
+/// Writes one frame and finishes the stream.
+pub(crate) async fn write_frame<T: Serialize>(
+    send: &mut quinn::SendStream,
+    msg: &T,
+    max: u32,
+) -> Result<(), NetError> {
+    write_frame_open(send, msg, max).await?;
     // Finishing twice or after a reset is harmless here.
     let _ = send.finish();
     Ok(())

@@ -41,9 +41,22 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
 
 /// Encodes a message as a whole frame (length prefix + payload), refusing one over `max`.
 pub fn encode_framed<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    encode_framed_into(msg, max, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_framed`] into a buffer the caller reuses (cleared first), for streams that send
+/// many frames.
+pub fn encode_framed_into<T: Serialize>(
+    msg: &T,
+    max: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     // Encode behind a placeholder prefix, then patch the length in: one buffer, no copy.
-    let mut out = vec![0u8; LEN_PREFIX];
-    bincode::serde::encode_into_std_write(msg, &mut out, config())
+    out.clear();
+    out.extend_from_slice(&[0u8; LEN_PREFIX]);
+    bincode::serde::encode_into_std_write(msg, &mut *out, config())
         .map_err(|e| WireError::Encode(e.to_string()))?;
     let len = out.len() - LEN_PREFIX;
     let max = effective_max(max);
@@ -54,7 +67,7 @@ pub fn encode_framed<T: Serialize>(msg: &T, max: u32) -> Result<Vec<u8>, WireErr
         });
     }
     out[..LEN_PREFIX].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes exactly one whole frame from `buf` (nothing may follow it).

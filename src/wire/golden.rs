@@ -148,6 +148,24 @@ fn error_frame() {
 }
 
 #[test]
+fn stream_open_and_opened() {
+    check_client(
+        ClientFrame::Open(StreamOpen {
+            id: 1,
+            body: vec![1, 2],
+        }),
+        "00000016 03000000 0100000000000000 0200000000000000 0102",
+    );
+    check_server(
+        ServerFrame::Opened(StreamOpened {
+            id: 1,
+            body: vec![],
+        }),
+        "00000014 05000000 0100000000000000 0000000000000000",
+    );
+}
+
+#[test]
 fn error_codes_are_stable() {
     let codes: Vec<(u16, &str)> = ErrorCode::ALL
         .iter()

@@ -1,6 +1,8 @@
-//! Frames on streams. Each bidirectional stream carries exactly one client frame and one server
-//! frame: the first stream of a connection carries `Hello` and its answer, every later stream one
-//! request (or ping) and its answer.
+//! Frames on streams. A request stream carries exactly one client frame and one server frame:
+//! the first stream of a connection carries `Hello` and its answer, every later stream one
+//! request (or ping) and its answer. A long-lived stream starts with `Open` and its `Opened`
+//! answer; after that it carries the protocol's own frames, many each way, until either side
+//! finishes.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +52,29 @@ pub struct ErrorFrame {
     pub refusal: Refusal,
 }
 
-/// Everything the connecting side (client) sends. Variant indexes are stable: append only.
+/// Opens a long-lived stream: the protocol's own description of what the stream is for (for
+/// example "replicate from position N" or "send the snapshot"), encoded by that protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOpen {
+    /// The opener's id for this stream, echoed in the answer.
+    pub id: u64,
+    /// The protocol message.
+    #[serde(with = "super::bytes")]
+    pub body: Vec<u8>,
+}
+
+/// The acceptance of a [`StreamOpen`]; frames of the protocol follow on the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOpened {
+    /// The id of the `StreamOpen` answered.
+    pub id: u64,
+    /// The protocol's answer (may be empty).
+    #[serde(with = "super::bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Everything the side that opens a stream sends first (the client of the connection for
+/// `Hello`; either side for the others). Variant indexes are stable: append only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
     /// Index 0: the first frame of a connection.
@@ -59,9 +83,11 @@ pub enum ClientFrame {
     Ping(Ping),
     /// Index 2: a request of the negotiated protocol.
     Request(Request),
+    /// Index 3: opens a long-lived stream (either side of a connection may send it).
+    Open(StreamOpen),
 }
 
-/// Everything the accepting side (server) sends. Variant indexes are stable: append only.
+/// Everything the side that accepts a stream answers. Variant indexes are stable: append only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerFrame {
     /// Index 0: the `Hello` was accepted.
@@ -74,6 +100,8 @@ pub enum ServerFrame {
     Response(Response),
     /// Index 4: the request on this stream failed.
     Error(ErrorFrame),
+    /// Index 5: a long-lived stream was accepted.
+    Opened(StreamOpened),
 }
 
 impl ServerFrame {

@@ -25,7 +25,9 @@ pub mod message;
 pub use error::{ErrorCode, WireError};
 pub use frame::{decode_frame, encode_frame, read_len_prefix, FRAME_CEILING, LEN_PREFIX};
 pub use hello::{Hello, HelloAck, Refusal, Role, HELLO_MAX_BYTES};
-pub use message::{ClientFrame, ErrorFrame, Ping, Pong, Request, Response, ServerFrame};
+pub use message::{
+    ClientFrame, ErrorFrame, Ping, Pong, Request, Response, ServerFrame, StreamOpen, StreamOpened,
+};
 
 #[cfg(test)]
 mod golden;

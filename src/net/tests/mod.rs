@@ -13,6 +13,7 @@ use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
 use crate::wire::{codec, ClientFrame, ErrorCode, Hello, Role, ServerFrame};
 
 mod limits;
+mod streams;
 
 const FED: &str = "eu";
 

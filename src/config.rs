@@ -185,6 +185,10 @@ pub struct StoreSection {
     pub group_commit_max: usize,
     /// Depth of the queue in front of the writer; writers wait when it is full.
     pub write_queue: usize,
+    /// Bytes the queued and in-flight writes may hold together; writers wait beyond it.
+    pub write_queue_bytes: usize,
+    /// Most bytes of requests committed together in one transaction.
+    pub group_commit_max_bytes: usize,
     /// Read connections kept open.
     pub read_connections: usize,
     /// `full` (fsync every commit: acknowledged means durable) or `normal`.
@@ -206,6 +210,8 @@ impl Default for StoreSection {
         Self {
             group_commit_max: 1024,
             write_queue: 4096,
+            write_queue_bytes: 64 * 1024 * 1024,
+            group_commit_max_bytes: 16 * 1024 * 1024,
             read_connections: 4,
             synchronous: Synchronous::Full,
         }
@@ -226,10 +232,28 @@ pub struct LimitsSection {
     pub max_timers_per_ticket: usize,
 }
 
+/// Worst-case growth of a note's text when it is JSON-escaped in its event's body: a control
+/// character becomes `\u00XX`, six bytes for one.
+pub const JSON_ESCAPE_FACTOR: usize = 6;
+
+/// Room in a frame for everything of a note's event but its text: the frame header, the
+/// shipping envelope (position, ids, site and node names, epoch, times, actor, kind) and the
+/// rest of the JSON body. Generous: names are at most 63 bytes and the body adds about 150.
+pub const NOTE_EVENT_OVERHEAD_BYTES: usize = 16 * 1024;
+
+impl LimitsSection {
+    /// The largest frame a note the node accepts can need, as a shipped event.
+    pub fn largest_note_event_bytes(&self) -> usize {
+        self.max_note_bytes
+            .saturating_mul(JSON_ESCAPE_FACTOR)
+            .saturating_add(NOTE_EVENT_OVERHEAD_BYTES)
+    }
+}
+
 impl Default for LimitsSection {
     fn default() -> Self {
         Self {
-            max_note_bytes: 16 * 1024 * 1024,
+            max_note_bytes: 2 * 1024 * 1024,
             max_subject_bytes: 1024,
             max_field_bytes: 64 * 1024,
             max_timers_per_ticket: 100,
@@ -340,7 +364,43 @@ impl Config {
                 return Err(ConfigError::Invalid(message.into()));
             }
         }
+        self.validate_byte_budgets()?;
         self.web.validate()
+    }
+
+    /// Any note the node accepts must fit in one frame once it is an event (JSON-escaped, in
+    /// its envelope), and in the writer's queue: otherwise a maximal note is accepted, then
+    /// can never be shipped to the standby or a partner, or waits forever for room.
+    fn validate_byte_budgets(&self) -> Result<(), ConfigError> {
+        let (max_note, frame) = (
+            self.limits.max_note_bytes,
+            crate::wire::frame::effective_max(self.transport.max_frame_bytes) as usize,
+        );
+        if self.limits.largest_note_event_bytes() > frame {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_note_bytes ({max_note}) does not fit in transport.max_frame_bytes \
+                 ({frame}): a note's event, JSON-escaped (up to {JSON_ESCAPE_FACTOR} bytes per \
+                 byte) in its envelope ({NOTE_EVENT_OVERHEAD_BYTES} bytes), must fit in one \
+                 frame; set max_note_bytes to at most {} or raise max_frame_bytes",
+                frame.saturating_sub(NOTE_EVENT_OVERHEAD_BYTES) / JSON_ESCAPE_FACTOR
+            )));
+        }
+        let s = &self.store;
+        let largest_request = max_note + 64 * 1024;
+        if s.write_queue_bytes < largest_request || s.write_queue_bytes > u32::MAX as usize {
+            return Err(ConfigError::Invalid(format!(
+                "store.write_queue_bytes ({}) must be at least limits.max_note_bytes + 64 KiB \
+                 ({largest_request}), so the largest note fits, and at most {}",
+                s.write_queue_bytes,
+                u32::MAX
+            )));
+        }
+        if s.group_commit_max_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "store.group_commit_max_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Serializes to TOML (used by `ttx init`).
@@ -390,6 +450,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn a_note_the_node_accepts_fits_in_one_frame() {
+        // The old defaults (16 MiB notes, 16 MiB frames) accepted notes that could never ship.
+        let mut c = Config::new("noc-a", "primary");
+        c.limits.max_note_bytes = c.transport.max_frame_bytes as usize;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("does not fit in transport.max_frame_bytes"),
+            "{e}"
+        );
+        assert!(e.contains("at most 2793472"), "{e}");
+        // The defaults hold: the worst note (every byte a control character) as its event's
+        // JSON body is within the frame with the envelope's room to spare.
+        let c = Config::new("noc-a", "primary");
+        c.validate().unwrap();
+        let text = "\u{1}".repeat(c.limits.max_note_bytes);
+        let body = serde_json::to_vec(&crate::model::event::EventKind::NoteAdded {
+            note_id: uuid::Uuid::nil(),
+            text,
+            shared: false,
+            happened_at: Some(i64::MAX),
+        })
+        .unwrap();
+        assert!(body.len() + 1024 <= c.limits.largest_note_event_bytes());
+        assert!(c.limits.largest_note_event_bytes() <= c.transport.max_frame_bytes as usize);
+    }
+
+    #[test]
+    fn the_write_queue_holds_the_largest_note() {
+        let mut c = Config::new("noc-a", "primary");
+        c.store.write_queue_bytes = c.limits.max_note_bytes;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("store.write_queue_bytes"), "{e}");
+        c.store.write_queue_bytes = 64 * 1024 * 1024;
+        c.store.group_commit_max_bytes = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("group_commit_max_bytes"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,12 @@ fn refused_commands_leave_the_store_intact() {
 #[test]
 fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
     let mut node = TestNode::init("noc-a");
+    // A 10 MiB note needs frames of up to 60 MiB once JSON-escaped (the default 2 MiB notes
+    // fit the default 16 MiB frames).
+    node.configure(|c| {
+        c.limits.max_note_bytes = 10 * 1024 * 1024;
+        c.transport.max_frame_bytes = 64 * 1024 * 1024;
+    });
     node.start();
     node.cli(&["new", "paste"]).ok();
     let big: Vec<u8> = "traceroute to 192.0.2.1, 30 hops max\n"
@@ -80,7 +86,7 @@ fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
     // Past the body limit the API refuses before reading it all.
     node.stop();
     node.configure(|c| {
-        c.limits.max_note_bytes = 16 * 1024 * 1024;
+        c.limits.max_note_bytes = 10 * 1024 * 1024;
         c.api.max_body_bytes = 1024 * 1024;
     });
     node.start();

@@ -173,13 +173,17 @@ impl WriterState {
         self.stats
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let bytes: usize = batch.iter().map(|p| p.reserved.bytes).sum();
+        self.stats
+            .max_batch_bytes
+            .fetch_max(bytes as u64, Ordering::Relaxed);
         if let Err(e) = &committed {
             tracing::error!(error = %e, "group commit failed; {} writes refused", batch.len());
             if !self.conn.is_autocommit() {
                 // The transaction is still open after its rollback failed: whatever the
                 // connection did next could make the refused writes durable. Stop.
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Closed));
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(StoreError::Closed));
                 }
                 return Err(Fatal(format!(
                     "a failed batch could not be rolled back ({e}): this writer cannot continue"
@@ -206,14 +210,14 @@ impl WriterState {
                 self.peers_changed.notify_one();
             }
         }
-        for ((_, reply), result) in batch.drain(..).zip(results) {
+        for (p, result) in batch.drain(..).zip(results) {
             let answer = match &committed {
                 Ok(()) => result,
                 Err(e) => Err(StoreError::Schema(format!(
                     "the write was not committed: {e}"
                 ))),
             };
-            let _ = reply.send(answer);
+            let _ = p.reply.send(answer);
         }
         Ok(())
     }
@@ -251,7 +255,7 @@ impl WriterState {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counters = (self.next_seq, self.next_number);
-        for (req, _) in batch {
+        for Pending { req, .. } in batch {
             let before = counters;
             let handle = |conn: &Connection, counters: &mut (u64, i64)| {
                 let mut job = InBatch {

@@ -7,10 +7,12 @@
 //! acknowledged write is a durable write, and many writers share one fsync (group commit).
 //!
 //! - this file: the requests, their answers and the [`Writer`] handle;
+//! - [`budget`]: the byte budgets of the queue and of a batch;
 //! - [`queue`]: the thread's loop, taking jobs off the queue into a batch;
 //! - [`commit`]: the batch's transaction, its commit, and what is published after it;
 //! - [`request`]: what one request decides, stamps and applies inside the transaction.
 
+pub mod budget;
 mod commit;
 mod queue;
 mod request;
@@ -31,8 +33,9 @@ use crate::model::command::{Command, CreateTicket};
 use crate::model::event::{Event, Role};
 use crate::model::lifecycle::Status;
 use crate::model::ticket::LinkKind;
+use budget::ByteBudget;
 use commit::WriterState;
-use queue::Job;
+use queue::{Job, Pending};
 
 pub use request::ticket_by_number;
 
@@ -160,12 +163,15 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
+    /// The most bytes (as the budgets count them) any one batch held.
+    pub max_batch_bytes: AtomicU64,
 }
 
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    budget: ByteBudget,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// Notified when a timer is set, so the alarm clock re-reads the next due time.
     pub timers_changed: Arc<Notify>,
@@ -205,6 +211,7 @@ impl Writer {
         limits: LimitsSection,
     ) -> Result<Writer, StoreError> {
         let (queue, rx) = mpsc::channel(cfg.write_queue);
+        let budget = ByteBudget::new(cfg.write_queue_bytes);
         let timers_changed = Arc::new(Notify::new());
         let operators_generation = Arc::new(AtomicU64::new(0));
         let peers_changed = Arc::new(Notify::new());
@@ -227,6 +234,7 @@ impl Writer {
             .map_err(|e| StoreError::Schema(format!("cannot start the writer thread: {e}")))?;
         Ok(Writer {
             queue,
+            budget,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
             timers_changed,
             operators_generation,
@@ -239,21 +247,31 @@ impl Writer {
         })
     }
 
-    /// Sends a write and waits for its durable answer.
+    /// Sends a write and waits for its durable answer. Waits first for room in the queue's
+    /// byte budget, then for a place in the queue.
     pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send(Job::Write(Box::new(req), tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let reserved = self.budget.reserve(budget::request_bytes(&req)).await?;
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Write(Pending {
+            req: Box::new(req),
+            reply,
+            reserved,
+        });
+        self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Sends a write and waits for its durable answer, blocking the calling thread.
     pub fn write_blocking(&self, req: WriteRequest) -> Result<WriteOutcome, StoreError> {
-        let (tx, rx) = oneshot::channel();
+        let reserved = self.budget.reserve_blocking(budget::request_bytes(&req))?;
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Write(Pending {
+            req: Box::new(req),
+            reply,
+            reserved,
+        });
         self.queue
-            .blocking_send(Job::Write(Box::new(req), tx))
+            .blocking_send(job)
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }

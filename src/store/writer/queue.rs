@@ -5,21 +5,21 @@ use std::panic::AssertUnwindSafe;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::budget::Reserved;
 use super::commit::{Fatal, WriterState};
 use super::{WriteOutcome, WriteRequest};
 use crate::store::StoreError;
 
-/// A queued write and where its answer goes.
-pub(super) type Pending = (
-    Box<WriteRequest>,
-    oneshot::Sender<Result<WriteOutcome, StoreError>>,
-);
+/// A queued write, where its answer goes, and the bytes it holds of the queue's budget
+/// (given back when it is dropped, after the answer).
+pub(super) struct Pending {
+    pub(super) req: Box<WriteRequest>,
+    pub(super) reply: oneshot::Sender<Result<WriteOutcome, StoreError>>,
+    pub(super) reserved: Reserved,
+}
 
 pub(super) enum Job {
-    Write(
-        Box<WriteRequest>,
-        oneshot::Sender<Result<WriteOutcome, StoreError>>,
-    ),
+    Write(Pending),
     Shutdown,
 }
 
@@ -46,29 +46,52 @@ impl WriterState {
         );
         rx.close();
         while let Ok(job) = rx.try_recv() {
-            if let Job::Write(_, reply) = job {
-                let _ = reply.send(Err(StoreError::Closed));
+            if let Job::Write(p) = job {
+                let _ = p.reply.send(Err(StoreError::Closed));
             }
         }
         failed.send_replace(Some(reason));
     }
 
     /// Takes jobs into batches and commits them until shutdown or a fatal failure.
+    ///
+    /// A batch takes the first job, then whatever else is already queued, up to
+    /// `group_commit_max` requests and `group_commit_max_bytes` bytes (a request that would
+    /// cross the byte bound waits for the next batch; a batch always takes at least one).
     fn serve(&mut self, rx: &mut mpsc::Receiver<Job>) -> Result<(), Fatal> {
-        let mut batch = Vec::with_capacity(self.cfg.group_commit_max);
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.group_commit_max);
+        let mut carried: Option<Pending> = None;
+        let mut stop = false;
         loop {
-            let Some(first) = rx.blocking_recv() else {
-                return Ok(());
+            let first = match carried.take() {
+                Some(p) => Job::Write(p),
+                None if stop => break,
+                None => match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => return Ok(()),
+                },
             };
-            let mut stop = false;
-            for job in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                match job {
-                    Job::Write(req, reply) => batch.push((req, reply)),
+            let mut bytes = 0;
+            for job in std::iter::once(first).chain(std::iter::from_fn(|| {
+                if stop {
+                    None
+                } else {
+                    rx.try_recv().ok()
+                }
+            })) {
+                let p = match job {
+                    Job::Write(p) => p,
                     Job::Shutdown => {
                         stop = true;
                         break;
                     }
+                };
+                if !batch.is_empty() && bytes + p.reserved.bytes > self.cfg.group_commit_max_bytes {
+                    carried = Some(p);
+                    break;
                 }
+                bytes += p.reserved.bytes;
+                batch.push(p);
                 if batch.len() >= self.cfg.group_commit_max {
                     break;
                 }
@@ -76,15 +99,15 @@ impl WriterState {
             if !batch.is_empty() {
                 self.commit_batch(&mut batch)?;
             }
-            if stop {
-                rx.close();
-                // Answer anything that raced in behind the shutdown.
-                while let Ok(Job::Write(_, reply)) = rx.try_recv() {
-                    let _ = reply.send(Err(StoreError::Closed));
-                }
-                return Ok(());
+        }
+        rx.close();
+        // Answer anything that raced in behind the shutdown.
+        while let Ok(job) = rx.try_recv() {
+            if let Job::Write(p) = job {
+                let _ = p.reply.send(Err(StoreError::Closed));
             }
         }
+        Ok(())
     }
 }
 

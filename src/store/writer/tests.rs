@@ -149,3 +149,41 @@ fn timers_never_fire_on_closed_or_cancelled_tickets() {
         assert!(timer.cancelled_at.is_some(), "{timer:?}");
     }
 }
+
+#[test]
+fn batches_and_the_queue_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::config::StoreSection {
+        write_queue_bytes: 3 * 1024 * 1024,
+        group_commit_max_bytes: 1024 * 1024,
+        ..Default::default()
+    };
+    let store = Store::open(
+        &dir.path().join("ttx.db"),
+        crate::store::NodeStamp {
+            site: "noc-a".into(),
+            node: "primary".into(),
+        },
+        &cfg,
+        &crate::config::LimitsSection::default(),
+    )
+    .unwrap();
+    let t = create(&store, "core1 bgp flap");
+    let text = "show log | include BGP\n".repeat(12_000); // about 280 KiB
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..4 {
+                    store
+                        .writer
+                        .write_blocking(req(note(t.number, &text)))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(note_texts(&store, t.number).len(), 1 + 32);
+    let max = store.writer.stats.max_batch_bytes.load(Ordering::Relaxed);
+    assert!(max <= 1024 * 1024, "a batch held {max} bytes");
+    assert!(max >= text.len() as u64, "{max}");
+}

@@ -142,7 +142,9 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// Parses a ticket number from the path.
 pub fn ticket_number(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let parsed = digits.then(|| raw.parse::<i64>().ok()).flatten();
+    parsed.filter(|n| *n > 0).ok_or_else(|| {
         ApiError::Invalid(format!(
             "invalid ticket number {raw:?}: use a positive number such as 42"
         ))

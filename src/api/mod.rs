@@ -73,7 +73,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{number}/set", post(tickets::set))
         .route("/v1/tickets/{number}/take", post(tickets::take))
         .route("/v1/tickets/{number}/links", post(tickets::link))
-        .route("/v1/tickets/{number}/timers", post(tickets::timer))
+        .route(
+            "/v1/tickets/{number}/timers",
+            get(tickets::timers).post(tickets::timer),
+        )
+        .route(
+            "/v1/tickets/{number}/timers/{which}/{action}",
+            post(tickets::timer_action),
+        )
         .route("/v1/tickets/{number}/resolve", post(tickets::resolve))
         .route("/v1/tickets/{number}/close", post(tickets::close))
         .route("/v1/tickets/{number}/reopen", post(tickets::reopen))

@@ -12,6 +12,7 @@ use super::AppState;
 use crate::model::clock;
 use crate::model::command::{Command, CreateTicket};
 use crate::model::ticket::LinkKind;
+use crate::model::timer::TimerAction;
 use crate::store::query::{self, Chart, ListFilter, SearchHit, TicketRow, Timer};
 use crate::store::writer::TicketAck;
 use crate::store::{Idempotency, WriteOp, WriteOutcome, WriteRequest};
@@ -164,15 +165,26 @@ pub async fn set(
     command(&state, &caller, idem, &number, cmd).await
 }
 
+/// Body of `POST /v1/tickets/{n}/take` (may be empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TakeBody {
+    /// Take it even though another operator owns it (RT's Steal).
+    #[serde(default)]
+    pub steal: bool,
+}
+
 /// `POST /v1/tickets/{n}/take`: become the owner.
 pub async fn take(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(number): Path<String>,
     headers: HeaderMap,
+    ApiJson(body): ApiJson<TakeBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
-    let idem = idempotency(&headers, &("take", &number))?;
-    command(&state, &caller, idem, &number, Command::Take).await
+    let cmd = Command::Take { steal: body.steal };
+    let idem = idempotency(&headers, &("take", &number, &cmd))?;
+    command(&state, &caller, idem, &number, cmd).await
 }
 
 /// Body of `POST /v1/tickets/{n}/links`.
@@ -226,25 +238,92 @@ pub async fn timer(
     ApiJson(body): ApiJson<TimerBody>,
 ) -> Result<Json<TicketAck>, ApiError> {
     let idem = idempotency(&headers, &("timer", &number, &body))?;
-    let now = clock::now();
-    let due_at = match (&body.after, &body.at) {
-        (Some(d), None) => {
-            now + clock::parse_duration(d).map_err(|e| ApiError::Invalid(e.to_string()))?
-        }
-        (None, Some(t)) => {
-            clock::parse_time(t, now).map_err(|e| ApiError::Invalid(e.to_string()))?
-        }
-        _ => {
-            return Err(ApiError::Invalid(
-                "give exactly one of `in` (e.g. 2h) and `at` (a time)".into(),
-            ))
-        }
-    };
     let cmd = Command::Timer {
-        due_at,
+        due_at: due_time(body.after.as_deref(), body.at.as_deref())?,
         text: body.text,
     };
     command(&state, &caller, idem, &number, cmd).await
+}
+
+/// When a timer goes off: exactly one of `in` (a duration from now) and `at` (a time).
+fn due_time(after: Option<&str>, at: Option<&str>) -> Result<clock::Millis, ApiError> {
+    let now = clock::now();
+    match (after, at) {
+        (Some(d), None) => {
+            let d = clock::parse_duration(d).map_err(|e| ApiError::Invalid(e.to_string()))?;
+            now.checked_add(d)
+                .ok_or_else(|| ApiError::Invalid(format!("duration {d} ms is too long")))
+        }
+        (None, Some(t)) => clock::parse_time(t, now).map_err(|e| ApiError::Invalid(e.to_string())),
+        _ => Err(ApiError::Invalid(
+            "give exactly one of `in` (e.g. 2h) and `at` (a time)".into(),
+        )),
+    }
+}
+
+/// `GET /v1/tickets/{n}/timers`: the ticket's timers in the order they were set, each with
+/// its number on the ticket (what cancel, snooze and ack take) and its state.
+pub async fn timers(
+    State(state): State<AppState>,
+    Path(number): Path<String>,
+) -> Result<Json<Vec<Timer>>, ApiError> {
+    let number = ticket_number(&number)?;
+    let chart = state
+        .store
+        .reader
+        .read(move |c| query::chart(c, number))
+        .await?;
+    Ok(Json(chart.timers))
+}
+
+/// Body of `POST /v1/tickets/{n}/timers/{k}/snooze`: exactly one of `in` and `at`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeBody {
+    /// A duration from now (`30m`).
+    #[serde(rename = "in")]
+    pub after: Option<String>,
+    /// A time.
+    pub at: Option<String>,
+}
+
+/// `POST /v1/tickets/{n}/timers/{k}/{cancel|snooze|ack}`: manage one timer; `k` is its
+/// number on the ticket or its id.
+pub async fn timer_action(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((number, which, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<Json<TicketAck>, ApiError> {
+    let idem = idempotency(&headers, &("timer-action", &number, &which, &action, &body))?;
+    let number = ticket_number(&number)?;
+    let empty = body.as_object().is_some_and(|o| o.is_empty());
+    let action = match action.as_str() {
+        "cancel" | "ack" if !empty => {
+            return Err(ApiError::Invalid(format!("{action} takes no body")))
+        }
+        "cancel" => TimerAction::Cancel,
+        "ack" => TimerAction::Acknowledge,
+        "snooze" => {
+            let b: SnoozeBody = serde_json::from_value(body)
+                .map_err(|e| ApiError::Invalid(format!("invalid JSON body: {e}")))?;
+            TimerAction::Snooze {
+                due_at: due_time(b.after.as_deref(), b.at.as_deref())?,
+            }
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no timer action {other:?}: use cancel, snooze or ack"
+            )))
+        }
+    };
+    let op = WriteOp::Timer {
+        number,
+        which,
+        action,
+    };
+    Ok(Json(write_ticket(&state, &caller, idem, op).await?))
 }
 
 /// Body of `POST /v1/tickets/{n}/resolve`.
@@ -363,11 +442,46 @@ pub struct ListQuery {
     /// Only the caller's tickets.
     #[serde(default)]
     pub mine: bool,
-    /// Most rows.
+    /// Priority 1-4.
+    pub priority: Option<u8>,
+    /// Severity 1-4.
+    pub severity: Option<u8>,
+    /// Ticket type.
+    #[serde(rename = "type")]
+    pub ticket_type: Option<String>,
+    /// Network.
+    pub network: Option<String>,
+    /// One of the affected nodes.
+    pub node: Option<String>,
+    /// Circuit id.
+    pub circuit: Option<String>,
+    /// A custom field's value, `NAME=VALUE`.
+    pub cf: Option<String>,
+    /// Opened at or after this time (RFC 3339 or `-2h`).
+    pub created_since: Option<String>,
+    /// Changed at or after this time.
+    pub updated_since: Option<String>,
+    /// `priority` (default), `updated` or `age`.
+    pub sort: Option<String>,
+    /// Most rows (1 to 1000, default 100).
     pub limit: Option<u32>,
 }
 
-/// `GET /v1/tickets`: open work by priority.
+fn level_filter(what: &str, v: Option<u8>) -> Result<Option<u8>, ApiError> {
+    match v {
+        Some(l) if !(1..=4).contains(&l) => {
+            Err(ApiError::Invalid(format!("{what} must be 1 to 4, got {l}")))
+        }
+        v => Ok(v),
+    }
+}
+
+fn since(v: Option<&str>) -> Result<Option<clock::Millis>, ApiError> {
+    v.map(|t| clock::parse_time(t, clock::now()).map_err(|e| ApiError::Invalid(e.to_string())))
+        .transpose()
+}
+
+/// `GET /v1/tickets`: open work by priority (or as `sort` says), filtered.
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -388,10 +502,41 @@ pub async fn list(
         (true, None) => Some(caller.name),
         (false, owner) => owner,
     };
+    if let Some(t) = &q.ticket_type {
+        t.parse::<crate::model::TicketType>()
+            .map_err(ApiError::Invalid)?;
+    }
+    let custom =
+        q.cf.as_deref()
+            .map(|cf| match cf.split_once('=') {
+                Some((name, value)) if !name.trim().is_empty() => {
+                    Ok((name.trim().to_string(), value.to_string()))
+                }
+                _ => Err(ApiError::Invalid(format!(
+                    "cf must be NAME=VALUE, got {cf:?}"
+                ))),
+            })
+            .transpose()?;
     let filter = ListFilter {
         status,
         queue: q.queue,
         owner,
+        priority: level_filter("priority", q.priority)?,
+        severity: level_filter("severity", q.severity)?,
+        ticket_type: q.ticket_type,
+        network: q.network,
+        node: q.node,
+        circuit: q.circuit,
+        custom,
+        created_since: since(q.created_since.as_deref())?,
+        updated_since: since(q.updated_since.as_deref())?,
+        sort: q
+            .sort
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::Invalid)?
+            .unwrap_or_default(),
         limit: q.limit,
     };
     Ok(Json(

@@ -51,8 +51,8 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 8)]
     pub tickets: usize,
     /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Options of `ttx bench cli`.
@@ -62,8 +62,8 @@ pub struct CliArgs {
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
     /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Options of `ttx bench transport`.
@@ -97,8 +97,8 @@ pub struct TransportArgs {
     #[arg(long)]
     pub clients_in_process: bool,
     /// Directory for scratch files (removed afterwards); the system temp dir by default.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Options of the hidden `ttx bench transport-clients`.
@@ -128,8 +128,8 @@ pub struct StoreArgs {
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
     /// Directory for scratch files (removed afterwards); the system temp dir by default.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
     /// Skip the read benchmark.
     #[arg(long)]
     pub skip_reads: bool,
@@ -148,7 +148,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 tickets: a.tickets,
                 iterations: a.iterations,
                 store: a.store,
-                dir: a.dir,
+                dir: a.work_dir,
                 skip_reads: a.skip_reads,
                 skip_writes: a.skip_writes,
                 progress: true,
@@ -165,7 +165,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 limit,
                 sequential: a.sequential,
                 tickets: a.tickets,
-                dir: a.dir,
+                dir: a.work_dir,
             };
             api::run(&opts).context("api benchmark")?
         }
@@ -174,7 +174,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
             let opts = CliBenchOptions {
                 runs: a.runs,
                 exe,
-                dir: a.dir,
+                dir: a.work_dir,
             };
             cli_bench::run(&opts).context("cli benchmark")?
         }
@@ -194,7 +194,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 peers: a.peers,
                 hold_secs: a.hold_secs,
                 clients_exe,
-                dir: a.dir,
+                dir: a.work_dir,
             };
             transport::run(opts).context("transport benchmark")?
         }
@@ -207,7 +207,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
 
 fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
     } else {
         report.write_human(&mut std::io::stdout().lock())?;
     }

@@ -1,7 +1,6 @@
 //! The CLI's connection to a running node: finds its address and token in the data dir and
 //! speaks the local JSON API, mapping HTTP answers to the CLI's exit codes.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,18 +11,17 @@ use super::{Failure, FailureKind};
 use crate::datadir::DataDir;
 use crate::node::RuntimeInfo;
 
-/// `--dir DIR` (or `TTX_DIR`): which node a command talks to.
-#[derive(Debug, Clone, clap::Args)]
-pub struct NodeDir {
-    /// The node's data directory.
-    #[arg(long, env = "TTX_DIR", value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
+/// Which node a command talks to. The options are global (`ttx --dir X status` and
+/// `ttx status --dir X` are the same), so they live on [`super::Global`]; a command that
+/// talks to a node flattens this marker to say so, and [`NodeDir::resolve`] reads the global
+/// choice.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeDir {}
 
 impl NodeDir {
-    /// The directory, or a clear error when none was given.
+    /// The data directory chosen with `--dir` / `TTX_DIR` (or the profile), or a clear error.
     pub fn resolve(&self) -> anyhow::Result<DataDir> {
-        match &self.dir {
+        match super::profile::target()?.dir {
             Some(d) => Ok(DataDir::new(d)),
             None => Err(Failure::new(
                 FailureKind::Invalid,
@@ -31,6 +29,16 @@ impl NodeDir {
             )
             .into()),
         }
+    }
+
+    /// A client of the chosen node (`--api`, `--dir` or the profile).
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Client::to(&super::profile::target()?)
+    }
+
+    /// The data directory, when one was chosen (a node reached by `--api` may have none here).
+    pub fn dir(&self) -> Option<DataDir> {
+        super::profile::target().ok()?.dir.map(DataDir::new)
     }
 }
 
@@ -45,6 +53,32 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// Reads `DIR/run/node.json`, telling a data dir this user cannot read from one where no node
+/// runs: the first needs `--api` and a token file, the second `ttx serve`.
+fn read_runtime_info(dir: &DataDir) -> anyhow::Result<RuntimeInfo> {
+    let root = dir.root().display();
+    match RuntimeInfo::read(dir) {
+        Ok(info) => Ok(info),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(anyhow::anyhow!(
+            "cannot read {root} (permission denied): the data dir belongs to the node's user; \
+             reach the node with --api URL and --token-file FILE (or a profile) instead"
+        )),
+        Err(_) if !dir.root().exists() => Err(Failure::new(
+            FailureKind::NotFound,
+            format!("no data dir {root}: check --dir / TTX_DIR, or create it with `ttx init`"),
+        )
+        .into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+            FailureKind::NotFound,
+            format!(
+                "no node is running on {root} (no run/node.json): start it with `ttx serve {root}`"
+            ),
+        )
+        .into()),
+        Err(e) => Err(anyhow::anyhow!("cannot read {root}/run/node.json: {e}")),
+    }
+}
+
 /// Largest answer the CLI reads (a chart with big pasted updates).
 const MAX_ANSWER_BYTES: u64 = 1 << 30;
 
@@ -56,35 +90,45 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the node serving `dir`, with the token from `TTX_TOKEN` or `DIR/admin.token`.
+    /// Connects to the node serving `dir`, with the token from `TTX_TOKEN`, `--token-file`
+    /// or `DIR/admin.token`.
     pub fn connect(dir: &DataDir) -> anyhow::Result<Client> {
-        let info = RuntimeInfo::read(dir).map_err(|_| {
-            Failure::new(
-                FailureKind::NotFound,
-                format!(
-                    "no node is running on {} (no run/node.json): start it with `ttx serve {}`",
-                    dir.root().display(),
-                    dir.root().display()
-                ),
-            )
-        })?;
-        let token = match std::env::var("TTX_TOKEN") {
-            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-            _ => std::fs::read_to_string(dir.admin_token())
-                .with_context(|| {
-                    format!(
-                        "cannot read the token {} (set TTX_TOKEN to use your own)",
-                        dir.admin_token().display()
-                    )
-                })?
-                .trim()
-                .to_string(),
+        let target = super::profile::Target {
+            dir: Some(dir.root().to_path_buf()),
+            ..super::profile::target()?
         };
+        Self::to(&target)
+    }
+
+    /// Connects to the chosen node: `--api URL` (or `TTX_API`, or the profile's), else the
+    /// address the node recorded in `DIR/run/node.json`.
+    pub fn to(target: &super::profile::Target) -> anyhow::Result<Client> {
+        let base = match (&target.api, &target.dir) {
+            (Some(url), _) => super::profile::check_url(url)?,
+            (None, Some(dir)) => {
+                let info = read_runtime_info(&DataDir::new(dir))?;
+                format!("http://{}", info.api_addr)
+            }
+            (None, None) => {
+                return Err(Failure::new(
+                    FailureKind::Invalid,
+                    "no node chosen: give --dir DIR or --api URL (or set TTX_DIR / TTX_API), \
+                     or name a profile of ~/.config/ttx/config.toml with --profile",
+                )
+                .into())
+            }
+        };
+        let token = super::profile::token(target)?;
         Ok(Client {
             agent: agent(),
-            base: format!("http://{}", info.api_addr),
+            base,
             token,
         })
+    }
+
+    /// The node's base URL (`http://127.0.0.1:7700`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn finish<T: DeserializeOwned>(
@@ -122,6 +166,7 @@ impl Client {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("the node answered HTTP {status}"));
+        let code = answer["error"]["code"].as_str().map(str::to_string);
         let kind = match status {
             400 | 405 | 413 | 422 => Some(FailureKind::Invalid),
             404 => Some(FailureKind::NotFound),
@@ -130,7 +175,7 @@ impl Client {
             _ => None,
         };
         Err(match kind {
-            Some(kind) => Failure::new(kind, message).into(),
+            Some(kind) => Failure::new(kind, message).with_code(code).into(),
             None => anyhow::anyhow!(message),
         })
     }
@@ -202,8 +247,8 @@ impl Client {
     }
 }
 
-/// Prints a value as JSON (the `--json` answer).
+/// Prints a value as JSON (the `--json` answer): pretty-printed, as every JSON the CLI prints.
 pub fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::client::{print_json, Client, NodeDir};
+use super::client::{print_json, NodeDir};
 use super::{Failure, FailureKind};
 use crate::api::admin::{NewOperator, Status};
 use crate::config::Config;
@@ -17,7 +17,8 @@ use crate::store::query::Operator;
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
     /// The data directory to create.
-    pub dir: PathBuf,
+    #[arg(value_name = "DIR")]
+    pub data_dir: PathBuf,
     /// This site's name (a-z, 0-9, '-').
     #[arg(long)]
     pub site: String,
@@ -28,8 +29,8 @@ pub struct InitArgs {
     #[arg(long, default_value = "default")]
     pub federation: String,
     /// Local API address (port 0: any free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub api: SocketAddr,
+    #[arg(long = "api-addr", value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub api_addr: SocketAddr,
     /// UDP address partners will reach (QUIC).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -37,10 +38,10 @@ pub struct InitArgs {
 
 /// `ttx init DIR --site SITE`: a new data dir with config, store and admin token.
 pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
-    let dir = DataDir::new(&a.dir);
+    let dir = DataDir::new(&a.data_dir);
     let mut config = Config::new(&a.site, &a.node);
     config.node.federation = a.federation;
-    config.api.addr = a.api;
+    config.api.addr = a.api_addr;
     config.transport.listen = a.listen;
     crate::node::init_data_dir(&dir, &config).map_err(|e| match e {
         NodeError::Exists(_) => Failure::new(FailureKind::Refused, e.to_string()).into(),
@@ -49,21 +50,21 @@ pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     })?;
     if json {
         return print_json(&json!({
-            "dir": a.dir, "site": config.node.site, "node": config.node.node,
+            "dir": a.data_dir, "site": config.node.site, "node": config.node.node,
             "federation": config.node.federation, "admin_token_file": dir.admin_token(),
         }));
     }
-    println!(
+    outln!(
         "initialised {} for site {} node {}",
-        a.dir.display(),
+        a.data_dir.display(),
         config.node.site,
         config.node.node
     );
-    println!(
+    outln!(
         "admin token in {} (owner-only)",
         dir.admin_token().display()
     );
-    println!("next: ttx serve {}", a.dir.display());
+    outln!("next: ttx serve {}", a.data_dir.display());
     Ok(())
 }
 
@@ -215,16 +216,19 @@ async fn wait_for_stop_signal(
 
 /// `ttx status`.
 pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
-    let s: Status = Client::connect(&node.resolve()?)?.get("/v1/status", &[])?;
+    let s: Status = node.client()?.get("/v1/status", &[])?;
     if json {
         return print_json(&s);
     }
     let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-    println!(
+    outln!(
         "site {}  node {}  federation {}  ttx {}",
-        s.site, s.node, s.federation, s.version
+        s.site,
+        s.node,
+        s.federation,
+        s.version
     );
-    println!(
+    outln!(
         "api {}  listen {}  web {}  pid {}  up {}s",
         addr(s.api_addr),
         addr(s.listen_addr),
@@ -232,12 +236,14 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
         s.pid,
         s.uptime_secs
     );
-    println!(
+    outln!(
         "tickets {} ({} open)  events {}",
-        s.tickets, s.open_tickets, s.events
+        s.tickets,
+        s.open_tickets,
+        s.events
     );
     if let Some(t) = &s.transport {
-        println!(
+        outln!(
             "identity {}  certificate {} days left{}  peers connected {}",
             t.identity,
             t.cert_days_left,
@@ -314,22 +320,22 @@ fn read_password(name: &str) -> anyhow::Result<String> {
 pub fn operator(cmd: OperatorCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
         OperatorCommand::Add { name, role, node } => {
-            let r: NewOperator = Client::connect(&node.resolve()?)?
+            let r: NewOperator = node
+                .client()?
                 .post("/v1/operators", &json!({"name": name, "role": role}))?;
             if json {
                 return print_json(&r);
             }
-            println!("operator {} ({})", r.name, r.role.as_str());
-            println!("{}", r.token);
+            outln!("operator {} ({})", r.name, r.role.as_str());
+            outln!("{}", r.token);
         }
         OperatorCommand::List { node } => {
-            let ops: Vec<Operator> =
-                Client::connect(&node.resolve()?)?.get("/v1/operators", &[])?;
+            let ops: Vec<Operator> = node.client()?.get("/v1/operators", &[])?;
             if json {
                 return print_json(&ops);
             }
             for o in ops {
-                println!(
+                outln!(
                     "{:<24} {:<8} since {}",
                     o.name,
                     o.role.as_str(),
@@ -339,7 +345,7 @@ pub fn operator(cmd: OperatorCommand, json: bool) -> anyhow::Result<()> {
         }
         OperatorCommand::Passwd { name, node } => {
             let password = read_password(&name)?;
-            let _: serde_json::Value = Client::connect(&node.resolve()?)?.post(
+            let _: serde_json::Value = node.client()?.post(
                 &format!("/v1/operators/{name}/password"),
                 &json!({ "password": password }),
             )?;
@@ -349,11 +355,11 @@ pub fn operator(cmd: OperatorCommand, json: bool) -> anyhow::Result<()> {
             println!("password set for operator {name}");
         }
         OperatorCommand::Remove { name, node } => {
-            Client::connect(&node.resolve()?)?.delete(&format!("/v1/operators/{name}"))?;
+            node.client()?.delete(&format!("/v1/operators/{name}"))?;
             if json {
                 return print_json(&json!({"removed": name}));
             }
-            println!("operator {name} removed");
+            outln!("operator {name} removed");
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::client::{print_json, Client, NodeDir};
+use super::client::{print_json, NodeDir};
 use crate::federation::{PeerStatus, PingAnswer, ReloadAnswer};
 
 /// `ttx peer ...`.
@@ -72,42 +72,7 @@ pub enum PeerCommand {
 }
 
 fn print_peers(peers: &[PeerStatus]) {
-    if peers.is_empty() {
-        println!("no peers");
-        return;
-    }
-    println!(
-        "{:<16} {:<9} {:<10} {:<16} {:>8} {:>9} {:>9}  ADDRESSES",
-        "SITE", "STATE", "LINK", "VERSION", "RTT ms", "SEEN ago", "CERT days"
-    );
-    for p in peers {
-        let link = if p.connected { "connected" } else { "-" };
-        let days = p
-            .cert_days_left
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<16} {:<9} {:<10} {:<16} {:>8} {:>9}  {}{}",
-            p.site,
-            p.state.as_str(),
-            link,
-            p.version.as_deref().unwrap_or("-"),
-            p.rtt_ms
-                .map(|r| format!("{r:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            days,
-            p.addrs.join(","),
-            p.warning
-                .as_ref()
-                .map(|w| format!("  WARNING: certificate {w}"))
-                .unwrap_or_default(),
-        );
-        if let Some(spki) = &p.seen_spki {
-            if p.state == crate::model::peer::PeerState::Pending {
-                println!("{:<16} key {spki}", "");
-            }
-        }
-    }
+    out!("{}", super::render::peers(peers, &super::times()));
 }
 
 /// Runs a peer command.
@@ -121,12 +86,11 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
             node,
         } => {
             let body = json!({"site": site, "addrs": addr, "pins": pin, "allow": allow});
-            let r: serde_json::Value =
-                Client::connect(&node.resolve()?)?.post("/v1/peers", &body)?;
+            let r: serde_json::Value = node.client()?.post("/v1/peers", &body)?;
             if json {
                 return print_json(&r);
             }
-            println!(
+            outln!(
                 "peer {site} {}",
                 if r["changed"] == true {
                     "registered"
@@ -138,23 +102,27 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
         PeerCommand::List { node } => list(&node, "/v1/peers", json)?,
         PeerCommand::Pending { node } => list(&node, "/v1/peers/pending", json)?,
         PeerCommand::Remove { site, node } => {
-            Client::connect(&node.resolve()?)?.delete(&format!("/v1/peers/{site}"))?;
+            node.client()?.delete(&format!("/v1/peers/{site}"))?;
             if json {
                 return print_json(&json!({"removed": site}));
             }
-            println!("peer {site} removed");
+            outln!("peer {site} removed");
         }
         PeerCommand::Accept { site, node } => decide(&node, &site, "accept", json)?,
         PeerCommand::Deny { site, node } => decide(&node, &site, "deny", json)?,
         PeerCommand::Ping { site, node } => {
-            let r: PingAnswer = Client::connect(&node.resolve()?)?
+            let r: PingAnswer = node
+                .client()?
                 .post(&format!("/v1/peers/{site}/ping"), &json!({}))?;
             if json {
                 return print_json(&r);
             }
-            println!(
+            outln!(
                 "{} via {}: {} in {:.3} ms",
-                r.identity, r.addr, r.version, r.latency_ms
+                r.identity,
+                r.addr,
+                r.version,
+                r.latency_ms
             );
         }
     }
@@ -162,7 +130,7 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
 }
 
 fn list(node: &NodeDir, path: &str, json: bool) -> anyhow::Result<()> {
-    let peers: Vec<PeerStatus> = Client::connect(&node.resolve()?)?.get(path, &[])?;
+    let peers: Vec<PeerStatus> = node.client()?.get(path, &[])?;
     if json {
         return print_json(&peers);
     }
@@ -171,12 +139,13 @@ fn list(node: &NodeDir, path: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn decide(node: &NodeDir, site: &str, action: &str, json: bool) -> anyhow::Result<()> {
-    let r: serde_json::Value = Client::connect(&node.resolve()?)?
+    let r: serde_json::Value = node
+        .client()?
         .post(&format!("/v1/peers/{site}/{action}"), &json!({}))?;
     if json {
         return print_json(&r);
     }
-    println!(
+    outln!(
         "peer {site}: {}",
         if action == "deny" {
             "denied"
@@ -189,11 +158,11 @@ fn decide(node: &NodeDir, site: &str, action: &str, json: bool) -> anyhow::Resul
 
 /// `ttx pki reload`: the running node re-reads its TLS material and the registry's pins.
 pub fn reload(node: NodeDir, json: bool) -> anyhow::Result<()> {
-    let r: ReloadAnswer = Client::connect(&node.resolve()?)?.post("/v1/pki/reload", &json!({}))?;
+    let r: ReloadAnswer = node.client()?.post("/v1/pki/reload", &json!({}))?;
     if json {
         return print_json(&r);
     }
-    println!(
+    outln!(
         "reloaded: {} CA(s), {} CRL(s), {} denied key(s); {} connection(s) kept, {} closed",
         r.cas,
         r.crls,
@@ -202,7 +171,7 @@ pub fn reload(node: NodeDir, json: bool) -> anyhow::Result<()> {
         r.closed.len()
     );
     for (peer, reason) in r.closed {
-        println!("  closed {peer}: {reason}");
+        outln!("  closed {peer}: {reason}");
     }
     Ok(())
 }

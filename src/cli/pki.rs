@@ -268,9 +268,9 @@ pub fn run(cmd: PkiCommand, json: bool) -> anyhow::Result<()> {
         }
     };
     if json {
-        println!("{value}");
+        outln!("{value}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
     Ok(())
 }

@@ -2,31 +2,175 @@
 
 use std::fmt::Write;
 
-use crate::model::clock::{format as ts, human_duration};
+use super::times::Times;
+use crate::model::clock::human_duration;
 use crate::model::event::EventKind;
 use crate::store::query::{Chart, SearchHit, TicketRow, Timer};
 
-/// One line per ticket, open work first by priority.
-pub fn rows(rows: &[TicketRow]) -> String {
+/// The answer to a write: what changed (`TT 3: status new -> pending`), or that nothing did.
+pub fn ack(a: &crate::store::writer::TicketAck, what: &str) -> String {
+    if a.events.is_empty() && !a.replayed {
+        return format!("TT {}: nothing changed ({})\n", a.number, a.status);
+    }
+    if a.changes.is_empty() {
+        return format!("TT {} {what} ({})\n", a.number, a.status);
+    }
+    format!("TT {}: {}\n", a.number, a.changes.join("; "))
+}
+
+/// The terminal's width in columns (`COLUMNS`, else the terminal's, else 100 for a pipe).
+pub fn terminal_width() -> usize {
+    if let Some(c) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return c;
+    }
+    terminal_size::terminal_size()
+        .map(|(w, _)| usize::from(w.0))
+        .unwrap_or(100)
+}
+
+/// Cuts `s` to at most `width` characters, marking a cut with `…`.
+pub fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// One line per ticket, in the order given, fitted to `width` columns: number, priority,
+/// severity, status, queue, owner, age, last update, next due timer, then the subject and the
+/// next action in what is left (cut with `…`).
+pub fn rows(rows: &[TicketRow], times: &Times, width: usize) -> String {
     if rows.is_empty() {
         return "no tickets\n".into();
     }
-    let mut out = format!(
-        "{:>7}  {:<2} {:<2} {:<9} {:<12} {:<12} {}\n",
-        "#", "P", "S", "STATUS", "QUEUE", "OWNER", "SUBJECT"
+    let num_w = rows
+        .iter()
+        .map(|r| r.number.to_string().len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let col = |v: &[String], max: usize| {
+        v.iter()
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(5, max)
+    };
+    let queues: Vec<String> = rows.iter().map(|r| r.queue.clone()).collect();
+    let owners: Vec<String> = rows
+        .iter()
+        .map(|r| r.owner.clone().unwrap_or_else(|| "-".into()))
+        .collect();
+    let (qw, ow) = (col(&queues, 12), col(&owners, 12));
+    let line =
+        |n: &str, p: &str, s: &str, st: &str, q: &str, o: &str, age: &str, upd: &str, due: &str| {
+            format!(
+                "{n:>num_w$}  {p:<1} {s:<1} {st:<8} {q:<qw$} {o:<ow$} {age:>4} {upd:>8} {due:>8}  ",
+            )
+        };
+    let head = line(
+        "#", "P", "S", "STATUS", "QUEUE", "OWNER", "AGE", "UPDATED", "NEXT DUE",
     );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "{:>7}  {:<2} {:<2} {:<9} {:<12} {:<12} {}",
-            r.number,
-            r.priority,
-            r.severity,
+    let room = width.saturating_sub(head.chars().count()).max(20);
+    let mut out = format!("{head}SUBJECT\n");
+    for (i, r) in rows.iter().enumerate() {
+        let due = r
+            .next_due
+            .map(|d| times.relative(d).replace(" ago", "").replace("in ", ""))
+            .unwrap_or_else(|| "-".into());
+        let due = if r.next_due.is_some_and(|d| d <= times.now) {
+            format!("{due} late")
+        } else {
+            due
+        };
+        let mut subject = r.subject.clone();
+        if let Some(next) = r.next_action.as_deref().filter(|n| !n.is_empty()) {
+            subject.push_str(" — next: ");
+            subject.push_str(next);
+        }
+        let start = line(
+            &r.number.to_string(),
+            &r.priority.to_string(),
+            &r.severity.to_string(),
             r.status.as_str(),
-            r.queue,
-            r.owner.as_deref().unwrap_or("-"),
-            r.subject
+            &truncate(&queues[i], qw),
+            &truncate(&owners[i], ow),
+            &times.age(r.created_at),
+            &times.age(r.updated_at),
+            &due,
         );
+        let _ = writeln!(out, "{start}{}", truncate(&subject, room));
+    }
+    out
+}
+
+/// The peer registry, one row per site: every header has its column in every row (`-` when
+/// unknown); a pending peer gets a second line with the identity and key it showed.
+pub fn peers(peers: &[crate::federation::PeerStatus], times: &Times) -> String {
+    if peers.is_empty() {
+        return "no peers\n".into();
+    }
+    let row = |c: [&str; 7], addrs: &str| {
+        format!(
+            "{:<16} {:<9} {:<10} {:<16} {:>8} {:>9} {:>9}  {addrs}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+        )
+    };
+    let mut out = row(
+        [
+            "SITE",
+            "STATE",
+            "LINK",
+            "VERSION",
+            "RTT ms",
+            "SEEN",
+            "CERT days",
+        ],
+        "ADDRESSES",
+    );
+    out.push('\n');
+    for p in peers {
+        let rtt = p.rtt_ms.map_or_else(|| "-".into(), |r| format!("{r:.2}"));
+        let seen = p
+            .last_seen
+            .map_or_else(|| "-".into(), |s| times.relative(s));
+        let days = p
+            .cert_days_left
+            .map_or_else(|| "-".into(), |d| d.to_string());
+        let addrs = if p.addrs.is_empty() {
+            "-".to_string()
+        } else {
+            p.addrs.join(",")
+        };
+        let link = if p.connected { "connected" } else { "-" };
+        let line = row(
+            [
+                &p.site,
+                p.state.as_str(),
+                link,
+                p.version.as_deref().unwrap_or("-"),
+                &rtt,
+                &seen,
+                &days,
+            ],
+            &addrs,
+        );
+        let _ = write!(out, "{line}");
+        if let Some(w) = &p.warning {
+            let _ = write!(out, "  WARNING: certificate {w}");
+        }
+        out.push('\n');
+        if p.state == crate::model::peer::PeerState::Pending {
+            let _ = writeln!(
+                out,
+                "{:<16} identity {}  key {}",
+                "",
+                p.identity.as_deref().unwrap_or("-"),
+                p.seen_spki.as_deref().unwrap_or("-")
+            );
+        }
     }
     out
 }
@@ -56,7 +200,7 @@ pub fn hits(hits: &[SearchHit]) -> String {
 }
 
 /// Fired timers.
-pub fn alerts(timers: &[Timer]) -> String {
+pub fn alerts(timers: &[Timer], times: &Times) -> String {
     if timers.is_empty() {
         return "no alerts\n".into();
     }
@@ -64,13 +208,56 @@ pub fn alerts(timers: &[Timer]) -> String {
     for t in timers {
         let _ = writeln!(
             out,
-            "{}  TT {}  {}  (set by {}, due {}; {})",
-            ts(t.fired_at.unwrap_or(t.due_at)),
+            "{}  TT {} timer {}  {}  (set by {}, due {}; {})",
+            times.at(t.fired_at.unwrap_or(t.due_at)),
             t.number,
+            t.ordinal,
             t.text,
             t.set_by,
-            ts(t.due_at),
+            times.at(t.due_at),
             t.subject
+        );
+    }
+    out
+}
+
+/// A timer's state in words: `due ...`, `ALERT since ...`, `acknowledged by ...`, `cancelled`.
+fn timer_state(tm: &Timer, times: &Times) -> String {
+    match (tm.cancelled_at, tm.fired_at, tm.acked_at) {
+        (Some(c), _, _) => format!("cancelled {}", times.at(c)),
+        (None, None, _) => format!("due {}", times.at(tm.due_at)),
+        (None, Some(f), None) => format!("ALERT since {}", times.at(f)),
+        (None, Some(f), Some(a)) => format!(
+            "went off {}, acknowledged {} by {}",
+            times.at(f),
+            times.at(a),
+            tm.acked_by.as_deref().unwrap_or("?")
+        ),
+    }
+}
+
+fn timer_line(tm: &Timer, times: &Times) -> String {
+    format!(
+        "{} ({}, set by {})",
+        tm.text,
+        timer_state(tm, times),
+        tm.set_by
+    )
+}
+
+/// A ticket's timers, numbered as `ttx cancel-timer`, `ttx snooze` and `ttx ack` take them.
+pub fn timers(number: i64, timers: &[Timer], times: &Times) -> String {
+    if timers.is_empty() {
+        return format!("ticket {number} has no timers\n");
+    }
+    let mut out = format!("{:>3}  {:<9} TEXT\n", "#", "STATE");
+    for t in timers {
+        let _ = writeln!(
+            out,
+            "{:>3}  {:<9} {}",
+            t.ordinal,
+            t.state().state_name(),
+            timer_line(t, times)
         );
     }
     out
@@ -82,7 +269,7 @@ fn indent(text: &str) -> String {
 
 /// The whole chart: header, resolution, timers, links, then the history in order.
 /// `reference` is how this site names the ticket (`42`, or `SITE#42` for a partner's).
-pub fn chart(c: &Chart, reference: &str) -> String {
+pub fn chart(c: &Chart, reference: &str, times: &Times) -> String {
     let t = &c.ticket;
     let mut o = String::new();
     let _ = writeln!(o, "TT {reference}  [{}] {}", t.ticket_type, t.subject);
@@ -98,17 +285,17 @@ pub fn chart(c: &Chart, reference: &str) -> String {
     let _ = writeln!(
         o,
         "opened {} by {}   id {}   site {}",
-        ts(t.created_at),
+        times.at(t.created_at),
         t.opened_by,
         t.id,
         t.site
     );
     let mut line = |label: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let _ = writeln!(o, "{label:<14}{v}");
+            let _ = writeln!(o, "{label:<13} {v}");
         }
     };
-    line("problem start", t.problem_start.map(ts));
+    line("problem start", t.problem_start.map(|v| times.at(v)));
     line("next action", t.next_action.clone());
     line("network", t.network.clone());
     line("circuit", t.circuit.clone());
@@ -126,7 +313,7 @@ pub fn chart(c: &Chart, reference: &str) -> String {
         line(&format!("cf.{k}"), Some(v.clone()));
     }
     let res = &t.resolution;
-    line("resolved", res.resolved_at.map(ts));
+    line("resolved", res.resolved_at.map(|v| times.at(v)));
     line("resolution", res.resolution.clone());
     line("component", res.component.clone());
     line("escalated to", res.escalated_to.clone());
@@ -141,7 +328,7 @@ pub fn chart(c: &Chart, reference: &str) -> String {
             )
         }),
     );
-    line("closed", res.closed_at.map(ts));
+    line("closed", res.closed_at.map(|v| times.at(v)));
     line("checked by", res.checked_by.clone());
     for l in &t.links {
         line(l.kind.as_str(), Some(format!("TT {}", l.target_number)));
@@ -153,20 +340,15 @@ pub fn chart(c: &Chart, reference: &str) -> String {
         );
     }
     for tm in &c.timers {
-        let state = match (tm.fired_at, tm.cancelled_at) {
-            (Some(f), _) => format!("went off {}", ts(f)),
-            (None, Some(c)) => format!("cancelled with the ticket {}", ts(c)),
-            (None, None) => format!("due {}", ts(tm.due_at)),
-        };
         line(
-            "timer",
-            Some(format!("{} ({state}, set by {})", tm.text, tm.set_by)),
+            &format!("timer {}", tm.ordinal),
+            Some(timer_line(tm, times)),
         );
     }
     let _ = writeln!(o, "\nhistory");
     for h in &c.history {
         let e = &h.event;
-        let head = format!("  {}  {}  ", ts(e.at), e.actor);
+        let head = format!("  {}  {}  ", times.absolute(e.at), e.actor);
         let _ = match &e.kind {
             EventKind::TicketCreated { ticket, .. } => writeln!(
                 o,
@@ -181,7 +363,7 @@ pub fn chart(c: &Chart, reference: &str) -> String {
             } => {
                 let vis = if *shared { "shared" } else { "internal" };
                 let when = happened_at
-                    .map(|h| format!(", happened at {}", ts(h)))
+                    .map(|h| format!(", happened at {}", times.at(h)))
                     .unwrap_or_default();
                 writeln!(
                     o,

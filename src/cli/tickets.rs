@@ -24,18 +24,18 @@ pub struct NewArgs {
     #[arg(long)]
     pub severity: Option<u8>,
     /// NOC priority 1 (first) to 4.
-    #[arg(long)]
+    #[arg(short, long)]
     pub priority: Option<u8>,
     /// Queue.
-    #[arg(long)]
+    #[arg(short, long)]
     pub queue: Option<String>,
-    /// Owner.
-    #[arg(long)]
+    /// Owner: an operator's name, or ext:NAME for someone outside this site.
+    #[arg(short, long)]
     pub owner: Option<String>,
     /// First update; `-` reads it from standard input.
     #[arg(long)]
     pub description: Option<String>,
-    /// When the problem started, if before now (RFC 3339, 'YYYY-MM-DD HH:MM', or '-15m').
+    /// When the problem started, if before now (-30m, 14:05, 2026-12-01 14:05, RFC 3339).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub problem_start: Option<String>,
     /// Affected nodes or machines (comma-separated).
@@ -74,17 +74,76 @@ pub struct TicketArg {
     pub node: NodeDir,
 }
 
+/// Arguments of `ttx take`.
+#[derive(Debug, clap::Args)]
+pub struct TakeArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Take it even though another operator owns it (RT's Steal).
+    #[arg(long)]
+    pub steal: bool,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments naming one timer of a ticket.
+#[derive(Debug, clap::Args)]
+pub struct TimerRef {
+    /// Ticket number.
+    pub number: i64,
+    /// The timer: its number on the ticket (`ttx timers N` lists them) or its id.
+    pub timer: String,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx snooze`.
+#[derive(Debug, clap::Args)]
+#[group(id = "until", required = true, multiple = false)]
+pub struct SnoozeArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// The timer: its number on the ticket (`ttx timers N` lists them) or its id.
+    pub timer: String,
+    /// Go off again after this long (30m, 2h).
+    #[arg(long = "in", value_name = "DURATION", group = "until")]
+    pub after: Option<String>,
+    /// Go off again at this time.
+    #[arg(long, value_name = "TIME", group = "until", allow_hyphen_values = true)]
+    pub at: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx ack`.
+#[derive(Debug, clap::Args)]
+pub struct AckArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// The alert's timer number on the ticket; without it, every unacknowledged alert of the
+    /// ticket is acknowledged.
+    pub timer: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
 /// Arguments of `ttx note`.
 #[derive(Debug, clap::Args)]
 pub struct NoteArgs {
     /// Ticket number.
     pub number: i64,
-    /// The update; `-` reads it from standard input (a pasted traceroute or mail).
+    /// The update; `-` reads it from standard input (a pasted traceroute or mail). A text
+    /// that starts with `-` is taken as is (`ttx note 4 "-42 dBm on xe-0/0/1"`).
+    #[arg(allow_hyphen_values = true)]
     pub text: String,
     /// Share with partners (default: internal).
     #[arg(long)]
     pub shared: bool,
-    /// When it happened, if not now (RFC 3339, 'YYYY-MM-DD HH:MM', or '-15m').
+    /// When it happened, if not now (-15m, 14:05, 2026-12-01 14:05, RFC 3339).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub at: Option<String>,
     /// Which node.
@@ -94,21 +153,57 @@ pub struct NoteArgs {
 
 /// Arguments of `ttx list`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Sorts: priority (default: priority, then number), updated (latest \
+first), age (oldest first). Columns: AGE since opened, UPDATED since the last change, NEXT DUE \
+the next pending timer. Times for --since: as every TIME (see `ttx --help`).\n\n\
+Example: ttx list -q backbone -p 1 --updated-since -2h --sort updated"
+)]
 pub struct ListArgs {
     /// Only this status (default: all open work).
-    #[arg(long)]
+    #[arg(short, long)]
     pub status: Option<String>,
     /// Only this queue.
-    #[arg(long)]
+    #[arg(short, long)]
     pub queue: Option<String>,
     /// Only this owner.
-    #[arg(long, conflicts_with = "mine")]
+    #[arg(short, long, conflicts_with = "mine")]
     pub owner: Option<String>,
     /// Only mine.
-    #[arg(long)]
+    #[arg(short, long)]
     pub mine: bool,
-    /// Most rows.
-    #[arg(long, default_value_t = 100)]
+    /// Only this priority (1-4).
+    #[arg(short, long)]
+    pub priority: Option<u8>,
+    /// Only this severity (1-4).
+    #[arg(long)]
+    pub severity: Option<u8>,
+    /// Only this type (trouble, complaint, engineering, meta).
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub ticket_type: Option<String>,
+    /// Only this network.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Only tickets naming this affected node.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Only this circuit.
+    #[arg(long)]
+    pub circuit: Option<String>,
+    /// Only tickets whose custom field NAME is VALUE.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub cf: Option<String>,
+    /// Only tickets opened since TIME.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub created_since: Option<String>,
+    /// Only tickets changed since TIME.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub updated_since: Option<String>,
+    /// Order: priority, updated or age.
+    #[arg(long, default_value = "priority", value_parser = ["priority", "updated", "age"])]
+    pub sort: String,
+    /// Most rows (1 to 1000).
+    #[arg(short = 'n', long, default_value_t = 100)]
     pub limit: u32,
     /// Which node.
     #[command(flatten)]
@@ -131,6 +226,15 @@ pub struct SearchArgs {
 
 /// Arguments of `ttx set`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Fields: subject, type, severity, priority, queue, owner, problem-start, \
+next-action, network, circuit, nodes, requestors, cc, admin-cc, reporter.name, reporter.org, \
+reporter.phone, reporter.email, escalated-to, cf.NAME (a custom field), status (new, open, \
+pending, referred, cancelled; resolve, close and reopen have their own commands). Lists (nodes, \
+requestors, cc, admin-cc) also take FIELD+=VALUE and FIELD-=VALUE. An empty VALUE clears. \
+owner takes an operator's name or ext:NAME; problem-start any TIME (see `ttx --help`).\n\n\
+Example: ttx set 42 status=pending next-action='call telco' cc+=noc-b@example.net"
+)]
 pub struct SetArgs {
     /// Ticket number.
     pub number: i64,
@@ -177,7 +281,7 @@ pub struct TimerArgs {
     #[arg(long = "in", value_name = "DURATION", group = "when")]
     pub after: Option<String>,
     /// At this time.
-    #[arg(long, value_name = "TIME", group = "when")]
+    #[arg(long, value_name = "TIME", group = "when", allow_hyphen_values = true)]
     pub at: Option<String>,
     /// Which node.
     #[command(flatten)]
@@ -187,7 +291,7 @@ pub struct TimerArgs {
 /// Arguments of `ttx alerts`.
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {
-    /// Include alerts on tickets no longer open.
+    /// Include acknowledged alerts and alerts on tickets no longer open.
     #[arg(long)]
     pub all: bool,
     /// Which node.
@@ -219,7 +323,7 @@ pub struct ResolveArgs {
 pub struct CloseArgs {
     /// Ticket number.
     pub number: i64,
-    /// Who checked the resolution.
+    /// Who checked the resolution: an operator's name, or ext:NAME for someone outside.
     #[arg(long)]
     pub checked_by: Option<String>,
     /// Which node.
@@ -240,8 +344,13 @@ pub struct ReopenArgs {
     pub node: NodeDir,
 }
 
+/// A typed time (`14:00`, `-15m`, ...) as RFC 3339 for the node.
+fn typed_time(t: Option<String>) -> anyhow::Result<Option<String>> {
+    Ok(t.map(|t| super::times().parse(&t)).transpose()?)
+}
+
 fn client(node: &NodeDir) -> anyhow::Result<Client> {
-    Client::connect(&node.resolve()?)
+    node.client()
 }
 
 /// Reads `-` from standard input; any other text is taken as is.
@@ -263,11 +372,7 @@ fn ack(a: &TicketAck, json: bool, what: &str) -> anyhow::Result<()> {
     if json {
         return print_json(a);
     }
-    if a.events.is_empty() && !a.replayed {
-        println!("TT {}: nothing changed ({})", a.number, a.status);
-    } else {
-        println!("TT {} {what} ({})", a.number, a.status);
-    }
+    out!("{}", render::ack(a, what));
     Ok(())
 }
 
@@ -290,10 +395,15 @@ pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     if let Some(d) = &description {
         check_size(&a.node, "description", d)?;
     }
+    let problem_start = a
+        .problem_start
+        .as_deref()
+        .map(|t| super::times().parse(t))
+        .transpose()?;
     let body = json!({
         "subject": a.subject, "type": a.ticket_type, "severity": a.severity, "priority": a.priority,
         "queue": a.queue, "owner": a.owner, "description": description,
-        "problem_start": a.problem_start, "nodes": a.nodes, "network": a.network, "circuit": a.circuit,
+        "problem_start": problem_start, "nodes": a.nodes, "network": a.network, "circuit": a.circuit,
         "reporter": {"name": a.reporter_name, "org": a.reporter_org, "phone": a.reporter_phone,
                      "email": a.reporter_email},
     });
@@ -301,13 +411,16 @@ pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&r);
     }
-    println!("TT {} opened ({})", r.number, r.status);
+    outln!("TT {} opened ({})", r.number, r.status);
     Ok(())
 }
 
 /// Refuses a text the node would refuse, before sending megabytes it will not read.
 fn check_size(node: &NodeDir, what: &str, text: &str) -> anyhow::Result<()> {
-    let Ok(config) = crate::config::Config::load(&node.resolve()?.config()) else {
+    let Some(dir) = node.dir() else {
+        return Ok(()); // a node reached by --api answers with its own limits
+    };
+    let Ok(config) = crate::config::Config::load(&dir.config()) else {
         return Ok(()); // the node answers with its own limits
     };
     let (max_note, max_body) = (config.limits.max_note_bytes, config.api.max_body_bytes);
@@ -336,7 +449,7 @@ pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
         &c,
         a.number,
         "notes",
-        json!({"text": text, "shared": a.shared, "at": a.at}),
+        json!({"text": text, "shared": a.shared, "at": typed_time(a.at)?}),
         json,
         "updated",
     )
@@ -348,14 +461,33 @@ pub fn show(a: TicketArg, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&answer);
     }
-    print!("{}", render::chart(&answer.chart, &answer.reference));
+    out!(
+        "{}",
+        render::chart(&answer.chart, &answer.reference, &super::times())
+    );
     Ok(())
 }
 
 /// `ttx list`.
 pub fn list(a: ListArgs, json: bool) -> anyhow::Result<()> {
-    let mut q: Vec<(&str, String)> = vec![("limit", a.limit.to_string())];
-    for (k, v) in [("status", a.status), ("queue", a.queue), ("owner", a.owner)] {
+    let times = super::times();
+    let mut q: Vec<(&str, String)> = vec![("limit", a.limit.to_string()), ("sort", a.sort)];
+    let since = |v: Option<String>| v.map(|t| times.parse(&t)).transpose();
+    let optional = [
+        ("status", a.status),
+        ("queue", a.queue),
+        ("owner", a.owner),
+        ("priority", a.priority.map(|p| p.to_string())),
+        ("severity", a.severity.map(|p| p.to_string())),
+        ("type", a.ticket_type),
+        ("network", a.network),
+        ("node", a.node_name),
+        ("circuit", a.circuit),
+        ("cf", a.cf),
+        ("created_since", since(a.created_since)?),
+        ("updated_since", since(a.updated_since)?),
+    ];
+    for (k, v) in optional {
         if let Some(v) = v {
             q.push((k, v));
         }
@@ -367,7 +499,7 @@ pub fn list(a: ListArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&rows);
     }
-    print!("{}", render::rows(&rows));
+    out!("{}", render::rows(&rows, &times, render::terminal_width()));
     Ok(())
 }
 
@@ -378,27 +510,46 @@ pub fn search(a: SearchArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&hits);
     }
-    print!("{}", render::hits(&hits));
+    out!("{}", render::hits(&hits));
     Ok(())
 }
 
 /// `ttx set`.
 pub fn set(a: SetArgs, json: bool) -> anyhow::Result<()> {
     let c = client(&a.node)?;
+    let mut assignments = Vec::with_capacity(a.assignments.len());
+    for x in a.assignments {
+        assignments.push(match x.split_once('=') {
+            Some((f, v))
+                if ["problem-start", "problem_start"].contains(&f.trim())
+                    && !v.trim().is_empty() =>
+            {
+                format!("problem-start={}", super::times().parse(v)?)
+            }
+            _ => x,
+        });
+    }
     post_ack(
         &c,
         a.number,
         "set",
-        json!({"assignments": a.assignments}),
+        json!({"assignments": assignments}),
         json,
         "updated",
     )
 }
 
 /// `ttx take`.
-pub fn take(a: TicketArg, json: bool) -> anyhow::Result<()> {
+pub fn take(a: TakeArgs, json: bool) -> anyhow::Result<()> {
     let c = client(&a.node)?;
-    post_ack(&c, a.number, "take", json!({}), json, "taken")
+    post_ack(
+        &c,
+        a.number,
+        "take",
+        json!({"steal": a.steal}),
+        json,
+        "taken",
+    )
 }
 
 /// `ttx link`.
@@ -435,7 +586,7 @@ pub fn timer(a: TimerArgs, json: bool) -> anyhow::Result<()> {
         &c,
         a.number,
         "timers",
-        json!({"in": a.after, "at": a.at, "text": a.text}),
+        json!({"in": a.after, "at": typed_time(a.at)?, "text": a.text}),
         json,
         "timer set",
     )
@@ -452,7 +603,7 @@ pub fn alerts(a: AlertsArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&timers);
     }
-    print!("{}", render::alerts(&timers));
+    out!("{}", render::alerts(&timers, &super::times()));
     Ok(())
 }
 
@@ -487,4 +638,76 @@ pub fn reopen(a: ReopenArgs, json: bool) -> anyhow::Result<()> {
         json,
         "reopened",
     )
+}
+
+/// `ttx timers N`.
+pub fn timers(a: TicketArg, json: bool) -> anyhow::Result<()> {
+    let timers: Vec<Timer> =
+        client(&a.node)?.get(&format!("/v1/tickets/{}/timers", a.number), &[])?;
+    if json {
+        return print_json(&timers);
+    }
+    out!("{}", render::timers(a.number, &timers, &super::times()));
+    Ok(())
+}
+
+fn timer_action(
+    c: &Client,
+    number: i64,
+    timer: &str,
+    action: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<TicketAck> {
+    let path = format!("/v1/tickets/{number}/timers/{timer}/{action}");
+    c.post(&path, &body)
+}
+
+/// `ttx cancel-timer N K`.
+pub fn cancel_timer(a: TimerRef, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let r = timer_action(&c, a.number, &a.timer, "cancel", json!({}))?;
+    ack(&r, json, "timer cancelled")
+}
+
+/// `ttx snooze N K --in D`.
+pub fn snooze(a: SnoozeArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let body = json!({"in": a.after, "at": typed_time(a.at)?});
+    let r = timer_action(&c, a.number, &a.timer, "snooze", body)?;
+    ack(&r, json, "timer snoozed")
+}
+
+/// `ttx ack N [K]`.
+pub fn acknowledge(a: AckArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let which: Vec<String> = match a.timer {
+        Some(t) => vec![t],
+        None => {
+            let timers: Vec<Timer> = c.get(&format!("/v1/tickets/{}/timers", a.number), &[])?;
+            let alerts: Vec<String> = timers
+                .iter()
+                .filter(|t| t.state().is_unacknowledged_alert())
+                .map(|t| t.ordinal.to_string())
+                .collect();
+            if alerts.is_empty() {
+                return Err(Failure::new(
+                    FailureKind::Refused,
+                    format!("ticket {} has no unacknowledged alert", a.number),
+                )
+                .into());
+            }
+            alerts
+        }
+    };
+    let mut acks = Vec::new();
+    for k in &which {
+        acks.push(timer_action(&c, a.number, k, "ack", json!({}))?);
+    }
+    if json {
+        return print_json(&acks);
+    }
+    for r in &acks {
+        out!("{}", render::ack(r, "alert acknowledged"));
+    }
+    Ok(())
 }

@@ -95,8 +95,13 @@ pub enum Command {
         /// The assignments, as typed.
         assignments: Vec<String>,
     },
-    /// Take ownership (and open a new ticket).
-    Take,
+    /// Take ownership (and open a new ticket). A ticket someone else owns is only taken
+    /// with `steal` (RT's Steal), so two operators never silently swap a ticket.
+    Take {
+        /// Take it even though another operator owns it.
+        #[serde(default)]
+        steal: bool,
+    },
     /// Set an alarm clock.
     Timer {
         /// When it goes off.
@@ -118,7 +123,7 @@ pub enum Command {
         /// Sign-off.
         checked_by: Option<String>,
     },
-    /// Reopen a resolved ticket.
+    /// Reopen a resolved or closed ticket (the problem came back).
     Reopen {
         /// Why.
         reason: String,
@@ -229,7 +234,7 @@ pub fn decide_create(
     let problem_start = req
         .problem_start
         .as_deref()
-        .map(|t| clock::parse_time(t, ctx.now).map_err(|e| invalid(e.to_string())))
+        .map(|t| parse_problem_start(t, ctx.now))
         .transpose()?;
     let queue = match &req.queue {
         Some(q) => check_name("queue", q)?,
@@ -273,6 +278,19 @@ pub fn decide_create(
     Ok((new, description))
 }
 
+/// Parses a problem start: a time not in the future (beyond clock skew), since a problem that
+/// has not started yet is a typo that would make every duration negative.
+fn parse_problem_start(text: &str, now: Millis) -> Result<Millis, CommandError> {
+    let t = clock::parse_time(text, now).map_err(|e| invalid(e.to_string()))?;
+    if t > now + MAX_FUTURE_SKEW_MS {
+        return Err(invalid(format!(
+            "problem start {} is in the future: give when the problem began",
+            clock::format(t)
+        )));
+    }
+    Ok(t)
+}
+
 /// Decides the events of a command on an existing ticket.
 pub fn decide(ticket: &Ticket, cmd: &Command, ctx: &Context) -> Decision {
     match cmd {
@@ -298,8 +316,16 @@ pub fn decide(ticket: &Ticket, cmd: &Command, ctx: &Context) -> Decision {
             }])
         }
         Command::Set { assignments } => decide_set(ticket, assignments, ctx),
-        Command::Take => {
+        Command::Take { steal } => {
             let mut events = Vec::new();
+            if let Some(owner) = ticket.owner.as_deref().filter(|o| *o != ctx.actor) {
+                if !steal {
+                    return Err(CommandError::Refused(format!(
+                        "ticket {} is owned by {owner}: take it anyway with `ttx take {} --steal`",
+                        ticket.number, ticket.number
+                    )));
+                }
+            }
             if ticket.owner.as_deref() != Some(ctx.actor) {
                 events.push(EventKind::FieldsChanged {
                     changes: vec![FieldChange {
@@ -365,9 +391,9 @@ pub fn decide(ticket: &Ticket, cmd: &Command, ctx: &Context) -> Decision {
         }
         Command::Reopen { reason } => {
             let reason = check_line("reason", reason, ctx.limits.max_field_bytes)?;
-            if ticket.status != Status::Resolved {
+            if !matches!(ticket.status, Status::Resolved | Status::Closed) {
                 return Err(CommandError::Refused(format!(
-                    "ticket {} is {}: only a resolved ticket can be reopened",
+                    "ticket {} is {}: only a resolved or closed ticket can be reopened",
                     ticket.number, ticket.status
                 )));
             }
@@ -401,6 +427,9 @@ pub fn decide_link(ticket: &Ticket, kind: LinkKind, target: &Ticket) -> Decision
             ticket.number
         )));
     }
+    if kind == LinkKind::MergedInto {
+        return decide_merge(ticket, target);
+    }
     if ticket
         .links
         .iter()
@@ -424,6 +453,53 @@ pub fn decide_link(ticket: &Ticket, kind: LinkKind, target: &Ticket) -> Decision
         target: target.id,
         target_number: target.number,
     }])
+}
+
+/// The ticket a merged ticket now lives on, if it was merged.
+pub fn merged_into(ticket: &Ticket) -> Option<i64> {
+    ticket
+        .links
+        .iter()
+        .find(|l| l.kind == LinkKind::MergedInto)
+        .map(|l| l.target_number)
+}
+
+/// Merges `ticket` (the duplicate) into `target` (the survivor), as RT's merge: the duplicate
+/// is linked to the survivor, resolved and closed with "merged into TT M", so it leaves the
+/// open-work list and its chart points at the survivor.
+fn decide_merge(ticket: &Ticket, target: &Ticket) -> Decision {
+    if let Some(n) = merged_into(ticket) {
+        return Err(CommandError::Refused(format!(
+            "ticket {} was already merged into {n}",
+            ticket.number
+        )));
+    }
+    if let Some(n) = merged_into(target) {
+        return Err(CommandError::Refused(format!(
+            "ticket {} was merged into {n}: merge into {n} instead",
+            target.number
+        )));
+    }
+    if matches!(ticket.status, Status::Closed | Status::Cancelled) {
+        return Err(CommandError::Refused(format!(
+            "ticket {} is {}: reopen it before merging it",
+            ticket.number, ticket.status
+        )));
+    }
+    let mut events = vec![EventKind::Linked {
+        kind: LinkKind::MergedInto,
+        target: target.id,
+        target_number: target.number,
+    }];
+    if ticket.status != Status::Resolved {
+        events.push(EventKind::Resolved {
+            resolution: format!("merged into TT {}", target.number),
+            component: None,
+            escalated_to: None,
+        });
+    }
+    events.push(EventKind::Closed { checked_by: None });
+    Ok(events)
 }
 
 /// One parsed `FIELD=VALUE`.
@@ -457,9 +533,7 @@ fn parse_value(field: &Field, raw: &str, ctx: &Context) -> Result<Value, Command
         Field::Subject => Value::Text(check_line("subject", raw, ctx.limits.max_subject_bytes)?),
         Field::Queue => Value::Text(check_name("queue", raw)?),
         Field::ProblemStart if raw_t.is_empty() => Value::None,
-        Field::ProblemStart => {
-            Value::Time(clock::parse_time(raw_t, ctx.now).map_err(|e| invalid(e.to_string()))?)
-        }
+        Field::ProblemStart => Value::Time(parse_problem_start(raw_t, ctx.now)?),
         f if f.is_list() => Value::List(parse_list(&name, raw)?),
         _ if raw_t.is_empty() => Value::None,
         Field::Owner | Field::EscalatedTo => Value::Text(check_name(&name, raw)?),
@@ -558,13 +632,15 @@ fn check_status_set(ticket: &Ticket, to: Status) -> Result<Status, CommandError>
     let guidance = match to {
         Status::Resolved => Some("use `ttx resolve N --resolution TEXT`"),
         Status::Closed => Some("use `ttx close N`"),
-        Status::Open if ticket.status == Status::Resolved => {
+        Status::Open if matches!(ticket.status, Status::Resolved | Status::Closed) => {
             Some("use `ttx reopen N --reason TEXT`")
         }
         Status::New => Some("a ticket cannot go back to new"),
         _ => None,
     };
-    transition(ticket, to)?;
+    if !(to == Status::Open && ticket.status == Status::Closed) {
+        transition(ticket, to)?;
+    }
     if let Some(g) = guidance {
         return Err(CommandError::Refused(format!(
             "ticket {}: status {to} cannot be set directly: {g}",

@@ -110,7 +110,7 @@ pub enum EventKind {
         /// Who checked the resolution.
         checked_by: Option<String>,
     },
-    /// Reopened from resolved.
+    /// Reopened from resolved or closed.
     Reopened {
         /// Why.
         reason: String,
@@ -135,6 +135,26 @@ pub enum EventKind {
     },
     /// An alarm clock went off (once).
     TimerFired {
+        /// Timer id.
+        timer_id: Uuid,
+    },
+    /// A pending alarm clock was called off (by an operator, or because the ticket was
+    /// resolved, closed, cancelled or merged).
+    TimerCancelled {
+        /// Timer id.
+        timer_id: Uuid,
+        /// Why, for the history (`cancelled by operator`, `ticket resolved`).
+        reason: String,
+    },
+    /// An alarm clock was moved to a later time; a fired one is armed again.
+    TimerSnoozed {
+        /// Timer id.
+        timer_id: Uuid,
+        /// When it goes off now.
+        due_at: Millis,
+    },
+    /// An alarm that went off was seen and acknowledged: it leaves `ttx alerts`.
+    AlertAcknowledged {
         /// Timer id.
         timer_id: Uuid,
     },
@@ -217,6 +237,19 @@ impl EventKind {
                 "ALARM: {}",
                 timer_text(*timer_id).unwrap_or_else(|| "?".into())
             ),
+            EventKind::TimerCancelled { timer_id, reason } => format!(
+                "timer cancelled ({reason}): {}",
+                timer_text(*timer_id).unwrap_or_else(|| "?".into())
+            ),
+            EventKind::TimerSnoozed { timer_id, due_at } => format!(
+                "timer snoozed to {}: {}",
+                ts(*due_at),
+                timer_text(*timer_id).unwrap_or_else(|| "?".into())
+            ),
+            EventKind::AlertAcknowledged { timer_id } => format!(
+                "alert acknowledged: {}",
+                timer_text(*timer_id).unwrap_or_else(|| "?".into())
+            ),
             EventKind::TicketCreated { .. }
             | EventKind::NoteAdded { .. }
             | EventKind::OperatorAdded { .. }
@@ -240,6 +273,9 @@ impl EventKind {
             EventKind::Linked { .. } => "linked",
             EventKind::TimerSet { .. } => "timer",
             EventKind::TimerFired { .. } => "timer-fired",
+            EventKind::TimerCancelled { .. } => "timer-cancelled",
+            EventKind::TimerSnoozed { .. } => "timer-snoozed",
+            EventKind::AlertAcknowledged { .. } => "alert-acked",
             EventKind::OperatorAdded { .. } => "operator-added",
             EventKind::OperatorRemoved { .. } => "operator-removed",
             EventKind::OperatorPasswordSet { .. } => "operator-password",

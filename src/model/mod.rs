@@ -5,6 +5,9 @@
 //! - [`event`]: the identified, ordered, idempotent events every change is recorded as.
 //! - [`command`]: what operators ask for, and the pure decision of which events it produces.
 //! - [`peer`]: the peer registry's records and decisions (add, accept, deny, pending).
+//! - [`timer`]: alarm clocks: cancel, snooze, acknowledge, and ending them with the ticket.
+//! - [`rules`]: rules across tickets and operators (dependencies on resolve, known people).
+//! - [`summary`]: one line per event saying what changed, for write answers.
 //! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
 
 pub mod clock;
@@ -12,7 +15,10 @@ pub mod command;
 pub mod event;
 pub mod lifecycle;
 pub mod peer;
+pub mod rules;
+pub mod summary;
 pub mod ticket;
+pub mod timer;
 
 pub use clock::Millis;
 pub use command::{Command, CommandError, Decision};

@@ -98,7 +98,7 @@ pub struct Resolution {
     pub checked_by: Option<String>,
     /// When it was closed.
     pub closed_at: Option<Millis>,
-    /// Created to resolved.
+    /// Problem start (or creation, when the problem start is unknown or later) to resolved.
     pub total_ms: Option<Millis>,
     /// Time the NOC held it (total minus customer time).
     pub noc_ms: Option<Millis>,
@@ -537,6 +537,32 @@ impl Ticket {
         }
     }
 
+    /// The text of the header fields search covers besides the subject: queue, owner,
+    /// network, circuit, next action, nodes, custom field values, reporter, resolution.
+    pub fn header_text(&self) -> String {
+        let r = &self.resolution;
+        let singles = [
+            Some(&self.queue),
+            self.owner.as_ref(),
+            self.network.as_ref(),
+            self.circuit.as_ref(),
+            self.next_action.as_ref(),
+        ];
+        let contact = [
+            &self.reporter.name,
+            &self.reporter.org,
+            &self.reporter.phone,
+            &self.reporter.email,
+        ];
+        let resolution = [&r.resolution, &r.component, &r.escalated_to, &r.checked_by];
+        let mut parts: Vec<&str> = singles.into_iter().flatten().map(String::as_str).collect();
+        parts.extend(self.nodes.iter().map(String::as_str));
+        parts.extend(self.custom.values().map(String::as_str));
+        parts.extend(contact.into_iter().flatten().map(String::as_str));
+        parts.extend(resolution.into_iter().flatten().map(String::as_str));
+        parts.join(" ")
+    }
+
     /// Customer time up to `at`, counting the current stretch if the ticket is pending.
     pub fn customer_time_at(&self, at: Millis) -> Millis {
         let current = if self.status == Status::Pending {
@@ -574,7 +600,12 @@ impl Ticket {
                 escalated_to,
             } => {
                 self.enter(Status::Resolved, at);
-                let total = (at - self.created_at).max(0);
+                // RFC 1297's durations run from when the problem started, when that is known
+                // and earlier than the ticket (a customer calls half an hour into an outage).
+                let start = self
+                    .problem_start
+                    .map_or(self.created_at, |p| p.min(self.created_at));
+                let total = (at - start).max(0);
                 let r = &mut self.resolution;
                 r.resolved_at = Some(at);
                 r.resolution = Some(resolution.clone());
@@ -610,6 +641,9 @@ impl Ticket {
             }),
             EventKind::TimerSet { .. }
             | EventKind::TimerFired { .. }
+            | EventKind::TimerCancelled { .. }
+            | EventKind::TimerSnoozed { .. }
+            | EventKind::AlertAcknowledged { .. }
             | EventKind::OperatorAdded { .. }
             | EventKind::OperatorRemoved { .. }
             | EventKind::OperatorPasswordSet { .. }
@@ -618,4 +652,23 @@ impl Ticket {
         }
         self.updated_at = self.updated_at.max(at);
     }
+}
+
+/// A plain new trouble ticket for unit tests: `subject`, number `number`, opened by alice at 0.
+#[cfg(test)]
+pub(crate) fn test_ticket(number: i64) -> Ticket {
+    let new = NewTicket {
+        ticket_type: TicketType::Trouble,
+        subject: "x".into(),
+        severity: 3,
+        priority: 3,
+        queue: "general".into(),
+        owner: None,
+        problem_start: None,
+        reporter: Contact::default(),
+        nodes: vec![],
+        network: None,
+        circuit: None,
+    };
+    Ticket::created(Uuid::now_v7(), "noc-a", number, &new, "alice", 0)
 }

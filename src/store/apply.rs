@@ -46,12 +46,34 @@ pub(crate) fn ticket_from_columns(
     Ok(t)
 }
 
-/// Writes the projected ticket's columns, document and subject index.
+/// Writes the projected ticket's columns and document, and re-indexes its subject and header
+/// text for search when either changed from `before` (or `before` is not known).
 fn save_ticket(
     tx: &rusqlite::Connection,
     t: &Ticket,
-    old_subject: Option<&str>,
+    before: Option<&Ticket>,
 ) -> Result<(), StoreError> {
+    let header = t.header_text();
+    let reindex = before.is_none_or(|b| b.subject != t.subject || b.header_text() != header);
+    // FTS5's external-content rule: a delete must name exactly what was indexed, which is
+    // what the row's index columns hold before this update.
+    let rowid = if reindex {
+        let (rowid, subject, old_header): (i64, String, String) = tx
+            .prepare_cached("SELECT rowid, subject, header FROM tickets WHERE id = ?1")?
+            .query_row([t.id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("ticket {} vanished", t.id)))?;
+        tx.prepare_cached(
+            "INSERT INTO ticket_fts (ticket_fts, rowid, subject, header)
+             VALUES ('delete', ?1, ?2, ?3)",
+        )?
+        .execute(params![rowid, subject, old_header])?;
+        tx.prepare_cached("UPDATE tickets SET header = ?2 WHERE rowid = ?1")?
+            .execute(params![rowid, header])?;
+        Some(rowid)
+    } else {
+        None
+    };
     let doc = json(t)?;
     let changed = tx
         .prepare_cached(
@@ -69,18 +91,9 @@ fn save_ticket(
     if changed == 0 {
         return Err(StoreError::Corrupt(format!("ticket {} vanished", t.id)));
     }
-    if let Some(old) = old_subject.filter(|old| *old != t.subject) {
-        let rowid: i64 = tx.query_row(
-            "SELECT rowid FROM tickets WHERE id = ?1",
-            [t.id.as_bytes()],
-            |r| r.get(0),
-        )?;
-        tx.prepare_cached(
-            "INSERT INTO ticket_fts (ticket_fts, rowid, subject) VALUES ('delete', ?1, ?2)",
-        )?
-        .execute(params![rowid, old])?;
-        tx.prepare_cached("INSERT INTO ticket_fts (rowid, subject) VALUES (?1, ?2)")?
-            .execute(params![rowid, t.subject])?;
+    if let Some(rowid) = rowid {
+        tx.prepare_cached("INSERT INTO ticket_fts (rowid, subject, header) VALUES (?1, ?2, ?3)")?
+            .execute(params![rowid, t.subject, header])?;
     }
     Ok(())
 }
@@ -166,10 +179,11 @@ fn project(
                 &event.actor,
                 event.at,
             );
+            let header = t.header_text();
             tx.prepare_cached(
                 "INSERT INTO tickets (id, number, status, priority, severity, queue, owner, type,
-                                      subject, created_at, updated_at, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                      subject, created_at, updated_at, doc, header)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 id.as_bytes(),
@@ -184,11 +198,13 @@ fn project(
                 t.created_at,
                 t.updated_at,
                 json(&t)?,
+                header,
             ])?;
             tx.prepare_cached(
-                "INSERT INTO ticket_fts (rowid, subject) VALUES (last_insert_rowid(), ?1)",
+                "INSERT INTO ticket_fts (rowid, subject, header)
+                 VALUES (last_insert_rowid(), ?1, ?2)",
             )?
-            .execute([&t.subject])?;
+            .execute([&t.subject, &header])?;
             return Ok(());
         }
         EventKind::NoteAdded {
@@ -247,6 +263,34 @@ fn project(
                 "UPDATE timers SET fired_at = ?2 WHERE id = ?1 AND fired_at IS NULL",
             )?
             .execute(params![timer_id.as_bytes(), event.at])?;
+        }
+        EventKind::TimerCancelled { timer_id, .. } => {
+            let sql = "UPDATE timers SET cancelled_at = ?2
+                       WHERE id = ?1 AND cancelled_at IS NULL AND fired_at IS NULL";
+            timer_update(
+                tx,
+                event,
+                *timer_id,
+                sql,
+                params![timer_id.as_bytes(), event.at],
+            )?;
+        }
+        EventKind::TimerSnoozed { timer_id, due_at } => {
+            let sql = "UPDATE timers SET due_at = ?2, fired_at = NULL, acked_at = NULL,
+                       acked_by = NULL WHERE id = ?1 AND cancelled_at IS NULL";
+            timer_update(
+                tx,
+                event,
+                *timer_id,
+                sql,
+                params![timer_id.as_bytes(), due_at],
+            )?;
+        }
+        EventKind::AlertAcknowledged { timer_id } => {
+            let sql = "UPDATE timers SET acked_at = ?2, acked_by = ?3
+                       WHERE id = ?1 AND fired_at IS NOT NULL AND acked_at IS NULL";
+            let p = params![timer_id.as_bytes(), event.at, event.actor];
+            timer_update(tx, event, *timer_id, sql, p)?;
         }
         EventKind::OperatorAdded {
             name,
@@ -308,9 +352,9 @@ fn project(
             StoreError::Corrupt(format!("event {} names unknown ticket {id}", event.id))
         })?,
     };
-    let old_subject = t.subject.clone();
+    let old = t.clone();
     t.apply(&event.kind, event.at);
-    save_ticket(tx, &t, Some(&old_subject))?;
+    save_ticket(tx, &t, Some(&old))?;
     if t.status.is_final() {
         // A closed or cancelled ticket's pending timers are cancelled with it: none fires.
         tx.prepare_cached(
@@ -318,6 +362,25 @@ fn project(
              WHERE ticket_id = ?1 AND fired_at IS NULL AND cancelled_at IS NULL",
         )?
         .execute(params![id.as_bytes(), event.at])?;
+    }
+    Ok(())
+}
+
+/// Runs one timer update that must change exactly the named timer: an event about a timer
+/// that does not exist (or is not in the state it needs) is a shipping bug, refused loudly.
+fn timer_update(
+    tx: &rusqlite::Connection,
+    event: &Event,
+    timer_id: Uuid,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<(), StoreError> {
+    if tx.prepare_cached(sql)?.execute(params)? != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "event {} ({}) names timer {timer_id}, which is not in a state it applies to",
+            event.id,
+            event.kind.name()
+        )));
     }
     Ok(())
 }

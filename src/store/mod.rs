@@ -7,9 +7,11 @@
 //!   events, and commits many requests in one transaction (group commit) before answering.
 //! - [`snapshot`]: consistent copies of the store (`VACUUM INTO`), read in chunks and received
 //!   into place only when whole and verified, for cloning a standby.
+//! - [`facts`]: what the ticket rules need beyond the ticket (timers, dependencies, operators).
 //! - [`query`]: reads (show, list, search, alerts, counts) on the read pool.
 
 pub mod apply;
+pub mod facts;
 pub mod query;
 pub mod reader;
 pub mod schema;

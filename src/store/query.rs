@@ -41,10 +41,22 @@ pub struct TicketRow {
     pub subject: String,
     /// Last change.
     pub updated_at: Millis,
+    /// When it was opened.
+    #[serde(default)]
+    pub created_at: Millis,
+    /// The next action to take.
+    #[serde(default)]
+    pub next_action: Option<String>,
+    /// When its next pending timer is due.
+    #[serde(default)]
+    pub next_due: Option<Millis>,
 }
 
 const ROW_COLUMNS: &str =
-    "number, id, status, priority, severity, queue, owner, type, subject, updated_at";
+    "number, id, status, priority, severity, queue, owner, type, subject, updated_at, created_at,
+     json_extract(doc, '$.next_action'),
+     (SELECT MIN(due_at) FROM timers tm
+      WHERE tm.ticket_id = tickets.id AND tm.fired_at IS NULL AND tm.cancelled_at IS NULL)";
 
 fn ticket_row(r: &rusqlite::Row) -> rusqlite::Result<TicketRow> {
     Ok(TicketRow {
@@ -58,10 +70,13 @@ fn ticket_row(r: &rusqlite::Row) -> rusqlite::Result<TicketRow> {
         ticket_type: r.get(7)?,
         subject: r.get(8)?,
         updated_at: r.get(9)?,
+        created_at: r.get(10)?,
+        next_action: r.get(11)?,
+        next_due: r.get(12)?,
     })
 }
 
-/// What `ttx list` filters on.
+/// What `ttx list` filters on; every filter given must match.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListFilter {
@@ -71,31 +86,118 @@ pub struct ListFilter {
     pub queue: Option<String>,
     /// Owner.
     pub owner: Option<String>,
-    /// Most rows (default 100, at most 1000).
+    /// Priority 1-4.
+    pub priority: Option<u8>,
+    /// Severity 1-4.
+    pub severity: Option<u8>,
+    /// Ticket type.
+    #[serde(rename = "type")]
+    pub ticket_type: Option<String>,
+    /// Network.
+    pub network: Option<String>,
+    /// One of the affected nodes.
+    pub node: Option<String>,
+    /// Circuit id.
+    pub circuit: Option<String>,
+    /// A custom field's value: (name, value).
+    pub custom: Option<(String, String)>,
+    /// Opened at or after.
+    pub created_since: Option<Millis>,
+    /// Changed at or after.
+    pub updated_since: Option<Millis>,
+    /// Order of the rows.
+    pub sort: ListSort,
+    /// Most rows (default 100, 1 to 1000).
     pub limit: Option<u32>,
 }
 
-/// The open-work list, by priority then number, filtered.
+/// How `ttx list` orders its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListSort {
+    /// Priority first, then number (the NOC's work order).
+    #[default]
+    Priority,
+    /// Most recently changed first.
+    Updated,
+    /// Oldest first.
+    Age,
+}
+
+impl std::str::FromStr for ListSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "priority" => Ok(ListSort::Priority),
+            "updated" => Ok(ListSort::Updated),
+            "age" => Ok(ListSort::Age),
+            _ => Err(format!("unknown sort {s:?}: use priority, updated or age")),
+        }
+    }
+}
+
+/// Refuses a row limit outside 1 to [`MAX_LIMIT`] (rather than quietly answering fewer rows
+/// than asked for).
+pub fn check_limit(limit: u32) -> Result<u32, StoreError> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(StoreError::Command(CommandError::Invalid(format!(
+            "limit must be 1 to {MAX_LIMIT}, got {limit}"
+        ))))
+    }
+}
+
+/// The list, filtered and sorted.
 pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<TicketRow>, StoreError> {
-    let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    use rusqlite::types::Value as V;
+    let limit = check_limit(f.limit.unwrap_or(100))?;
     // The literal status list matches the partial indexes, so SQLite walks them in order and
     // stops after `limit` rows even on a store of millions of tickets.
     let mut sql = format!("SELECT {ROW_COLUMNS} FROM tickets WHERE ");
-    let mut args: Vec<String> = Vec::new();
+    let mut args: Vec<V> = Vec::new();
     match f.status {
         Some(s) => {
             sql.push_str("status = ?");
-            args.push(s.as_str().to_string());
+            args.push(V::Text(s.as_str().to_string()));
         }
         None => sql.push_str("status IN ('new', 'open', 'pending', 'referred')"),
     }
-    for (col, v) in [("queue", &f.queue), ("owner", &f.owner)] {
+    let text = |v: &Option<String>| v.clone().map(V::Text);
+    let level = |v: Option<u8>| v.map(|l| V::Integer(l.into()));
+    let filters: [(&str, Option<V>); 10] = [
+        ("queue = ?", text(&f.queue)),
+        ("owner = ?", text(&f.owner)),
+        ("priority = ?", level(f.priority)),
+        ("severity = ?", level(f.severity)),
+        ("type = ?", text(&f.ticket_type)),
+        ("json_extract(doc, '$.network') = ?", text(&f.network)),
+        ("json_extract(doc, '$.circuit') = ?", text(&f.circuit)),
+        (
+            "EXISTS (SELECT 1 FROM json_each(doc, '$.nodes') WHERE value = ?)",
+            text(&f.node),
+        ),
+        ("created_at >= ?", f.created_since.map(V::Integer)),
+        ("updated_at >= ?", f.updated_since.map(V::Integer)),
+    ];
+    for (clause, v) in filters {
         if let Some(v) = v {
-            sql.push_str(&format!(" AND {col} = ?"));
-            args.push(v.clone());
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.push(v);
         }
     }
-    sql.push_str(&format!(" ORDER BY priority, number LIMIT {limit}"));
+    if let Some((name, value)) = &f.custom {
+        sql.push_str(" AND json_extract(doc, ?) = ?");
+        args.push(V::Text(format!("$.custom.\"{}\"", name.replace('"', ""))));
+        args.push(V::Text(value.clone()));
+    }
+    let order = match f.sort {
+        ListSort::Priority => "priority, number",
+        ListSort::Updated => "updated_at DESC, number DESC",
+        ListSort::Age => "created_at, number",
+    };
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), ticket_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -127,9 +229,32 @@ pub struct Timer {
     pub set_by: String,
     /// When it went off.
     pub fired_at: Option<Millis>,
-    /// When it was cancelled because its ticket was closed or cancelled (it never goes off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its number on its ticket (1, 2, ... in the order set): what `ttx ack N K` takes.
+    #[serde(default)]
+    pub ordinal: u32,
+    /// When it was cancelled (by an operator, or by the ticket's resolve or close).
+    #[serde(default)]
     pub cancelled_at: Option<Millis>,
+    /// When its alert was acknowledged.
+    #[serde(default)]
+    pub acked_at: Option<Millis>,
+    /// Who acknowledged it.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+}
+
+impl Timer {
+    /// The state the store's columns describe, for the timer rules.
+    pub fn state(&self) -> crate::model::timer::TimerState {
+        crate::model::timer::TimerState {
+            id: self.id,
+            ordinal: self.ordinal,
+            due_at: self.due_at,
+            fired_at: self.fired_at,
+            cancelled_at: self.cancelled_at,
+            acked_at: self.acked_at,
+        }
+    }
 }
 
 /// A link into this ticket from another.
@@ -160,7 +285,8 @@ fn not_found(number: i64) -> StoreError {
 
 const TIMER_SELECT: &str =
     "SELECT tm.id, t.number, t.subject, tm.due_at, tm.text, tm.set_by, tm.fired_at,
-            tm.cancelled_at
+            (SELECT COUNT(*) FROM timers o WHERE o.ticket_id = tm.ticket_id AND o.id <= tm.id),
+            tm.cancelled_at, tm.acked_at, tm.acked_by
      FROM timers tm JOIN tickets t ON t.id = tm.ticket_id";
 
 fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<Timer> {
@@ -172,8 +298,22 @@ fn timer_row(r: &rusqlite::Row) -> rusqlite::Result<Timer> {
         text: r.get(4)?,
         set_by: r.get(5)?,
         fired_at: r.get(6)?,
-        cancelled_at: r.get(7)?,
+        ordinal: r.get(7)?,
+        cancelled_at: r.get(8)?,
+        acked_at: r.get(9)?,
+        acked_by: r.get(10)?,
     })
+}
+
+/// The timers of one ticket, in the order they were set (numbered 1, 2, ...).
+pub fn timers_of(conn: &Connection, ticket: Uuid) -> Result<Vec<Timer>, StoreError> {
+    let timers = conn
+        .prepare_cached(&format!(
+            "{TIMER_SELECT} WHERE tm.ticket_id = ?1 ORDER BY tm.id"
+        ))?
+        .query_map([ticket.as_bytes()], timer_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(timers)
 }
 
 /// The chart of ticket `number`.
@@ -188,12 +328,7 @@ pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
             event_from_row(r).map(|(seq, event)| HistoryEntry { seq, event })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let timers = conn
-        .prepare_cached(&format!(
-            "{TIMER_SELECT} WHERE tm.ticket_id = ?1 ORDER BY tm.due_at"
-        ))?
-        .query_map([&id], timer_row)?
-        .collect::<Result<_, _>>()?;
+    let timers = timers_of(conn, ticket.id)?;
     let incoming = conn
         .prepare_cached(
             "SELECT t.number, l.kind FROM links l JOIN tickets t ON t.id = l.from_id
@@ -219,7 +354,8 @@ pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
 pub struct SearchHit {
     /// The ticket.
     pub ticket: TicketRow,
-    /// Where it matched: `subject` or `note`.
+    /// Where it matched: `subject`, `header` (a header field: circuit, node, custom field,
+    /// resolution...) or `note`.
     pub matched: String,
     /// A snippet around the match.
     pub snippet: String,
@@ -238,9 +374,9 @@ pub fn fts_query(text: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-/// Full-text search over subjects and incident updates, newest first.
+/// Full-text search over subjects, header fields and incident updates, newest first.
 pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit>, StoreError> {
-    let limit = limit.clamp(1, MAX_LIMIT);
+    let limit = check_limit(limit)?;
     if text.len() > MAX_SEARCH_BYTES {
         return Err(StoreError::Command(CommandError::Invalid(format!(
             "search text is {} bytes, at most {MAX_SEARCH_BYTES} allowed",
@@ -256,7 +392,12 @@ pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit
     // word costs no more than a rare one. Subjects first, then updates (several per ticket).
     const SOURCES: [(&str, u32); 2] = [
         (
-            "SELECT t.id, 'subject', snippet(ticket_fts, 0, '[', ']', '…', 12)
+            "SELECT t.id,
+                    CASE WHEN instr(snippet(ticket_fts, 0, '[', ']', '…', 12), '[') > 0
+                         THEN 'subject' ELSE 'header' END,
+                    CASE WHEN instr(snippet(ticket_fts, 0, '[', ']', '…', 12), '[') > 0
+                         THEN snippet(ticket_fts, 0, '[', ']', '…', 12)
+                         ELSE snippet(ticket_fts, 1, '[', ']', '…', 12) END
              FROM ticket_fts JOIN tickets t ON t.rowid = ticket_fts.rowid
              WHERE ticket_fts MATCH ?1 ORDER BY ticket_fts.rowid DESC LIMIT ?2",
             1,
@@ -300,16 +441,17 @@ pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit
     Ok(out)
 }
 
-/// Timers that have gone off on tickets still open (or all fired timers with `all`).
+/// Alerts: timers that went off and nobody acknowledged yet, on tickets still open; with
+/// `all`, every timer that went off, acknowledged or not, on any ticket.
 pub fn alerts(conn: &Connection, all: bool, limit: u32) -> Result<Vec<Timer>, StoreError> {
     let filter = if all {
         ""
     } else {
-        " AND t.status IN ('new', 'open', 'pending', 'referred')"
+        " AND tm.acked_at IS NULL AND t.status IN ('new', 'open', 'pending', 'referred')"
     };
     let sql = format!(
         "{TIMER_SELECT} WHERE tm.fired_at IS NOT NULL{filter} ORDER BY tm.fired_at DESC LIMIT {}",
-        limit.clamp(1, MAX_LIMIT)
+        check_limit(limit)?
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let timers = stmt.query_map([], timer_row)?.collect::<Result<_, _>>()?;

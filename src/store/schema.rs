@@ -170,6 +170,28 @@ END;
 CREATE INDEX tickets_unowned ON tickets (number)
     WHERE owner IS NULL AND status IN ('new', 'open', 'pending', 'referred');
 "#,
+    r#"
+-- Timers can also be cancelled by an operator, snoozed (due_at moves) and their alerts
+-- acknowledged.
+ALTER TABLE timers ADD COLUMN acked_at INTEGER;
+ALTER TABLE timers ADD COLUMN acked_by TEXT;
+-- Search covers the header fields (circuit, network, nodes, custom fields, resolution...):
+-- `header` holds their text, kept by the applier; the subject index gains it as a column.
+ALTER TABLE tickets ADD COLUMN header TEXT NOT NULL DEFAULT '';
+UPDATE tickets SET header = concat_ws(' ',
+    json_extract(doc, '$.queue'), json_extract(doc, '$.owner'),
+    json_extract(doc, '$.network'), json_extract(doc, '$.circuit'),
+    json_extract(doc, '$.next_action'),
+    (SELECT group_concat(value, ' ') FROM json_each(doc, '$.nodes')),
+    (SELECT group_concat(value, ' ') FROM json_each(doc, '$.custom')),
+    json_extract(doc, '$.reporter.name'), json_extract(doc, '$.reporter.org'),
+    json_extract(doc, '$.reporter.phone'), json_extract(doc, '$.reporter.email'),
+    json_extract(doc, '$.resolution.resolution'), json_extract(doc, '$.resolution.component'),
+    json_extract(doc, '$.resolution.escalated_to'), json_extract(doc, '$.resolution.checked_by'));
+DROP TABLE ticket_fts;
+CREATE VIRTUAL TABLE ticket_fts USING fts5 (subject, header, content = 'tickets', content_rowid = 'rowid');
+INSERT INTO ticket_fts (ticket_fts) VALUES ('rebuild');
+"#,
 ];
 
 /// The schema version this build writes.

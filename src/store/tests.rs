@@ -370,7 +370,7 @@ fn queue_counts_and_the_unowned_list_follow_every_change() {
         .writer
         .write_blocking(req(WriteOp::Ticket {
             number: 3,
-            command: Command::Take,
+            command: Command::Take { steal: false },
         }))
         .unwrap();
     let counts = store.reader.read_blocking(query::work_counts).unwrap();

@@ -18,7 +18,7 @@ fn refused_commands_leave_the_store_intact() {
     node.cli(&["show", "42"]).fails(3, "no ticket 42");
     node.cli(&["close", "1"]).fails(4, "cannot go from new to closed: from new a ticket may go to open, pending, referred, resolved, cancelled");
     node.cli(&["reopen", "1", "--reason", "x"])
-        .fails(4, "only a resolved ticket can be reopened");
+        .fails(4, "only a resolved or closed ticket can be reopened");
     node.cli(&["new", "x", "--severity", "5"])
         .fails(2, "severity must be 1 to 4, got 5");
     node.cli(&["new", "x", "--priority", "0"])

@@ -8,6 +8,8 @@ mod common;
 mod crash;
 mod faults;
 mod federation;
+mod noc;
 mod pki;
+mod render;
 mod tickets;
 mod web;

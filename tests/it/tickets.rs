@@ -67,7 +67,9 @@ fn the_whole_chart_through_the_cli() {
         .ok();
     node.cli(&["resolve", "1", "--resolution", "replaced line card"])
         .ok();
-    node.cli(&["close", "1", "--checked-by", "erin"]).ok();
+    node.cli(&["close", "1", "--checked-by", "erin"])
+        .fails(2, "checked-by \"erin\" is not an operator of this site");
+    node.cli(&["close", "1", "--checked-by", "ext:erin"]).ok();
 
     let chart = node.cli(&["--json", "show", "1"]).json();
     let t = &chart["ticket"];
@@ -80,7 +82,7 @@ fn the_whole_chart_through_the_cli() {
     );
     assert_eq!(t["circuit"], "AMS-LON-7");
     assert_eq!(t["custom"]["vendor"], "acme");
-    assert_eq!(t["resolution"]["checked_by"], "erin");
+    assert_eq!(t["resolution"]["checked_by"], "ext:erin");
     assert_eq!(t["resolution"]["resolution"], "replaced line card");
     assert!(t["resolution"]["total_ms"].as_i64().unwrap() >= 0);
     let history = chart["history"].as_array().unwrap();

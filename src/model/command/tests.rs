@@ -103,7 +103,7 @@ fn set_changes_fields_and_refuses_unknown_ones() {
 #[test]
 fn lifecycle_and_customer_time() {
     let mut t = ticket();
-    run(&mut t, Command::Take, 100).unwrap();
+    run(&mut t, Command::Take { steal: false }, 100).unwrap();
     assert_eq!(
         (t.status, t.owner.as_deref()),
         (Status::Open, Some("alice"))
@@ -200,4 +200,99 @@ fn partner_tickets_are_named_with_their_site() {
     assert_eq!(t.reference("noc-a"), "7");
     t.site = "telco-b".into();
     assert_eq!(t.reference("noc-a"), "telco-b#7");
+}
+
+#[test]
+fn taking_another_operators_ticket_needs_steal() {
+    let mut t = ticket();
+    set(&mut t, &["owner=bob"]).unwrap();
+    let e = run(&mut t, Command::Take { steal: false }, 100).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ticket 7 is owned by bob: take it anyway with `ttx take 7 --steal`"
+    );
+    run(&mut t, Command::Take { steal: true }, 100).unwrap();
+    assert_eq!(t.owner.as_deref(), Some("alice"));
+    // Taking one's own ticket again changes nothing and needs no steal.
+    assert!(run(&mut t, Command::Take { steal: false }, 200)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_closed_ticket_can_be_reopened() {
+    let mut t = ticket();
+    let resolve = Command::Resolve {
+        resolution: "fixed".into(),
+        component: None,
+        escalated_to: None,
+    };
+    run(&mut t, resolve, 100).unwrap();
+    run(&mut t, Command::Close { checked_by: None }, 200).unwrap();
+    let e = set(&mut t, &["status=open"]).unwrap_err().to_string();
+    assert!(e.contains("ttx reopen"), "{e}");
+    run(
+        &mut t,
+        Command::Reopen {
+            reason: "flapping again".into(),
+        },
+        300,
+    )
+    .unwrap();
+    assert_eq!(t.status, Status::Open);
+    assert_eq!(t.resolution.closed_at, None);
+    let mut c = ticket();
+    set(&mut c, &["status=cancelled"]).unwrap();
+    let e = run(&mut c, Command::Reopen { reason: "x".into() }, 10).unwrap_err();
+    assert!(e.to_string().contains("only a resolved or closed"), "{e}");
+}
+
+#[test]
+fn durations_count_from_the_problem_start_and_a_future_start_is_refused() {
+    let l = limits();
+    let c = ctx(&l);
+    let req = |start: &str| CreateTicket {
+        subject: "x".into(),
+        problem_start: Some(start.into()),
+        ..Default::default()
+    };
+    let e = decide_create(&req("+1h"), &c);
+    assert!(e.is_err());
+    let future = clock::format(c.now + 3_600_000);
+    let e = decide_create(&req(&future), &c).unwrap_err().to_string();
+    assert!(e.contains("is in the future"), "{e}");
+    let (new, _) = decide_create(&req("-30m"), &c).unwrap();
+    let mut t = Ticket::created(Uuid::now_v7(), "noc-a", 8, &new, "alice", c.now);
+    let e = set(&mut t, &[&format!("problem-start={future}")]).unwrap_err();
+    assert!(e.to_string().contains("in the future"), "{e}");
+    let resolve = Command::Resolve {
+        resolution: "fixed".into(),
+        component: None,
+        escalated_to: None,
+    };
+    run(&mut t, resolve, c.now + 5_000).unwrap();
+    assert_eq!(t.resolution.total_ms, Some(30 * 60_000 + 5_000));
+}
+
+#[test]
+fn a_merge_resolves_and_closes_the_duplicate() {
+    let mut dup = ticket();
+    let mut survivor = ticket();
+    survivor.number = 9;
+    let events = decide_link(&dup, LinkKind::MergedInto, &survivor).unwrap();
+    assert_eq!(events.len(), 3);
+    for e in &events {
+        dup.apply(e, 50);
+    }
+    assert_eq!(dup.status, Status::Closed);
+    assert_eq!(merged_into(&dup), Some(9));
+    assert_eq!(
+        dup.resolution.resolution.as_deref(),
+        Some("merged into TT 9")
+    );
+    let e = decide_link(&dup, LinkKind::MergedInto, &survivor).unwrap_err();
+    assert!(e.to_string().contains("already merged into 9"), "{e}");
+    let other = ticket();
+    let e = decide_link(&other, LinkKind::MergedInto, &dup).unwrap_err();
+    assert!(e.to_string().contains("merge into 9 instead"), "{e}");
 }

@@ -32,7 +32,7 @@ fn a_real_log() -> Vec<Event> {
         .unwrap();
     let take = crate::store::WriteOp::Ticket {
         number: a.number,
-        command: Command::Take,
+        command: Command::Take { steal: false },
     };
     store.writer.write_blocking(req(take)).unwrap();
     let timer = crate::store::WriteOp::Ticket {
@@ -50,6 +50,18 @@ fn a_real_log() -> Vec<Event> {
         },
     };
     store.writer.write_blocking(req(cancel)).unwrap();
+    // Header fields that search covers since migration 6.
+    let set = crate::store::WriteOp::Ticket {
+        number: b.number,
+        command: Command::Set {
+            assignments: vec![
+                "circuit=LON-PAR-3".into(),
+                "nodes=core1.lon,edge4.par".into(),
+                "cf.vendor=acmeoptics".into(),
+            ],
+        },
+    };
+    store.writer.write_blocking(req(set)).unwrap();
     let events = store
         .reader
         .read_blocking(|c| query::events_after(c, 0, 1000))
@@ -175,7 +187,7 @@ fn logical_state(conn: &Connection) -> Vec<String> {
     let mut out = Vec::new();
     for sql in [
         "SELECT id, number, status, priority, severity, queue, owner, type, subject, created_at,
-                updated_at, notes FROM tickets ORDER BY number",
+                updated_at, notes, header FROM tickets ORDER BY number",
         "SELECT id, ticket_id, event_seq, author, at, happened_at, shared, text FROM notes
          ORDER BY event_seq",
         "SELECT * FROM links ORDER BY from_id, kind, to_id",
@@ -184,6 +196,8 @@ fn logical_state(conn: &Connection) -> Vec<String> {
         "SELECT * FROM peers ORDER BY site",
         "SELECT rowid FROM note_fts WHERE note_fts MATCH 'flapping OR dBm OR carrier' ORDER BY rowid",
         "SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH 'bgp OR optics' ORDER BY rowid",
+        "SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH '\"LON-PAR-3\" OR acmeoptics OR \"edge4.par\" OR admin'
+         ORDER BY rowid",
     ] {
         out.push(format!("{sql}: {:?}", rows(conn, sql)));
     }

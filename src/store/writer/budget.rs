@@ -42,6 +42,7 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
             name,
             password_hash,
         } => name.len() + password_hash.len(),
+        WriteOp::Timer { which, .. } => which.len(),
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)

@@ -49,7 +49,10 @@ pub(super) struct Effects {
 impl Effects {
     /// Records what an applied event changes besides its tables.
     pub(super) fn note(&mut self, kind: &EventKind) {
-        self.timers |= matches!(kind, EventKind::TimerSet { .. });
+        self.timers |= matches!(
+            kind,
+            EventKind::TimerSet { .. } | EventKind::TimerSnoozed { .. }
+        );
         self.operators |= matches!(
             kind,
             EventKind::OperatorAdded { .. }

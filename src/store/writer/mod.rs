@@ -85,6 +85,15 @@ pub enum WriteOp {
         /// The other ticket.
         target: i64,
     },
+    /// Cancel, snooze or acknowledge timer `which` (its ordinal or id) of ticket `number`.
+    Timer {
+        /// The ticket.
+        number: i64,
+        /// The timer: `2` (its number on the ticket) or its id.
+        which: String,
+        /// What to do.
+        action: crate::model::timer::TimerAction,
+    },
     /// Give an operator a token.
     AddOperator {
         /// Name.
@@ -151,6 +160,9 @@ pub struct TicketAck {
     pub status: Status,
     /// Log positions of the events written.
     pub events: Vec<i64>,
+    /// What changed, one line per event (`status new -> open`).
+    #[serde(default)]
+    pub changes: Vec<String>,
     /// True when this answer was replayed for a repeated idempotency key.
     #[serde(default)]
     pub replayed: bool,

@@ -138,8 +138,10 @@ impl InBatch<'_> {
         now: Millis,
     ) -> Result<WriteOutcome, StoreError> {
         let mut positions = Vec::with_capacity(events.len());
+        let mut changes = Vec::with_capacity(events.len());
         for kind in events {
             let before = t.clone();
+            changes.push(crate::model::summary::describe(&kind, &before));
             t.apply(&kind, now);
             positions.push(self.emit_on(Some(t.id), kind, actor, now, Some(&before))?);
         }
@@ -148,6 +150,7 @@ impl InBatch<'_> {
             id: t.id,
             status: t.status,
             events: positions,
+            changes,
             replayed: false,
         }))
     }
@@ -182,6 +185,7 @@ impl InBatch<'_> {
                         happened_at: None,
                     });
                 }
+                crate::store::facts::check_create(self.conn, actor, &events)?;
                 let mut positions = Vec::new();
                 for kind in events {
                     positions.push(self.emit(Some(id), kind, actor, now)?);
@@ -191,6 +195,7 @@ impl InBatch<'_> {
                     id,
                     status: t.status,
                     events: positions,
+                    changes: vec!["opened".into()],
                     replayed: false,
                 }))
             }
@@ -199,7 +204,8 @@ impl InBatch<'_> {
                     .ok_or_else(|| not_found_ticket(*number))?;
                 if let Command::Timer { .. } = command {
                     let pending: i64 = self.conn.query_row(
-                        "SELECT COUNT(*) FROM timers WHERE ticket_id = ?1 AND fired_at IS NULL AND cancelled_at IS NULL",
+                        "SELECT COUNT(*) FROM timers
+                         WHERE ticket_id = ?1 AND fired_at IS NULL AND cancelled_at IS NULL",
                         [t.id.as_bytes()],
                         |r| r.get(0),
                     )?;
@@ -211,6 +217,8 @@ impl InBatch<'_> {
                     }
                 }
                 let events = command::decide(&t, command, &ctx)?;
+                let events =
+                    crate::store::facts::complete(self.conn, actor, &t, Some(command), events)?;
                 self.ticket_events(t, events, actor, now)
             }
             WriteOp::Link {
@@ -223,6 +231,17 @@ impl InBatch<'_> {
                 let other = ticket_by_number(self.conn, *target)?
                     .ok_or_else(|| not_found_ticket(*target))?;
                 let events = command::decide_link(&t, *kind, &other)?;
+                let events = crate::store::facts::complete(self.conn, actor, &t, None, events)?;
+                self.ticket_events(t, events, actor, now)
+            }
+            WriteOp::Timer {
+                number,
+                which,
+                action,
+            } => {
+                let t = ticket_by_number(self.conn, *number)?
+                    .ok_or_else(|| not_found_ticket(*number))?;
+                let events = crate::store::facts::timer_action(self.conn, &t, which, *action, now)?;
                 self.ticket_events(t, events, actor, now)
             }
             WriteOp::AddOperator {

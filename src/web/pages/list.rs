@@ -136,6 +136,7 @@ pub async fn list(
                 queue: given(&p.queue),
                 owner,
                 limit,
+                ..ListFilter::default()
             };
             (
                 state

@@ -352,7 +352,7 @@ pub async fn take(
     Path(n): Path<String>,
     f: WriteForm<NoFields>,
 ) -> Result<Response, WebError> {
-    run(&state, &f, &n, Command::Take).await
+    run(&state, &f, &n, Command::Take { steal: false }).await
 }
 
 /// Fields of the resolve form.

@@ -1,0 +1,211 @@
+//! The text renderers, line by line, with a fixed clock and zone: what an operator reads must
+//! stay aligned under its headers (the peer list once printed a header no row filled).
+
+use time::UtcOffset;
+use ttx::cli::render;
+use ttx::cli::times::{Times, Zone};
+use ttx::federation::PeerStatus;
+use ttx::model::lifecycle::Status;
+use ttx::model::peer::PeerState;
+use ttx::store::query::{TicketRow, Timer};
+use ttx::store::writer::TicketAck;
+
+/// 2026-12-01T10:00:00Z, shown at +01:00.
+fn times() -> Times {
+    Times {
+        zone: Zone::Fixed(UtcOffset::from_hms(1, 0, 0).unwrap()),
+        now: 1_796_119_200_000,
+    }
+}
+
+const MIN: i64 = 60_000;
+
+fn row(number: i64, subject: &str) -> TicketRow {
+    let now = times().now;
+    TicketRow {
+        number,
+        id: uuid::Uuid::now_v7(),
+        status: Status::Open,
+        priority: 1,
+        severity: 2,
+        queue: "backbone".into(),
+        owner: Some("alice".into()),
+        ticket_type: "trouble".into(),
+        subject: subject.into(),
+        updated_at: now - 5 * MIN,
+        created_at: now - 120 * MIN,
+        next_action: Some("call telco".into()),
+        next_due: Some(now + 40 * MIN),
+    }
+}
+
+/// The start column of `word` in `line`, in characters.
+fn column(line: &str, word: &str) -> usize {
+    let byte = line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word:?} not in {line:?}"));
+    line[..byte].chars().count()
+}
+
+#[test]
+fn the_ticket_list_keeps_every_value_under_its_header() {
+    let rows = [
+        row(7, "core1.ams BGP flap"),
+        TicketRow {
+            owner: None,
+            next_due: None,
+            queue: "a-queue-name-far-too-long".into(),
+            ..row(12, "customer complaint")
+        },
+    ];
+    let text = render::rows(&rows, &times(), 100);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let head = lines[0];
+    assert_eq!(column(lines[1], "2h"), column(head, "AGE") + 1);
+    assert_eq!(column(lines[1], "5m"), column(head, "UPDATED") + 5);
+    assert_eq!(
+        column(lines[1], "40m"),
+        column(head, "NEXT DUE") + 5,
+        "{text}"
+    );
+    assert_eq!(column(lines[1], "core1.ams"), column(head, "SUBJECT"));
+    assert!(
+        lines[1].ends_with("core1.ams BGP flap — next: call telco"),
+        "{text}"
+    );
+    // Long names are cut, and the row stays aligned.
+    assert!(lines[2].contains("a-queue-nam… -"), "{text}");
+    assert_eq!(column(lines[2], "customer"), column(head, "SUBJECT"));
+    // A narrow terminal cuts the subject, not the columns.
+    let narrow = render::rows(&rows, &times(), 90);
+    assert!(narrow.lines().all(|l| l.chars().count() <= 90), "{narrow}");
+    assert_eq!(render::rows(&[], &times(), 80), "no tickets\n");
+}
+
+#[test]
+fn the_peer_list_fills_every_column_it_names() {
+    let now = times().now;
+    let peer = |site: &str, state: PeerState, seen: Option<i64>| PeerStatus {
+        site: site.into(),
+        state,
+        addrs: vec!["192.0.2.7:7701".into()],
+        pins: vec![],
+        exchange: true,
+        standby: false,
+        connected: seen.is_some(),
+        identity: Some(format!("ttx://default/{site}/primary")),
+        version: seen.map(|_| "ttx-exchange/1".into()),
+        last_seen: seen,
+        rtt_ms: seen.map(|_| 1.25),
+        cert_days_left: Some(300),
+        warning: None,
+        seen_spki: Some("ab12".into()),
+    };
+    let text = render::peers(
+        &[
+            peer("telco-c", PeerState::Accepted, Some(now - 3 * MIN)),
+            peer("stranger", PeerState::Pending, None),
+        ],
+        &times(),
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let head = lines[0];
+    let row = lines[1];
+    assert_eq!(
+        column(row, "3m ago") + "3m ago".len(),
+        column(head, "SEEN") + "SEEN".len()
+    );
+    assert_eq!(
+        column(row, "300") + 3,
+        column(head, "CERT days") + "CERT days".len()
+    );
+    assert_eq!(column(row, "192.0.2.7"), column(head, "ADDRESSES"));
+    assert_eq!(column(lines[2], "192.0.2.7"), column(head, "ADDRESSES"));
+    assert!(
+        lines[3]
+            .trim_start()
+            .starts_with("identity ttx://default/stranger/primary  key ab12"),
+        "{text}"
+    );
+}
+
+#[test]
+fn write_answers_say_what_changed() {
+    let ack = |events: Vec<i64>, changes: Vec<&str>| TicketAck {
+        number: 3,
+        id: uuid::Uuid::now_v7(),
+        status: Status::Pending,
+        events,
+        changes: changes.into_iter().map(String::from).collect(),
+        replayed: false,
+    };
+    assert_eq!(
+        render::ack(&ack(vec![9], vec!["status new -> pending"]), "updated"),
+        "TT 3: status new -> pending\n"
+    );
+    assert_eq!(
+        render::ack(
+            &ack(
+                vec![9, 10],
+                vec!["owner (none) -> bob", "status new -> open"]
+            ),
+            "x"
+        ),
+        "TT 3: owner (none) -> bob; status new -> open\n"
+    );
+    assert_eq!(
+        render::ack(&ack(vec![], vec![]), "x"),
+        "TT 3: nothing changed (pending)\n"
+    );
+}
+
+#[test]
+fn timers_and_alerts_read_in_the_operators_zone() {
+    let now = times().now;
+    let timer = |ordinal: u32, fired: Option<i64>, acked: Option<i64>| Timer {
+        id: uuid::Uuid::now_v7(),
+        number: 4,
+        subject: "waiting on telco".into(),
+        due_at: now - 10 * MIN,
+        text: "call telco".into(),
+        set_by: "alice".into(),
+        fired_at: fired,
+        ordinal,
+        cancelled_at: None,
+        acked_at: acked,
+        acked_by: acked.map(|_| "bob".into()),
+    };
+    let alerts = render::alerts(&[timer(2, Some(now - 10 * MIN), None)], &times());
+    assert_eq!(
+        alerts,
+        "2026-12-01 10:50 +01:00 (10m ago)  TT 4 timer 2  call telco  (set by alice, due \
+         2026-12-01 10:50 +01:00 (10m ago); waiting on telco)\n"
+    );
+    let list = render::timers(
+        4,
+        &[
+            timer(1, Some(now - 10 * MIN), Some(now - 5 * MIN)),
+            Timer {
+                due_at: now + 30 * MIN,
+                ..timer(2, None, None)
+            },
+        ],
+        &times(),
+    );
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines[0], "  #  STATE     TEXT");
+    assert!(
+        lines[1].starts_with("  1  acked     call telco (went off"),
+        "{list}"
+    );
+    assert!(
+        lines[1].ends_with("acknowledged 2026-12-01 10:55 +01:00 (5m ago) by bob, set by alice)"),
+        "{list}"
+    );
+    assert!(
+        lines[2].contains("pending   call telco (due 2026-12-01 11:30 +01:00 (in 30m)"),
+        "{list}"
+    );
+    assert_eq!(render::timers(4, &[], &times()), "ticket 4 has no timers\n");
+}

@@ -358,6 +358,15 @@ impl Config {
                     && self.limits.max_field_bytes > 0,
                 "limits must be positive",
             ),
+            (
+                self.limits.max_timers_per_ticket > 0,
+                "limits.max_timers_per_ticket must be at least 1 (0 would refuse every timer)",
+            ),
+            (
+                self.api.max_body_bytes > self.limits.max_note_bytes,
+                "api.max_body_bytes must be larger than limits.max_note_bytes: the largest note \
+                 the store accepts must fit in a request body with its JSON around it",
+            ),
         ];
         for (ok, message) in checks {
             if !ok {

@@ -125,9 +125,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// A query string whose rejections (unknown or malformed parameters) are [`ApiError`]s.
 pub struct ApiQuery<T>(pub T);
 
+/// Refuses a query string whose percent-encoding does not decode to UTF-8 (`q=%FF`): decoding
+/// it lossily would search for U+FFFD instead of what the client meant.
+fn check_query_utf8(query: &str) -> Result<(), ApiError> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    for pair in query.split('&') {
+        let raw = pair.as_bytes();
+        let mut bytes = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            match (raw[i], hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (b'%', Some(h), Some(l)) => {
+                    bytes.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                (b'+', _, _) => bytes.push(b' '),
+                (b, _, _) => bytes.push(b),
+            }
+            i += 1;
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            let name = pair.split('=').next().unwrap_or("");
+            return Err(ApiError::Invalid(format!(
+                "invalid query: {name:?} is not percent-encoded UTF-8"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        check_query_utf8(parts.uri.query().unwrap_or(""))?;
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))

@@ -252,6 +252,7 @@ fn due_time(after: Option<&str>, at: Option<&str>) -> Result<clock::Millis, ApiE
         (Some(d), None) => {
             let d = clock::parse_duration(d).map_err(|e| ApiError::Invalid(e.to_string()))?;
             now.checked_add(d)
+                .filter(|t| *t <= clock::MAX_TIME)
                 .ok_or_else(|| ApiError::Invalid(format!("duration {d} ms is too long")))
         }
         (None, Some(t)) => clock::parse_time(t, now).map_err(|e| ApiError::Invalid(e.to_string())),

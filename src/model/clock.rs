@@ -24,19 +24,44 @@ pub fn format(ms: Millis) -> String {
 
 /// Why a time could not be understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid time {0:?}: use RFC 3339 (2026-11-22T03:17:00Z), 'YYYY-MM-DD HH:MM[:SS]' (UTC), 'now', or a duration ago such as '-15m'")]
+#[error("invalid time {0:?}: use RFC 3339 (2026-11-22T03:17:00Z), 'YYYY-MM-DD HH:MM[:SS]' (UTC), 'now', a duration ago such as '-15m' or ahead such as '+2h', between 1970 and 9999")]
 pub struct TimeError(pub String);
 
-/// Parses a point in time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, `now`, or `-DURATION`
-/// (that long before `now`, e.g. `-15m`, `-2h`).
+/// The earliest time accepted (1970-01-01T00:00:00Z): no NOC record is older.
+pub const MIN_TIME: Millis = 0;
+/// The latest time accepted (9999-12-31T23:59:59.999Z): what RFC 3339 can write.
+pub const MAX_TIME: Millis = 253_402_300_799_999;
+
+/// Parses a point in time: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` in UTC, `now`, `-DURATION` (that
+/// long before `now`, e.g. `-15m`, `-2h`) or `+DURATION` (after it). Times before 1970 or after
+/// 9999 are refused (`-1000000y` and year 0 are typos, not history).
 pub fn parse_time(text: &str, now: Millis) -> Result<Millis, TimeError> {
+    let t = parse_any_time(text, now)?;
+    if (MIN_TIME..=MAX_TIME).contains(&t) {
+        Ok(t)
+    } else {
+        Err(TimeError(format!(
+            "{} (out of range 1970 to 9999)",
+            text.trim()
+        )))
+    }
+}
+
+fn parse_any_time(text: &str, now: Millis) -> Result<Millis, TimeError> {
     let text = text.trim();
     let err = || TimeError(text.to_string());
     if text == "now" {
         return Ok(now);
     }
     if let Some(ago) = text.strip_prefix('-') {
-        return Ok(now - parse_duration(ago).map_err(|_| err())?);
+        return now
+            .checked_sub(parse_duration(ago).map_err(|_| err())?)
+            .ok_or_else(err);
+    }
+    if let Some(ahead) = text.strip_prefix('+') {
+        return now
+            .checked_add(parse_duration(ahead).map_err(|_| err())?)
+            .ok_or_else(err);
     }
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as Millis);
@@ -95,6 +120,11 @@ mod tests {
         assert_eq!(t, 1_795_317_420_000);
         assert_eq!(parse_time("2026-11-22 03:17", now), Ok(t));
         assert!(parse_time("yesterday", now).is_err());
+        assert_eq!(parse_time("+2h", now), Ok(now + 7_200_000));
+        // Far past and far future are typos, not times: refused, never wrapped.
+        assert!(parse_time("-1000000y", now).is_err());
+        assert!(parse_time("0000-01-01T00:00:00Z", now).is_err());
+        assert!(parse_time("+9223372036854775s", now).is_err());
         assert_eq!(format(t), "2026-11-22T03:17:00.000Z");
     }
 

@@ -59,8 +59,10 @@ impl FromStr for TicketType {
     }
 }
 
-/// Who reported the problem and how to reach them.
+/// Who reported the problem and how to reach them. A misspelled field is refused, not
+/// dropped (`{"reporter": {"phnoe": ...}}` would lose the phone number).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Contact {
     /// Person.
     pub name: Option<String>,

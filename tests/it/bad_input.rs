@@ -83,15 +83,28 @@ fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
         2,
         "note is 10485760 bytes, at most 4194304 allowed (limits.max_note_bytes)",
     );
-    // Past the body limit the API refuses before reading it all.
+    // Past the body limit (which must exceed the note limit) the API refuses before reading
+    // it all.
     node.stop();
     node.configure(|c| {
-        c.limits.max_note_bytes = 10 * 1024 * 1024;
-        c.api.max_body_bytes = 1024 * 1024;
+        c.limits.max_note_bytes = 1024 * 1024;
+        c.api.max_body_bytes = 2 * 1024 * 1024;
     });
     node.start();
-    node.cli_with(&["note", "1", "-"], None, Some(&big))
-        .fails(2, "larger than api.max_body_bytes");
+    let mut body = br#"{"text":""#.to_vec();
+    body.extend_from_slice(&big[..big.len() / 2]);
+    body.extend_from_slice(br#""}"#);
+    let (status, answer) = node.http(
+        "POST",
+        "/v1/tickets/1/notes",
+        Some(&node.admin_token()),
+        Some(&body),
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{answer}"
+    );
     assert_eq!(event_count(&node), before);
 }
 
@@ -254,4 +267,109 @@ fn one_writer_per_store_and_init_never_overwrites() {
     c.args(["list"]);
     run(c, None).fails(2, "no node chosen");
     drop(open_db(&node.dir));
+}
+
+/// The cases a fuzzing pass of the API found accepted: each is now a clear 400 (or, for the
+/// bearer scheme, accepted as RFC 9110 says), and none changes the store.
+#[test]
+fn the_api_refuses_what_the_fuzzing_pass_found() {
+    let node = TestNode::start_new("noc-a");
+    let admin = node.admin_token();
+    node.cli(&["new", "x"]).ok();
+    let before = event_count(&node);
+    let post =
+        |path: &str, body: &str| node.http("POST", path, Some(&admin), Some(body.as_bytes()));
+    let refused = |(status, body): (u16, serde_json::Value), needle: &str| {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    };
+    refused(
+        post(
+            "/v1/tickets",
+            r#"{"subject":"x","reporter":{"phnoe":"+44 20"}}"#,
+        ),
+        "unknown field `phnoe`",
+    );
+    for limit in ["0", "1001", "5000"] {
+        refused(
+            node.http(
+                "GET",
+                &format!("/v1/tickets?limit={limit}"),
+                Some(&admin),
+                None,
+            ),
+            "limit must be 1 to 1000",
+        );
+        refused(
+            node.http(
+                "GET",
+                &format!("/v1/search?q=x&limit={limit}"),
+                Some(&admin),
+                None,
+            ),
+            "limit must be 1 to 1000",
+        );
+    }
+    refused(
+        node.http("GET", "/v1/tickets/+1", Some(&admin), None),
+        "invalid ticket number \"+1\"",
+    );
+    refused(
+        node.http("GET", "/v1/search?q=%FF%FE", Some(&admin), None),
+        "\"q\" is not percent-encoded UTF-8",
+    );
+    refused(
+        post(
+            "/v1/tickets/1/timers",
+            r#"{"in":"9223372036854775s","text":"x"}"#,
+        ),
+        "is too long",
+    );
+    refused(
+        post("/v1/tickets/1/notes", r#"{"text":"x","at":"-1000000y"}"#),
+        "out of range",
+    );
+    refused(
+        post(
+            "/v1/tickets/1/notes",
+            r#"{"text":"x","at":"0000-01-01T00:00:00Z"}"#,
+        ),
+        "out of range",
+    );
+    assert_eq!(event_count(&node), before);
+    // A lowercase scheme is the same scheme.
+    let (s, _) = crate::common::http_with(
+        node.api_addr(),
+        "GET",
+        "/v1/tickets",
+        None,
+        None,
+        &[("Authorization", &format!("bearer {admin}"))],
+    );
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn config_limits_that_cannot_work_are_refused_before_start() {
+    for (edit, needle) in [
+        (
+            (|c: &mut ttx::config::Config| {
+                c.limits.max_note_bytes = 1 << 20;
+                c.api.max_body_bytes = 64 * 1024;
+            }) as fn(&mut ttx::config::Config),
+            "api.max_body_bytes must be larger than limits.max_note_bytes",
+        ),
+        (
+            |c: &mut ttx::config::Config| c.limits.max_timers_per_ticket = 0,
+            "limits.max_timers_per_ticket must be at least 1",
+        ),
+    ] {
+        let node = TestNode::init("noc-a");
+        node.configure(edit);
+        let mut c = ttx();
+        c.args(["serve", node.dir.to_str().unwrap()]);
+        run(c, None).fails(2, needle);
+    }
 }

@@ -126,8 +126,19 @@ pub struct TransportSection {
     pub handler_timeout_ms: u64,
     /// Most connections from one peer identity at once.
     pub max_connections_per_peer: u32,
-    /// Most connections in all.
+    /// Most connections in all (live plus handshaking).
     pub max_connections: u32,
+    /// Most connections still handshaking (TLS or Hello) at once; beyond it attempts are
+    /// refused before any crypto.
+    pub max_handshaking: u32,
+    /// Handshakes in progress from which unvalidated sources must first answer a QUIC Retry.
+    pub retry_above_handshaking: u32,
+    /// Handshakes in progress per source IP before its unvalidated attempts get a Retry (and
+    /// twice this, its validated ones are dropped).
+    pub max_handshaking_per_source: u32,
+    /// Time the TLS part of a handshake may take, in milliseconds (within
+    /// `handshake_timeout_ms`).
+    pub tls_timeout_ms: u64,
     /// Most concurrent bidirectional streams a peer may open on one connection.
     pub max_streams_per_connection: u32,
 }
@@ -144,6 +155,10 @@ impl Default for TransportSection {
             handler_timeout_ms: 30_000,
             max_connections_per_peer: 8,
             max_connections: 2_000,
+            max_handshaking: 128,
+            retry_above_handshaking: 16,
+            max_handshaking_per_source: 8,
+            tls_timeout_ms: 2_000,
             max_streams_per_connection: 256,
         }
     }
@@ -329,8 +344,9 @@ impl Config {
                 t.handshake_timeout_ms > 0
                     && t.stream_timeout_ms > 0
                     && t.idle_timeout_ms > 0
-                    && t.handler_timeout_ms > 0,
-                "transport timeouts (handshake_timeout_ms, stream_timeout_ms, idle_timeout_ms, handler_timeout_ms) must be positive",
+                    && t.handler_timeout_ms > 0
+                    && t.tls_timeout_ms > 0,
+                "transport timeouts (handshake_timeout_ms, tls_timeout_ms, stream_timeout_ms, idle_timeout_ms, handler_timeout_ms) must be positive",
             ),
             (
                 t.keep_alive_ms > 0 && t.keep_alive_ms < t.idle_timeout_ms,

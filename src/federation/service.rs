@@ -335,11 +335,13 @@ impl Federation {
         sites.sort();
         sites.dedup();
         for site in sites {
-            let accepted = records
-                .iter()
-                .any(|r| r.site == site && r.state == PeerState::Accepted);
-            if !accepted {
-                let n = self.endpoint.close_site(&site, ErrorCode::Denied);
+            let code = match records.iter().find(|r| r.site == site) {
+                Some(r) if r.state == PeerState::Accepted => continue,
+                Some(_) => ErrorCode::Denied,
+                None => ErrorCode::Removed,
+            };
+            {
+                let n = self.endpoint.close_site(&site, code);
                 tracing::warn!(%site, connections = n, "closed the connections of a peer no longer accepted");
             }
         }

@@ -135,22 +135,28 @@ async fn deny_and_remove_close_every_connection_of_the_peer() {
     }
     from_c.ping().await.expect("another peer is left alone");
 
-    // Remove closes all of a peer's connections the same way.
+    // Remove closes all of a peer's connections the same way, with its own code.
+    let mut c_peers = vec![from_c];
     for _ in 0..2 {
-        fc.endpoint()
+        let p = fc
+            .endpoint()
             .connect(b_addr, "telco-b", crate::wire::alpn::EXCHANGE)
             .await
             .unwrap();
+        c_peers.push(p);
     }
     wait_connections(&fb, 3).await;
-    write(
-        &b,
-        PeerOp::Remove {
-            site: "telco-c".into(),
-        },
-    )
-    .await;
+    let remove = PeerOp::Remove {
+        site: "telco-c".into(),
+    };
+    write(&b, remove).await;
     wait_connections(&fb, 0).await;
+    for p in &c_peers {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), p.closed())
+            .await
+            .expect("a removed peer's connection stayed open");
+        assert!(e.to_string().contains("removed"), "{e}");
+    }
     a.stop().await;
     b.stop().await;
     c.stop().await;

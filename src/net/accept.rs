@@ -1,11 +1,13 @@
-//! The accept path: admission of incoming QUIC attempts before and during the handshake.
+//! The accept path: admission of incoming QUIC attempts before and during the handshake
+//! (the decision itself is [`admission`](super::admission)), the TLS timeout and the Hello.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use super::admission::{Attempt, Decision};
 use super::endpoint::Inner;
 use super::event::{Direction, EndpointEvent};
 use super::hello::server_hello;
@@ -20,39 +22,91 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
             _ = inner.shutdown.notified() => None,
         };
         let Some(incoming) = incoming else { break };
-        let in_use = inner.live_count() + inner.handshaking.load(Ordering::Relaxed);
-        if in_use >= inner.limits.max_connections as usize {
-            let remote = incoming.remote_address();
-            tracing::warn!(%remote, "connection cap reached: refusing before the handshake");
-            incoming.refuse();
-            inner.emit(EndpointEvent::Refused {
-                remote,
-                peer: None,
-                code: ErrorCode::Overloaded,
-            });
-            continue;
+        let remote = incoming.remote_address();
+        let attempt = Attempt {
+            ip: remote.ip(),
+            validated: incoming.remote_address_validated(),
+            may_retry: incoming.may_retry(),
+            live: inner.live_count(),
+        };
+        let decision = inner
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .decide(attempt, &inner.limits);
+        match decision {
+            Decision::Accept => {
+                let span = tracing::info_span!("connection", %remote, dir = "in", peer = tracing::field::Empty);
+                tokio::spawn(accept_one(inner.clone(), incoming).instrument(span));
+            }
+            Decision::Retry => {
+                // Stateless: the attempt is forgotten until it comes back with the token.
+                let _ = incoming.retry();
+            }
+            Decision::Refuse => {
+                log_refusal(
+                    &inner,
+                    remote,
+                    "connection or handshake cap reached: refusing before the handshake",
+                );
+                incoming.refuse();
+                inner.emit(EndpointEvent::Refused {
+                    remote,
+                    peer: None,
+                    code: ErrorCode::Overloaded,
+                });
+            }
+            Decision::Ignore => {
+                log_refusal(
+                    &inner,
+                    remote,
+                    "too many handshakes from one source: dropping",
+                );
+                incoming.ignore();
+            }
         }
-        inner.handshaking.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("connection", remote = %incoming.remote_address(), dir = "in", peer = tracing::field::Empty);
-        tokio::spawn(accept_one(inner.clone(), incoming).instrument(span));
     }
 }
 
-struct HandshakeGuard<'a>(&'a AtomicUsize);
+/// Logs a refusal at WARN, at most a burst per minute (a flood must not flood the log).
+fn log_refusal(inner: &Inner, remote: std::net::SocketAddr, what: &str) {
+    let allowed = inner
+        .refusal_log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allow(Instant::now());
+    if let Some(suppressed) = allowed {
+        tracing::warn!(%remote, suppressed, "{what}");
+    }
+}
+
+/// Uncounts a handshake when it ends, however it ends.
+struct HandshakeGuard<'a> {
+    inner: &'a Inner,
+    ip: IpAddr,
+}
 impl Drop for HandshakeGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.inner
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finished(self.ip);
     }
 }
 
 async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
-    let guard = HandshakeGuard(&inner.handshaking);
     let remote = incoming.remote_address();
+    let guard = HandshakeGuard {
+        inner: &inner,
+        ip: remote.ip(),
+    };
     let deadline = Duration::from_millis(inner.limits.handshake_timeout_ms);
+    let tls_deadline = Duration::from_millis(inner.limits.tls_timeout_ms).min(deadline);
     let tls_failed =
         |e: quinn::ConnectionError| match super::HandshakeFailure::from_connection_error(&e) {
             Some(failure) => {
-                tracing::warn!(%failure, "tls handshake failed");
+                log_refusal(&inner, remote, &format!("tls handshake failed: {failure}"));
                 inner.emit(EndpointEvent::HandshakeFailed { remote, failure });
             }
             None => tracing::debug!(error = %e, "handshake failed"),
@@ -62,9 +116,10 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok(c) => c,
         Err(e) => return tls_failed(e),
     };
-    // One deadline for TLS and Hello together.
-    let deadline = tokio::time::Instant::now() + deadline;
-    let conn = match tokio::time::timeout_at(deadline, connecting).await {
+    // A short deadline for TLS, and one for TLS and Hello together.
+    let start = tokio::time::Instant::now();
+    let deadline = start + deadline;
+    let conn = match tokio::time::timeout_at(start + tls_deadline, connecting).await {
         Err(_) => {
             inner.emit(EndpointEvent::Refused {
                 remote,
@@ -90,10 +145,11 @@ async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
             );
         }
         Err((peer, code)) => {
+            let who = peer.as_ref().map(|p| p.to_string()).unwrap_or_default();
             if code == ErrorCode::Timeout {
-                tracing::warn!(peer = ?peer.as_ref().map(|p| p.to_string()), "peer sent no hello in time");
+                log_refusal(&inner, remote, &format!("peer {who} sent no hello in time"));
             } else {
-                tracing::warn!(peer = ?peer.as_ref().map(|p| p.to_string()), %code, "refused peer");
+                log_refusal(&inner, remote, &format!("refused peer {who}: {code}"));
             }
             close_with(&conn, code);
             inner.emit(EndpointEvent::Refused { remote, peer, code });

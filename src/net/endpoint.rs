@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, Notify};
 use tracing::Instrument;
 
 use super::accept::accept_loop;
+use super::admission::{HandshakeGate, LogLimiter};
 use super::event::{Direction, EndpointEvent, PeerInfo, PingResult, ReloadReport};
 use super::handler::{PeerCtx, Route, Router};
 use super::hello::client_hello;
@@ -84,7 +85,8 @@ pub(crate) struct Inner {
     pub(crate) policy: Arc<dyn PeerPolicy>,
     pub(crate) router: Router,
     pub(crate) registry: Registry,
-    pub(crate) handshaking: AtomicUsize,
+    pub(crate) gate: Mutex<HandshakeGate>,
+    pub(crate) refusal_log: Mutex<LogLimiter>,
     pub(crate) next_id: AtomicU64,
     pub(crate) next_request: AtomicU64,
     events: broadcast::Sender<EndpointEvent>,
@@ -270,7 +272,8 @@ impl Endpoint {
             policy,
             router,
             registry: Registry::default(),
-            handshaking: AtomicUsize::new(0),
+            gate: Mutex::new(HandshakeGate::default()),
+            refusal_log: Mutex::new(LogLimiter::new(10, Duration::from_secs(60))),
             next_id: AtomicU64::new(1),
             next_request: AtomicU64::new(1),
             events,
@@ -377,6 +380,15 @@ impl Endpoint {
             last_seen,
             limits,
         })
+    }
+
+    /// Handshakes (TLS or Hello) in progress on the accept path.
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.inner
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_progress()
     }
 
     /// Runtime state of every live connection, for `ttx peer list`.

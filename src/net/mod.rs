@@ -8,7 +8,9 @@
 //! - [`handler`]: the per-protocol [`Handler`] trait and the ALPN [`Router`].
 //! - [`endpoint`]: the [`Endpoint`] (server and client on one socket): TLS configs, dialing,
 //!   live trust reload, closing peers, shutdown.
-//! - `accept`: the accept path (caps before the handshake, the handshake timeout).
+//! - `accept`: the accept path (caps before the handshake, the handshake timeouts), driven by
+//!   [`admission`]: the pure decision (Retry, refuse, drop) against handshake floods and the
+//!   rate limiter for refusal logs.
 //! - `hello`: the Hello exchange on the first stream, both sides.
 //! - `registry`: the live connections, one entry per connection.
 //! - `peer`: [`Peer`], a connection after Hello: requests, pings, serving the peer's streams.
@@ -19,6 +21,7 @@
 //! - [`testing`]: real certificates for tests and benchmarks (a CA, node certificates, CRLs).
 
 mod accept;
+pub mod admission;
 pub mod endpoint;
 pub mod error;
 pub mod event;

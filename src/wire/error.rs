@@ -50,6 +50,8 @@ impl WireError {
 #[serde(into = "u16", try_from = "u16")]
 #[repr(u16)]
 pub enum ErrorCode {
+    /// A normal close: nothing is wrong (only ever a QUIC close code, never in a frame).
+    Closed = 0,
     /// None of the offered protocol versions is spoken here.
     UnsupportedVersion = 1,
     /// The peer is not registered; it has been put on the pending list for an admin.
@@ -74,11 +76,14 @@ pub enum ErrorCode {
     TrustRevoked = 11,
     /// The node is shutting down.
     ShuttingDown = 12,
+    /// The peer was removed from the registry (only ever a QUIC close code, never in a frame).
+    Removed = 13,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::Closed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownPeer,
         ErrorCode::Denied,
@@ -91,6 +96,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::TrustRevoked,
         ErrorCode::ShuttingDown,
+        ErrorCode::Removed,
     ];
 
     /// The numeric code.
@@ -118,6 +124,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::TrustRevoked => "trust_revoked",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Closed => "closed",
+            ErrorCode::Removed => "removed",
         }
     }
 }

@@ -174,6 +174,7 @@ fn error_codes_are_stable() {
     assert_eq!(
         codes,
         vec![
+            (0, "closed"),
             (1, "unsupported_version"),
             (2, "unknown_peer"),
             (3, "denied"),
@@ -186,6 +187,7 @@ fn error_codes_are_stable() {
             (10, "internal"),
             (11, "trust_revoked"),
             (12, "shutting_down"),
+            (13, "removed"),
         ]
     );
     // An unknown code is malformed, not a panic.

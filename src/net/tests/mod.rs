@@ -12,6 +12,7 @@ use crate::config::TransportSection;
 use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
 use crate::wire::{codec, ClientFrame, ErrorCode, Hello, Role, ServerFrame};
 
+mod flood;
 mod limits;
 mod streams;
 
@@ -37,6 +38,10 @@ fn limits() -> TransportSection {
         stream_timeout_ms: 300,
         handshake_timeout_ms: 1_000,
         handler_timeout_ms: 200,
+        tls_timeout_ms: 1_000,
+        max_handshaking: 64,
+        retry_above_handshaking: 16,
+        max_handshaking_per_source: 8,
         max_connections_per_peer: 4,
         max_connections: 100,
         max_streams_per_connection: 16,

@@ -70,6 +70,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets", get(tickets::list).post(tickets::create))
         .route("/v1/tickets/{number}", get(tickets::show))
         .route("/v1/tickets/{number}/notes", post(tickets::note))
+        .route(
+            "/v1/tickets/{number}/notes/{note_id}",
+            get(tickets::note_body),
+        )
         .route("/v1/tickets/{number}/set", post(tickets::set))
         .route("/v1/tickets/{number}/take", post(tickets::take))
         .route("/v1/tickets/{number}/links", post(tickets::link))

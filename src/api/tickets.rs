@@ -13,7 +13,9 @@ use crate::model::clock;
 use crate::model::command::{Command, CreateTicket};
 use crate::model::ticket::LinkKind;
 use crate::model::timer::TimerAction;
-use crate::store::query::{self, Chart, ListFilter, SearchHit, TicketRow, Timer};
+use crate::store::query::{
+    self, Chart, FullNote, HistoryPage, ListFilter, SearchHit, TicketRow, Timer,
+};
 use crate::store::writer::TicketAck;
 use crate::store::{Idempotency, WriteOp, WriteOutcome, WriteRequest};
 
@@ -413,21 +415,43 @@ pub struct ShowAnswer {
     pub chart: Chart,
 }
 
-/// `GET /v1/tickets/{n}`: the whole chart.
+/// `GET /v1/tickets/{n}?after=&limit=`: the chart with one page of its history (long notes by
+/// reference).
 pub async fn show(
     State(state): State<AppState>,
     Path(number): Path<String>,
+    ApiQuery(page): ApiQuery<HistoryPage>,
 ) -> Result<Json<ShowAnswer>, ApiError> {
     let number = ticket_number(&number)?;
     let chart = state
         .store
         .reader
-        .read(move |c| query::chart(c, number))
+        .read(move |c| query::chart_page(c, number, page))
         .await?;
     Ok(Json(ShowAnswer {
         reference: chart.ticket.reference(&state.config.node.site),
         chart,
     }))
+}
+
+/// `GET /v1/tickets/{n}/notes/{note_id}`: one note in full (what the history gives by
+/// reference).
+pub async fn note_body(
+    State(state): State<AppState>,
+    Path((number, note_id)): Path<(String, String)>,
+) -> Result<Json<FullNote>, ApiError> {
+    let number = ticket_number(&number)?;
+    let note_id: uuid::Uuid = note_id.parse().map_err(|_| {
+        ApiError::Invalid(format!(
+            "invalid note id {note_id:?}: use the note_id of a NoteAdded event in the history"
+        ))
+    })?;
+    let note = state
+        .store
+        .reader
+        .read(move |c| query::note(c, number, note_id))
+        .await?;
+    Ok(Json(note))
 }
 
 /// Query of `GET /v1/tickets`.

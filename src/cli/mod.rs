@@ -196,7 +196,7 @@ pub enum Command {
     /// Add an incident update to a ticket ("update this ticket with this message").
     Note(tickets::NoteArgs),
     /// Show a ticket's whole chart, history in order.
-    Show(tickets::TicketArg),
+    Show(tickets::ShowArgs),
     /// List open work by priority.
     List(tickets::ListArgs),
     /// Full-text search over subjects and updates.

@@ -9,6 +9,8 @@ use super::client::{print_json, Client, NodeDir};
 use super::render;
 use super::{Failure, FailureKind};
 use crate::api::tickets::ShowAnswer;
+use crate::model::event::EventKind;
+use crate::store::query::FullNote;
 use crate::store::query::{SearchHit, TicketRow, Timer};
 use crate::store::writer::TicketAck;
 
@@ -126,6 +128,19 @@ pub struct AckArgs {
     /// The alert's timer number on the ticket; without it, every unacknowledged alert of the
     /// ticket is acknowledged.
     pub timer: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Fetch the text of long notes too (the node sends notes over 64 KiB by reference).
+    #[arg(long)]
+    pub full: bool,
     /// Which node.
     #[command(flatten)]
     pub node: NodeDir,
@@ -456,8 +471,30 @@ pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// `ttx show`.
-pub fn show(a: TicketArg, json: bool) -> anyhow::Result<()> {
-    let answer: ShowAnswer = client(&a.node)?.get(&format!("/v1/tickets/{}", a.number), &[])?;
+pub fn show(a: ShowArgs, json: bool) -> anyhow::Result<()> {
+    let c = client(&a.node)?;
+    let path = format!("/v1/tickets/{}", a.number);
+    let mut answer: ShowAnswer = c.get(&path, &[])?;
+    // The node answers one page of history at a time: follow the pages to the end.
+    while let Some(after) = answer.chart.more_after.take() {
+        let next: ShowAnswer = c.get(&path, &[("after", after.to_string())])?;
+        answer.chart.history.extend(next.chart.history);
+        answer.chart.more_after = next.chart.more_after;
+    }
+    for entry in &mut answer.chart.history {
+        let (Some(bytes), EventKind::NoteAdded { note_id, text, .. }) =
+            (entry.note_bytes, &mut entry.event.kind)
+        else {
+            continue;
+        };
+        if a.full {
+            let note: FullNote = c.get(&format!("{path}/notes/{note_id}"), &[])?;
+            *text = note.text;
+            entry.note_bytes = None;
+        } else if !json {
+            *text = format!("[{bytes} bytes, not shown: ttx show {} --full]", a.number);
+        }
+    }
     if json {
         return print_json(&answer);
     }

@@ -389,6 +389,9 @@ fn timer_update(
 pub(crate) const EVENT_COLUMNS: &str =
     "id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, body, seq";
 
+/// How many columns [`EVENT_COLUMNS`] selects: a query may add its own after them.
+pub(crate) const EVENT_COLUMN_COUNT: usize = 10;
+
 /// Reads an event from a row selected with [`EVENT_COLUMNS`]: (local log position, event).
 pub(crate) fn event_from_row(r: &rusqlite::Row) -> rusqlite::Result<(i64, Event)> {
     let body: String = r.get(8)?;

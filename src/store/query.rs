@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::apply::{event_from_row, EVENT_COLUMNS};
+use super::apply::{event_from_row, EVENT_COLUMNS, EVENT_COLUMN_COUNT};
 use super::writer::ticket_by_number;
 use super::StoreError;
 use crate::model::clock::Millis;
@@ -210,6 +210,31 @@ pub struct HistoryEntry {
     pub seq: i64,
     /// The event.
     pub event: Event,
+    /// Set on a note longer than [`INLINE_NOTE_BYTES`]: its text is left out of the history
+    /// (empty) and is this many bytes; fetch it with [`note`] (`GET /v1/tickets/{n}/notes/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note_bytes: Option<u64>,
+}
+
+/// Notes longer than this are returned by reference in a ticket's history, so a page of
+/// history stays small however large the notes on it are.
+pub const INLINE_NOTE_BYTES: usize = 64 * 1024;
+
+/// Most bytes of event bodies one page of history holds (it always holds at least one entry):
+/// with [`INLINE_NOTE_BYTES`], an answer to `show` stays near 1 MiB on any ticket.
+pub const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Entries one page of history holds unless asked for fewer (at most [`MAX_LIMIT`]).
+pub const HISTORY_PAGE_ENTRIES: u32 = 500;
+
+/// Which page of a ticket's history to read.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryPage {
+    /// Only entries after this log position (the previous page's `more_after`).
+    pub after: Option<i64>,
+    /// Most entries (default [`HISTORY_PAGE_ENTRIES`], at most [`MAX_LIMIT`]).
+    pub limit: Option<u32>,
 }
 
 /// A timer on a ticket.
@@ -271,8 +296,11 @@ pub struct IncomingLink {
 pub struct Chart {
     /// The projected ticket.
     pub ticket: Ticket,
-    /// Every event, in order.
+    /// Events in order: one page of the history (see [`HistoryPage`]).
     pub history: Vec<HistoryEntry>,
+    /// Set when the history goes on after this page: ask again with `after` = this position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_after: Option<i64>,
     /// Timers, pending and fired.
     pub timers: Vec<Timer>,
     /// Links from other tickets to this one.
@@ -316,18 +344,18 @@ pub fn timers_of(conn: &Connection, ticket: Uuid) -> Result<Vec<Timer>, StoreErr
     Ok(timers)
 }
 
-/// The chart of ticket `number`.
+/// The chart of ticket `number` with the first page of its history.
 pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
+    chart_page(conn, number, HistoryPage::default())
+}
+
+/// The chart of ticket `number` with one page of its history. Memory is bounded by the page:
+/// a long note's body is not even read out of SQLite (its text is replaced in SQL), and the
+/// page stops at [`HISTORY_PAGE_BYTES`].
+pub fn chart_page(conn: &Connection, number: i64, page: HistoryPage) -> Result<Chart, StoreError> {
     let ticket = ticket_by_number(conn, number)?.ok_or_else(|| not_found(number))?;
     let id = ticket.id.as_bytes().to_vec();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE ticket_id = ?1 ORDER BY seq"
-    ))?;
-    let history = stmt
-        .query_map([&id], |r| {
-            event_from_row(r).map(|(seq, event)| HistoryEntry { seq, event })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let (history, more_after) = history_page(conn, &id, page)?;
     let timers = timers_of(conn, ticket.id)?;
     let incoming = conn
         .prepare_cached(
@@ -344,6 +372,7 @@ pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
     Ok(Chart {
         ticket,
         history,
+        more_after,
         timers,
         incoming,
     })
@@ -625,4 +654,95 @@ pub fn peer(
         serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("peer record: {e}")))
     })
     .transpose()
+}
+
+/// One page of the history of the ticket with id `id`, and where the next page starts.
+fn history_page(
+    conn: &Connection,
+    id: &[u8],
+    page: HistoryPage,
+) -> Result<(Vec<HistoryEntry>, Option<i64>), StoreError> {
+    let limit = page
+        .limit
+        .unwrap_or(HISTORY_PAGE_ENTRIES)
+        .clamp(1, MAX_LIMIT);
+    // A long note's body becomes the same JSON with an empty text inside SQLite, so its text
+    // never reaches this process; `octet_length` reads the stored length without the value.
+    let by_reference = "kind = 'note' AND octet_length(body) > ?3";
+    let columns = EVENT_COLUMNS.replacen(
+        "body",
+        &format!(
+            "CASE WHEN {by_reference} THEN json_set(body, '$.NoteAdded.text', '') ELSE body END"
+        ),
+        1,
+    );
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {columns}, CASE WHEN {by_reference} THEN
+             (SELECT octet_length(n.text) FROM notes n
+              WHERE n.ticket_id = events.ticket_id AND n.event_seq = events.seq) END
+         FROM events WHERE ticket_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?4"
+    ))?;
+    let after = page.after.unwrap_or(0);
+    let mut rows = stmt.query(params![id, after, INLINE_NOTE_BYTES as i64, limit + 1])?;
+    let (mut history, mut bytes) = (Vec::new(), 0usize);
+    while let Some(r) = rows.next()? {
+        let full = history.len() as u32 >= limit || bytes >= HISTORY_PAGE_BYTES;
+        if full {
+            let last = history.last().map(|h: &HistoryEntry| h.seq);
+            return Ok((history, last));
+        }
+        let (seq, event) = event_from_row(r)?;
+        let note_bytes: Option<i64> = r.get(EVENT_COLUMN_COUNT)?;
+        bytes += r.get_ref(8)?.as_bytes().map_or(0, <[u8]>::len);
+        history.push(HistoryEntry {
+            seq,
+            event,
+            note_bytes: note_bytes.map(|b| b as u64),
+        });
+    }
+    Ok((history, None))
+}
+
+/// A note in full, as fetched by reference from a ticket's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullNote {
+    /// The note's id (from its `NoteAdded` event).
+    pub note_id: Uuid,
+    /// Its ticket's number.
+    pub number: i64,
+    /// Who wrote it.
+    pub author: String,
+    /// When it was written.
+    pub at: Millis,
+    /// When what it reports happened, if the author said.
+    pub happened_at: Option<Millis>,
+    /// Whether partners may see it.
+    pub shared: bool,
+    /// The text.
+    pub text: String,
+}
+
+/// Note `note_id` of ticket `number`, in full.
+pub fn note(conn: &Connection, number: i64, note_id: Uuid) -> Result<FullNote, StoreError> {
+    conn.prepare_cached(
+        "SELECT n.id, t.number, n.author, n.at, n.happened_at, n.shared, n.text
+         FROM notes n JOIN tickets t ON t.id = n.ticket_id WHERE n.id = ?1 AND t.number = ?2",
+    )?
+    .query_row(params![note_id, number], |r| {
+        Ok(FullNote {
+            note_id: r.get(0)?,
+            number: r.get(1)?,
+            author: r.get(2)?,
+            at: r.get(3)?,
+            happened_at: r.get(4)?,
+            shared: r.get(5)?,
+            text: r.get(6)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| {
+        StoreError::Command(CommandError::NotFound(format!(
+            "no note {note_id} on ticket {number}"
+        )))
+    })
 }

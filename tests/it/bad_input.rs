@@ -70,7 +70,7 @@ fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
         .take(10 * 1024 * 1024)
         .collect();
     node.cli_with(&["note", "1", "-"], None, Some(&big)).ok();
-    let chart = node.cli(&["--json", "show", "1"]).json();
+    let chart = node.cli(&["--json", "show", "1", "--full"]).json();
     let text = chart["history"][1]["event"]["kind"]["NoteAdded"]["text"]
         .as_str()
         .unwrap();

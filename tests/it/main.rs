@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bench;
+mod bounded_reads;
 mod browser;
 mod common;
 mod crash;

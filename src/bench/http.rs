@@ -71,6 +71,21 @@ impl KeepAlive {
         self.read_answer()
     }
 
+    /// `GET path`, on the kept-alive connection.
+    pub fn get(&mut self, path: &str) -> Result<Answer, BenchError> {
+        self.request.clear();
+        write!(
+            self.request,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\r\n",
+            self.host, self.auth
+        )
+        .map_err(BenchError::io("format the request"))?;
+        self.writer
+            .write_all(&self.request)
+            .map_err(BenchError::io("send the request"))?;
+        self.read_answer()
+    }
+
     fn read_answer(&mut self) -> Result<Answer, BenchError> {
         let mut line = String::new();
         let mut status = None;

@@ -19,6 +19,7 @@ pub mod http;
 pub mod node;
 pub mod store;
 pub mod transport;
+pub mod web;
 
 use std::io::Write;
 use std::path::Path;
@@ -310,6 +311,26 @@ impl Section {
             ok: target.map(|t| t.met(value)),
             target,
         });
+    }
+
+    /// Adds `NAME p50` and `NAME p99` in milliseconds, the p99 against `p99_at_most_ms` when
+    /// given.
+    pub fn latency(&mut self, name: &str, l: &LatencySummary, p99_at_most_ms: Option<f64>) {
+        self.figure(format!("{name} p50"), l.p50_us / 1000.0, "ms");
+        let target = p99_at_most_ms.map(|value| Target {
+            goal: Goal::AtMost,
+            value,
+        });
+        self.push(format!("{name} p99"), l.p99_us / 1000.0, "ms", target);
+    }
+
+    /// Adds a figure with an at-most target.
+    pub fn at_most(&mut self, name: impl Into<String>, value: f64, unit: &str, limit: f64) {
+        let target = Target {
+            goal: Goal::AtMost,
+            value: limit,
+        };
+        self.push(name, value, unit, Some(target));
     }
 
     /// Adds a remark.

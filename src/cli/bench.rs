@@ -27,6 +27,9 @@ pub enum BenchCommand {
     /// The QUIC transport: ping, handshakes, request throughput against raw quinn, and many
     /// peers held (clients in a child process, so the node's RSS is measured alone).
     Transport(TransportArgs),
+    /// The web console on the large store: at a glance and a 100-update ticket page through
+    /// the console's router, against the API's JSON of the same chart; page sizes; live updates.
+    Web(WebArgs),
     /// Internal: the peer clients of `ttx bench transport`, run as a child process.
     #[command(hide = true)]
     TransportClients(TransportClientsArgs),
@@ -53,6 +56,27 @@ pub struct ApiArgs {
     /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
     #[arg(long = "work-dir", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+}
+
+/// Options of `ttx bench web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Tickets in the store when it has to be built (as `ttx bench store`).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tickets: u64,
+    /// Timed requests of each page.
+    #[arg(long, default_value_t = 2_000)]
+    pub iterations: usize,
+    /// Timed live-update rounds.
+    #[arg(long, default_value_t = 200)]
+    pub live_rounds: usize,
+    /// The store file: reused if it holds tickets (for example `ttx bench store --store`'s),
+    /// else built there; kept.
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Directory for scratch files (removed afterwards); the system temp dir by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options of `ttx bench cli`.
@@ -197,6 +221,16 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 dir: a.work_dir,
             };
             transport::run(opts).context("transport benchmark")?
+        }
+        BenchCommand::Web(a) => {
+            let opts = crate::bench::web::WebBenchOptions {
+                tickets: a.tickets,
+                iterations: a.iterations,
+                live_rounds: a.live_rounds,
+                store: a.store,
+                dir: a.dir,
+            };
+            crate::bench::web::run(&opts).context("web benchmark")?
         }
         BenchCommand::TransportClients(a) => {
             return transport::run_clients(&a.material).context("transport peer clients");

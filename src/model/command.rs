@@ -676,5 +676,23 @@ pub fn decide_add_operator(name: &str, role: Role, token_sha256: String) -> Deci
     }])
 }
 
+/// Most queues one operator may watch.
+pub const MAX_WATCHED_QUEUES: usize = 20;
+
+/// The queues an operator watches (a comma-separated list as typed; empty clears it).
+pub fn decide_watch(name: &str, queues: &str) -> Decision {
+    let queues = parse_list("queue", queues)?;
+    if queues.len() > MAX_WATCHED_QUEUES {
+        return Err(invalid(format!(
+            "{} queues given, at most {MAX_WATCHED_QUEUES} may be watched",
+            queues.len()
+        )));
+    }
+    Ok(vec![EventKind::OperatorWatchSet {
+        name: name.to_string(),
+        queues,
+    }])
+}
+
 #[cfg(test)]
 mod tests;

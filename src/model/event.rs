@@ -179,6 +179,13 @@ pub enum EventKind {
         /// The password's salted, slow hash (an argon2id PHC string); never the password.
         password_hash: String,
     },
+    /// The queues an operator watches (shown on its at-a-glance page) were set.
+    OperatorWatchSet {
+        /// Name.
+        name: String,
+        /// Queue names, in the operator's order.
+        queues: Vec<String>,
+    },
     /// A peer site was registered, changed, accepted, denied, or seen (pending).
     PeerUpserted {
         /// The whole record after the change.
@@ -255,6 +262,7 @@ impl EventKind {
             | EventKind::OperatorAdded { .. }
             | EventKind::OperatorRemoved { .. }
             | EventKind::OperatorPasswordSet { .. }
+            | EventKind::OperatorWatchSet { .. }
             | EventKind::PeerUpserted { .. }
             | EventKind::PeerRemoved { .. } => return None,
         })
@@ -279,6 +287,7 @@ impl EventKind {
             EventKind::OperatorAdded { .. } => "operator-added",
             EventKind::OperatorRemoved { .. } => "operator-removed",
             EventKind::OperatorPasswordSet { .. } => "operator-password",
+            EventKind::OperatorWatchSet { .. } => "operator-watch",
             EventKind::PeerUpserted { .. } => "peer",
             EventKind::PeerRemoved { .. } => "peer-removed",
         }

@@ -649,6 +649,7 @@ impl Ticket {
             | EventKind::OperatorAdded { .. }
             | EventKind::OperatorRemoved { .. }
             | EventKind::OperatorPasswordSet { .. }
+            | EventKind::OperatorWatchSet { .. }
             | EventKind::PeerUpserted { .. }
             | EventKind::PeerRemoved { .. } => {}
         }

@@ -326,6 +326,17 @@ fn project(
             }
             return Ok(());
         }
+        EventKind::OperatorWatchSet { name, queues } => {
+            let changed = tx
+                .prepare_cached("UPDATE operators SET watched_queues = ?2 WHERE name = ?1")?
+                .execute(params![name, json(queues)?])?;
+            if changed == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "watch event for unknown operator {name:?}"
+                )));
+            }
+            return Ok(());
+        }
         EventKind::PeerUpserted { peer } => {
             tx.execute(
                 "INSERT INTO peers (site, doc) VALUES (?1, ?2)

@@ -578,6 +578,19 @@ pub fn operator_login(
         .transpose()
 }
 
+/// The queues an operator watches, in its order (empty for an unknown operator).
+pub fn watched_queues(conn: &Connection, name: &str) -> Result<Vec<String>, StoreError> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT watched_queues FROM operators WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    match doc {
+        Some(d) => serde_json::from_str(&d)
+            .map_err(|e| StoreError::Corrupt(format!("watched queues of {name:?}: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The newest open tickets nobody owns, newest first (the console's Take list).
 pub fn newest_unowned(conn: &Connection, limit: u32) -> Result<Vec<TicketRow>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(

@@ -192,6 +192,10 @@ DROP TABLE ticket_fts;
 CREATE VIRTUAL TABLE ticket_fts USING fts5 (subject, header, content = 'tickets', content_rowid = 'rowid');
 INSERT INTO ticket_fts (ticket_fts) VALUES ('rebuild');
 "#,
+    r#"
+-- The queues each operator watches (a JSON array of names), set through the log.
+ALTER TABLE operators ADD COLUMN watched_queues TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// The schema version this build writes.

@@ -105,6 +105,31 @@ pub fn status(s: Status) -> Markup {
     html! { span class={ "status s-" (s.as_str()) } { (s.as_str()) } }
 }
 
+/// The cells of one ticket row; `full` adds owner and last change.
+fn row_cells(r: &TicketRow, full: bool) -> Markup {
+    html! {
+        td { a href={ "/tickets/" (r.number) } { (r.number) } }
+        td class={ "p" (r.priority) } { (r.priority) }
+        td { (status(r.status)) }
+        td { (r.queue) }
+        @if full { td { (r.owner.as_deref().unwrap_or("—")) } }
+        td.subject { a href={ "/tickets/" (r.number) } { (r.subject) } }
+        @if full { td { (when(r.updated_at)) } }
+    }
+}
+
+/// A compact ticket table for at a glance: number, priority, status, queue, subject.
+pub fn compact_table(rows: &[TicketRow]) -> Markup {
+    html! {
+        table.tickets.compact {
+            tbody {
+                @for r in rows { tr { (row_cells(r, false)) } }
+                @if rows.is_empty() { tr { td colspan="5" .empty { "nothing here" } } }
+            }
+        }
+    }
+}
+
 /// A ticket table; `sort` links (when given) make the headers sortable.
 pub fn ticket_table(rows: &[TicketRow], sort: Option<&dyn Fn(&str) -> String>) -> Markup {
     let head = |key: &str, label: &str| match sort {
@@ -112,24 +137,14 @@ pub fn ticket_table(rows: &[TicketRow], sort: Option<&dyn Fn(&str) -> String>) -
         None => html! { th { (label) } },
     };
     html! {
-        table.tickets {
+        table.tickets.full {
             thead { tr {
                 (head("number", "#")) (head("priority", "Pri")) (head("status", "Status"))
                 (head("queue", "Queue")) (head("owner", "Owner")) (head("subject", "Subject"))
                 (head("updated", "Updated"))
             } }
             tbody {
-                @for r in rows {
-                    tr {
-                        td { a href={ "/tickets/" (r.number) } { (r.number) } }
-                        td class={ "p" (r.priority) } { (r.priority) }
-                        td { (status(r.status)) }
-                        td { (r.queue) }
-                        td { (r.owner.as_deref().unwrap_or("—")) }
-                        td.subject { a href={ "/tickets/" (r.number) } { (r.subject) } }
-                        td { (when(r.updated_at)) }
-                    }
-                }
+                @for r in rows { tr { (row_cells(r, true)) } }
                 @if rows.is_empty() { tr { td colspan="7" .empty { "nothing here" } } }
             }
         }

@@ -106,6 +106,7 @@ pub fn router(state: WebState) -> Router {
     let pages = Router::new()
         .route("/", get(glance::home))
         .route("/glance", get(glance::fragment))
+        .route("/watch", post(glance::watch))
         .route("/tickets", get(list::list).post(create::submit))
         .route("/tickets/new", get(create::form))
         .route("/tickets/{number}", get(ticket::show))

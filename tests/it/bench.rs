@@ -1,4 +1,4 @@
-//! `ttx bench api|cli|transport` through the real binary at tiny sizes: the JSON report has
+//! `ttx bench api|cli|transport|web` through the real binary at tiny sizes: the JSON report has
 //! the expected sections and figures. No timing is asserted (the machine may be busy).
 
 use crate::common::{run, ttx};
@@ -108,4 +108,29 @@ fn bench_transport_holds_peers_from_a_child_process() {
     has(&f, "client process RSS");
     has(&f, "endpoint / raw quinn");
     has(&f, "new connection (mTLS + Hello) p50");
+}
+
+#[test]
+fn bench_web_reports_pages_baselines_sizes_and_live_updates() {
+    let r = bench(&[
+        "web",
+        "--tickets",
+        "200",
+        "--iterations",
+        "20",
+        "--live-rounds",
+        "5",
+    ]);
+    let f = figures(&r, "web");
+    for name in [
+        "at a glance p99",
+        "ticket page (101 events) p99",
+        "baseline: API chart JSON p50",
+        "baseline: chart read alone p50",
+        "live: ack to visible at a glance p99",
+    ] {
+        assert!(has(&f, name) > 0.0, "{name}");
+    }
+    let page = has(&f, "largest ticket page");
+    assert!(page > 10.0, "a 101-event page is tens of KB, got {page} KB");
 }

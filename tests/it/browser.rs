@@ -78,12 +78,49 @@ async fn wait_text(c: &Client, css: &str, needle: &str) {
 fn browser_operator_works_a_ticket_and_another_session_sees_it_live() {
     let (node, base) = node();
     let bob = add_operator(&node, "bob", "operator");
-    let _ = bob;
     set_password(&node, "bob", PW);
+    // A floor with some work on it, for the screenshots: bob owns two, one alarm went off.
+    for (subject, queue, priority) in [
+        ("ams-ix port flapping on core2.ams", "core", "2"),
+        ("customer 4711 reports packet loss to AWS", "customer", "3"),
+        ("transit AS3356 BGP session down at lon", "transit", "1"),
+        ("dslam-17 card reboot loop", "access", "2"),
+        ("planned: optic swap pop-3 tonight", "core", "4"),
+    ] {
+        node.cli_with(
+            &["new", subject, "--queue", queue, "--priority", priority],
+            Some(&bob),
+            None,
+        )
+        .ok();
+    }
+    for n in ["1", "3"] {
+        node.cli_with(&["take", n], Some(&bob), None).ok();
+    }
+    node.cli_with(
+        &["timer", "3", "--in", "1s", "call the carrier back"],
+        Some(&bob),
+        None,
+    )
+    .ok();
     runtime().block_on(async {
         let driver = Driver::start();
         let (a, b) = (driver.session().await, driver.session().await);
         login(&b, &base, "bob", PW).await;
+        b.find(Locator::Id("watch-queues"))
+            .await
+            .unwrap()
+            .send_keys("core, transit")
+            .await
+            .unwrap();
+        b.find(Locator::Css("#watched button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(&b, "#watched", "planned: optic swap").await;
+        wait_text(&b, "#alarms", "call the carrier back").await;
         // A mark on bob's page: it survives only if the page is never reloaded.
         b.execute("window.__mark = 'kept'; return 1", vec![])
             .await
@@ -91,7 +128,6 @@ fn browser_operator_works_a_ticket_and_another_session_sees_it_live() {
         wait_css(&b, "body.live").await;
 
         login(&a, &base, "admin", PW).await;
-        screenshot(&a, "glance-empty").await;
         a.goto(&format!("{base}/tickets/new")).await.unwrap();
         fill(&a, "new-subject", "core-1 fiber cut toward pop-7").await;
         a.find(Locator::Id("new-priority"))
@@ -112,6 +148,7 @@ fn browser_operator_works_a_ticket_and_another_session_sees_it_live() {
         wait_text(&b, "#unowned", "core-1 fiber cut").await;
         let mark = b.execute("return window.__mark", vec![]).await.unwrap();
         assert_eq!(mark, serde_json::json!("kept"), "bob's page was reloaded");
+        screenshot(&b, "glance").await;
 
         // A note holding markup is shown as text, and nothing in it runs.
         fill(&a, "note-text", XSS).await;
@@ -141,11 +178,25 @@ fn browser_operator_works_a_ticket_and_another_session_sees_it_live() {
         }
         wait_text(&a, "#history", "owner: (none) -> admin").await;
 
+        // Bob opens the ticket; the resolve shows up in his chart without a reload.
+        b.goto(&format!("{base}/tickets/6")).await.unwrap();
+        wait_css(&b, "#chart").await;
+        b.execute("window.__mark = 'kept'; return 1", vec![])
+            .await
+            .unwrap();
+        wait_css(&b, "body.live").await;
         fill(&a, "resolution", "spliced the fiber at km 12").await;
         screenshot(&a, "ticket").await;
         click(&a, "resolve-submit").await;
         wait_text(&a, "dl.header", "resolved").await;
         wait_text(&a, "#history", "resolved: spliced the fiber at km 12").await;
+        wait_text(&b, "#history", "resolved: spliced the fiber at km 12").await;
+        let mark = b.execute("return window.__mark", vec![]).await.unwrap();
+        assert_eq!(
+            mark,
+            serde_json::json!("kept"),
+            "bob's ticket page was reloaded"
+        );
 
         a.goto(&format!(
             "{base}/tickets?status=resolved&sort=number&dir=desc"
@@ -154,14 +205,13 @@ fn browser_operator_works_a_ticket_and_another_session_sees_it_live() {
         .unwrap();
         wait_text(&a, "table.tickets", "core-1 fiber cut").await;
         screenshot(&a, "list").await;
-        b.goto(&base).await.unwrap();
-        wait_css(&b, "#glance").await;
-        screenshot(&b, "glance").await;
+        a.goto(&format!("{base}/admin/peers")).await.unwrap();
+        wait_css(&a, "#peers").await;
         a.close().await.unwrap();
         b.close().await.unwrap();
     });
     let status: String = open_db(&node.dir)
-        .query_row("SELECT status FROM tickets WHERE number = 1", [], |r| {
+        .query_row("SELECT status FROM tickets WHERE number = 6", [], |r| {
             r.get(0)
         })
         .unwrap();

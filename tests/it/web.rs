@@ -497,3 +497,65 @@ fn web_console_serves_https_with_its_own_certificate_and_refuses_an_open_key() {
     assert!(!String::from_utf8_lossy(&raw).contains("200 OK"));
     node.stop();
 }
+
+#[test]
+fn web_watched_queues_are_kept_per_operator_in_the_log() {
+    let node = node_with_admin_password();
+    node.cli(&[
+        "new",
+        "core router down",
+        "--queue",
+        "core",
+        "--priority",
+        "1",
+    ])
+    .ok();
+    node.cli(&["new", "customer cannot browse", "--queue", "customer"])
+        .ok();
+    add_operator(&node, "vera", "viewer");
+    set_password(&node, "vera", PW);
+    let mut c = WebClient::new(&node);
+    assert_eq!(c.login("vera", PW).status, 303);
+    let csrf = c.get("/").hidden("csrf");
+    let r = c.post("/watch", &[("csrf", &csrf), ("queues", "core, backbone")]);
+    assert_eq!(r.status, 303, "a viewer may choose what it watches: {r:?}");
+    let home = c.get("/");
+    let watched = home
+        .body
+        .split("id=\"watched\"")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(
+        watched.contains("core router down") && watched.contains("backbone"),
+        "{watched}"
+    );
+    assert!(!watched.contains("customer cannot browse"));
+    let too_many: Vec<String> = (0..21).map(|i| format!("q{i}")).collect();
+    let r = c.post(
+        "/watch",
+        &[("csrf", &csrf), ("queues", &too_many.join(","))],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("at most 20"), "{}", r.body);
+    let r = c.post("/watch", &[("queues", "core")]);
+    assert_eq!(r.status, 403, "no CSRF token, no change");
+    let (kind, body): (String, String) = open_db(&node.dir)
+        .query_row(
+            "SELECT kind, body FROM events WHERE kind = 'operator-watch' ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(kind, "operator-watch");
+    assert!(body.contains("backbone"), "{body}");
+    let mut admin = WebClient::new(&node);
+    assert_eq!(admin.login("admin", PW).status, 303);
+    let home = admin.get("/");
+    assert!(
+        !home.body.contains("backbone"),
+        "each operator has its own list"
+    );
+}

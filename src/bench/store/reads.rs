@@ -21,7 +21,7 @@ use crate::store::{Store, WriteOp, WriteOutcome, WriteRequest};
 /// Tickets with [`LONG_UPDATES`] updates each; they are numbers `1..=LONG_TICKETS`.
 pub const LONG_TICKETS: u64 = 100;
 /// Updates on each long ticket.
-const LONG_UPDATES: u64 = 100;
+pub const LONG_UPDATES: u64 = 100;
 /// Updates on every other ticket.
 const UPDATES: u64 = 3;
 /// Events per `WriteOp::Replicate` batch.
@@ -35,7 +35,8 @@ const TARGET_SHOW_P99_MS: f64 = 5.0;
 const TARGET_SEARCH_P99_MS: f64 = 50.0;
 const TARGET_RSS_MB: f64 = 150.0;
 
-fn open(path: &Path) -> Result<Store, BenchError> {
+/// Opens (and migrates) a benchmark store.
+pub(crate) fn open(path: &Path) -> Result<Store, BenchError> {
     Ok(Store::open(
         path,
         super::stamp(),
@@ -121,8 +122,22 @@ impl Generator {
     }
 }
 
+/// Opens a built benchmark store and counts it; refuses a store without the long tickets.
+pub(crate) fn open_built(path: &Path) -> Result<(Store, query::Counts), BenchError> {
+    let store = open(path)?;
+    let counts = store.reader.read_blocking(query::counts)?;
+    if (counts.tickets as u64) < LONG_TICKETS {
+        return Err(BenchError::Invalid(format!(
+            "{} holds {} tickets: not a benchmark store",
+            path.display(),
+            counts.tickets
+        )));
+    }
+    Ok((store, counts))
+}
+
 /// Builds the store at `path` through the applier; returns a section with the build figures.
-fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section, BenchError> {
+pub(crate) fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section, BenchError> {
     let store = open(path)?;
     let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(4);
     let generator = std::thread::spawn(move || {
@@ -188,7 +203,7 @@ fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section, BenchErro
 }
 
 /// Times `iterations` calls of `f`, each given the iteration number.
-fn measure(
+pub(crate) fn measure(
     iterations: usize,
     mut f: impl FnMut(usize) -> Result<(), BenchError>,
 ) -> Result<LatencySummary, BenchError> {
@@ -217,15 +232,7 @@ pub fn run(opts: &StoreBenchOptions, dir: &Path) -> Result<Vec<Section>, BenchEr
         sections.push(build(&path, opts.tickets, opts.progress)?);
     }
     let rss_before = rss_bytes().unwrap_or(0);
-    let store = open(&path)?;
-    let counts = store.reader.read_blocking(query::counts)?;
-    if (counts.tickets as u64) < LONG_TICKETS {
-        return Err(BenchError::Invalid(format!(
-            "{} holds {} tickets: not a benchmark store",
-            path.display(),
-            counts.tickets
-        )));
-    }
+    let (store, counts) = open_built(&path)?;
     let n = opts.iterations.max(1);
     let reader = &store.reader;
     let list = measure(n, |_| {

@@ -43,6 +43,7 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
             password_hash,
         } => name.len() + password_hash.len(),
         WriteOp::Timer { which, .. } => which.len(),
+        WriteOp::WatchQueues { name, queues } => name.len() + queues.len(),
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)

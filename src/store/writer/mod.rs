@@ -115,6 +115,13 @@ pub enum WriteOp {
         /// The argon2id PHC string.
         password_hash: String,
     },
+    /// Set the queues an operator watches (`queues` as typed, comma separated).
+    WatchQueues {
+        /// Name.
+        name: String,
+        /// Comma-separated queue names; empty clears the list.
+        queues: String,
+    },
     /// Change the peer registry.
     Peer(crate::model::peer::PeerOp),
     /// Fire every timer that is due now.

@@ -315,6 +315,17 @@ impl InBatch<'_> {
                     operator: name.clone(),
                 })
             }
+            WriteOp::WatchQueues { name, queues } => {
+                if super::super::query::operator_login(self.conn, name)?.is_none() {
+                    return Err(CommandError::NotFound(format!("no operator {name:?}")).into());
+                }
+                for kind in command::decide_watch(name, queues)? {
+                    self.emit(None, kind, actor, now)?;
+                }
+                Ok(WriteOutcome::Operator {
+                    operator: name.clone(),
+                })
+            }
             WriteOp::Peer(op) => {
                 let site = op.site().to_string();
                 let current = crate::store::query::peer(self.conn, &site)?;

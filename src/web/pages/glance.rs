@@ -1,5 +1,6 @@
 //! At a glance (the home page): my open tickets by priority, the newest unowned tickets with
-//! Take, counts per queue and status, alarms that went off. The `#glance` block is also served
+//! Take, counts per queue and status, alarms that went off, the queues I watch (set here, kept
+//! in the log per operator). The `#glance` block is also served
 //! alone (`/glance`) so the script can swap it in when the live stream says something changed.
 
 use axum::extract::State;
@@ -8,9 +9,10 @@ use maud::{html, Markup};
 use super::ticket::take_button;
 use crate::model::lifecycle::Status;
 use crate::store::query::{self, ListFilter, QueueCount, TicketRow, Timer};
+use crate::store::{StoreError, WriteOp, WriteRequest};
 use crate::web::auth::{Viewer, WebCaller};
 use crate::web::error::WebError;
-use crate::web::layout::{page, status, ticket_table, when, Page};
+use crate::web::layout::{compact_table, csrf, page, status, when, Page};
 use crate::web::WebState;
 
 /// Rows in each list of the page.
@@ -22,7 +24,11 @@ pub struct Glance {
     unowned: Vec<TicketRow>,
     counts: Vec<QueueCount>,
     alarms: Vec<Timer>,
+    watched: Vec<(String, Vec<TicketRow>)>,
 }
+
+/// Open tickets shown per watched queue.
+pub const WATCHED_ROWS: u32 = 5;
 
 /// Reads the page's data for `operator`.
 pub async fn read(state: &WebState, operator: &str) -> Result<Glance, WebError> {
@@ -31,6 +37,7 @@ pub async fn read(state: &WebState, operator: &str) -> Result<Glance, WebError> 
         limit: Some(ROWS),
         ..ListFilter::default()
     };
+    let operator = operator.to_string();
     Ok(state
         .app
         .store
@@ -41,6 +48,17 @@ pub async fn read(state: &WebState, operator: &str) -> Result<Glance, WebError> 
                 unowned: query::newest_unowned(c, ROWS)?,
                 counts: query::work_counts(c)?,
                 alarms: query::alerts(c, false, ROWS)?,
+                watched: query::watched_queues(c, &operator)?
+                    .into_iter()
+                    .map(|q| {
+                        let f = ListFilter {
+                            queue: Some(q.clone()),
+                            limit: Some(WATCHED_ROWS),
+                            ..ListFilter::default()
+                        };
+                        Ok((q, query::list(c, &f)?))
+                    })
+                    .collect::<Result<_, StoreError>>()?,
             })
         })
         .await?)
@@ -83,7 +101,7 @@ pub fn block(who: &WebCaller, g: &Glance) -> Markup {
             div.grid {
                 section #mine {
                     h2 { "My open tickets" }
-                    (ticket_table(&g.mine, None))
+                    (compact_table(&g.mine))
                 }
                 section #unowned {
                     h2 { "Newest unowned" }
@@ -105,6 +123,21 @@ pub fn block(who: &WebCaller, g: &Glance) -> Markup {
                 section #queues {
                     h2 { "Queues" }
                     (counts_table(&g.counts))
+                }
+                section #watched {
+                    h2 { "Queues I watch" }
+                    @for (q, rows) in &g.watched {
+                        h3 { a href={ "/tickets?queue=" (crate::web::error::encode_component(q)) } { (q) } }
+                        (compact_table(rows))
+                    }
+                    form.act method="post" action="/watch" {
+                        (csrf(who))
+                        label { "Watch queues (comma separated) "
+                            input type="text" name="queues" id="watch-queues"
+                                value=(g.watched.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>().join(", "));
+                        }
+                        button type="submit" { "Save" }
+                    }
                 }
                 section #alarms {
                     h2 { "Alarms that went off" }
@@ -144,4 +177,35 @@ pub async fn fragment(
 ) -> Result<Page, WebError> {
     let g = read(&state, &who.caller.name).await?;
     Ok(Page(block(&who, &g)))
+}
+
+/// Fields of the watch form.
+#[derive(Debug, serde::Deserialize)]
+pub struct WatchForm {
+    queues: String,
+}
+
+/// `POST /watch`: set the queues I watch. Any role may: it changes only the caller's own page.
+pub async fn watch(
+    State(state): State<WebState>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::IntoResponse;
+    let (who, form, _) = crate::web::auth::read_form::<WatchForm>(req, &state, false).await?;
+    let name = who.caller.name.clone();
+    state
+        .app
+        .store
+        .writer
+        .write(WriteRequest {
+            actor: name.clone(),
+            idempotency: None,
+            op: WriteOp::WatchQueues {
+                name,
+                queues: form.queues,
+            },
+        })
+        .await
+        .map_err(crate::api::error::ApiError::from)?;
+    Ok(axum::response::Redirect::to("/").into_response())
 }

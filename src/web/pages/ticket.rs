@@ -251,14 +251,16 @@ pub async fn show(
     Ok(page(
         &format!("TT {reference}"),
         &who,
-        None,
+        Some("chart chart-history"),
         html! {
             main #ticket {
-                h1 { "TT " (reference) " " span.meta { "[" (t.ticket_type) "]" } " " span #subject { (t.subject) } }
-                (header(&chart))
-                (timers(&chart))
+                div #chart data-fragment={ "/tickets/" (t.number) } {
+                    h1 { "TT " (reference) " " span.meta { "[" (t.ticket_type) "]" } " " span #subject { (t.subject) } }
+                    (header(&chart))
+                    (timers(&chart))
+                }
                 @if who.can_write() { (actions(&who, &chart)) }
-                (history(&chart))
+                div #chart-history { (history(&chart)) }
             }
         },
     ))

@@ -28,22 +28,31 @@
     if (e.key === "?") { e.preventDefault(); help(); }
   });
 
-  // Live updates: the server says "something changed"; we fetch the fragment and swap it in.
-  var live = body.dataset.live;
-  if (!live || !window.EventSource) { return; }
-  var target = document.getElementById(live);
-  if (!target) { return; }
-  var url = target.dataset.fragment;
-  var busy = false, again = false;
+  // Live updates: the server says "something changed"; we fetch the block and swap it in.
+  // The first change after a quiet spell is fetched at once; during a burst, at most one fetch
+  // every 250 ms (and always one after the last change), so a busy floor costs little.
+  // data-live names the blocks (ids) to swap; the first one's data-fragment says where to fetch.
+  var live = (body.dataset.live || "").split(" ").filter(Boolean);
+  if (!live.length || !window.EventSource) { return; }
+  var first = document.getElementById(live[0]);
+  if (!first) { return; }
+  var url = first.dataset.fragment;
+  var busy = false, again = false, last = 0, timer = null;
+  var GAP = 250;
   function refresh() {
     if (busy) { again = true; return; }
+    var wait = last + GAP - Date.now();
+    if (wait > 0) { if (!timer) { timer = setTimeout(function () { timer = null; refresh(); }, wait); } return; }
     busy = true;
+    last = Date.now();
     fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var fresh = doc.getElementById(live);
-        if (fresh) { target.replaceWith(fresh); target = fresh; }
+        live.forEach(function (id) {
+          var old = document.getElementById(id), fresh = doc.getElementById(id);
+          if (old && fresh) { old.replaceWith(fresh); }
+        });
       })
       .catch(function () {})
       .then(function () { busy = false; if (again) { again = false; refresh(); } });

@@ -93,6 +93,11 @@ pub struct ApiSection {
     pub request_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a request's headers; also the longest a kept-alive
+    /// connection may wait idle for its next request.
+    pub header_read_timeout_secs: u64,
+    /// Most API connections open at once (kept below the descriptor limit at start).
+    pub max_connections: usize,
 }
 
 impl Default for ApiSection {
@@ -102,6 +107,8 @@ impl Default for ApiSection {
             max_body_bytes: 16 * 1024 * 1024 + 64 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
         }
     }
 }
@@ -331,6 +338,14 @@ impl Config {
             (
                 self.api.request_timeout_secs > 0 && self.api.request_timeout_secs <= 3600,
                 "api.request_timeout_secs must be 1 to 3600",
+            ),
+            (
+                self.api.header_read_timeout_secs > 0 && self.api.header_read_timeout_secs <= 3600,
+                "api.header_read_timeout_secs must be 1 to 3600",
+            ),
+            (
+                self.api.max_connections > 0,
+                "api.max_connections must be positive",
             ),
             (
                 self.api.shutdown_grace_secs <= 3600,

@@ -46,6 +46,7 @@ pub mod config;
 pub mod datadir;
 pub mod exchange;
 pub mod faults;
+pub mod fdlimit;
 pub mod federation;
 pub mod identity;
 pub mod model;

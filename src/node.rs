@@ -19,7 +19,6 @@
 //! [`NodeError::WriterFailed`]; `ttx serve` then exits 1 so the service manager restarts it.
 
 use std::fs::File;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -216,6 +215,17 @@ impl RunningNode {
             return Err(NodeError::NoStore(dir.root().to_path_buf()));
         }
         warn_if_shared(dir.root());
+        match crate::fdlimit::raise_nofile() {
+            Ok((before, soft, hard)) => {
+                tracing::info!(
+                    soft_before = before,
+                    soft,
+                    hard,
+                    "descriptor limit (RLIMIT_NOFILE)"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+        }
         let (store, lock) = {
             let (dir, config) = (dir.clone(), config.clone());
             tokio::task::spawn_blocking(move || open_exclusive(&dir, &config))
@@ -356,24 +366,32 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// The API's connection cap for the current descriptor limit.
+fn connection_cap(configured: usize) -> usize {
+    let soft = crate::fdlimit::raise_nofile().map(|l| l.1).unwrap_or(1024);
+    let cap = crate::fdlimit::api_connection_cap(configured, soft);
+    if cap < configured {
+        tracing::warn!(
+            configured,
+            cap,
+            "api.max_connections lowered below the descriptor limit"
+        );
+    }
+    cap
+}
+
 async fn serve_api(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: watch::Receiver<bool>,
 ) {
-    let grace = Duration::from_secs(state.config.api.shutdown_grace_secs);
-    let app = api::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(wait_for(shutdown.clone()));
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => if let Err(e) = r { tracing::error!(error = %e, "api server failed") },
-        _ = wait_for(shutdown) => {
-            // Graceful shutdown has begun; in-flight requests get the grace period.
-            if tokio::time::timeout(grace, server).await.is_err() {
-                tracing::warn!(?grace, "in-flight requests did not finish within the grace period");
-            }
-        }
-    }
+    let api = &state.config.api;
+    let limits = api::server::ServeLimits {
+        header_read_timeout: Duration::from_secs(api.header_read_timeout_secs),
+        max_connections: connection_cap(api.max_connections),
+        grace: Duration::from_secs(api.shutdown_grace_secs),
+    };
+    api::server::serve(listener, api::router(state), limits, shutdown).await;
 }
 
 /// The alarm clock: sleeps until the next timer is due (or one is set), then fires every due

@@ -6,6 +6,8 @@
 //!   reopen, show, list, search, alerts).
 //! - [`admin`]: status and operators.
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
+//! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
+//!   errors in the JSON shape).
 //!
 //! `docs/api.md` lists the endpoints.
 
@@ -13,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod peers;
+pub mod server;
 pub mod tickets;
 
 use std::net::SocketAddr;

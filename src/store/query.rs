@@ -412,6 +412,14 @@ pub fn search(conn: &Connection, text: &str, limit: u32) -> Result<Vec<SearchHit
             text.len()
         ))));
     }
+    // SQLite ends an FTS5 string at a NUL ("unterminated string"): refuse control characters
+    // with a clear message instead of answering 500.
+    if let Some(c) = text.chars().find(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(StoreError::Command(CommandError::Invalid(format!(
+            "search text must not contain control characters (found U+{:04X})",
+            u32::from(c)
+        ))));
+    }
     let query = fts_query(text).ok_or_else(|| {
         StoreError::Command(CommandError::Invalid(
             "search text must not be empty".into(),

@@ -1,6 +1,7 @@
 //! All integration tests in one binary (one link, shared helpers). Each module covers one area
 //! and runs the real `ttx` binary or the library against real files.
 
+mod api_limits;
 mod bad_input;
 mod bench;
 mod bounded_reads;

@@ -142,13 +142,14 @@ impl Client {
                     self.base
                 )
             }
-            ureq::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) => {
-                Failure::new(
-                    FailureKind::Invalid,
-                    format!("the node at {} closed the connection before reading the request (larger than api.max_body_bytes?)", self.base),
-                )
-                .into()
-            }
+            // A reset is a failure of the node or the network, not bad input (exit 1): a body
+            // over the limit is answered 413 by the node.
+            ureq::Error::Io(io) if connection_lost(io.kind()) => anyhow::anyhow!(
+                "the connection to the node at {} was lost ({}): was it stopped or restarted? \
+                 a write was retried with the same Idempotency-Key and may have been applied: check with `ttx show`",
+                self.base,
+                io.kind()
+            ),
             other => anyhow::anyhow!("request to the node at {} failed: {other}", self.base),
         })?;
         let status = resp.status().as_u16();
@@ -222,11 +223,11 @@ impl Client {
                 .header("Authorization", self.auth())
                 .header("Idempotency-Key", &key)
                 .send_json(body);
+            // Lost answers (timeout, reset, EOF) and refused connections (a node restarting)
+            // are retried with the same key: the node applies the write at most once.
             let answer_lost = matches!(&result, Err(ureq::Error::Timeout(_)))
-                || matches!(&result, Err(ureq::Error::Io(e)) if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionAborted
-                ));
+                || matches!(&result, Err(ureq::Error::Io(e)) if connection_lost(e.kind())
+                    || e.kind() == std::io::ErrorKind::ConnectionRefused);
             if answer_lost && attempt < ATTEMPTS {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)));
@@ -245,6 +246,15 @@ impl Client {
         let _: serde_json::Value = self.finish(req.call())?;
         Ok(())
     }
+}
+
+/// Whether an I/O error means the connection was lost mid-request (the answer may be lost).
+fn connection_lost(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::ConnectionReset | K::BrokenPipe | K::UnexpectedEof | K::ConnectionAborted
+    )
 }
 
 /// Prints a value as JSON (the `--json` answer): pretty-printed, as every JSON the CLI prints.

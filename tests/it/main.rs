@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod bounded_reads;
 mod browser;
+mod cli_resets;
 mod common;
 mod crash;
 mod faults;

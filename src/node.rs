@@ -285,8 +285,8 @@ impl RunningNode {
             site = %config.node.site,
             node = %config.node.node,
             %api_addr,
-            listen_addr = ?bound.listen_addr,
-            web_addr = ?bound.web_addr,
+            listen_addr = %display_addr(bound.listen_addr),
+            web_addr = %display_addr(bound.web_addr),
             dir = %dir.root().display(),
             "node started"
         );
@@ -445,3 +445,8 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests;
+
+/// An optional bound address for logs and messages: the address, or `off`.
+pub fn display_addr(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_string(), |a| a.to_string())
+}

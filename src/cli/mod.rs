@@ -43,6 +43,7 @@ macro_rules! outln {
 pub mod bench;
 pub mod client;
 pub mod node;
+pub mod pager;
 pub mod peers;
 pub mod pki;
 pub mod profile;
@@ -312,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.global.json;
     match cli.command {
         Command::Init(a) => node::init(a, json),
-        Command::Serve(a) => node::serve(a),
+        Command::Serve(a) => node::serve(a, json),
         Command::Status(a) => node::status(a, json),
         Command::Operator { cmd } => node::operator(cmd, json),
         Command::New(a) => tickets::new(a, json),

@@ -83,7 +83,7 @@ pub struct ServeArgs {
 }
 
 /// `ttx serve DIR`: run the node until SIGINT or SIGTERM, then drain and stop.
-pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
+pub fn serve(a: ServeArgs, json: bool) -> anyhow::Result<()> {
     let dir = match a.data_dir {
         Some(d) => d,
         None => a.node.resolve()?.root().to_path_buf(),
@@ -124,10 +124,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         None => {}
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TTX_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter()?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -150,15 +147,23 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             }
             other => anyhow::Error::from(other),
         })?;
-        eprintln!(
-            "ttx: serving site {} node {} on {}",
-            node.config.node.site,
-            node.config.node.node,
-            node.bound
-                .api_addr
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        );
+        let b = &node.bound;
+        if json {
+            print_json(&json!({
+                "site": node.config.node.site, "node": node.config.node.node,
+                "api_addr": b.api_addr, "listen_addr": b.listen_addr, "web_addr": b.web_addr,
+                "pid": std::process::id(),
+            }))?;
+        } else {
+            eprintln!(
+                "ttx: serving site {} node {}: api {}, quic {}, web {}",
+                node.config.node.site,
+                node.config.node.node,
+                crate::node::display_addr(b.api_addr),
+                crate::node::display_addr(b.listen_addr),
+                crate::node::display_addr(b.web_addr),
+            );
+        }
         let signals = wait_for_stop_signal(stop_signals, node.federation.clone());
         node.run_until(async {
             let signalled = signals.await;
@@ -168,6 +173,22 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .await??;
         Ok(())
     })
+}
+
+/// The log filter from `TTX_LOG` (default `info`); an invalid one is an error, not `info`.
+fn log_filter() -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    match std::env::var("TTX_LOG") {
+        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| {
+            Failure::new(
+                FailureKind::Invalid,
+                format!(
+                    "invalid TTX_LOG {v:?}: {e} (use e.g. info, warn, ttx=debug or info,ttx::net=debug)"
+                ),
+            )
+            .into()
+        }),
+        _ => Ok(tracing_subscriber::EnvFilter::new("info")),
+    }
 }
 
 /// SIGTERM, SIGINT and SIGHUP, caught from before the node starts: a stop signal that arrives

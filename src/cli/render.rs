@@ -175,6 +175,33 @@ pub fn peers(peers: &[crate::federation::PeerStatus], times: &Times) -> String {
     out
 }
 
+/// Colours a chart for a terminal: the title of a priority 1 or 2 ticket in bold red, alarms
+/// and alerts in red. Only called for a terminal without `NO_COLOR`.
+pub fn colour_chart(text: &str, priority: u8) -> String {
+    const RED: &str = "\x1b[31m";
+    const BOLD_RED: &str = "\x1b[1;31m";
+    const RESET: &str = "\x1b[0m";
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in text.lines().enumerate() {
+        let colour = if i == 0 && priority <= 2 {
+            Some(BOLD_RED)
+        } else if line.contains("ALARM: ") || line.contains("ALERT since") {
+            Some(RED)
+        } else {
+            None
+        };
+        match colour {
+            Some(c) => {
+                let _ = writeln!(out, "{c}{line}{RESET}");
+            }
+            None => {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
+    out
+}
+
 /// Search hits with their snippets.
 pub fn hits(hits: &[SearchHit]) -> String {
     if hits.is_empty() {
@@ -263,13 +290,69 @@ pub fn timers(number: i64, timers: &[Timer], times: &Times) -> String {
     out
 }
 
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("      {l}\n")).collect()
+/// How `ttx show` lays the chart out.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartLayout {
+    /// Columns to wrap note lines at.
+    pub width: usize,
+    /// Show long notes whole instead of folded.
+    pub full: bool,
+}
+
+/// Notes longer than this many lines are folded (unless `--full`).
+pub const FOLD_LINES: usize = 40;
+/// How many lines of a folded note are shown.
+pub const FOLDED_SHOWS: usize = 20;
+
+/// Wraps `line` at `width` characters (at a space when there is one), each piece indented.
+fn wrap_into(out: &mut String, line: &str, width: usize) {
+    const INDENT: &str = "      ";
+    let room = width.saturating_sub(INDENT.len()).max(20);
+    let mut rest: Vec<char> = line.chars().collect();
+    loop {
+        if rest.len() <= room {
+            let _ = writeln!(out, "{INDENT}{}", rest.iter().collect::<String>());
+            return;
+        }
+        let cut = rest[..room]
+            .iter()
+            .rposition(|c| *c == ' ')
+            .filter(|p| *p > 0)
+            .unwrap_or(room);
+        let piece: String = rest[..cut].iter().collect();
+        let _ = writeln!(out, "{INDENT}{}", piece.trim_end());
+        let skip = if rest.get(cut) == Some(&' ') {
+            cut + 1
+        } else {
+            cut
+        };
+        rest.drain(..skip);
+    }
+}
+
+/// A note's text, indented and wrapped; a very long pasted note (a whole traceroute or mail)
+/// is folded to its first lines with a pointer to `--full`.
+fn note_block(text: &str, layout: &ChartLayout, reference: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let fold = !layout.full && lines.len() > FOLD_LINES;
+    let shown = if fold { FOLDED_SHOWS } else { lines.len() };
+    let mut out = String::new();
+    for l in &lines[..shown] {
+        wrap_into(&mut out, l, layout.width);
+    }
+    if fold {
+        let _ = writeln!(
+            out,
+            "      … {} more lines (`ttx show {reference} --full` shows them)",
+            lines.len() - shown
+        );
+    }
+    out
 }
 
 /// The whole chart: header, resolution, timers, links, then the history in order.
 /// `reference` is how this site names the ticket (`42`, or `SITE#42` for a partner's).
-pub fn chart(c: &Chart, reference: &str, times: &Times) -> String {
+pub fn chart(c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) -> String {
     let t = &c.ticket;
     let mut o = String::new();
     let _ = writeln!(o, "TT {reference}  [{}] {}", t.ticket_type, t.subject);
@@ -368,7 +451,7 @@ pub fn chart(c: &Chart, reference: &str, times: &Times) -> String {
                 writeln!(
                     o,
                     "{head}update ({vis}{when}):\n{}",
-                    indent(text).trim_end()
+                    note_block(text, layout, reference).trim_end()
                 )
             }
             other => match other

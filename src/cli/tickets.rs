@@ -76,6 +76,23 @@ pub struct TicketArg {
     pub node: NodeDir,
 }
 
+/// Arguments of `ttx show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Ticket number.
+    pub number: i64,
+    /// Show long notes whole: fetch the text of notes the node sends by reference (over
+    /// 64 KiB), and do not fold notes of more than 40 lines to their first 20.
+    #[arg(long)]
+    pub full: bool,
+    /// Print straight to the terminal instead of through the pager ($PAGER, or less).
+    #[arg(long)]
+    pub no_pager: bool,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
 /// Arguments of `ttx take`.
 #[derive(Debug, clap::Args)]
 pub struct TakeArgs {
@@ -133,28 +150,16 @@ pub struct AckArgs {
     pub node: NodeDir,
 }
 
-/// Arguments of `ttx show`.
-#[derive(Debug, clap::Args)]
-pub struct ShowArgs {
-    /// Ticket number.
-    pub number: i64,
-    /// Fetch the text of long notes too (the node sends notes over 64 KiB by reference).
-    #[arg(long)]
-    pub full: bool,
-    /// Which node.
-    #[command(flatten)]
-    pub node: NodeDir,
-}
-
 /// Arguments of `ttx note`.
 #[derive(Debug, clap::Args)]
 pub struct NoteArgs {
     /// Ticket number.
     pub number: i64,
-    /// The update; `-` reads it from standard input (a pasted traceroute or mail). A text
-    /// that starts with `-` is taken as is (`ttx note 4 "-42 dBm on xe-0/0/1"`).
+    /// The update; `-` reads it from standard input (a pasted traceroute or mail); left out on
+    /// a terminal, $VISUAL or $EDITOR opens for it. A text that starts with `-` is taken as
+    /// is (`ttx note 4 "-42 dBm on xe-0/0/1"`).
     #[arg(allow_hyphen_values = true)]
-    pub text: String,
+    pub text: Option<String>,
     /// Share with partners (default: internal).
     #[arg(long)]
     pub shared: bool,
@@ -430,6 +435,61 @@ pub fn new(a: NewArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens `$VISUAL` / `$EDITOR` (else `vi`) on a private temp file for a note, as `git commit`
+/// does; lines starting with `#` are dropped, and an empty note is not sent.
+fn from_editor(number: i64) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Failure::new(
+            FailureKind::Invalid,
+            "no note text: give TEXT, or - to read it from standard input",
+        )
+        .into());
+    }
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+        .unwrap_or_else(|| "vi".into());
+    let path = std::env::temp_dir().join(format!("ttx-note-{}.txt", uuid::Uuid::now_v7()));
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?
+    };
+    writeln!(
+        file,
+        "\n# The update for ticket {number}. Lines starting with '#' are left out;\n\
+         # an empty note is not sent."
+    )?;
+    drop(file);
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{editor} \"$1\""), "sh"])
+        .arg(&path)
+        .status();
+    let text = std::fs::read_to_string(&path);
+    let _ = std::fs::remove_file(&path);
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => anyhow::bail!("the editor ({editor}) failed ({s}): nothing was sent"),
+        Err(e) => anyhow::bail!("cannot run the editor ({editor}): {e}"),
+    }
+    let text: String = text?
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(
+            Failure::new(FailureKind::Invalid, "the note is empty: nothing was sent").into(),
+        );
+    }
+    Ok(text)
+}
+
 /// Refuses a text the node would refuse, before sending megabytes it will not read.
 fn check_size(node: &NodeDir, what: &str, text: &str) -> anyhow::Result<()> {
     let Some(dir) = node.dir() else {
@@ -458,7 +518,10 @@ fn check_size(node: &NodeDir, what: &str, text: &str) -> anyhow::Result<()> {
 /// `ttx note`.
 pub fn note(a: NoteArgs, json: bool) -> anyhow::Result<()> {
     let c = client(&a.node)?;
-    let text = text_or_stdin(a.text)?;
+    let text = match a.text {
+        Some(t) => text_or_stdin(t)?,
+        None => from_editor(a.number)?,
+    };
     check_size(&a.node, "note", &text)?;
     post_ack(
         &c,
@@ -498,10 +561,18 @@ pub fn show(a: ShowArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&answer);
     }
-    out!(
-        "{}",
-        render::chart(&answer.chart, &answer.reference, &super::times())
-    );
+    let layout = render::ChartLayout {
+        width: render::terminal_width(),
+        full: a.full,
+    };
+    let text = render::chart(&answer.chart, &answer.reference, &super::times(), &layout);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let text = if tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        render::colour_chart(&text, answer.chart.ticket.priority)
+    } else {
+        text
+    };
+    super::pager::show(&text, tty && !a.no_pager);
     Ok(())
 }
 

@@ -453,7 +453,7 @@ impl Federation {
                     tracing::warn!(%remote, ?failure, "peer handshake failed")
                 }
                 Ok(EndpointEvent::Refused { remote, peer, code }) => {
-                    tracing::warn!(%remote, peer = ?peer.map(|p| p.to_string()), ?code, "peer refused")
+                    tracing::warn!(%remote, peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()), ?code, "peer refused")
                 }
                 Ok(EndpointEvent::TrustClosed { peer, reason, .. }) => {
                     tracing::warn!(%peer, %reason, "peer no longer trusted; connection closed")

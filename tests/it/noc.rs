@@ -486,3 +486,117 @@ fn every_operator_reaches_the_node_with_their_own_url_and_token() {
         );
     }
 }
+
+#[test]
+fn serve_answers_in_json_and_refuses_an_invalid_log_filter() {
+    use std::io::BufRead;
+    let node = TestNode::init("noc-a");
+    let mut c = ttx();
+    c.env("TTX_LOG", "ttx=loud")
+        .args(["serve", node.dir.to_str().unwrap()]);
+    run(c, None).fails(2, "invalid TTX_LOG \"ttx=loud\"");
+    let mut child = ttx()
+        .env("TTX_LOG", "info")
+        .args(["--json", "serve", node.dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "serve ended: {text}");
+        text.push_str(&line);
+        if line == "}\n" {
+            break;
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["site"], "noc-a");
+    assert_eq!(v["api_addr"], node.api_addr().to_string());
+    assert!(v["listen_addr"].is_null(), "{v}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
+    // Logs name addresses, never Rust's Debug of an absent one.
+    assert!(err.contains("listen_addr=off"), "{err}");
+    assert!(!err.contains("None"), "{err}");
+}
+
+#[test]
+fn show_folds_long_notes_and_the_editor_writes_a_note() {
+    let node = TestNode::start_new("noc-a");
+    node.cli(&["new", "-p", "1", "core1 down"]).ok();
+    let paste: String = (1..=100)
+        .map(|i| format!("hop {i} 192.0.2.{i}\n"))
+        .collect();
+    node.cli_with(&["note", "1", "-"], None, Some(paste.as_bytes()))
+        .ok();
+    let folded = node.cli(&["show", "1"]).ok().to_string();
+    assert!(folded.contains("hop 20 192.0.2.20"), "{folded}");
+    assert!(!folded.contains("hop 21 "), "{folded}");
+    assert!(
+        folded.contains("… 80 more lines (`ttx show 1 --full` shows them)"),
+        "{folded}"
+    );
+    // No colour into a pipe, even for a priority 1 ticket.
+    assert!(!folded.contains('\x1b'), "{folded}");
+    let full = node
+        .cli(&["show", "1", "--full", "--no-pager"])
+        .ok()
+        .to_string();
+    assert!(full.contains("hop 100 192.0.2.100"), "{full}");
+    // Long lines wrap at the terminal's width.
+    node.cli(&["note", "1", &"word ".repeat(60)]).ok();
+    let mut c = ttx();
+    c.env("TTX_DIR", &node.dir)
+        .env("COLUMNS", "60")
+        .args(["show", "1"]);
+    let text = run(c, None).ok().to_string();
+    let history = text.split("\nhistory\n").nth(1).unwrap();
+    let words: Vec<&str> = history
+        .lines()
+        .filter(|l| l.starts_with("      word"))
+        .collect();
+    assert!(words.len() >= 5, "{history}");
+    assert!(words.iter().all(|l| l.chars().count() <= 60), "{history}");
+
+    // On a terminal, a note without TEXT opens $EDITOR; '#' lines are left out.
+    let tmp = tempfile::tempdir().unwrap();
+    let editor = tmp.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\necho 'called the carrier, ticket 991' >> \"$1\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cmd = format!("{} note 1", env!("CARGO_BIN_EXE_ttx"));
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .env("TTX_DIR", &node.dir)
+        .env("EDITOR", &editor)
+        .env_remove("VISUAL")
+        .env("TTX_LOG", "warn");
+    let out = run(c, None);
+    assert_eq!(out.code, 0, "{out:?}");
+    let chart = node.cli(&["--json", "show", "1"]).json();
+    let last = chart["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["event"]["kind"]["NoteAdded"]["text"],
+        "called the carrier, ticket 991"
+    );
+    // Without a terminal, leaving TEXT out is an error, not a hang.
+    node.cli(&["note", "1"])
+        .fails(2, "no note text: give TEXT, or -");
+}

@@ -209,3 +209,18 @@ fn timers_and_alerts_read_in_the_operators_zone() {
     );
     assert_eq!(render::timers(4, &[], &times()), "ticket 4 has no timers\n");
 }
+
+#[test]
+fn colour_marks_urgent_tickets_and_alarms_only() {
+    let chart = "TT 4  [trouble] core1 down\nstatus open\n  10:00  system  ALARM: call telco\n";
+    let p1 = render::colour_chart(chart, 1);
+    let lines: Vec<&str> = p1.lines().collect();
+    assert_eq!(lines[0], "\x1b[1;31mTT 4  [trouble] core1 down\x1b[0m");
+    assert_eq!(lines[1], "status open");
+    assert_eq!(
+        lines[2],
+        "\x1b[31m  10:00  system  ALARM: call telco\x1b[0m"
+    );
+    let p3 = render::colour_chart(chart, 3);
+    assert_eq!(p3.lines().next(), Some("TT 4  [trouble] core1 down"));
+}

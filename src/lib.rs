@@ -24,7 +24,9 @@
 //!   and the decision of which events an operator command produces.
 //! - [`store`]: SQLite in WAL mode. Every change is an event appended to the log in the same
 //!   transaction that updates the projections; one writer thread batches concurrent writes into
-//!   one transaction (group commit); reads run on separate connections.
+//!   one transaction (group commit); reads run on separate connections. Positions belong to the
+//!   site (the same on every node), the node's role and epoch are durable state, and shipped
+//!   events are applied strictly at `head + 1`.
 //! - [`api`]: the local JSON API on loopback with per-operator bearer tokens and roles.
 //! - [`web`]: the web console (at a glance, tickets, forms, live updates) on its own listener,
 //!   calling the same queries and writes as the API; password logins, sessions, CSRF.

@@ -395,13 +395,21 @@ async fn serve_api(
 }
 
 /// The alarm clock: sleeps until the next timer is due (or one is set), then fires every due
-/// timer through the writer. Timers live in the store, so they survive restarts; firing is an
+/// timer through the writer; it runs only while the node is its site's primary. Timers live in the store, so they survive restarts; firing is an
 /// event, so each fires once.
 async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
     const MAX_SLEEP_MS: i64 = 60_000;
     let stop = wait_for(shutdown);
     tokio::pin!(stop);
+    let mut role = store.writer.role.clone();
     loop {
+        // Only the primary decides that a timer went off; a standby gets `TimerFired` from it.
+        if !role.borrow_and_update().is_primary() {
+            tokio::select! {
+                r = role.wait_for(|r| r.is_primary()) => if r.is_err() { return } else { continue },
+                _ = &mut stop => return,
+            }
+        }
         let next = match store.reader.read(query::next_due).await {
             Ok(n) => n,
             Err(e) => {

@@ -38,8 +38,14 @@ pub struct Status {
     pub tickets: i64,
     /// Open tickets.
     pub open_tickets: i64,
-    /// Events in the log.
+    /// Events in the log (the site position).
     pub events: i64,
+    /// The node's role in its site: `primary`, `standby:NODE` or `fenced:NODE`.
+    #[serde(default)]
+    pub role: String,
+    /// The epoch.
+    #[serde(default)]
+    pub epoch: u64,
     /// The QUIC side (identity, certificate expiry, connected peers), when the node listens.
     pub transport: Option<crate::federation::FederationStatus>,
 }
@@ -61,6 +67,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         tickets: counts.tickets,
         open_tickets: counts.open_tickets,
         events: counts.events,
+        role: state.store.writer.role.borrow().role_text(),
+        epoch: state.store.writer.role.borrow().epoch,
         transport: state.federation.as_ref().map(|f| f.status()),
     }))
 }

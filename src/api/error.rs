@@ -27,6 +27,10 @@ pub enum ApiError {
     /// Refused by the rules: 409.
     #[error("{0}")]
     Refused(String),
+    /// A write on a node that is not its site's primary: 409, code `not_primary`. The message
+    /// names the primary.
+    #[error("{0}")]
+    NotPrimary(String),
     /// No or bad token: 401.
     #[error("{0}")]
     Unauthorized(String),
@@ -57,6 +61,7 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            ApiError::NotPrimary(_) => (StatusCode::CONFLICT, "not_primary"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -83,6 +88,7 @@ impl From<StoreError> for ApiError {
             StoreError::Command(CommandError::NotFound(m)) => ApiError::NotFound(m),
             StoreError::Command(CommandError::Refused(m)) => ApiError::Refused(m),
             StoreError::Closed => ApiError::Unavailable,
+            StoreError::NotPrimary(e) => ApiError::NotPrimary(e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::Internal

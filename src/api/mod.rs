@@ -8,6 +8,7 @@
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
 //! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
 //!   errors in the JSON shape).
+//! - [`site`]: the site log: verify (position, digest, checks) and promote (admin).
 //!
 //! `docs/api.md` lists the endpoints.
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod error;
 pub mod peers;
 pub mod server;
+pub mod site;
 pub mod tickets;
 
 use std::net::SocketAddr;
@@ -100,6 +102,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/peers/{site}/deny", post(peers::deny))
         .route("/v1/peers/{site}/ping", post(peers::ping))
         .route("/v1/pki/reload", post(peers::reload))
+        .route("/v1/verify", get(site::verify))
+        .route("/v1/promote", post(site::promote))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

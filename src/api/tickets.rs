@@ -22,12 +22,14 @@ use crate::store::{Idempotency, WriteOp, WriteOutcome, WriteRequest};
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// The request's idempotency key, if it carries one, with a fingerprint of what was asked:
-/// the SHA-256 of `what`'s `Debug` form, streamed (no copy of a large note). Handlers pass the
-/// request as sent, before relative times are resolved, so a later retry still matches.
+/// The request's idempotency key, if it carries one, with a canonical fingerprint of what was
+/// asked: the SHA-256 of `what`'s JSON (serde_json: fields in declaration order, no maps), streamed
+/// into the digest (no copy of a large note). The same typed request gives the same fingerprint
+/// in every build and on every node. Handlers pass the request as sent, tagged with the
+/// endpoint, before relative times are resolved, so a later retry still matches.
 fn idempotency(
     headers: &HeaderMap,
-    what: &dyn std::fmt::Debug,
+    what: &impl serde::Serialize,
 ) -> Result<Option<Idempotency>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -40,26 +42,36 @@ fn idempotency(
 
 /// An idempotency key with the fingerprint of `what` (the web console's forms carry their key
 /// in a hidden field, so a double-clicked Create opens one ticket).
-pub fn idempotency_key(v: &str, what: &dyn std::fmt::Debug) -> Result<Idempotency, ApiError> {
+pub fn idempotency_key(v: &str, what: &impl serde::Serialize) -> Result<Idempotency, ApiError> {
     if v.is_empty() || v.len() > MAX_IDEMPOTENCY_KEY {
         return Err(ApiError::Invalid(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )));
     }
+    Ok(Idempotency {
+        key: v.to_string(),
+        fingerprint: fingerprint(what)?,
+    })
+}
+
+/// SHA-256 (hex) of the canonical JSON of a request.
+pub fn fingerprint(what: &impl serde::Serialize) -> Result<String, ApiError> {
     struct Digest(ring::digest::Context);
-    impl std::fmt::Write for Digest {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.update(s.as_bytes());
+    impl std::io::Write for Digest {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
     let mut digest = Digest(ring::digest::Context::new(&ring::digest::SHA256));
-    std::fmt::Write::write_fmt(&mut digest, format_args!("{what:?}"))
-        .map_err(|_| ApiError::Internal)?;
-    Ok(Idempotency {
-        key: v.to_string(),
-        fingerprint: hex::encode(digest.0.finish()),
-    })
+    serde_json::to_writer(&mut digest, what).map_err(|e| {
+        tracing::error!(error = %e, "cannot fingerprint a request");
+        ApiError::Internal
+    })?;
+    Ok(hex::encode(digest.0.finish()))
 }
 
 /// Runs a ticket write for `caller` and answers its acknowledgement (the API and the console
@@ -104,13 +116,13 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateTicket>,
 ) -> Result<(StatusCode, Json<TicketAck>), ApiError> {
-    let idem = idempotency(&headers, &body)?;
+    let idem = idempotency(&headers, &("create", &body))?;
     let ack = write_ticket(&state, &caller, idem, WriteOp::Create(Box::new(body))).await?;
     Ok((StatusCode::CREATED, Json(ack)))
 }
 
 /// Body of `POST /v1/tickets/{n}/notes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     /// Text.
@@ -163,7 +175,7 @@ pub async fn set(
     let cmd = Command::Set {
         assignments: body.assignments,
     };
-    let idem = idempotency(&headers, &(&number, &cmd))?;
+    let idem = idempotency(&headers, &("command", &number, &cmd))?;
     command(&state, &caller, idem, &number, cmd).await
 }
 
@@ -190,7 +202,7 @@ pub async fn take(
 }
 
 /// Body of `POST /v1/tickets/{n}/links`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
     /// `refers-to`, `depends-on`, `member-of` or `merged-into`.
@@ -209,17 +221,17 @@ pub async fn link(
 ) -> Result<Json<TicketAck>, ApiError> {
     let number = ticket_number(&number)?;
     let kind: LinkKind = body.kind.parse().map_err(ApiError::Invalid)?;
+    let idem = idempotency(&headers, &("link", number, &body))?;
     let op = WriteOp::Link {
         number,
         kind,
         target: body.target,
     };
-    let idem = idempotency(&headers, &op)?;
     Ok(Json(write_ticket(&state, &caller, idem, op).await?))
 }
 
 /// Body of `POST /v1/tickets/{n}/timers`: exactly one of `in` and `at`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimerBody {
     /// A duration from now (`2h`).
@@ -354,7 +366,7 @@ pub async fn resolve(
         component: body.component,
         escalated_to: body.escalated_to,
     };
-    let idem = idempotency(&headers, &(&number, &cmd))?;
+    let idem = idempotency(&headers, &("command", &number, &cmd))?;
     command(&state, &caller, idem, &number, cmd).await
 }
 
@@ -377,7 +389,7 @@ pub async fn close(
     let cmd = Command::Close {
         checked_by: body.checked_by,
     };
-    let idem = idempotency(&headers, &(&number, &cmd))?;
+    let idem = idempotency(&headers, &("command", &number, &cmd))?;
     command(&state, &caller, idem, &number, cmd).await
 }
 
@@ -400,7 +412,7 @@ pub async fn reopen(
     let cmd = Command::Reopen {
         reason: body.reason,
     };
-    let idem = idempotency(&headers, &(&number, &cmd))?;
+    let idem = idempotency(&headers, &("command", &number, &cmd))?;
     command(&state, &caller, idem, &number, cmd).await
 }
 
@@ -621,4 +633,31 @@ pub async fn alerts(
             .read(move |c| query::alerts(c, q.all, q.limit.unwrap_or(200)))
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_requests_canonical_json() {
+        let body = NoteBody {
+            text: "hello".into(),
+            shared: false,
+            at: None,
+        };
+        // sha256 of ["note","1",{"text":"hello","shared":false,"at":null}]: fixed across builds.
+        assert_eq!(
+            fingerprint(&("note", "1", &body)).unwrap(),
+            "d645eaa967dcb57f8d0ed43d18ea5a69e3bc70fe728b80c8f425247b84cdb8c6"
+        );
+        let other = NoteBody {
+            text: "hello!".into(),
+            ..body
+        };
+        assert_ne!(
+            fingerprint(&("note", "1", &other)).unwrap(),
+            "d645eaa967dcb57f8d0ed43d18ea5a69e3bc70fe728b80c8f425247b84cdb8c6"
+        );
+    }
 }

@@ -48,6 +48,7 @@ pub mod peers;
 pub mod pki;
 pub mod profile;
 pub mod render;
+pub mod site;
 pub mod tickets;
 pub mod times;
 
@@ -186,6 +187,10 @@ pub enum Command {
     Serve(node::ServeArgs),
     /// Show the running node's site, addresses, uptime and counts.
     Status(client::NodeDir),
+    /// The site position, a digest of the state there, quick_check and the search index check.
+    Verify(client::NodeDir),
+    /// Make this standby the site's primary (a new epoch; the old primary is fenced by it).
+    Promote(client::NodeDir),
     /// Manage operators and their tokens.
     Operator {
         /// What to do.
@@ -315,6 +320,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(a) => node::init(a, json),
         Command::Serve(a) => node::serve(a, json),
         Command::Status(a) => node::status(a, json),
+        Command::Verify(a) => site::verify(a, json),
+        Command::Promote(a) => site::promote(a, json),
         Command::Operator { cmd } => node::operator(cmd, json),
         Command::New(a) => tickets::new(a, json),
         Command::Note(a) => tickets::note(a, json),

@@ -258,10 +258,12 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
         s.uptime_secs
     );
     outln!(
-        "tickets {} ({} open)  events {}",
+        "tickets {} ({} open)  events {}  role {}  epoch {}",
         s.tickets,
         s.open_tickets,
-        s.events
+        s.events,
+        s.role,
+        s.epoch
     );
     if let Some(t) = &s.transport {
         outln!(

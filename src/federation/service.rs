@@ -273,6 +273,11 @@ impl Federation {
 
     async fn record_pending(self, mut seen: mpsc::Receiver<(NodeIdentity, String)>) {
         while let Some((id, spki)) = seen.recv().await {
+            // Only the primary records sightings; a standby's would fork the site's log.
+            if !self.store.writer.role.borrow().is_primary() {
+                tracing::info!(peer = %id, "unknown peer seen on a node that is not the primary: not recorded");
+                continue;
+            }
             let req = WriteRequest {
                 actor: "system".into(),
                 idempotency: None,

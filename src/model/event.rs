@@ -196,6 +196,23 @@ pub enum EventKind {
         /// Site.
         site: String,
     },
+    /// A node became the site's primary: the first event of its epoch (written with that epoch).
+    EpochStarted {
+        /// The new epoch.
+        epoch: u64,
+        /// The node that is primary from here on.
+        primary: String,
+    },
+    /// The answer to a request that carried an idempotency key, recorded after the request's
+    /// own events so that any node of the site answers a retry the same way.
+    Answered {
+        /// The client's key (per operator: the event's actor).
+        key: String,
+        /// SHA-256 (hex) of the canonical JSON of the request as the client sent it.
+        fingerprint: String,
+        /// The answer, as the JSON text the client got.
+        answer: String,
+    },
 }
 
 impl EventKind {
@@ -264,7 +281,9 @@ impl EventKind {
             | EventKind::OperatorPasswordSet { .. }
             | EventKind::OperatorWatchSet { .. }
             | EventKind::PeerUpserted { .. }
-            | EventKind::PeerRemoved { .. } => return None,
+            | EventKind::PeerRemoved { .. }
+            | EventKind::EpochStarted { .. }
+            | EventKind::Answered { .. } => return None,
         })
     }
 
@@ -290,6 +309,8 @@ impl EventKind {
             EventKind::OperatorWatchSet { .. } => "operator-watch",
             EventKind::PeerUpserted { .. } => "peer",
             EventKind::PeerRemoved { .. } => "peer-removed",
+            EventKind::EpochStarted { .. } => "epoch-started",
+            EventKind::Answered { .. } => "answered",
         }
     }
 }

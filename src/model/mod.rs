@@ -8,6 +8,7 @@
 //! - [`timer`]: alarm clocks: cancel, snooze, acknowledge, and ending them with the ticket.
 //! - [`rules`]: rules across tickets and operators (dependencies on resolve, known people).
 //! - [`summary`]: one line per event saying what changed, for write answers.
+//! - [`role`]: the node's role in its site (primary, standby, fenced) and the epoch.
 //! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
 
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod command;
 pub mod event;
 pub mod lifecycle;
 pub mod peer;
+pub mod role;
 pub mod rules;
 pub mod summary;
 pub mod ticket;

@@ -651,7 +651,9 @@ impl Ticket {
             | EventKind::OperatorPasswordSet { .. }
             | EventKind::OperatorWatchSet { .. }
             | EventKind::PeerUpserted { .. }
-            | EventKind::PeerRemoved { .. } => {}
+            | EventKind::PeerRemoved { .. }
+            | EventKind::EpochStarted { .. }
+            | EventKind::Answered { .. } => {}
         }
         self.updated_at = self.updated_at.max(at);
     }

@@ -98,10 +98,130 @@ fn save_ticket(
     Ok(())
 }
 
-/// Appends `event` to the log and projects it. Returns its position in the log, or `None`
-/// (having changed nothing) when the event is already there.
-pub fn apply_event(tx: &rusqlite::Connection, event: &Event) -> Result<Option<i64>, StoreError> {
-    apply_event_on(tx, event, None)
+/// Why an event was not applied. On the shipped path every one of these refuses the whole
+/// batch (nothing of it is applied); on the local path they would be bugs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// An event of another site: this store holds only its own site's log.
+    #[error("event {id} is from site {site:?}: this store holds only the log of site {local:?}")]
+    ForeignSite {
+        /// The event.
+        id: Uuid,
+        /// Its site.
+        site: String,
+        /// This store's site.
+        local: String,
+    },
+    /// A position other than `head + 1`.
+    #[error("event {id} is at position {got}: this store's head is {head}, so it accepts only position {}", head + 1)]
+    OutOfOrder {
+        /// The event.
+        id: Uuid,
+        /// Its position.
+        got: i64,
+        /// This store's head.
+        head: i64,
+    },
+    /// A gap or repeat in the writing node's own sequence.
+    #[error(
+        "event {id} from node {node:?} has origin seq {got}: the next from that node is {expected}"
+    )]
+    OriginSeqGap {
+        /// The event.
+        id: Uuid,
+        /// Writing node.
+        node: String,
+        /// Its origin seq.
+        got: u64,
+        /// The one expected.
+        expected: u64,
+    },
+    /// An event id already in the log (at another position).
+    #[error("event {id} is already in the log")]
+    Duplicate {
+        /// The event.
+        id: Uuid,
+    },
+    /// The node's role or epoch refuses it (a lower epoch, a second writer).
+    #[error("event {id}: {source}")]
+    Role {
+        /// The event.
+        id: Uuid,
+        /// Why.
+        source: crate::model::role::RoleError,
+    },
+    /// The body is not the kind the envelope names, or not JSON of an event kind.
+    #[error("event {id}: the body is not a valid {kind:?} event: {why}")]
+    BadBody {
+        /// The event.
+        id: Uuid,
+        /// The kind named.
+        kind: String,
+        /// Why.
+        why: String,
+    },
+    /// A ticket event without a ticket.
+    #[error("event {id} ({kind}) names no ticket")]
+    NoTicket {
+        /// The event.
+        id: Uuid,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// An event naming a ticket that does not exist.
+    #[error("event {id} ({kind}) names ticket {ticket}, which does not exist")]
+    UnknownTicket {
+        /// The event.
+        id: Uuid,
+        /// Its kind.
+        kind: &'static str,
+        /// The ticket named.
+        ticket: Uuid,
+    },
+    /// A ticket created twice (same id or number).
+    #[error("event {id} creates ticket {ticket} number {number}, but that id or number exists")]
+    TicketExists {
+        /// The event.
+        id: Uuid,
+        /// The ticket.
+        ticket: Uuid,
+        /// Its number.
+        number: i64,
+    },
+    /// A note added twice.
+    #[error("event {id} adds note {note}, which exists")]
+    NoteExists {
+        /// The event.
+        id: Uuid,
+        /// The note.
+        note: Uuid,
+    },
+    /// A timer that does not exist on the ticket, or is not in a state the event applies to
+    /// (fired twice, cancelled, acknowledged before it went off).
+    #[error("event {id} ({kind}) names timer {timer} of ticket {ticket}, which does not exist or is not in a state it applies to")]
+    UnknownTimer {
+        /// The event.
+        id: Uuid,
+        /// Its kind.
+        kind: &'static str,
+        /// The timer.
+        timer: Uuid,
+        /// The ticket.
+        ticket: Uuid,
+    },
+}
+
+/// Appends `event` at log `position` and projects it. `body` is the event kind's JSON as the log
+/// stores it (the writing node's own bytes, for a shipped event). The caller has checked the
+/// position (`head + 1`) and the event's identity; the projection refuses events naming a
+/// ticket, note or timer that does not exist.
+pub fn apply_event(
+    tx: &rusqlite::Connection,
+    position: i64,
+    event: &Event,
+    body: &str,
+) -> Result<(), StoreError> {
+    apply_event_on(tx, position, event, body, None)
 }
 
 /// [`apply_event`] for a caller that already holds the event's ticket as currently projected
@@ -110,56 +230,54 @@ pub fn apply_event(tx: &rusqlite::Connection, event: &Event) -> Result<Option<i6
 /// commands it has just decided on that very ticket; the rows written are the same.
 pub(crate) fn apply_event_on(
     tx: &rusqlite::Connection,
+    position: i64,
     event: &Event,
+    body: &str,
     before: Option<&Ticket>,
-) -> Result<Option<i64>, StoreError> {
-    let body = json(&event.kind)?;
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events
-             (id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, kind, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
-            event.id.as_bytes(),
-            event.origin_site,
-            event.origin_node,
-            event.epoch as i64,
-            event.seq as i64,
-            event.ticket.as_ref().map(|t| t.as_bytes().to_vec()),
-            event.at,
-            event.actor,
-            event.kind.name(),
-            body,
-        ])?;
-    if inserted == 0 {
-        // Ignored: either this very event is already applied (a no-op), or another event
-        // already holds its origin and sequence number, which is a fork and never silent.
-        let same: Option<i64> = tx
-            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
-            .query_row([event.id.as_bytes()], |r| r.get(0))
-            .optional()?;
-        if same.is_some() {
-            return Ok(None);
-        }
-        return Err(StoreError::Corrupt(format!(
-            "event {} conflicts with another event at {}/{} seq {}",
-            event.id, event.origin_site, event.origin_node, event.seq
-        )));
-    }
-    let seq = tx.last_insert_rowid();
-    project(tx, event, seq, before)?;
-    Ok(Some(seq))
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO events
+         (seq, id, origin_site, origin_node, epoch, origin_seq, ticket_id, at, actor, kind, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        position,
+        event.id.as_bytes(),
+        event.origin_site,
+        event.origin_node,
+        event.epoch as i64,
+        event.seq as i64,
+        event.ticket.as_ref().map(|t| t.as_bytes().to_vec()),
+        event.at,
+        event.actor,
+        event.kind.name(),
+        body,
+    ])?;
+    project(tx, event, position, before)
+}
+
+/// The event kind's JSON, as the log stores it.
+pub(crate) fn event_body(kind: &EventKind) -> Result<String, StoreError> {
+    json(kind)
 }
 
 fn need_ticket(event: &Event) -> Result<Uuid, StoreError> {
     event.ticket.ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "event {} ({}) names no ticket",
-            event.id,
-            event.kind.name()
-        ))
+        ApplyError::NoTicket {
+            id: event.id,
+            kind: event.kind.name(),
+        }
+        .into()
     })
+}
+
+fn unknown_ticket(event: &Event, ticket: Uuid) -> StoreError {
+    ApplyError::UnknownTicket {
+        id: event.id,
+        kind: event.kind.name(),
+        ticket,
+    }
+    .into()
 }
 
 fn project(
@@ -171,6 +289,18 @@ fn project(
     match &event.kind {
         EventKind::TicketCreated { number, ticket } => {
             let id = need_ticket(event)?;
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM tickets WHERE id = ?1 OR number = ?2")?
+                .query_row(params![id.as_bytes(), number], |r| r.get(0))
+                .optional()?;
+            if exists.is_some() {
+                return Err(ApplyError::TicketExists {
+                    id: event.id,
+                    ticket: id,
+                    number: *number,
+                }
+                .into());
+            }
             let t = Ticket::created(
                 id,
                 &event.origin_site,
@@ -213,29 +343,47 @@ fn project(
             shared,
             happened_at,
         } => {
-            tx.prepare_cached(
-                "INSERT INTO notes (id, ticket_id, event_seq, author, at, happened_at, shared, text)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(
-                params![
-                    note_id.as_bytes(), need_ticket(event)?.as_bytes(), seq, event.actor, event.at,
+            let ticket = need_ticket(event)?;
+            // A note touches only the two ticket columns it changes (no document rewrite, no
+            // index update): the hot path of a busy NOC.
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE tickets SET notes = notes + 1, updated_at = max(updated_at, ?2) WHERE id = ?1",
+                )?
+                .execute(params![ticket.as_bytes(), event.at])?;
+            if changed == 0 {
+                return Err(unknown_ticket(event, ticket));
+            }
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO notes (id, ticket_id, event_seq, author, at, happened_at, shared, text)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    note_id.as_bytes(), ticket.as_bytes(), seq, event.actor, event.at,
                     happened_at, *shared, text,
-                ],
-            )?;
+                ])?;
+            if inserted == 0 {
+                return Err(ApplyError::NoteExists {
+                    id: event.id,
+                    note: *note_id,
+                }
+                .into());
+            }
             tx.prepare_cached(
                 "INSERT INTO note_fts (rowid, text) VALUES (last_insert_rowid(), ?1)",
             )?
             .execute([text])?;
-            // A note touches only the two ticket columns it changes (no document rewrite, no
-            // index update): the hot path of a busy NOC.
-            tx.prepare_cached(
-                "UPDATE tickets SET notes = notes + 1, updated_at = max(updated_at, ?2) WHERE id = ?1",
-            )?
-            .execute(params![need_ticket(event)?.as_bytes(), event.at])?;
             return Ok(());
         }
         EventKind::Linked { kind, target, .. } => {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM tickets WHERE id = ?1")?
+                .query_row([target.as_bytes()], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(unknown_ticket(event, *target));
+            }
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO links (from_id, kind, to_id, at) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -259,10 +407,11 @@ fn project(
             )?;
         }
         EventKind::TimerFired { timer_id } => {
-            tx.prepare_cached(
-                "UPDATE timers SET fired_at = ?2 WHERE id = ?1 AND fired_at IS NULL",
-            )?
-            .execute(params![timer_id.as_bytes(), event.at])?;
+            let sql = "UPDATE timers SET fired_at = ?3
+                       WHERE id = ?1 AND ticket_id = ?2 AND fired_at IS NULL AND cancelled_at IS NULL";
+            let ticket = need_ticket(event)?;
+            let p = params![timer_id.as_bytes(), ticket.as_bytes(), event.at];
+            timer_update(tx, event, *timer_id, sql, p)?;
         }
         EventKind::TimerCancelled { timer_id, .. } => {
             let sql = "UPDATE timers SET cancelled_at = ?2
@@ -349,6 +498,18 @@ fn project(
             tx.execute("DELETE FROM peers WHERE site = ?1", [site])?;
             return Ok(());
         }
+        EventKind::EpochStarted { .. } => {
+            // The writer records the new epoch and role in `meta` in this same transaction.
+            return Ok(());
+        }
+        EventKind::Answered {
+            key,
+            fingerprint,
+            answer,
+        } => {
+            super::idempotency::project(tx, event, key, fingerprint, answer)?;
+            return Ok(());
+        }
         EventKind::FieldsChanged { .. }
         | EventKind::StatusChanged { .. }
         | EventKind::Resolved { .. }
@@ -359,9 +520,7 @@ fn project(
     let id = need_ticket(event)?;
     let mut t = match before {
         Some(t) if t.id == id => t.clone(),
-        _ => load_ticket(tx, id)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("event {} names unknown ticket {id}", event.id))
-        })?,
+        _ => load_ticket(tx, id)?.ok_or_else(|| unknown_ticket(event, id))?,
     };
     let old = t.clone();
     t.apply(&event.kind, event.at);
@@ -387,11 +546,13 @@ fn timer_update(
     params: &[&dyn rusqlite::ToSql],
 ) -> Result<(), StoreError> {
     if tx.prepare_cached(sql)?.execute(params)? != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "event {} ({}) names timer {timer_id}, which is not in a state it applies to",
-            event.id,
-            event.kind.name()
-        )));
+        return Err(ApplyError::UnknownTimer {
+            id: event.id,
+            kind: event.kind.name(),
+            timer: timer_id,
+            ticket: need_ticket(event)?,
+        }
+        .into());
     }
     Ok(())
 }

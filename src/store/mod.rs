@@ -9,13 +9,21 @@
 //!   into place only when whole and verified, for cloning a standby.
 //! - [`facts`]: what the ticket rules need beyond the ticket (timers, dependencies, operators).
 //! - [`query`]: reads (show, list, search, alerts, counts) on the read pool.
+//! - [`site_log`]: the node's place in its site's log: head position, counters, role, epoch.
+//! - [`ship`]: events as shipping envelopes, and the strict checks a shipped event passes.
+//! - [`idempotency`]: idempotency keys and answers as events of the log.
+//! - [`verify`]: the site position, a digest of the logical state, and the integrity checks.
 
 pub mod apply;
 pub mod facts;
+pub mod idempotency;
 pub mod query;
 pub mod reader;
 pub mod schema;
+pub mod ship;
+pub mod site_log;
 pub mod snapshot;
+pub mod verify;
 pub mod writer;
 
 use std::path::Path;
@@ -46,6 +54,12 @@ pub enum StoreError {
     /// The writer thread is gone (the node is shutting down).
     #[error("the store is shut down")]
     Closed,
+    /// A write this node's role does not take (a standby or fenced node, a second promotion).
+    #[error(transparent)]
+    NotPrimary(#[from] crate::model::role::RoleError),
+    /// Shipped events refused (another site, out of order, a lower epoch, a missing ticket...).
+    #[error("shipped events refused: {0}")]
+    Apply(#[from] apply::ApplyError),
 }
 
 impl StoreError {
@@ -93,6 +107,8 @@ pub struct Store {
     pub writer: Writer,
     /// Read connections.
     pub reader: ReadPool,
+    /// The database file.
+    path: std::sync::Arc<std::path::PathBuf>,
 }
 
 /// Who this node is, as the writer stamps events.
@@ -117,10 +133,62 @@ impl Store {
         schema::migrate(&mut conn)?;
         let writer = Writer::start(conn, stamp, cfg.clone(), limits.clone())?;
         let reader = ReadPool::open(path, cfg)?;
-        Ok(Store { writer, reader })
+        Ok(Store {
+            writer,
+            reader,
+            path: std::sync::Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// `ttx verify`: position, digest and `quick_check` from one read snapshot, then the FTS5
+    /// check on the writer.
+    pub async fn verify(&self) -> Result<verify::Verification, StoreError> {
+        let mut v = self.reader.read(verify::digest).await?;
+        let path = self.path.clone();
+        v.quick_check = tokio::task::spawn_blocking(move || verify::quick_check(&path))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        v.search_index = search_index_answer(self.writer.write(check_search_index()).await?)?;
+        Ok(v)
+    }
+
+    /// [`Self::verify`], blocking the calling thread (tools and tests).
+    pub fn verify_blocking(&self) -> Result<verify::Verification, StoreError> {
+        let mut v = self.reader.read_blocking(verify::digest)?;
+        v.quick_check = verify::quick_check(&self.path)?;
+        v.search_index = search_index_answer(self.writer.write_blocking(check_search_index())?)?;
+        Ok(v)
+    }
+
+    /// Writes a consistent copy of the store to the new file `dest` ([`snapshot::take`]: `VACUUM
+    /// INTO` on a read snapshot, so writes go on meanwhile): what a standby is made from, with
+    /// [`site_log::make_standby`]. Returns the copy's site position.
+    pub fn snapshot_into(&self, dest: &Path) -> Result<i64, StoreError> {
+        snapshot::take(&self.path, dest).map_err(|e| StoreError::Schema(e.to_string()))?;
+        let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(copy.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
     }
 }
 
+fn check_search_index() -> WriteRequest {
+    WriteRequest {
+        actor: "system".into(),
+        idempotency: None,
+        op: WriteOp::CheckSearchIndex,
+    }
+}
+
+fn search_index_answer(out: WriteOutcome) -> Result<String, StoreError> {
+    match out {
+        WriteOutcome::SearchIndex { search_index } => Ok(search_index),
+        other => Err(StoreError::Corrupt(format!(
+            "unexpected answer to the search index check: {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod site_tests;
 #[cfg(test)]
 mod tests;
 

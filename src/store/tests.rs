@@ -255,70 +255,6 @@ fn refused_writes_in_a_shared_commit_spoil_none_of_the_others() {
 }
 
 #[test]
-fn replaying_the_log_on_another_store_gives_the_same_tickets() {
-    let dir = tempfile::tempdir().unwrap();
-    let primary = open(&dir.path().join("p").tap_mkdir(), "noc-a");
-    create(&primary, "one");
-    create(&primary, "two");
-    primary
-        .writer
-        .write_blocking(req(note(2, "update")))
-        .unwrap();
-    primary
-        .writer
-        .write_blocking(req(WriteOp::Ticket {
-            number: 2,
-            command: Command::Set {
-                assignments: vec!["priority=1".into(), "status=pending".into()],
-            },
-        }))
-        .unwrap();
-    primary
-        .writer
-        .write_blocking(req(WriteOp::Link {
-            number: 1,
-            kind: crate::model::ticket::LinkKind::RefersTo,
-            target: 2,
-        }))
-        .unwrap();
-    let events: Vec<_> = primary
-        .reader
-        .read_blocking(|c| query::events_after(c, 0, 1000))
-        .unwrap()
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
-    let standby = open(&dir.path().join("s").tap_mkdir(), "noc-a");
-    let applied = standby
-        .writer
-        .write_blocking(req(WriteOp::Replicate(events.clone())))
-        .unwrap();
-    assert_eq!(
-        applied,
-        WriteOutcome::Applied {
-            applied: events.len()
-        }
-    );
-    // Applying the same events again is a no-op.
-    let again = standby
-        .writer
-        .write_blocking(req(WriteOp::Replicate(events)))
-        .unwrap();
-    assert_eq!(again, WriteOutcome::Applied { applied: 0 });
-    for n in [1, 2] {
-        let p = primary
-            .reader
-            .read_blocking(|c| query::chart(c, n))
-            .unwrap();
-        let s = standby
-            .reader
-            .read_blocking(|c| query::chart(c, n))
-            .unwrap();
-        assert_eq!(p, s);
-    }
-}
-
-#[test]
 fn a_store_of_another_site_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), "noc-a");
@@ -335,16 +271,6 @@ fn a_store_of_another_site_is_refused() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("belongs to site \"noc-a\""), "{e}");
-}
-
-trait TapMkdir {
-    fn tap_mkdir(self) -> Self;
-}
-impl TapMkdir for std::path::PathBuf {
-    fn tap_mkdir(self) -> Self {
-        std::fs::create_dir_all(&self).unwrap();
-        self
-    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! - [`hello`]: the connection handshake after TLS: `Hello`, `HelloAck`, `Refusal`.
 //! - [`message`]: the frames sent on streams: the request/response envelope, `Ping`/`Pong`, errors.
 //! - [`exchange`]: the referral exchange's messages (`ttx-exchange/1` request bodies).
+//! - [`envelope`]: the frozen envelope one event of a site's log is shipped in (`ttx-repl/1`).
 //! - [`error`]: stable error codes sent on the wire, and the codec's own error type.
 //!
 //! Evolution rule: bincode cannot add fields to a struct, so the protocol evolves only by appending
@@ -16,6 +17,7 @@
 pub mod alpn;
 mod bytes;
 pub mod codec;
+pub mod envelope;
 pub mod error;
 pub mod exchange;
 pub mod frame;

@@ -14,5 +14,6 @@ mod federation;
 mod noc;
 mod pki;
 mod render;
+mod site;
 mod tickets;
 mod web;

@@ -138,6 +138,14 @@ pub(crate) fn open_built(path: &Path) -> Result<(Store, query::Counts), BenchErr
 
 /// Builds the store at `path` through the applier; returns a section with the build figures.
 pub(crate) fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section, BenchError> {
+    {
+        // The store follows the generator as a standby follows its primary: the generated
+        // events are shipped to it and applied at positions 1, 2, 3, ...
+        let mut conn = crate::store::open_connection(path, &StoreSection::default(), false)?;
+        crate::store::schema::migrate(&mut conn)?;
+        crate::store::site_log::claim(&conn, &super::stamp())?;
+        crate::store::site_log::make_standby(&conn, &super::stamp().node, "generator")?;
+    }
     let store = open(path)?;
     let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(4);
     let generator = std::thread::spawn(move || {
@@ -163,10 +171,22 @@ pub(crate) fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section
     let start = Instant::now();
     let (mut applied, mut shown) = (0usize, 0.0);
     for batch in rx {
+        let envelopes = batch
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let body = crate::store::apply::event_body(&e.kind)?;
+                Ok(crate::store::ship::envelope_of(
+                    (applied + i + 1) as i64,
+                    e,
+                    &body,
+                ))
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()?;
         let answer = store.writer.write_blocking(WriteRequest {
             actor: "system".into(),
             idempotency: None,
-            op: WriteOp::Replicate(batch),
+            op: WriteOp::Replicate(envelopes),
         })?;
         if let WriteOutcome::Applied { applied: n } = answer {
             applied += n;
@@ -183,6 +203,12 @@ pub(crate) fn build(path: &Path, tickets: u64, progress: bool) -> Result<Section
     }
     let elapsed = start.elapsed();
     let _ = generator.join();
+    // Built: the store takes over from the generator, so benchmarks may write to it.
+    store.writer.write_blocking(WriteRequest {
+        actor: "system".into(),
+        idempotency: None,
+        op: WriteOp::Promote,
+    })?;
     store.writer.shutdown();
     let mut s = Section::new(format!(
         "Store build through the applier ({tickets} tickets x {UPDATES} updates + \

@@ -173,7 +173,8 @@ fn baseline(path: &Path, notes: u64, group: usize) -> Result<Duration, BenchErro
             ticket: Some(Uuid::now_v7()),
             kind: EventKind::TicketCreated { number, ticket },
         };
-        apply::apply_event(&tx, &event)?;
+        let body = apply::event_body(&event.kind)?;
+        apply::apply_event(&tx, number, &event, &body)?;
         let t = apply::load_ticket(&tx, event.ticket.unwrap_or_default())?
             .ok_or_else(|| BenchError::Invalid("the baseline ticket vanished".into()))?;
         tickets.push(t);

@@ -20,7 +20,7 @@ use crate::store::StoreError;
 const REQUEST_OVERHEAD_BYTES: usize = 512;
 
 /// About how many bytes `req` holds while it waits and runs: its texts (a note's text is
-/// counted as is; other commands and replicated events by their JSON size) plus a fixed
+/// counted as is, a shipped envelope by its body and names; other commands by their JSON size) plus a fixed
 /// overhead. What the queue's and the batch's byte budgets count.
 pub fn request_bytes(req: &WriteRequest) -> usize {
     let key = req
@@ -34,7 +34,17 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         } => text.len(),
         WriteOp::Ticket { command, .. } => json_len(command),
         WriteOp::Create(create) => json_len(create),
-        WriteOp::Replicate(events) => events.iter().map(json_len).sum(),
+        // An envelope's body is the event's JSON as stored; its fixed fields are 64 bytes.
+        WriteOp::Replicate(envelopes) => envelopes
+            .iter()
+            .map(|e| {
+                64 + e.body.len()
+                    + e.origin_site.len()
+                    + e.origin_node.len()
+                    + e.actor.len()
+                    + e.kind.len()
+            })
+            .sum(),
         WriteOp::AddOperator {
             name, token_sha256, ..
         } => name.len() + token_sha256.len(),
@@ -47,7 +57,10 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)
-        | WriteOp::FireDueTimers => 0,
+        | WriteOp::FireDueTimers
+        | WriteOp::Promote
+        | WriteOp::Fence { .. }
+        | WriteOp::CheckSearchIndex => 0,
     };
     REQUEST_OVERHEAD_BYTES + req.actor.len() + key + payload
 }

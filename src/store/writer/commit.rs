@@ -4,15 +4,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{watch, Notify};
 
 use super::queue::Pending;
 use super::request::InBatch;
-use super::{WriteOutcome, WriterStats, IDEMPOTENCY_TTL_MS};
+use super::{WriteOutcome, WriterStats};
 use crate::config::{LimitsSection, StoreSection};
-use crate::model::clock;
 use crate::model::event::EventKind;
+use crate::model::role::RoleState;
+use crate::store::idempotency;
+use crate::store::site_log::{self, SiteLog};
 use crate::store::{NodeStamp, StoreError};
 
 /// A failure after which the writer cannot go on: the message says why.
@@ -24,10 +26,10 @@ pub(super) struct WriterState {
     pub(super) stamp: NodeStamp,
     pub(super) cfg: StoreSection,
     pub(super) limits: LimitsSection,
-    pub(super) epoch: u64,
-    pub(super) next_seq: u64,
-    pub(super) next_number: i64,
+    /// Head, counters, role and epoch as last committed.
+    pub(super) log: SiteLog,
     pub(super) head_tx: Option<watch::Sender<i64>>,
+    pub(super) role_tx: Option<watch::Sender<RoleState>>,
     pub(super) timers_changed: Arc<Notify>,
     pub(super) operators_generation: Arc<AtomicU64>,
     pub(super) peers_changed: Arc<Notify>,
@@ -44,6 +46,8 @@ pub(super) struct Effects {
     pub(super) peers: bool,
     /// Events from elsewhere were applied: ticket numbers and sequence numbers must be re-read.
     pub(super) replicated: bool,
+    /// The role or epoch changed.
+    pub(super) role: bool,
 }
 
 impl Effects {
@@ -67,6 +71,7 @@ impl Effects {
 
     fn merge(&mut self, other: Effects) {
         self.replicated |= other.replicated;
+        self.role |= other.role;
         self.timers |= other.timers;
         self.operators |= other.operators;
         self.peers |= other.peers;
@@ -79,82 +84,33 @@ impl WriterState {
         cfg: StoreSection,
         limits: LimitsSection,
     ) -> Result<Self, StoreError> {
-        let meta = |k: &str| -> Result<Option<String>, StoreError> {
-            Ok(conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
-                .optional()?)
-        };
-        match meta("site")? {
-            Some(site) if site != stamp.site => {
-                return Err(StoreError::Schema(format!(
-                    "this store belongs to site {site:?}, not {:?}",
-                    stamp.site
-                )))
-            }
-            Some(_) => {}
-            None => {
-                conn.execute_batch("BEGIN IMMEDIATE")?;
-                for (k, v) in [
-                    ("site", stamp.site.as_str()),
-                    ("node", stamp.node.as_str()),
-                    ("epoch", "1"),
-                ] {
-                    conn.execute(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-                        [k, v],
-                    )?;
-                }
-                conn.execute_batch("COMMIT")?;
-            }
-        }
-        let epoch = meta("epoch")?.and_then(|e| e.parse().ok()).unwrap_or(1);
-        let mut state = WriterState {
+        site_log::claim(&conn, &stamp)?;
+        let log = SiteLog::load(&conn, &stamp)?;
+        Ok(WriterState {
             conn,
             stamp,
             cfg,
             limits,
-            epoch,
-            next_seq: 0,
-            next_number: 0,
+            log,
             head_tx: None,
+            role_tx: None,
             timers_changed: Arc::new(Notify::new()),
             operators_generation: Arc::new(AtomicU64::new(0)),
             peers_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
             #[cfg(test)]
             faults: Arc::default(),
-        };
-        state.reload_counters()?;
-        Ok(state)
+        })
     }
 
     fn reload_counters(&mut self) -> Result<(), StoreError> {
-        self.next_number = self.conn.query_row(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM tickets",
-            [],
-            |r| r.get(0),
-        )?;
-        let seq: i64 = self.conn.query_row(
-            "SELECT COALESCE(MAX(origin_seq), 0) + 1 FROM events WHERE origin_site = ?1 AND origin_node = ?2",
-            [&self.stamp.site, &self.stamp.node],
-            |r| r.get(0),
-        )?;
-        self.next_seq = seq as u64;
+        self.log = SiteLog::load(&self.conn, &self.stamp)?;
         Ok(())
     }
 
-    pub(super) fn head(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
-    }
-    /// Forgets idempotency keys older than [`IDEMPOTENCY_TTL_MS`] (at start and now and then).
+    /// Forgets idempotency keys expired as of the log's last event (at start and now and then).
     fn prune_idempotency(&self) {
-        let cutoff = clock::now() - IDEMPOTENCY_TTL_MS;
-        if let Err(e) = self
-            .conn
-            .execute("DELETE FROM idempotency WHERE at < ?1", [cutoff])
-        {
+        if let Err(e) = idempotency::prune(&self.conn) {
             tracing::warn!(error = %e, "cannot prune old idempotency keys");
         }
     }
@@ -194,8 +150,11 @@ impl WriterState {
             }
             let _ = self.reload_counters();
         } else {
-            if let (Some(tx), Ok(head)) = (&self.head_tx, self.head()) {
-                tx.send_replace(head);
+            if let Some(tx) = &self.head_tx {
+                tx.send_replace(self.log.head);
+            }
+            if let (Some(tx), true) = (&self.role_tx, effects.role) {
+                tx.send_replace(self.log.role.clone());
             }
             if effects.timers {
                 self.timers_changed.notify_one();
@@ -253,21 +212,19 @@ impl WriterState {
         effects: &mut Effects,
         savepoints: bool,
     ) -> Result<bool, StoreError> {
-        let (stamp, limits, epoch) = (&self.stamp, &self.limits, self.epoch);
+        let (stamp, limits) = (&self.stamp, &self.limits);
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut counters = (self.next_seq, self.next_number);
+        let mut counters = self.log.clone();
         for Pending { req, .. } in batch {
-            let before = counters;
-            let handle = |conn: &Connection, counters: &mut (u64, i64)| {
+            let before = counters.clone();
+            let handle = |conn: &Connection, log: &mut SiteLog| {
                 let mut job = InBatch {
                     conn,
                     stamp,
                     limits,
-                    epoch,
-                    next_seq: &mut counters.0,
-                    next_number: &mut counters.1,
+                    log,
                     effects: Effects::default(),
                 };
                 let result = job.handle(req);
@@ -309,7 +266,7 @@ impl WriterState {
         #[cfg(not(test))]
         let fail = false;
         commit_or_roll_back(tx, fail)?;
-        (self.next_seq, self.next_number) = counters;
+        self.log = counters;
         Ok(true)
     }
 }

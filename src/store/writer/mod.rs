@@ -28,11 +28,12 @@ use uuid::Uuid;
 
 use super::{NodeStamp, StoreError};
 use crate::config::{LimitsSection, StoreSection};
-use crate::model::clock::Millis;
 use crate::model::command::{Command, CreateTicket};
-use crate::model::event::{Event, Role};
+use crate::model::event::Role;
 use crate::model::lifecycle::Status;
+use crate::model::role::RoleState;
 use crate::model::ticket::LinkKind;
+use crate::wire::envelope::Envelope;
 use budget::ByteBudget;
 use commit::WriterState;
 use queue::{Job, Pending};
@@ -61,8 +62,7 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
-/// How long an idempotency key is remembered.
-pub const IDEMPOTENCY_TTL_MS: Millis = 24 * 60 * 60 * 1000;
+pub use super::idempotency::IDEMPOTENCY_TTL_MS;
 
 /// What a write does.
 #[derive(Debug, Clone)]
@@ -126,8 +126,23 @@ pub enum WriteOp {
     Peer(crate::model::peer::PeerOp),
     /// Fire every timer that is due now.
     FireDueTimers,
-    /// Apply events written elsewhere (a standby replaying its primary), each at most once.
-    Replicate(Vec<Event>),
+    /// Apply events shipped from the site's primary, each at exactly `head + 1` (all or none).
+    /// The only write a standby or a fenced node takes.
+    Replicate(Vec<Envelope>),
+    /// Make this standby the site's primary: the epoch goes up by one and an `EpochStarted`
+    /// event is written with it, in one transaction, before any write of the new epoch.
+    Promote,
+    /// A higher epoch was seen (in a frame or an ack from `by`): fence this node if it is the
+    /// primary, durably and at once.
+    Fence {
+        /// The epoch seen.
+        epoch: u64,
+        /// The node that holds it.
+        by: String,
+    },
+    /// Run FTS5's `integrity-check` on the search indexes (a check, not a change; it runs on
+    /// the writer because SQLite takes the write lock for it).
+    CheckSearchIndex,
 }
 
 /// The answer to a write.
@@ -153,9 +168,26 @@ pub enum WriteOutcome {
         /// How many events were new.
         applied: usize,
     },
+    /// This node is now the primary of `epoch`; its `EpochStarted` event is at `position`.
+    Promoted {
+        /// The new epoch.
+        epoch: u64,
+        /// The position of the epoch-start event.
+        position: i64,
+    },
+    /// The role after a fence request.
+    Role {
+        /// Role and epoch.
+        role: RoleState,
+    },
+    /// The search indexes' integrity check: `ok`, or what FTS5 said.
+    SearchIndex {
+        /// `ok` or the error.
+        search_index: String,
+    },
 }
 
-/// What a ticket write answers: the ticket's number, id, status, and the log positions of the
+/// What a ticket write answers: the ticket's number, id, status, and the site positions of the
 /// events it wrote (empty when there was nothing to change).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketAck {
@@ -165,7 +197,7 @@ pub struct TicketAck {
     pub id: Uuid,
     /// Status after the write.
     pub status: Status,
-    /// Log positions of the events written.
+    /// Site positions of the events written.
     pub events: Vec<i64>,
     /// What changed, one line per event (`status new -> open`).
     #[serde(default)]
@@ -198,8 +230,10 @@ pub struct Writer {
     pub operators_generation: Arc<AtomicU64>,
     /// Notified when the peer registry changes, so the transport reloads its policy and pins.
     pub peers_changed: Arc<Notify>,
-    /// The log position of the last committed event.
+    /// The site position of the last committed event.
     pub head: watch::Receiver<i64>,
+    /// The node's role and epoch as last committed.
+    pub role: watch::Receiver<RoleState>,
     /// Commit counters.
     pub stats: Arc<WriterStats>,
     /// Why the writer thread failed, once it has (see [`Writer::failed`]).
@@ -238,8 +272,10 @@ impl Writer {
         // Room for every statement of the applier and the writer: none is prepared twice.
         conn.set_prepared_statement_cache_capacity(64);
         let mut state = WriterState::load(conn, stamp, cfg, limits)?;
-        let (head_tx, head) = watch::channel(state.head()?);
+        let (head_tx, head) = watch::channel(state.log.head);
+        let (role_tx, role) = watch::channel(state.log.role.clone());
         state.head_tx = Some(head_tx);
+        state.role_tx = Some(role_tx);
         state.timers_changed = timers_changed.clone();
         state.operators_generation = operators_generation.clone();
         state.peers_changed = peers_changed.clone();
@@ -259,6 +295,7 @@ impl Writer {
             operators_generation,
             peers_changed,
             head,
+            role,
             stats,
             failed,
             #[cfg(test)]

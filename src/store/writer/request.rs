@@ -1,17 +1,20 @@
-//! One request inside the batch's transaction: its idempotency record, the events its
-//! command decides, stamped with this node's origin and applied through the one applier.
+//! One request inside the batch's transaction: the role check, its idempotency record, the
+//! events its command decides, stamped with this node's origin and the next site positions and
+//! applied through the one applier; shipped envelopes, promotion and fencing.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::commit::Effects;
-use super::{TicketAck, WriteOp, WriteOutcome, WriteRequest, IDEMPOTENCY_TTL_MS};
+use super::{TicketAck, WriteOp, WriteOutcome, WriteRequest};
 use crate::config::LimitsSection;
 use crate::model::clock::{self, Millis};
 use crate::model::command::{self, Command, CommandError, Context};
 use crate::model::event::{Event, EventKind};
 use crate::model::ticket::Ticket;
-use crate::store::apply::{apply_event, apply_event_on};
+use crate::store::apply::{apply_event_on, event_body};
+use crate::store::idempotency::{self, Lookup};
+use crate::store::site_log::SiteLog;
 use crate::store::{NodeStamp, StoreError};
 
 /// One request being handled inside the batch's transaction (or its own savepoint).
@@ -19,9 +22,8 @@ pub(super) struct InBatch<'a> {
     pub(super) conn: &'a Connection,
     pub(super) stamp: &'a NodeStamp,
     pub(super) limits: &'a LimitsSection,
-    pub(super) epoch: u64,
-    pub(super) next_seq: &'a mut u64,
-    pub(super) next_number: &'a mut i64,
+    /// Head, counters, role and epoch, as this request leaves them.
+    pub(super) log: &'a mut SiteLog,
     pub(super) effects: Effects,
 }
 
@@ -44,50 +46,37 @@ pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>
 impl InBatch<'_> {
     pub(super) fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
         let now = clock::now();
-        let key = req
-            .idempotency
-            .as_ref()
-            .map(|i| (format!("{}:{}", req.actor, i.key), &i.fingerprint));
-        if let Some((key, fingerprint)) = &key {
-            let stored: Option<(String, String, Millis)> = self
-                .conn
-                .prepare_cached(
-                    "SELECT response, request_sha256, at FROM idempotency WHERE key = ?1",
-                )?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            match stored {
-                Some((_, stored_fp, _)) if &stored_fp != *fingerprint => {
-                    return Err(CommandError::Refused(
-                        "this Idempotency-Key was already used for a different request: use a new key".into(),
-                    )
-                    .into())
-                }
-                Some((stored, _, at)) if at > now - IDEMPOTENCY_TTL_MS => {
-                    let mut out: WriteOutcome = serde_json::from_str(&stored)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    if let WriteOutcome::Ticket(ack) = &mut out {
-                        ack.replayed = true;
-                    }
-                    return Ok(out);
-                }
-                Some(_) => {
-                    self.conn.execute("DELETE FROM idempotency WHERE key = ?1", [key])?;
-                }
-                None => {}
+        match &req.op {
+            WriteOp::Replicate(_) | WriteOp::Promote | WriteOp::Fence { .. } => {}
+            WriteOp::CheckSearchIndex => return self.check_search_index(),
+            // Only the primary decides: every other write is refused, naming the primary.
+            _ => self.log.role.may_write().map_err(StoreError::NotPrimary)?,
+        }
+        if let Some(idem) = &req.idempotency {
+            if let Lookup::Replay(out) = idempotency::lookup(self.conn, &req.actor, idem, now)? {
+                return Ok(out);
             }
         }
         let out = self.handle_op(&req.actor, &req.op, now)?;
-        if let Some((key, fingerprint)) = &key {
-            let response =
-                serde_json::to_string(&out).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO idempotency (key, response, at, request_sha256) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![key, response, now, fingerprint])?;
+        if let Some(idem) = &req.idempotency {
+            let kind = idempotency::answered(idem, &out)?;
+            self.emit(None, kind, &req.actor, now)?;
         }
         Ok(out)
+    }
+
+    fn check_search_index(&self) -> Result<WriteOutcome, StoreError> {
+        let mut result = String::from("ok");
+        for table in ["ticket_fts", "note_fts"] {
+            let sql = format!("INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)");
+            if let Err(e) = self.conn.execute(&sql, []) {
+                result = format!("{table}: {e}");
+                break;
+            }
+        }
+        Ok(WriteOutcome::SearchIndex {
+            search_index: result,
+        })
     }
 
     /// Stamps and applies one event written here.
@@ -112,22 +101,23 @@ impl InBatch<'_> {
         before: Option<&Ticket>,
     ) -> Result<i64, StoreError> {
         self.effects.note(&kind);
+        let body = event_body(&kind)?;
         let event = Event {
             id: Uuid::now_v7(),
             origin_site: self.stamp.site.clone(),
             origin_node: self.stamp.node.clone(),
-            epoch: self.epoch,
-            seq: *self.next_seq,
+            epoch: self.log.role.epoch,
+            seq: self.log.next_seq,
             at,
             actor: actor.to_string(),
             ticket,
             kind,
         };
-        let pos = apply_event_on(self.conn, &event, before)?.ok_or_else(|| {
-            StoreError::Corrupt(format!("fresh event {} already in the log", event.id))
-        })?;
-        *self.next_seq += 1;
-        Ok(pos)
+        let position = self.log.head + 1;
+        apply_event_on(self.conn, position, &event, &body, before)?;
+        self.log.head = position;
+        self.log.next_seq += 1;
+        Ok(position)
     }
 
     fn ticket_events(
@@ -169,8 +159,8 @@ impl InBatch<'_> {
         match op {
             WriteOp::Create(req) => {
                 let (new, description) = command::decide_create(req, &ctx)?;
-                let number = *self.next_number;
-                *self.next_number += 1;
+                let number = self.log.next_number;
+                self.log.next_number += 1;
                 let id = Uuid::now_v7();
                 let t = Ticket::created(id, &self.stamp.site, number, &new, actor, now);
                 let mut events = vec![EventKind::TicketCreated {
@@ -349,17 +339,58 @@ impl InBatch<'_> {
                 self.effects.timers |= !due.is_empty();
                 Ok(WriteOutcome::Applied { applied: due.len() })
             }
-            WriteOp::Replicate(events) => {
-                let mut applied = 0;
-                for e in events {
-                    if apply_event(self.conn, e)?.is_some() {
-                        applied += 1;
-                        self.effects.note(&e.kind);
-                        self.effects.replicated = true;
-                    }
+            WriteOp::Replicate(envelopes) => {
+                let role = self.log.role.clone();
+                for env in envelopes {
+                    let kind = crate::store::ship::apply_shipped(
+                        self.conn,
+                        &self.stamp.site,
+                        self.log,
+                        env,
+                    )
+                    .inspect_err(|e| {
+                        tracing::error!(position = env.position, error = %e, "shipped events refused; none of the batch applied")
+                    })?;
+                    self.effects.note(&kind);
+                    self.effects.replicated = true;
                 }
-                Ok(WriteOutcome::Applied { applied })
+                self.effects.role |= self.log.role != role;
+                Ok(WriteOutcome::Applied {
+                    applied: envelopes.len(),
+                })
             }
+            WriteOp::Promote => {
+                let next = self.log.role.promote().map_err(StoreError::NotPrimary)?;
+                // The epoch-start event is the first event of the new epoch; meta records the
+                // epoch and role in the same transaction, before any other write of the epoch.
+                self.log.set_role(self.conn, next.clone())?;
+                let kind = EventKind::EpochStarted {
+                    epoch: next.epoch,
+                    primary: self.stamp.node.clone(),
+                };
+                let position = self.emit(None, kind, actor, now)?;
+                self.effects.role = true;
+                tracing::warn!(
+                    epoch = next.epoch,
+                    position,
+                    "promoted: this node is the site's primary"
+                );
+                Ok(WriteOutcome::Promoted {
+                    epoch: next.epoch,
+                    position,
+                })
+            }
+            WriteOp::Fence { epoch, by } => {
+                if let Some(next) = self.log.role.observe(*epoch, by) {
+                    tracing::error!(epoch, by = %by, role = %next.role, "a higher epoch was seen: fenced");
+                    self.log.set_role(self.conn, next)?;
+                    self.effects.role = true;
+                }
+                Ok(WriteOutcome::Role {
+                    role: self.log.role.clone(),
+                })
+            }
+            WriteOp::CheckSearchIndex => self.check_search_index(),
         }
     }
 }

@@ -68,7 +68,7 @@ pub async fn form(Viewer(who): Viewer) -> Page {
 }
 
 /// Fields of the create form (all text, checked by the same rules as the API).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct CreateForm {
     subject: String,
     #[serde(rename = "type")]

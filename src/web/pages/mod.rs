@@ -22,11 +22,11 @@ use crate::web::error::WebError;
 use crate::web::WebState;
 
 /// Writes `op` for the form's caller through the API's write path, with the form's
-/// idempotency key (fingerprinted over `what`, the form as posted).
+/// idempotency key (fingerprinted over `what`, the form as posted, as canonical JSON).
 pub async fn write<T>(
     state: &WebState,
     f: &WriteForm<T>,
-    what: &(dyn std::fmt::Debug + Sync),
+    what: &(impl serde::Serialize + Sync),
     op: WriteOp,
 ) -> Result<TicketAck, WebError> {
     let idem = f

@@ -277,7 +277,7 @@ fn opt(v: Option<String>) -> Option<String> {
 /// A command form on ticket `number`, written with the form's idempotency key.
 async fn run(
     state: &WebState,
-    f: &WriteForm<impl std::fmt::Debug + Sync>,
+    f: &WriteForm<impl serde::Serialize + Sync>,
     number: &str,
     command: Command,
 ) -> Result<Response, WebError> {
@@ -293,7 +293,7 @@ async fn run(
 }
 
 /// Fields of the note form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct NoteForm {
     text: String,
     shared: Option<String>,
@@ -319,7 +319,7 @@ pub async fn note(
 }
 
 /// Fields of the set form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct SetForm {
     assignments: String,
 }
@@ -345,7 +345,7 @@ pub async fn set(
 }
 
 /// A form with no fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct NoFields {}
 
 /// `POST /tickets/{n}/take`: become the owner (taking it from another owner is a steal).
@@ -358,7 +358,7 @@ pub async fn take(
 }
 
 /// Fields of the resolve form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct ResolveForm {
     resolution: String,
     component: Option<String>,
@@ -380,7 +380,7 @@ pub async fn resolve(
 }
 
 /// Fields of the close form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct CloseForm {
     checked_by: Option<String>,
 }
@@ -398,7 +398,7 @@ pub async fn close(
 }
 
 /// Fields of the reopen form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct ReopenForm {
     reason: String,
 }
@@ -416,7 +416,7 @@ pub async fn reopen(
 }
 
 /// Fields of the timer form: exactly one of `in` and `at`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct TimerForm {
     #[serde(rename = "in")]
     after: Option<String>,
@@ -448,7 +448,7 @@ pub async fn timer(
 }
 
 /// Fields of the link form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, serde::Serialize, Deserialize)]
 pub struct LinkForm {
     kind: String,
     target: String,

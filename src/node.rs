@@ -5,7 +5,9 @@
 //! 2. take the single-writer lock `DIR/node.lock` (a second `ttx serve` is refused);
 //! 3. open and migrate the store, start the writer thread;
 //! 4. if `transport.listen` is set, load the TLS material (refusing a key others can read or a
-//!    certificate naming another node) and bind the QUIC endpoint;
+//!    certificate naming another node) and bind the QUIC endpoint; a problem with the TLS
+//!    material or the UDP port leaves the federation down (logged, shown by `ttx status`, brought
+//!    up by `ttx pki reload` or SIGHUP once fixed) and the node serving its tickets;
 //! 5. bind the API (port 0 allowed) and record the bound addresses in `DIR/run/node.json`;
 //! 6. start the alarm clock and serve.
 //!
@@ -31,7 +33,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Bound};
 use crate::config::{Config, ConfigError};
 use crate::datadir::DataDir;
-use crate::federation::Federation;
+use crate::federation::FederationSlot;
 use crate::model::clock;
 use crate::store::{query, NodeStamp, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 
@@ -135,11 +137,10 @@ pub struct RunningNode {
     /// Its config.
     pub config: Arc<Config>,
     /// The QUIC side (partners, standby), when `transport.listen` is set.
-    pub federation: Option<Federation>,
+    pub federation: Arc<FederationSlot>,
     dir: DataDir,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    federation_tasks: Vec<JoinHandle<()>>,
     _lock: File,
 }
 
@@ -237,7 +238,7 @@ impl RunningNode {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let federation =
-            Federation::start(&dir, &config, store.clone(), shutdown_rx.clone()).await?;
+            FederationSlot::start(&dir, &config, store.clone(), shutdown_rx.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
             .map_err(|source| NodeError::Bind {
@@ -248,15 +249,11 @@ impl RunningNode {
         let api_addr = listener.local_addr().map_err(io_err(dir.root()))?;
         let mut bound = Bound {
             api_addr: Some(api_addr),
-            listen_addr: match &federation {
-                Some((f, _)) => Some(f.local_addr()?),
+            listen_addr: match federation.get() {
+                Some(f) => Some(f.local_addr()?),
                 None => None,
             },
             web_addr: None,
-        };
-        let (federation, federation_tasks) = match federation {
-            Some((f, tasks)) => (Some(f), tasks),
-            None => (None, Vec::new()),
         };
         let state = AppState {
             store: store.clone(),
@@ -307,7 +304,6 @@ impl RunningNode {
             federation,
             shutdown,
             tasks,
-            federation_tasks,
             _lock: lock,
         })
     }
@@ -338,12 +334,7 @@ impl RunningNode {
         for t in self.tasks {
             let _ = t.await;
         }
-        if let Some(f) = &self.federation {
-            f.shutdown().await;
-        }
-        for t in self.federation_tasks {
-            t.abort();
-        }
+        self.federation.shutdown().await;
         let writer = self.store.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         let _ = std::fs::remove_file(self.dir.runtime_info());

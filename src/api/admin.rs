@@ -48,6 +48,9 @@ pub struct Status {
     pub epoch: u64,
     /// The QUIC side (identity, certificate expiry, connected peers), when the node listens.
     pub transport: Option<crate::federation::FederationStatus>,
+    /// What is wrong with the federation and how to fix it, when it is down.
+    #[serde(default)]
+    pub transport_problem: Option<String>,
 }
 
 /// `GET /v1/status`.
@@ -69,7 +72,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         events: counts.events,
         role: state.store.writer.role.borrow().role_text(),
         epoch: state.store.writer.role.borrow().epoch,
-        transport: state.federation.as_ref().map(|f| f.status()),
+        transport: state.federation.get().map(|f| f.status()),
+        transport_problem: state.federation.problem(),
     }))
 }
 

@@ -45,7 +45,7 @@ pub struct AppState {
     /// Addresses actually bound.
     pub bound: Arc<Bound>,
     /// The QUIC side, when the node listens for peers.
-    pub federation: Option<crate::federation::Federation>,
+    pub federation: Arc<crate::federation::FederationSlot>,
 }
 
 /// The addresses the node actually bound (port 0 resolved).

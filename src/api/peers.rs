@@ -13,17 +13,23 @@ use crate::federation::{Federation, FederationError, PeerStatus, PingAnswer, Rel
 use crate::model::peer::{PeerOp, PeerState};
 use crate::store::{WriteOp, WriteOutcome, WriteRequest};
 
-fn federation(state: &AppState) -> Result<&Federation, ApiError> {
-    state.federation.as_ref().ok_or_else(|| {
-        ApiError::Refused("this node does not listen for peers: set transport.listen in ttx.toml and install a certificate".into())
-    })
+fn federation(state: &AppState) -> Result<Federation, ApiError> {
+    if let Some(problem) = state.federation.problem() {
+        return Err(ApiError::Refused(format!("federation is down: {problem}")));
+    }
+    state
+        .federation
+        .get()
+        .ok_or_else(|| ApiError::from(FederationError::NotListening))
 }
 
 impl From<FederationError> for ApiError {
     fn from(e: FederationError) -> Self {
         match e {
             FederationError::UnknownPeer(_) => ApiError::NotFound(e.to_string()),
-            FederationError::Unreachable { .. } => ApiError::Refused(e.to_string()),
+            FederationError::Unreachable { .. } | FederationError::NotListening => {
+                ApiError::Refused(e.to_string())
+            }
             FederationError::Pki(_)
             | FederationError::Config(_)
             | FederationError::WrongIdentity { .. } => ApiError::Invalid(e.to_string()),
@@ -160,5 +166,6 @@ pub async fn reload(
     Extension(caller): Extension<Caller>,
 ) -> Result<(StatusCode, Json<ReloadAnswer>), ApiError> {
     require_admin(&caller)?;
-    Ok((StatusCode::OK, Json(federation(&state)?.reload().await?)))
+    // A reload also brings up a federation that is down (fixed material, freed port).
+    Ok((StatusCode::OK, Json(state.federation.reload().await?)))
 }

@@ -67,13 +67,18 @@ fn serve(store: Store) -> Result<Servers, BenchError> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut config = Config::new("bench", "primary");
     config.limits = Default::default();
+    let federation = crate::federation::FederationSlot::off(
+        &crate::datadir::DataDir::new(std::env::temp_dir()),
+        store.clone(),
+        stop_rx.clone(),
+    );
     let app = AppState {
         store,
         config: Arc::new(config),
         auth: Arc::default(),
         started: Instant::now(),
         bound: Arc::default(),
-        federation: None,
+        federation,
     };
     let (web, api) = rt
         .block_on(async {

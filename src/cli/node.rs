@@ -213,7 +213,7 @@ impl StopSignals {
 /// Waits for SIGINT or SIGTERM; on SIGHUP reloads the node's TLS material and pins.
 async fn wait_for_stop_signal(
     signals: StopSignals,
-    federation: Option<crate::federation::Federation>,
+    federation: std::sync::Arc<crate::federation::FederationSlot>,
 ) -> anyhow::Result<()> {
     let StopSignals {
         mut term,
@@ -224,12 +224,13 @@ async fn wait_for_stop_signal(
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => match &federation {
-                Some(f) => match f.reload().await {
-                    Ok(r) => tracing::info!(kept = r.kept, closed = r.closed.len(), "SIGHUP: trust reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: trust reload failed; the previous trust stays in force"),
-                },
-                None => tracing::info!("SIGHUP: this node does not listen for peers; nothing to reload"),
+            // A reload also brings up a federation that is down once its material is fixed.
+            _ = hup.recv() => match federation.reload().await {
+                Ok(r) => tracing::info!(kept = r.kept, closed = r.closed.len(), "SIGHUP: trust reloaded"),
+                Err(crate::federation::FederationError::NotListening) => {
+                    tracing::info!("SIGHUP: this node does not listen for peers; nothing to reload")
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: trust reload failed; the previous trust stays in force"),
             },
         }
     }

@@ -6,14 +6,18 @@
 //! - [`service`]: [`Federation`], which binds the QUIC endpoint from the config and the TLS
 //!   material, keeps the policy and pins current as the registry changes, reloads trust on
 //!   demand (`ttx pki reload`, SIGHUP), and answers `ttx peer list` and `ttx peer ping`.
+//! - [`slot`]: [`FederationSlot`], the federation as it stands (off, up, broken): broken TLS
+//!   material or a taken port leave the node serving tickets, and a reload brings it up.
 
 pub mod policy;
 pub mod service;
+pub mod slot;
 
 pub use policy::StorePolicy;
 pub use service::{
     Federation, FederationError, FederationStatus, PeerStatus, PingAnswer, ReloadAnswer,
 };
+pub use slot::FederationSlot;
 
 #[cfg(test)]
 mod tests;

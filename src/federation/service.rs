@@ -48,6 +48,9 @@ pub enum FederationError {
         /// From the config.
         config: String,
     },
+    /// `transport.listen` is not set.
+    #[error("this node does not listen for peers: set transport.listen in ttx.toml and install a certificate")]
+    NotListening,
     /// Nothing is known of that peer.
     #[error("no peer {0:?} (see `ttx peer list`)")]
     UnknownPeer(String),
@@ -203,7 +206,8 @@ fn warn_expiry(what: &str, not_after: OffsetDateTime) {
 
 impl Federation {
     /// Binds the QUIC endpoint if `transport.listen` is set. Missing or unsafe TLS material
-    /// (a key readable by others, no certificate) stops the node before anything is bound.
+    /// (a key readable by others, no certificate) or a taken port is an error; the node's
+    /// [`FederationSlot`](super::FederationSlot) keeps serving without the federation then.
     pub async fn start(
         dir: &DataDir,
         config: &Config,

@@ -70,7 +70,7 @@ async fn peers_whose_certificate_expired_are_closed() {
     let b = node(tmp.path(), &ca, "telco-b").await;
     add_peer(&a, "telco-b", &b).await;
     add_peer(&b, "noc-a", &a).await;
-    let (fa, fb) = (a.federation.clone().unwrap(), b.federation.clone().unwrap());
+    let (fa, fb) = (a.federation.get().unwrap(), b.federation.get().unwrap());
     fa.ping("telco-b").await.unwrap();
     assert_eq!(fb.status().peers_connected, 1);
     // Nothing has expired now; at a time past every certificate's notAfter, A's has.
@@ -100,9 +100,9 @@ async fn deny_and_remove_close_every_connection_of_the_peer() {
     ] {
         add_peer(n, site, other).await;
     }
-    let fa = a.federation.clone().unwrap();
-    let fb = b.federation.clone().unwrap();
-    let fc = c.federation.clone().unwrap();
+    let fa = a.federation.get().unwrap();
+    let fb = b.federation.get().unwrap();
+    let fc = c.federation.get().unwrap();
     let b_addr = b.bound.listen_addr.unwrap();
     let mut a_peers = Vec::new();
     for _ in 0..4 {

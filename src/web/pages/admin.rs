@@ -19,7 +19,7 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
         )));
     }
     let peers = state.app.store.reader.read(query::peers).await?;
-    let transport = state.app.federation.as_ref().map(|f| f.status());
+    let transport = state.app.federation.get().map(|f| f.status());
     Ok(page(
         "Peers",
         &who,

@@ -28,6 +28,9 @@ pub const TARGET_NOTES_PER_SEC: f64 = 10_000.0;
 /// Target: median latency of one note through the API, one client (ms).
 pub const TARGET_SEQUENTIAL_P50_MS: f64 = 2.0;
 
+/// Issue 6: at most this much CPU of the writer thread per acknowledged note at 16 clients.
+pub const TARGET_WRITER_CPU_US_PER_NOTE: f64 = 50.0;
+
 /// How long a load runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -334,6 +337,18 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
         },
     );
     concurrent.figure("api notes", api.run.count as f64, "notes");
+    // Thread CPU comes from /proc in clock ticks (10 ms): over a run of seconds that is well
+    // under 1 % of the writer's time.
+    let writer_cpu = api.cpu.0.get("ttx-writer").copied().unwrap_or(0.0);
+    concurrent.target(
+        "api writer CPU per note",
+        writer_cpu * 1e6 / (api.run.count.max(1) as f64),
+        "µs",
+        Target {
+            goal: Goal::AtMost,
+            value: TARGET_WRITER_CPU_US_PER_NOTE,
+        },
+    );
     concurrent.figure("api note latency p50", a.p50_us / 1000.0, "ms");
     concurrent.figure("api note latency p99", a.p99_us / 1000.0, "ms");
     concurrent.figure("api average group commit", api.group_commit, "writes");
@@ -412,6 +427,7 @@ mod tests {
         let f = &report.sections[0].figures;
         assert_eq!(f[1].name, "api notes");
         assert_eq!(f[1].value, 60.0);
+        assert_eq!(f[2].name, "api writer CPU per note");
         assert!(f.iter().all(|f| f.value.is_finite()));
     }
 }

@@ -122,11 +122,16 @@ pub fn sign(
     Ok(issued)
 }
 
-/// Parses a PEM CSR and checks its self-signature (proof that the requester holds the key).
+/// Parses a CSR, PEM or DER (a DER CSR is one ASN.1 SEQUENCE, byte 0x30; anything else is read
+/// as PEM), and checks its self-signature (proof that the requester holds the key).
 fn verify_csr(csr_pem: &[u8]) -> Result<VerifiedCsr, PkiError> {
     const WHAT: &str = "certificate signing request";
-    let der = CertificateSigningRequestDer::from_pem_slice(csr_pem)
-        .map_err(|e| PkiError::invalid(WHAT, e))?;
+    let der = if csr_pem.first() == Some(&0x30) {
+        CertificateSigningRequestDer::from(csr_pem.to_vec())
+    } else {
+        CertificateSigningRequestDer::from_pem_slice(csr_pem)
+            .map_err(|e| PkiError::invalid(WHAT, e))?
+    };
     let (_, csr) =
         X509CertificationRequest::from_der(der.as_ref()).map_err(|e| PkiError::invalid(WHAT, e))?;
     csr.verify_signature()
@@ -193,6 +198,21 @@ mod tests {
         let ca_cert = parse_cert(&ca.cert_der).unwrap();
         cert.verify_signature(Some(ca_cert.public_key())).unwrap();
         assert_eq!(ca.index().unwrap()[0].serial, issued.serial);
+    }
+
+    #[test]
+    fn a_der_csr_is_accepted_like_a_pem_one() {
+        let (_tmp, ca_dir) = test_ca("eu");
+        let csr = csr_for("ttx://eu/noc-a/primary");
+        let der = CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .unwrap()
+            .to_vec();
+        let issued = sign(&ca_dir, &der, "noc-a", "primary", 10).unwrap();
+        assert_eq!(issued.identity, "ttx://eu/noc-a/primary");
+        let mut bad = der.clone();
+        let n = bad.len();
+        bad[n - 5] ^= 0x01;
+        assert!(sign(&ca_dir, &bad, "noc-a", "primary", 10).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!
 //!  partners, standby ──QUIC+mTLS──▶ net/ (endpoint, TLS, identity, ALPN, limits)
 //!                                      └─ wire/ (frames and codec, no sockets)
+//!                   federation/ (the peer registry in the store ⇄ the endpoint's trust)
 //!  federation admins ── ttx pki ──▶ pki/ (CA, CSR, sign, revoke, CRL, inspect)
 //! ```
 //!
@@ -35,6 +36,8 @@
 //! - [`exchange`]: the referral exchange's pure decisions (referral state machine, exactly-once
 //!   edge bookkeeping, sharing policy, chain forwarding without echoes).
 //! - [`replication`]: the hot standby's pure parts (the sync-commit gate, the shipping backlog).
+//! - [`federation`]: the glue between the peer registry in the store and the QUIC endpoint:
+//!   trust and pins reloaded on registry changes, pending peers recorded, peer status and ping.
 //! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.
 //! - [`cli`]: the `ttx` command line, one module per command group.
 //! - [`faults`]: a seeded, bounded UDP proxy that drops, delays or cuts traffic between nodes

@@ -231,7 +231,7 @@ pub enum Command {
     Close(tickets::CloseArgs),
     /// Reopen a resolved or closed ticket (the problem came back).
     Reopen(tickets::ReopenArgs),
-    /// Partner sites and this site's standby: add, list, ping, pending, accept, deny.
+    /// Partner sites and this site's standby: add, list, remove, ping, pending, accept, deny.
     Peer {
         /// What to do.
         #[command(subcommand)]

@@ -9,6 +9,7 @@ mod browser;
 mod cli_resets;
 mod common;
 mod crash;
+mod docs;
 mod faults;
 mod federation;
 mod noc;

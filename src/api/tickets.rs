@@ -260,7 +260,7 @@ pub async fn timer(
 }
 
 /// When a timer goes off: exactly one of `in` (a duration from now) and `at` (a time).
-fn due_time(after: Option<&str>, at: Option<&str>) -> Result<clock::Millis, ApiError> {
+pub fn due_time(after: Option<&str>, at: Option<&str>) -> Result<clock::Millis, ApiError> {
     let now = clock::now();
     match (after, at) {
         (Some(d), None) => {
@@ -518,64 +518,73 @@ fn since(v: Option<&str>) -> Result<Option<clock::Millis>, ApiError> {
         .transpose()
 }
 
+impl ListQuery {
+    /// The store filter this query asks for (`mine` is `caller`'s); the API and the web
+    /// console's lists both filter through here.
+    pub fn into_filter(self, caller: &str) -> Result<ListFilter, ApiError> {
+        let q = self;
+        let status = q
+            .status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::Invalid)?;
+        let owner = match (q.mine, q.owner) {
+            (true, Some(_)) => {
+                return Err(ApiError::Invalid(
+                    "give either mine or owner, not both".into(),
+                ))
+            }
+            (true, None) => Some(caller.to_string()),
+            (false, owner) => owner,
+        };
+        if let Some(t) = &q.ticket_type {
+            t.parse::<crate::model::TicketType>()
+                .map_err(ApiError::Invalid)?;
+        }
+        let custom =
+            q.cf.as_deref()
+                .map(|cf| match cf.split_once('=') {
+                    Some((name, value)) if !name.trim().is_empty() => {
+                        Ok((name.trim().to_string(), value.to_string()))
+                    }
+                    _ => Err(ApiError::Invalid(format!(
+                        "cf must be NAME=VALUE, got {cf:?}"
+                    ))),
+                })
+                .transpose()?;
+        Ok(ListFilter {
+            status,
+            queue: q.queue,
+            owner,
+            priority: level_filter("priority", q.priority)?,
+            severity: level_filter("severity", q.severity)?,
+            ticket_type: q.ticket_type,
+            network: q.network,
+            node: q.node,
+            circuit: q.circuit,
+            custom,
+            created_since: since(q.created_since.as_deref())?,
+            updated_since: since(q.updated_since.as_deref())?,
+            sort: q
+                .sort
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(ApiError::Invalid)?
+                .unwrap_or_default(),
+            limit: q.limit,
+        })
+    }
+}
+
 /// `GET /v1/tickets`: open work by priority (or as `sort` says), filtered.
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<TicketRow>>, ApiError> {
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(ApiError::Invalid)?;
-    let owner = match (q.mine, q.owner) {
-        (true, Some(_)) => {
-            return Err(ApiError::Invalid(
-                "give either mine or owner, not both".into(),
-            ))
-        }
-        (true, None) => Some(caller.name),
-        (false, owner) => owner,
-    };
-    if let Some(t) = &q.ticket_type {
-        t.parse::<crate::model::TicketType>()
-            .map_err(ApiError::Invalid)?;
-    }
-    let custom =
-        q.cf.as_deref()
-            .map(|cf| match cf.split_once('=') {
-                Some((name, value)) if !name.trim().is_empty() => {
-                    Ok((name.trim().to_string(), value.to_string()))
-                }
-                _ => Err(ApiError::Invalid(format!(
-                    "cf must be NAME=VALUE, got {cf:?}"
-                ))),
-            })
-            .transpose()?;
-    let filter = ListFilter {
-        status,
-        queue: q.queue,
-        owner,
-        priority: level_filter("priority", q.priority)?,
-        severity: level_filter("severity", q.severity)?,
-        ticket_type: q.ticket_type,
-        network: q.network,
-        node: q.node,
-        circuit: q.circuit,
-        custom,
-        created_since: since(q.created_since.as_deref())?,
-        updated_since: since(q.updated_since.as_deref())?,
-        sort: q
-            .sort
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(ApiError::Invalid)?
-            .unwrap_or_default(),
-        limit: q.limit,
-    };
+    let filter = q.into_filter(&caller.name)?;
     Ok(Json(
         state
             .store

@@ -117,6 +117,11 @@ pub fn router(state: WebState) -> Router {
         .route("/tickets/{number}/close", post(ticket::close))
         .route("/tickets/{number}/reopen", post(ticket::reopen))
         .route("/tickets/{number}/timer", post(ticket::timer))
+        .route(
+            "/tickets/{number}/timers/{which}/{action}",
+            post(ticket::timer_action),
+        )
+        .route("/tickets/{number}/notes/{id}", get(ticket::full_note))
         .route("/tickets/{number}/link", post(ticket::link))
         .route("/admin/peers", get(admin::peers))
         .route("/login", get(login::form).post(login::submit))

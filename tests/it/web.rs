@@ -560,3 +560,142 @@ fn web_watched_queues_are_kept_per_operator_in_the_log() {
         "each operator has its own list"
     );
 }
+
+#[test]
+fn web_steal_timers_reopen_long_notes_and_list_filters() {
+    let node = node_with_admin_password();
+    let bob = add_operator(&node, "bob", "operator");
+    node.cli(&["new", "core down", "--priority", "1", "--queue", "core"])
+        .ok();
+    node.cli(&["new", "minor thing", "--priority", "4"]).ok();
+    node.cli_with(&["take", "1"], Some(&bob), None).ok();
+    let mut c = WebClient::new(&node);
+    assert_eq!(c.login("admin", PW).status, 303);
+    let page = c.get("/tickets/1");
+    assert!(
+        page.body.contains("Steal (t)") && page.body.contains("name=\"steal\""),
+        "the button says Steal"
+    );
+    let csrf = page.hidden("csrf");
+    let r = c.post("/tickets/1/take", &[("csrf", &csrf)]);
+    assert_eq!(
+        r.status, 409,
+        "a take of bob's ticket without steal is refused"
+    );
+    assert!(r.body.contains("owned by bob"), "{}", r.body);
+    assert_eq!(
+        c.post("/tickets/1/take", &[("csrf", &csrf), ("steal", "on")])
+            .status,
+        303
+    );
+    assert!(c.get("/tickets/1").body.contains("owner: bob -&gt; admin"));
+
+    assert_eq!(
+        c.post(
+            "/tickets/1/timer",
+            &[("csrf", &csrf), ("in", "2h"), ("text", "call carrier")]
+        )
+        .status,
+        303
+    );
+    let r = c.post(
+        "/tickets/1/timers/1/snooze",
+        &[("csrf", &csrf), ("in", "soon")],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        c.post(
+            "/tickets/1/timers/1/snooze",
+            &[("csrf", &csrf), ("in", "3h")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        c.post("/tickets/1/timers/1/cancel", &[("csrf", &csrf)])
+            .status,
+        303
+    );
+    assert!(c
+        .get("/tickets/1")
+        .body
+        .contains("class=\"timer-cancelled\""));
+    let r = c.post("/tickets/1/timers/1/cancel", &[("csrf", &csrf)]);
+    assert_eq!(
+        r.status, 409,
+        "a cancelled timer cannot be cancelled again: {r:?}"
+    );
+    assert_eq!(
+        c.post("/tickets/1/timers/9/ack", &[("csrf", &csrf)]).status,
+        404
+    );
+
+    assert_eq!(
+        c.post(
+            "/tickets/1/resolve",
+            &[("csrf", &csrf), ("resolution", "rebooted")]
+        )
+        .status,
+        303
+    );
+    assert_eq!(c.post("/tickets/1/close", &[("csrf", &csrf)]).status, 303);
+    let closed = c.get("/tickets/1");
+    assert!(
+        closed.body.contains("action=\"/tickets/1/reopen\""),
+        "a closed ticket can be reopened"
+    );
+    assert_eq!(
+        c.post(
+            "/tickets/1/reopen",
+            &[("csrf", &csrf), ("reason", "flapping again")]
+        )
+        .status,
+        303
+    );
+    assert!(c
+        .get("/tickets/1")
+        .body
+        .contains("reopened: flapping again"));
+
+    let long = format!(
+        "{}\nend of log",
+        "syslog line with <b>markup</b>\n".repeat(3000)
+    );
+    assert_eq!(
+        c.post("/tickets/2/note", &[("csrf", &csrf), ("text", &long)])
+            .status,
+        303
+    );
+    let page = c.get("/tickets/2");
+    assert!(
+        page.body.len() < 100_000,
+        "the long note is not inlined: {} bytes",
+        page.body.len()
+    );
+    let start = page
+        .body
+        .find("/tickets/2/notes/")
+        .expect("a link to the full note");
+    let link: String = page.body[start..].split('"').next().unwrap().to_string();
+    let full = c.get(&link);
+    assert_eq!(full.status, 200);
+    assert_eq!(
+        full.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(full.body, long);
+
+    let p1 = c.get("/tickets?priority=1&status=open");
+    assert!(
+        p1.body.contains("core down") && !p1.body.contains("minor thing"),
+        "{}",
+        p1.body
+    );
+    assert_eq!(c.get("/tickets?priority=9").status, 400);
+    assert_eq!(c.get("/tickets?priority=x").status, 400);
+    let p = c.get("/tickets?sort=updated&dir=desc&priority=4");
+    assert!(
+        p.body.contains("minor thing") && p.body.contains("priority=4&amp;sort="),
+        "sort links keep filters"
+    );
+}

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use maud::{html, Markup};
 
-use super::ticket::take_button;
+use super::ticket::{take_button, timer_button};
 use crate::model::lifecycle::Status;
 use crate::store::query::{self, ListFilter, QueueCount, TicketRow, Timer};
 use crate::store::{StoreError, WriteOp, WriteRequest};
@@ -148,6 +148,7 @@ pub fn block(who: &WebCaller, g: &Glance) -> Markup {
                                     td { a href={ "/tickets/" (t.number) } { (t.number) } }
                                     td.subject { (t.text) }
                                     td { (when(t.fired_at.unwrap_or(t.due_at))) }
+                                    td { @if who.can_write() && t.acked_at.is_none() { (timer_button(who, t.number, t.ordinal, "ack", "Ack")) } }
                                 }
                             }
                             @if g.alarms.is_empty() { tr { td .empty { "no alarms" } } }

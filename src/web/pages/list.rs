@@ -7,7 +7,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::model::lifecycle::{self, Status};
-use crate::store::query::{self, ListFilter, TicketRow};
+use crate::store::query::{self, TicketRow};
 use crate::web::auth::Viewer;
 use crate::web::error::{encode_component, invalid, WebError};
 use crate::web::layout::{page, ticket_table, Page};
@@ -32,6 +32,62 @@ pub struct ListParams {
     pub dir: Option<String>,
     /// Most rows (default 100, at most 1000).
     pub limit: Option<String>,
+    /// Priority 1-4.
+    pub priority: Option<String>,
+    /// Severity 1-4.
+    pub severity: Option<String>,
+    /// Ticket type.
+    #[serde(rename = "type")]
+    pub ticket_type: Option<String>,
+    /// Network.
+    pub network: Option<String>,
+    /// One of the affected nodes.
+    pub node: Option<String>,
+    /// Circuit id.
+    pub circuit: Option<String>,
+    /// A custom field, `NAME=VALUE`.
+    pub cf: Option<String>,
+    /// Opened since (a time or `-2h`).
+    pub created_since: Option<String>,
+    /// Changed since.
+    pub updated_since: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(what: &str, v: &Option<String>) -> Result<Option<T>, WebError> {
+    given(v)
+        .map(|l| {
+            l.parse::<T>()
+                .map_err(|_| invalid(format!("{what} must be a number, got {l:?}")))
+        })
+        .transpose()
+}
+
+impl ListParams {
+    /// The API's list query for these parameters (empty form fields count as not given); the
+    /// store sorts by `updated` or `age` itself when the column asks for it.
+    fn api_query(&self) -> Result<crate::api::tickets::ListQuery, WebError> {
+        let store_sort = match given(&self.sort).as_deref() {
+            Some(s @ ("updated" | "age")) => Some(s.to_string()),
+            _ => None,
+        };
+        Ok(crate::api::tickets::ListQuery {
+            status: given(&self.status),
+            queue: given(&self.queue),
+            owner: given(&self.owner),
+            mine: given(&self.mine).is_some_and(|m| m != "0"),
+            priority: number("priority", &self.priority)?,
+            severity: number("severity", &self.severity)?,
+            ticket_type: given(&self.ticket_type),
+            network: given(&self.network),
+            node: given(&self.node),
+            circuit: given(&self.circuit),
+            cf: given(&self.cf),
+            created_since: given(&self.created_since),
+            updated_since: given(&self.updated_since),
+            sort: store_sort,
+            limit: number("limit", &self.limit)?,
+        })
+    }
 }
 
 fn given(v: &Option<String>) -> Option<String> {
@@ -56,6 +112,15 @@ impl ListParams {
             ("mine", &self.mine),
             ("q", &self.q),
             ("limit", &self.limit),
+            ("priority", &self.priority),
+            ("severity", &self.severity),
+            ("type", &self.ticket_type),
+            ("network", &self.network),
+            ("node", &self.node),
+            ("circuit", &self.circuit),
+            ("cf", &self.cf),
+            ("created_since", &self.created_since),
+            ("updated_since", &self.updated_since),
         ] {
             if let Some(v) = given(v) {
                 parts.push(format!("{name}={}", encode_component(&v)));
@@ -95,22 +160,12 @@ pub async fn list(
     Viewer(who): Viewer,
     Query(p): Query<ListParams>,
 ) -> Result<Page, WebError> {
-    let limit = given(&p.limit)
-        .map(|l| {
-            l.parse::<u32>()
-                .map_err(|_| invalid(format!("limit must be a number, got {l:?}")))
-        })
-        .transpose()?;
+    let limit: Option<u32> = number("limit", &p.limit)?;
     let status: Option<Status> = given(&p.status)
         .map(|s| s.parse())
         .transpose()
         .map_err(invalid)?;
     let mine = given(&p.mine).is_some_and(|m| m != "0");
-    let owner = if mine {
-        Some(who.caller.name.clone())
-    } else {
-        given(&p.owner)
-    };
     let q = given(&p.q);
     let (mut rows, snippets) = match &q {
         Some(text) => {
@@ -131,13 +186,7 @@ pub async fn list(
             )
         }
         None => {
-            let filter = ListFilter {
-                status,
-                queue: given(&p.queue),
-                owner,
-                limit,
-                ..ListFilter::default()
-            };
+            let filter = p.api_query()?.into_filter(&who.caller.name)?;
             (
                 state
                     .app
@@ -171,6 +220,13 @@ pub async fn list(
                     } }
                     " " label { "Queue " input type="text" name="queue" value=[given(&p.queue)] size="10"; }
                     " " label { "Owner " input type="text" name="owner" value=[given(&p.owner)] size="10"; }
+                    " " label { "Priority " select name="priority" {
+                        option value="" { "any" }
+                        @for l in ["1", "2", "3", "4"] { option value=(l) selected[given(&p.priority).as_deref() == Some(l)] { (l) } }
+                    } }
+                    " " label { "Node " input type="text" name="node" value=[given(&p.node)] size="10"; }
+                    " " label { "Circuit " input type="text" name="circuit" value=[given(&p.circuit)] size="10"; }
+                    " " label { "Changed since " input type="text" name="updated_since" value=[given(&p.updated_since)] size="8" placeholder="-2h"; }
                     " " label { input type="checkbox" name="mine" value="1" checked[mine]; " mine" }
                     " " label { "Text " input type="search" name="q" value=[q.clone()] size="16"; }
                     " " button type="submit" { "Filter" }

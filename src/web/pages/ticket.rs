@@ -105,21 +105,54 @@ fn header(chart: &Chart) -> Markup {
     }
 }
 
-fn timers(chart: &Chart) -> Markup {
+/// A one-button form on timer `k` of ticket `n` (`cancel`, `ack`), or snooze with its field.
+pub fn timer_button(who: &WebCaller, n: i64, k: u32, action: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action={ "/tickets/" (n) "/timers/" (k) "/" (action) } {
+            (csrf(who))
+            input type="hidden" name="idem" value=(random_token());
+            @if action == "snooze" { input type="text" name="in" placeholder="30m" size="5" required; " " }
+            button type="submit" { (label) }
+        }
+    }
+}
+
+fn timers(who: &WebCaller, chart: &Chart) -> Markup {
+    let n = chart.ticket.number;
     html! {
         @if !chart.timers.is_empty() {
             h2 { "Timers" }
             table #timers {
                 tbody {
                     @for tm in &chart.timers {
-                        tr {
+                        @let state = if tm.cancelled_at.is_some() { "cancelled" }
+                            else if tm.fired_at.is_none() { "pending" }
+                            else if tm.acked_at.is_none() { "alert" } else { "acknowledged" };
+                        tr class={ "timer-" (state) } {
+                            td { (tm.ordinal) }
                             td { (tm.text) }
                             td { @match tm.fired_at { Some(f) => { "went off " (when(f)) }, None => { "due " (when(tm.due_at)) } } }
+                            td { (state) @if let Some(by) = &tm.acked_by { " by " (by) } }
                             td.meta { "set by " (tm.set_by) }
+                            td {
+                                @if who.can_write() && tm.cancelled_at.is_none() {
+                                    @if tm.fired_at.is_none() { (timer_button(who, n, tm.ordinal, "cancel", "Cancel")) " " }
+                                    @if state == "alert" { (timer_button(who, n, tm.ordinal, "ack", "Acknowledge")) " " }
+                                    @if state != "acknowledged" { (timer_button(who, n, tm.ordinal, "snooze", "Snooze")) }
+                                }
+                            }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+fn more_history(chart: &Chart) -> Markup {
+    html! {
+        @if let Some(after) = chart.more_after {
+            p #more-history { a href={ "/tickets/" (chart.ticket.number) "?after=" (after) } { "Later history →" } }
         }
     }
 }
@@ -145,7 +178,14 @@ fn history(chart: &Chart) -> Markup {
                                 span.badge { (if *shared { "shared" } else { "internal" }) }
                                 @if let Some(h) = happened_at { " · happened " (when(*h)) }
                             }
-                            pre.note { (text) }
+                            @if let Some(bytes) = h.note_bytes {
+                                @if let EventKind::NoteAdded { note_id, .. } = &e.kind {
+                                    p.meta { "A long update (" (bytes / 1024) " KiB): "
+                                        a href={ "/tickets/" (chart.ticket.number) "/notes/" (note_id) } { "open it in full" } }
+                                }
+                            } @else {
+                                pre.note { (text) }
+                            }
                         }
                     }
                     EventKind::TicketCreated { ticket, .. } => {
@@ -188,6 +228,7 @@ fn actions(who: &WebCaller, chart: &Chart) -> Markup {
             @if let (Some(label), false) = (take, final_) {
                 (action_form(who, n, "take", Some("take-form"), html! {
                     p { "Owner: " (t.owner.as_deref().unwrap_or("nobody")) }
+                    @if label == "Steal" { input type="hidden" name="steal" value="on"; }
                     button type="submit" id="take-submit" { (label) " (t)" }
                 }))
             }
@@ -210,7 +251,7 @@ fn actions(who: &WebCaller, chart: &Chart) -> Markup {
                     button type="submit" { "Close" }
                 }))
             }
-            @if matches!(t.status, Status::Resolved) {
+            @if matches!(t.status, Status::Resolved | Status::Closed) {
                 (action_form(who, n, "reopen", None, html! {
                     label { "Reason " input type="text" name="reason" required; }
                     button type="submit" { "Reopen" }
@@ -233,18 +274,35 @@ fn actions(who: &WebCaller, chart: &Chart) -> Markup {
     }
 }
 
+/// Query of `GET /tickets/{n}`: `after` pages through a long history.
+#[derive(Debug, Deserialize)]
+pub struct ShowQuery {
+    after: Option<String>,
+}
+
 /// `GET /tickets/{n}`.
 pub async fn show(
     State(state): State<WebState>,
     Viewer(who): Viewer,
     Path(number): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ShowQuery>,
 ) -> Result<Page, WebError> {
     let number = ticket_number(&number)?;
+    let after = q
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<i64>()
+                .map_err(|_| invalid(format!("after must be a log position, got {a:?}")))
+        })
+        .transpose()?;
+    let page_of = query::HistoryPage { after, limit: None };
     let chart = state
         .app
         .store
         .reader
-        .read(move |c| query::chart(c, number))
+        .read(move |c| query::chart_page(c, number, page_of))
         .await?;
     let t = &chart.ticket;
     let reference = t.reference(&state.app.config.node.site);
@@ -257,10 +315,10 @@ pub async fn show(
                 div #chart data-fragment={ "/tickets/" (t.number) } {
                     h1 { "TT " (reference) " " span.meta { "[" (t.ticket_type) "]" } " " span #subject { (t.subject) } }
                     (header(&chart))
-                    (timers(&chart))
+                    (timers(&who, &chart))
                 }
                 @if who.can_write() { (actions(&who, &chart)) }
-                div #chart-history { (history(&chart)) }
+                div #chart-history { (history(&chart)) (more_history(&chart)) }
             }
         },
     ))
@@ -344,17 +402,93 @@ pub async fn set(
     run(&state, &f, &n, Command::Set { assignments }).await
 }
 
-/// A form with no fields.
+/// Fields of the take form: `steal=on` when the ticket has another owner (the page says so
+/// on the button, RT's Steal); without it such a take is refused.
 #[derive(Debug, serde::Serialize, Deserialize)]
-pub struct NoFields {}
+pub struct TakeForm {
+    steal: Option<String>,
+}
 
-/// `POST /tickets/{n}/take`: become the owner (taking it from another owner is a steal).
+/// `POST /tickets/{n}/take`: become the owner.
 pub async fn take(
     State(state): State<WebState>,
     Path(n): Path<String>,
-    f: WriteForm<NoFields>,
+    f: WriteForm<TakeForm>,
 ) -> Result<Response, WebError> {
-    run(&state, &f, &n, Command::Take { steal: false }).await
+    let steal = f.form.steal.as_deref() == Some("on");
+    run(&state, &f, &n, Command::Take { steal }).await
+}
+
+/// Fields of a timer action form (`in` or `at` for snooze only).
+#[derive(Debug, serde::Serialize, Deserialize)]
+pub struct TimerActionForm {
+    #[serde(rename = "in")]
+    after: Option<String>,
+    at: Option<String>,
+}
+
+/// `POST /tickets/{n}/timers/{k}/{cancel|snooze|ack}`: manage timer `k` of the ticket.
+pub async fn timer_action(
+    State(state): State<WebState>,
+    Path((n, which, action)): Path<(String, String, String)>,
+    f: WriteForm<TimerActionForm>,
+) -> Result<Response, WebError> {
+    use crate::model::timer::TimerAction;
+    let number = ticket_number(&n)?;
+    let action = match action.as_str() {
+        "cancel" => TimerAction::Cancel,
+        "ack" => TimerAction::Acknowledge,
+        "snooze" => TimerAction::Snooze {
+            due_at: crate::api::tickets::due_time(
+                opt(f.form.after.clone()).as_deref(),
+                opt(f.form.at.clone()).as_deref(),
+            )?,
+        },
+        other => {
+            return Err(invalid(format!(
+                "no timer action {other:?}: use cancel, snooze or ack"
+            )))
+        }
+    };
+    let what = (number, &which, &f.form);
+    write(
+        &state,
+        &f,
+        &what,
+        WriteOp::Timer {
+            number,
+            which: which.clone(),
+            action,
+        },
+    )
+    .await?;
+    Ok(back(number))
+}
+
+/// `GET /tickets/{n}/notes/{id}`: one long update in full, as plain text (never markup).
+pub async fn full_note(
+    State(state): State<WebState>,
+    Viewer(_who): Viewer,
+    Path((n, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let number = ticket_number(&n)?;
+    let id: uuid::Uuid = id
+        .parse()
+        .map_err(|_| invalid(format!("invalid note id {id:?}")))?;
+    let note = state
+        .app
+        .store
+        .reader
+        .read(move |c| query::note(c, number, id))
+        .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        note.text,
+    )
+        .into_response())
 }
 
 /// Fields of the resolve form.
@@ -430,16 +564,10 @@ pub async fn timer(
     Path(n): Path<String>,
     f: WriteForm<TimerForm>,
 ) -> Result<Response, WebError> {
-    let now = clock::now();
-    let due_at = match (opt(f.form.after.clone()), opt(f.form.at.clone())) {
-        (Some(d), None) => now + clock::parse_duration(&d).map_err(|e| invalid(e.to_string()))?,
-        (None, Some(t)) => clock::parse_time(&t, now).map_err(|e| invalid(e.to_string()))?,
-        _ => {
-            return Err(invalid(
-                "give exactly one of 'alarm in' (e.g. 2h) and 'at' (a time)",
-            ))
-        }
-    };
+    let due_at = crate::api::tickets::due_time(
+        opt(f.form.after.clone()).as_deref(),
+        opt(f.form.at.clone()).as_deref(),
+    )?;
     let cmd = Command::Timer {
         due_at,
         text: f.form.text.clone(),

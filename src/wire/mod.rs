@@ -9,6 +9,8 @@
 //! - [`message`]: the frames sent on streams: the request/response envelope, `Ping`/`Pong`, errors.
 //! - [`exchange`]: the referral exchange's messages (`ttx-exchange/1` request bodies).
 //! - [`envelope`]: the frozen envelope one event of a site's log is shipped in (`ttx-repl/1`).
+//! - [`repl`]: the hot standby's frames (`ttx-repl/1`: subscribe, batches of envelopes,
+//!   heartbeats, acks), defined and pinned; not yet served.
 //! - [`error`]: stable error codes sent on the wire, and the codec's own error type.
 //!
 //! Evolution rule: bincode cannot add fields to a struct, so the protocol evolves only by appending
@@ -23,6 +25,7 @@ pub mod exchange;
 pub mod frame;
 pub mod hello;
 pub mod message;
+pub mod repl;
 
 pub use error::{ErrorCode, WireError};
 pub use frame::{decode_frame, encode_frame, read_len_prefix, FRAME_CEILING, LEN_PREFIX};

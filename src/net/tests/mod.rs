@@ -157,6 +157,21 @@ fn handshake(e: NetError) -> HandshakeFailure {
 /// Asserts a TLS refusal: the refusing side sent `alert` with the fixed reason `why`, the
 /// refused side received `alert` and that same text, which names no federation, site, key, pin
 /// or time (the details stay in the refusing node's log).
+/// Dials `b` (as `telco-b`) from `a`, each with its own trust, and returns the handshake
+/// failure seen by the dialer and the one seen by the server.
+async fn refused_handshake(
+    a: &TestNode,
+    trust_a: TrustConfig,
+    b: &TestNode,
+    trust_b: TrustConfig,
+) -> (HandshakeFailure, HandshakeFailure) {
+    let na = node(a, trust_a, limits());
+    let mut nb = node(b, trust_b, limits());
+    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
+    let s = server_tls_failure(&mut nb).await;
+    (c, s)
+}
+
 fn assert_tls(
     local: &HandshakeFailure,
     remote: &HandshakeFailure,
@@ -242,10 +257,7 @@ async fn pinned_peer_with_another_key_is_refused() {
 async fn expired_pinned_peer_is_refused() {
     let a = self_signed_node_valid(FED, "noc-a", "primary", -7200, -3600);
     let b = self_signed_node(FED, "telco-b", "primary");
-    let na = node(&a, pinned("telco-b", &b), limits());
-    let mut nb = node(&b, pinned("noc-a", &a), limits());
-    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-    let s = server_tls_failure(&mut nb).await;
+    let (c, s) = refused_handshake(&a, pinned("telco-b", &b), &b, pinned("noc-a", &a)).await;
     assert_tls(&s, &c, AlertDescription::CertificateExpired, "Expired");
 }
 
@@ -255,10 +267,7 @@ async fn certificate_from_another_ca_is_refused() {
     let mut other = TestCa::new("rogue-ca");
     let b = ca.node(FED, "telco-b", "primary");
     let a = other.node(FED, "noc-a", "primary");
-    let na = node(&a, trust_of(&[&ca, &other]), limits());
-    let mut nb = node(&b, trust_of(&[&ca]), limits());
-    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-    let s = server_tls_failure(&mut nb).await;
+    let (c, s) = refused_handshake(&a, trust_of(&[&ca, &other]), &b, trust_of(&[&ca])).await;
     assert_tls(&s, &c, AlertDescription::UnknownCA, "UnknownIssuer");
 }
 
@@ -267,12 +276,9 @@ async fn revoked_at_connect_is_refused() {
     let mut ca = TestCa::new("fed-ca");
     let a = ca.node(FED, "noc-a", "primary");
     let b = ca.node(FED, "telco-b", "primary");
-    let na = node(&a, trust_of(&[&ca]), limits());
     let mut trust = trust_of(&[&ca]);
     trust.crls = vec![ca.crl(&[a.serial])];
-    let mut nb = node(&b, trust, limits());
-    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-    let s = server_tls_failure(&mut nb).await;
+    let (c, s) = refused_handshake(&a, trust_of(&[&ca]), &b, trust).await;
     assert_tls(&s, &c, AlertDescription::CertificateRevoked, "Revoked");
 }
 
@@ -330,10 +336,7 @@ async fn expired_and_not_yet_valid_are_refused() {
         let mut ca = TestCa::new("fed-ca");
         let a = ca.node_valid(FED, "noc-a", "primary", from, to);
         let b = ca.node(FED, "telco-b", "primary");
-        let na = node(&a, trust_of(&[&ca]), limits());
-        let mut nb = node(&b, trust_of(&[&ca]), limits());
-        let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-        let s = server_tls_failure(&mut nb).await;
+        let (c, s) = refused_handshake(&a, trust_of(&[&ca]), &b, trust_of(&[&ca])).await;
         assert_tls(&s, &c, AlertDescription::CertificateExpired, why);
     }
 }
@@ -343,10 +346,7 @@ async fn server_claiming_another_site_than_dialed_is_refused() {
     let mut ca = TestCa::new("fed-ca");
     let a = ca.node(FED, "noc-a", "primary");
     let b = ca.node(FED, "noc-x", "primary");
-    let na = node(&a, trust_of(&[&ca]), limits());
-    let mut nb = node(&b, trust_of(&[&ca]), limits());
-    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-    let s = server_tls_failure(&mut nb).await;
+    let (c, s) = refused_handshake(&a, trust_of(&[&ca]), &b, trust_of(&[&ca])).await;
     assert_tls(
         &c,
         &s,
@@ -360,11 +360,8 @@ async fn another_federation_is_refused() {
     let mut ca = TestCa::new("fed-ca");
     let a = ca.node("us", "noc-a", "primary");
     let b = ca.node(FED, "telco-b", "primary");
-    let na = node(&a, trust_of(&[&ca]), limits());
-    let mut nb = node(&b, trust_of(&[&ca]), limits());
     // Our side refuses the server first (it is not in our federation).
-    let c = dial_refused(&na.ep, nb.addr, "telco-b").await;
-    let s = server_tls_failure(&mut nb).await;
+    let (c, s) = refused_handshake(&a, trust_of(&[&ca]), &b, trust_of(&[&ca])).await;
     assert_tls(
         &c,
         &s,

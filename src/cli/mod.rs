@@ -201,7 +201,7 @@ pub enum Command {
     New(tickets::NewArgs),
     /// Add an incident update to a ticket ("update this ticket with this message").
     Note(tickets::NoteArgs),
-    /// Show a ticket's whole chart, history in order.
+    /// Show a ticket's chart in sections (header, next action, links, history, resolution).
     Show(tickets::ShowArgs),
     /// List open work by priority.
     List(tickets::ListArgs),

@@ -350,7 +350,42 @@ fn note_block(text: &str, layout: &ChartLayout, reference: &str) -> String {
     out
 }
 
-/// The whole chart: header, resolution, timers, links, then the history in order.
+/// A titled block of `label value` lines in the chart; a section with no lines is left out.
+struct Section {
+    title: &'static str,
+    lines: Vec<(String, String)>,
+}
+
+impl Section {
+    fn new(title: &'static str) -> Self {
+        Section {
+            title,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Adds `label value` when the value is known and not empty.
+    fn add(&mut self, label: impl Into<String>, value: Option<String>) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            self.lines.push((label.into(), v));
+        }
+    }
+
+    fn write(&self, o: &mut String) {
+        if self.lines.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n{}", self.title);
+        for (label, value) in &self.lines {
+            let _ = writeln!(o, "  {label:<13} {value}");
+        }
+    }
+}
+
+/// The whole chart in sections, as RFC 1297 and RT lay a ticket out: the title lines, then
+/// Header (problem, network, people, custom fields), Next action and alarm clock (the next
+/// action and every timer), Links (both ways), History (every event in order), Resolution
+/// and Durations. Empty sections are left out; History is always there.
 /// `reference` is how this site names the ticket (`42`, or `SITE#42` for a partner's).
 pub fn chart(c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) -> String {
     let t = &c.ticket;
@@ -373,62 +408,77 @@ pub fn chart(c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) ->
         t.id,
         t.site
     );
-    let mut line = |label: &str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            let _ = writeln!(o, "{label:<13} {v}");
-        }
-    };
-    line("problem start", t.problem_start.map(|v| times.at(v)));
-    line("next action", t.next_action.clone());
-    line("network", t.network.clone());
-    line("circuit", t.circuit.clone());
-    line("nodes", Some(t.nodes.join(", ")));
+    let mut header = Section::new("Header");
+    header.add("problem start", t.problem_start.map(|v| times.at(v)));
+    header.add("updated", Some(times.at(t.updated_at)));
+    header.add("network", t.network.clone());
+    header.add("circuit", t.circuit.clone());
+    header.add("nodes", Some(t.nodes.join(", ")));
     let r = &t.reporter;
     let contact: Vec<&str> = [&r.name, &r.org, &r.phone, &r.email]
         .iter()
         .filter_map(|v| v.as_deref())
         .collect();
-    line("reporter", Some(contact.join(", ")));
-    line("requestors", Some(t.watchers.requestors.join(", ")));
-    line("cc", Some(t.watchers.cc.join(", ")));
-    line("admin-cc", Some(t.watchers.admin_cc.join(", ")));
+    header.add("reporter", Some(contact.join(", ")));
+    header.add("requestors", Some(t.watchers.requestors.join(", ")));
+    header.add("cc", Some(t.watchers.cc.join(", ")));
+    header.add("admin-cc", Some(t.watchers.admin_cc.join(", ")));
     for (k, v) in &t.custom {
-        line(&format!("cf.{k}"), Some(v.clone()));
+        header.add(format!("cf.{k}"), Some(v.clone()));
     }
-    let res = &t.resolution;
-    line("resolved", res.resolved_at.map(|v| times.at(v)));
-    line("resolution", res.resolution.clone());
-    line("component", res.component.clone());
-    line("escalated to", res.escalated_to.clone());
-    line(
-        "durations",
-        res.total_ms.map(|total| {
-            format!(
-                "total {}, NOC time {}, customer time {}",
-                human_duration(total),
-                human_duration(res.noc_ms.unwrap_or(0)),
-                human_duration(res.customer_ms.unwrap_or(0))
-            )
-        }),
-    );
-    line("closed", res.closed_at.map(|v| times.at(v)));
-    line("checked by", res.checked_by.clone());
+    header.write(&mut o);
+
+    let mut next = Section::new("Next action and alarm clock");
+    next.add("next action", t.next_action.clone());
+    for tm in &c.timers {
+        next.add(format!("timer {}", tm.ordinal), Some(timer_line(tm, times)));
+    }
+    next.write(&mut o);
+
+    let mut links = Section::new("Links");
     for l in &t.links {
-        line(l.kind.as_str(), Some(format!("TT {}", l.target_number)));
+        links.add(l.kind.as_str(), Some(format!("TT {}", l.target_number)));
     }
     for l in &c.incoming {
-        line(
-            &format!("<- {}", l.kind),
+        links.add(
+            format!("<- {}", l.kind),
             Some(format!("TT {}", l.from_number)),
         );
     }
-    for tm in &c.timers {
-        line(
-            &format!("timer {}", tm.ordinal),
-            Some(timer_line(tm, times)),
+    links.write(&mut o);
+
+    history(&mut o, c, reference, times, layout);
+
+    let res = &t.resolution;
+    let mut resolution = Section::new("Resolution");
+    resolution.add("resolved", res.resolved_at.map(|v| times.at(v)));
+    resolution.add("resolution", res.resolution.clone());
+    resolution.add("component", res.component.clone());
+    resolution.add("escalated to", res.escalated_to.clone());
+    resolution.add("closed", res.closed_at.map(|v| times.at(v)));
+    resolution.add("checked by", res.checked_by.clone());
+    resolution.write(&mut o);
+
+    let mut durations = Section::new("Durations");
+    if let Some(total) = res.total_ms {
+        let from = match t.problem_start {
+            Some(p) if p < t.created_at => "from problem start",
+            _ => "from opening",
+        };
+        durations.add("total", Some(format!("{} ({from})", human_duration(total))));
+        durations.add("NOC time", Some(human_duration(res.noc_ms.unwrap_or(0))));
+        durations.add(
+            "customer time",
+            Some(human_duration(res.customer_ms.unwrap_or(0))),
         );
     }
-    let _ = writeln!(o, "\nhistory");
+    durations.write(&mut o);
+    o
+}
+
+/// The History section: every event of the chart in order, notes wrapped and folded.
+fn history(o: &mut String, c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) {
+    let _ = writeln!(o, "\nHistory");
     for h in &c.history {
         let e = &h.event;
         let head = format!("  {}  {}  ", times.absolute(e.at), e.actor);
@@ -462,5 +512,4 @@ pub fn chart(c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) ->
             },
         };
     }
-    o
 }

@@ -76,6 +76,13 @@ fn tickets_follow_rts_habits() {
         "{t}"
     );
 
+    // The chart of the real binary is in sections; durations say where they count from.
+    let chart = node.cli(&["show", "1", "--no-pager"]).ok().to_string();
+    for title in ["\nHeader\n", "\nLinks\n", "\nHistory\n", "\nResolution\n"] {
+        assert!(chart.contains(title), "{title}: {chart}");
+    }
+    assert!(chart.contains("\nDurations\n  total "), "{chart}");
+    assert!(chart.contains("(from problem start)"), "{chart}");
     // A closed ticket can be reopened (the docs' close-then-reopen example).
     node.cli(&["close", "1", "--checked-by", "admin"]).ok();
     let out = node
@@ -563,7 +570,7 @@ fn show_folds_long_notes_and_the_editor_writes_a_note() {
         .env("COLUMNS", "60")
         .args(["show", "1"]);
     let text = run(c, None).ok().to_string();
-    let history = text.split("\nhistory\n").nth(1).unwrap();
+    let history = text.split("\nHistory\n").nth(1).unwrap();
     let words: Vec<&str> = history
         .lines()
         .filter(|l| l.starts_with("      word"))

@@ -224,3 +224,163 @@ fn colour_marks_urgent_tickets_and_alarms_only() {
     let p3 = render::colour_chart(chart, 3);
     assert_eq!(p3.lines().next(), Some("TT 4  [trouble] core1 down"));
 }
+
+/// A resolved chart with every section filled: header fields, a next action and a timer,
+/// links both ways, two history entries, a resolution and durations.
+fn resolved_chart() -> ttx::store::query::Chart {
+    let now = times().now;
+    let ticket = uuid::Uuid::now_v7();
+    let event = |seq: u64, at: i64, kind: serde_json::Value| {
+        serde_json::json!({
+            "seq": seq,
+            "event": {
+                "id": uuid::Uuid::now_v7(), "origin_site": "noc-a", "origin_node": "primary",
+                "epoch": 1, "seq": seq, "at": at, "actor": "alice", "ticket": ticket,
+                "kind": kind,
+            },
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "ticket": {
+            "id": ticket, "number": 4, "site": "noc-a", "type": "trouble",
+            "subject": "core1.ams BGP flap", "status": "resolved", "severity": 2, "priority": 1,
+            "queue": "backbone", "owner": "alice", "opened_by": "alice",
+            "problem_start": now - 150 * MIN, "created_at": now - 120 * MIN,
+            "updated_at": now - 5 * MIN, "status_since": now - 5 * MIN, "customer_ms": 0,
+            "watchers": {"requestors": ["ops@telco-b.example"], "cc": [], "admin_cc": []},
+            "reporter": {"name": "Bob", "org": "telco-b", "phone": null, "email": null},
+            "nodes": ["core1.ams"], "network": "AS64500", "circuit": "AMS-LON-7",
+            "next_action": "call telco", "custom": {"ticket_ref": "TB-991"},
+            "links": [{"kind": "depends-on", "target": uuid::Uuid::now_v7(), "target_number": 3}],
+            "resolution": {
+                "resolved_at": now - 5 * MIN, "resolution": "spliced the fiber",
+                "component": "fiber", "escalated_to": null, "checked_by": null,
+                "closed_at": null, "total_ms": 145 * MIN, "noc_ms": 125 * MIN,
+                "customer_ms": 20 * MIN,
+            },
+            "notes": 1,
+        },
+        "history": [
+            event(1, now - 120 * MIN, serde_json::json!({"TicketCreated": {"number": 4,
+                "ticket": {"type": "trouble", "subject": "core1.ams BGP flap", "severity": 2,
+                           "priority": 1, "queue": "backbone", "owner": null,
+                           "problem_start": null, "reporter": {}, "nodes": [],
+                           "network": null, "circuit": null}}})),
+            event(2, now - 60 * MIN, serde_json::json!({"NoteAdded": {
+                "note_id": uuid::Uuid::now_v7(), "text": "loss after ae0", "shared": false,
+                "happened_at": null}})),
+        ],
+        "timers": [{
+            "id": uuid::Uuid::now_v7(), "number": 4, "subject": "core1.ams BGP flap",
+            "due_at": now + 30 * MIN, "text": "escalate", "set_by": "alice", "fired_at": null,
+            "ordinal": 1,
+        }],
+        "incoming": [{"from_number": 2, "kind": "member-of"}],
+    }))
+    .expect("a chart")
+}
+
+#[test]
+fn show_lays_the_chart_out_in_sections() {
+    let layout = render::ChartLayout {
+        width: 100,
+        full: false,
+    };
+    let text = render::chart(&resolved_chart(), "4", &times(), &layout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "TT 4  [trouble] core1.ams BGP flap", "{text}");
+    // Every section once, under its own title, in the order RFC 1297 gives a ticket.
+    let titles = [
+        "Header",
+        "Next action and alarm clock",
+        "Links",
+        "History",
+        "Resolution",
+        "Durations",
+    ];
+    let at: Vec<usize> = titles
+        .iter()
+        .map(|t| {
+            lines
+                .iter()
+                .position(|l| l == t)
+                .unwrap_or_else(|| panic!("no section {t}:\n{text}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let section = |title: &str| -> Vec<&str> {
+        let i = lines.iter().position(|l| *l == title).unwrap() + 1;
+        lines[i..]
+            .iter()
+            .take_while(|l| !l.is_empty())
+            .copied()
+            .collect()
+    };
+    let header = section("Header");
+    assert!(
+        header.contains(&"  problem start 2026-12-01 08:30 +01:00 (2h ago)"),
+        "{text}"
+    );
+    assert!(header.contains(&"  circuit       AMS-LON-7"), "{text}");
+    assert!(header.contains(&"  cf.ticket_ref TB-991"), "{text}");
+    assert_eq!(
+        section("Next action and alarm clock"),
+        [
+            "  next action   call telco",
+            "  timer 1       escalate (due 2026-12-01 11:30 +01:00 (in 30m), set by alice)",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        section("Links"),
+        ["  depends-on    TT 3", "  <- member-of  TT 2"],
+        "{text}"
+    );
+    let history = section("History");
+    assert_eq!(history.len(), 3, "{text}");
+    assert!(history[1].ends_with("alice  update (internal):"), "{text}");
+    assert_eq!(history[2], "      loss after ae0", "{text}");
+    assert_eq!(
+        section("Resolution"),
+        [
+            "  resolved      2026-12-01 10:55 +01:00 (5m ago)",
+            "  resolution    spliced the fiber",
+            "  component     fiber",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        section("Durations"),
+        [
+            "  total         2h 25m (from problem start)",
+            "  NOC time      2h 5m",
+            "  customer time 20m 0s",
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn show_leaves_out_the_sections_a_new_ticket_does_not_have() {
+    let mut chart = resolved_chart();
+    chart.ticket.links.clear();
+    chart.incoming.clear();
+    chart.timers.clear();
+    chart.ticket.next_action = None;
+    chart.ticket.resolution = Default::default();
+    let layout = render::ChartLayout {
+        width: 100,
+        full: false,
+    };
+    let text = render::chart(&chart, "4", &times(), &layout);
+    for gone in [
+        "Next action and alarm clock",
+        "Links",
+        "Resolution",
+        "Durations",
+    ] {
+        assert!(!text.lines().any(|l| l == gone), "{gone}:\n{text}");
+    }
+    assert!(text.lines().any(|l| l == "Header"), "{text}");
+    assert!(text.lines().any(|l| l == "History"), "{text}");
+}

@@ -207,6 +207,16 @@ fn prepare(store: &Store, token: &str) -> Result<(), BenchError> {
             op,
         })
     };
+    // A second admin, so the removal below is never refused as removing the last admin (a
+    // store reused from an earlier run holds op1 as its only admin).
+    let _ = write(
+        "bench",
+        WriteOp::AddOperator {
+            name: "bench".into(),
+            role: Role::Admin,
+            token_sha256: crate::api::auth::token_sha256(&crate::api::auth::new_token()),
+        },
+    );
     let _ = write(
         "bench",
         WriteOp::RemoveOperator {

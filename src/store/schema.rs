@@ -196,6 +196,11 @@ INSERT INTO ticket_fts (ticket_fts) VALUES ('rebuild');
 -- The queues each operator watches (a JSON array of names), set through the log.
 ALTER TABLE operators ADD COLUMN watched_queues TEXT NOT NULL DEFAULT '[]';
 "#,
+    r#"
+-- Alarms at a glance: fired timers nobody acknowledged, newest first, found by index rather
+-- than by probing the timers of every open ticket.
+CREATE INDEX timers_alarms ON timers (fired_at) WHERE fired_at IS NOT NULL AND acked_at IS NULL;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -332,3 +332,43 @@ fn queue_counts_and_the_unowned_list_follow_every_change() {
     assert_eq!(numbers, vec![2, 1], "newest first, the taken one gone");
     store.writer.shutdown();
 }
+
+/// The plan of a query on `store`: the `detail` column of `EXPLAIN QUERY PLAN`, one line each.
+fn query_plan(store: &Store, sql: &str) -> Vec<String> {
+    let sql = format!("EXPLAIN QUERY PLAN {sql}");
+    store
+        .reader
+        .read_blocking(move |c| {
+            Ok(c.prepare(&sql)?
+                .query_map([], |r| r.get::<_, String>(3))?
+                .collect::<Result<_, _>>()?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn alarms_are_found_by_index_not_by_probing_every_open_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), "noc-a");
+    for subject in ["a", "b", "c"] {
+        create(&store, subject);
+    }
+    for all in [false, true] {
+        let plan = query_plan(&store, &query::alerts_sql(all, 10));
+        let index = if all { "timers_fired" } else { "timers_alarms" };
+        assert!(
+            plan[0].contains(&format!("tm USING INDEX {index}")),
+            "the outer loop walks the fired timers by {index}: {plan:?}"
+        );
+        assert!(
+            plan.iter().all(|l| !l.contains("TEMP B-TREE")),
+            "the index gives the order, no sort of all the rows: {plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("SEARCH t USING INDEX sqlite_autoindex_tickets_1")),
+            "each ticket is looked up by id: {plan:?}"
+        );
+    }
+    store.writer.shutdown();
+}

@@ -5,6 +5,7 @@
 //! messages (`ttx-exchange/1`, see [`crate::wire::exchange`]). Every ticket keeps one owner site;
 //! nothing of one side's rows is ever edited by the other, so there is nothing to merge.
 //!
+//! - [`action`]: the operator's requests (refer a ticket, act on a referral).
 //! - [`referral`]: one referral's state machine at either end (refer, accept, reject, progress,
 //!   resolve, close, reopen, cancel, information requests, escalation when overdue).
 //! - [`edge`]: exactly-once delivery on a directed edge between two sites: the receiver's
@@ -14,14 +15,21 @@
 //!   auto-accept) and the per-peer size and rate caps.
 //! - [`forward`]: where a shared note goes next along a chain of referrals, without echoes or
 //!   loops.
+//! - [`record`]: what the exchange writes into the site's log (referral steps, the outbox, the
+//!   inbound marks, acknowledgements), so a promoted standby continues from it.
+//! - [`inbound`]: what an arriving message does here: the pure decision that turns it into a
+//!   referral step (or a refusal) and the advance of the peer's mark.
 //!
 //! The store and the node drive these: a decision's outbound messages are written to the
 //! per-peer outbox in the same transaction as its local events, and an inbound message is
 //! applied together with the advance of that peer's mark.
 
+pub mod action;
 pub mod edge;
 pub mod forward;
+pub mod inbound;
 pub mod policy;
+pub mod record;
 pub mod referral;
 
 pub use edge::{Arrival, InboundMark, Outbox};

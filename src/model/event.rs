@@ -213,6 +213,12 @@ pub enum EventKind {
         /// The answer, as the JSON text the client got.
         answer: String,
     },
+    /// The referral exchange: a referral's step, a message queued for a peer, a peer's message
+    /// taken (its mark advanced), a peer's acknowledgement.
+    Exchange {
+        /// What was recorded.
+        record: crate::exchange::record::ExchangeRecord,
+    },
 }
 
 impl EventKind {
@@ -274,6 +280,7 @@ impl EventKind {
                 "alert acknowledged: {}",
                 timer_text(*timer_id).unwrap_or_else(|| "?".into())
             ),
+            EventKind::Exchange { record } => return record.describe(),
             EventKind::TicketCreated { .. }
             | EventKind::NoteAdded { .. }
             | EventKind::OperatorAdded { .. }
@@ -311,6 +318,7 @@ impl EventKind {
             EventKind::PeerRemoved { .. } => "peer-removed",
             EventKind::EpochStarted { .. } => "epoch-started",
             EventKind::Answered { .. } => "answered",
+            EventKind::Exchange { .. } => "exchange",
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct PeerRecord {
     pub seen_spki: Option<String>,
     /// When the record was made.
     pub since: Millis,
+    /// What this peer may see of our tickets and how it may use the exchange. Kept in the
+    /// registry (so it replicates and a promoted standby sends exactly what its old primary
+    /// would); a record without one has the default policy.
+    #[serde(default)]
+    pub sharing: crate::exchange::SharingPolicy,
 }
 
 /// A change to the registry.
@@ -171,6 +176,7 @@ pub fn decide(
                 seen_node: None,
                 seen_spki: None,
                 since: now,
+                sharing: crate::exchange::SharingPolicy::default(),
             });
             (r.addrs, r.pins, r.exchange, r.standby, r.state) =
                 (addrs, pins, exchange, standby, PeerState::Accepted);
@@ -221,6 +227,7 @@ pub fn decide(
                     seen_node: None,
                     seen_spki: None,
                     since: now,
+                    sharing: crate::exchange::SharingPolicy::default(),
                 });
                 r.seen_node = Some(node);
                 r.seen_spki = Some(spki);

@@ -653,7 +653,8 @@ impl Ticket {
             | EventKind::PeerUpserted { .. }
             | EventKind::PeerRemoved { .. }
             | EventKind::EpochStarted { .. }
-            | EventKind::Answered { .. } => {}
+            | EventKind::Answered { .. }
+            | EventKind::Exchange { .. } => {}
         }
         self.updated_at = self.updated_at.max(at);
     }

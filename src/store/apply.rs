@@ -510,6 +510,9 @@ fn project(
             super::idempotency::project(tx, event, key, fingerprint, answer)?;
             return Ok(());
         }
+        EventKind::Exchange { record } => {
+            return super::exchange::project(tx, event, seq, record);
+        }
         EventKind::FieldsChanged { .. }
         | EventKind::StatusChanged { .. }
         | EventKind::Resolved { .. }

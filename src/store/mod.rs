@@ -7,6 +7,8 @@
 //!   events, and commits many requests in one transaction (group commit) before answering.
 //! - [`snapshot`]: consistent copies of the store (`VACUUM INTO`), read in chunks and received
 //!   into place only when whole and verified, for cloning a standby.
+//! - [`exchange`]: the referral exchange's tables (referrals, the per-peer outbox and marks),
+//!   projected from the log's exchange records, and their reads.
 //! - [`facts`]: what the ticket rules need beyond the ticket (timers, dependencies, operators).
 //! - [`query`]: reads (show, list, search, alerts, counts) on the read pool.
 //! - [`site_log`]: the node's place in its site's log: head position, counters, role, epoch.
@@ -15,6 +17,7 @@
 //! - [`verify`]: the site position, a digest of the logical state, and the integrity checks.
 
 pub mod apply;
+pub mod exchange;
 pub mod facts;
 pub mod idempotency;
 pub mod query;
@@ -187,6 +190,8 @@ fn search_index_answer(out: WriteOutcome) -> Result<String, StoreError> {
     }
 }
 
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod site_tests;
 #[cfg(test)]

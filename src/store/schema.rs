@@ -201,6 +201,39 @@ ALTER TABLE operators ADD COLUMN watched_queues TEXT NOT NULL DEFAULT '[]';
 -- than by probing the timers of every open ticket.
 CREATE INDEX timers_alarms ON timers (fired_at) WHERE fired_at IS NOT NULL AND acked_at IS NULL;
 "#,
+    r#"
+-- The referral exchange, projected from the log's exchange events: referrals at both ends,
+-- the per-peer outbox (the site's own sequence per peer) and what each peer acknowledged, and
+-- the per-peer inbound marks.
+CREATE TABLE referrals (
+    id         BLOB PRIMARY KEY,
+    side       TEXT NOT NULL,
+    peer       TEXT NOT NULL,
+    ticket_id  BLOB NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc        TEXT NOT NULL
+) STRICT;
+CREATE INDEX referrals_ticket ON referrals (ticket_id);
+CREATE INDEX referrals_peer ON referrals (peer);
+CREATE TABLE exchange_outbox (
+    peer      TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    id        BLOB NOT NULL UNIQUE,
+    epoch     INTEGER NOT NULL,
+    referral  BLOB NOT NULL,
+    position  INTEGER NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (peer, seq)
+) STRICT;
+CREATE TABLE exchange_edges (
+    peer        TEXT PRIMARY KEY,
+    out_last    INTEGER NOT NULL DEFAULT 0,
+    out_acked   INTEGER NOT NULL DEFAULT 0,
+    in_applied  INTEGER NOT NULL DEFAULT 0,
+    in_epoch    INTEGER NOT NULL DEFAULT 0
+) STRICT;
+"#,
 ];
 
 /// The schema version this build writes.

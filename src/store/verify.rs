@@ -2,7 +2,7 @@
 //! store's integrity checks, so a primary and its standby can be compared in one call each.
 //!
 //! The digest is SHA-256 over the rows of every table that is state (tickets, notes, links,
-//! timers, operators, peers, live idempotency records), each table in a fixed order, each value
+//! timers, operators, peers, referrals, the exchange outbox and marks, live idempotency records), each table in a fixed order, each value
 //! with a type tag and a length. Two nodes at the same position have the same digest exactly when
 //! their state is the same. Node-local things (the node's name, its role, SQLite's rowids, the FTS
 //! index's internals) are not part of it. Idempotency records expired as of the log's last event
@@ -69,6 +69,19 @@ const TABLES: &[(&str, &str)] = &[
          FROM operators ORDER BY name",
     ),
     ("peers", "SELECT site, doc FROM peers ORDER BY site"),
+    (
+        "referrals",
+        "SELECT id, side, peer, ticket_id, state, updated_at, doc FROM referrals ORDER BY id",
+    ),
+    (
+        "exchange_outbox",
+        "SELECT peer, seq, id, epoch, referral, position, body FROM exchange_outbox
+         ORDER BY peer, seq",
+    ),
+    (
+        "exchange_edges",
+        "SELECT peer, out_last, out_acked, in_applied, in_epoch FROM exchange_edges ORDER BY peer",
+    ),
     (
         "idempotency",
         "SELECT key, response, at, request_sha256 FROM idempotency WHERE at >= ?1 ORDER BY key",

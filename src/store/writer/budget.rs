@@ -54,6 +54,10 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         } => name.len() + password_hash.len(),
         WriteOp::Timer { which, .. } => which.len(),
         WriteOp::WatchQueues { name, queues } => name.len() + queues.len(),
+        WriteOp::Refer(r) => json_len(r),
+        WriteOp::Referral { id, action } => id.len() + action.text().len(),
+        WriteOp::Inbound { peer, bytes, .. } => peer.len() + bytes,
+        WriteOp::ExchangeAcked { peer, .. } => peer.len(),
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)

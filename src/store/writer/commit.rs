@@ -33,6 +33,7 @@ pub(super) struct WriterState {
     pub(super) timers_changed: Arc<Notify>,
     pub(super) operators_generation: Arc<AtomicU64>,
     pub(super) peers_changed: Arc<Notify>,
+    pub(super) outbox_changed: Arc<Notify>,
     pub(super) stats: Arc<WriterStats>,
     #[cfg(test)]
     pub(super) faults: Arc<super::Faults>,
@@ -48,6 +49,8 @@ pub(super) struct Effects {
     pub(super) replicated: bool,
     /// The role or epoch changed.
     pub(super) role: bool,
+    /// Messages were queued for a partner.
+    pub(super) exchange: bool,
 }
 
 impl Effects {
@@ -75,6 +78,7 @@ impl Effects {
         self.timers |= other.timers;
         self.operators |= other.operators;
         self.peers |= other.peers;
+        self.exchange |= other.exchange;
     }
 }
 impl WriterState {
@@ -97,6 +101,7 @@ impl WriterState {
             timers_changed: Arc::new(Notify::new()),
             operators_generation: Arc::new(AtomicU64::new(0)),
             peers_changed: Arc::new(Notify::new()),
+            outbox_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
             #[cfg(test)]
             faults: Arc::default(),
@@ -170,6 +175,11 @@ impl WriterState {
             if effects.peers {
                 self.peers_changed.notify_waiters();
                 self.peers_changed.notify_one();
+                // A peer added again resumes its orphaned referrals.
+                self.outbox_changed.notify_waiters();
+            }
+            if effects.exchange {
+                self.outbox_changed.notify_waiters();
             }
         }
         for (p, result) in batch.drain(..).zip(results) {

@@ -10,10 +10,12 @@
 //! - [`budget`]: the byte budgets of the queue and of a batch;
 //! - [`queue`]: the thread's loop, taking jobs off the queue into a batch;
 //! - [`commit`]: the batch's transaction, its commit, and what is published after it;
-//! - [`request`]: what one request decides, stamps and applies inside the transaction.
+//! - [`request`]: what one request decides, stamps and applies inside the transaction;
+//! - [`exchange`]: the referral exchange's writes (refer, act, a partner's message, an ack).
 
 pub mod budget;
 mod commit;
+mod exchange;
 mod queue;
 mod request;
 
@@ -143,6 +145,37 @@ pub enum WriteOp {
     /// Run FTS5's `integrity-check` on the search indexes (a check, not a change; it runs on
     /// the writer because SQLite takes the write lock for it).
     CheckSearchIndex,
+    /// Refer a ticket to a partner site: the referral, our ticket's move to `referred` and the
+    /// `Refer` message for the outbox, in one transaction.
+    Refer(Box<crate::exchange::action::ReferTicket>),
+    /// An operator's action on referral `id` (its id or a unique prefix of it).
+    Referral {
+        /// The referral.
+        id: String,
+        /// What to do.
+        action: crate::exchange::action::ReferralAction,
+    },
+    /// A message from partner site `peer` (authenticated by the transport), `bytes` long as
+    /// encoded: decided, applied and the peer's mark advanced in one transaction; answered
+    /// with the wire answer.
+    Inbound {
+        /// The sending site.
+        peer: String,
+        /// The message's encoded size.
+        bytes: usize,
+        /// The message.
+        message: Box<crate::wire::exchange::Message>,
+    },
+    /// Partner site `peer` took our messages up to `up_to` (with `refused` when it consumed
+    /// the last one without applying it).
+    ExchangeAcked {
+        /// The receiving site.
+        peer: String,
+        /// The highest contiguous sequence it has taken.
+        up_to: u64,
+        /// Why it did not apply the message, if it did not.
+        refused: Option<crate::wire::exchange::ExchangeCode>,
+    },
 }
 
 /// The answer to a write.
@@ -185,6 +218,28 @@ pub enum WriteOutcome {
         /// `ok` or the error.
         search_index: String,
     },
+    /// A referral was made or moved.
+    Referral(ReferralAck),
+    /// The answer to a partner's message.
+    Exchange {
+        /// What the partner is told.
+        answer: crate::wire::exchange::Answer,
+    },
+}
+
+/// What a referral write answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferralAck {
+    /// The referral id.
+    pub referral: Uuid,
+    /// The partner site.
+    pub peer: String,
+    /// Our ticket's number.
+    pub ticket: i64,
+    /// The referral's state after the write.
+    pub referral_state: String,
+    /// Site positions of the events written.
+    pub events: Vec<i64>,
 }
 
 /// What a ticket write answers: the ticket's number, id, status, and the site positions of the
@@ -230,6 +285,9 @@ pub struct Writer {
     pub operators_generation: Arc<AtomicU64>,
     /// Notified when the peer registry changes, so the transport reloads its policy and pins.
     pub peers_changed: Arc<Notify>,
+    /// Notified (all waiters) when messages are queued for partners, so the outbox workers
+    /// look at their peer's outbox.
+    pub outbox_changed: Arc<Notify>,
     /// The site position of the last committed event.
     pub head: watch::Receiver<i64>,
     /// The node's role and epoch as last committed.
@@ -268,6 +326,7 @@ impl Writer {
         let timers_changed = Arc::new(Notify::new());
         let operators_generation = Arc::new(AtomicU64::new(0));
         let peers_changed = Arc::new(Notify::new());
+        let outbox_changed = Arc::new(Notify::new());
         let stats = Arc::new(WriterStats::default());
         // Room for every statement of the applier and the writer: none is prepared twice.
         conn.set_prepared_statement_cache_capacity(64);
@@ -279,6 +338,7 @@ impl Writer {
         state.timers_changed = timers_changed.clone();
         state.operators_generation = operators_generation.clone();
         state.peers_changed = peers_changed.clone();
+        state.outbox_changed = outbox_changed.clone();
         state.stats = stats.clone();
         #[cfg(test)]
         let faults = state.faults.clone();
@@ -294,6 +354,7 @@ impl Writer {
             timers_changed,
             operators_generation,
             peers_changed,
+            outbox_changed,
             head,
             role,
             stats,

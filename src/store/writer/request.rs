@@ -48,6 +48,8 @@ impl InBatch<'_> {
         let now = clock::now();
         match &req.op {
             WriteOp::Replicate(_) | WriteOp::Promote | WriteOp::Fence { .. } => {}
+            // A partner is answered with the exchange's own codes (not primary, fenced).
+            WriteOp::Inbound { .. } => {}
             WriteOp::CheckSearchIndex => return self.check_search_index(),
             // Only the primary decides: every other write is refused, naming the primary.
             _ => self.log.role.may_write().map_err(StoreError::NotPrimary)?,
@@ -80,7 +82,7 @@ impl InBatch<'_> {
     }
 
     /// Stamps and applies one event written here.
-    fn emit(
+    pub(super) fn emit(
         &mut self,
         ticket: Option<Uuid>,
         kind: EventKind,
@@ -209,7 +211,16 @@ impl InBatch<'_> {
                 let events = command::decide(&t, command, &ctx)?;
                 let events =
                     crate::store::facts::complete(self.conn, actor, &t, Some(command), events)?;
-                self.ticket_events(t, events, actor, now)
+                // Partners hear of shared notes and status moves of referred tickets, in this
+                // same transaction (the check is one index probe for tickets never referred).
+                let told =
+                    crate::store::exchange::has_referrals(self.conn, t.id)?.then(|| events.clone());
+                let id = t.id;
+                let out = self.ticket_events(t, events, actor, now)?;
+                if let Some(kinds) = told {
+                    self.after_ticket_command(id, &kinds, actor, now)?;
+                }
+                Ok(out)
             }
             WriteOp::Link {
                 number,
@@ -391,6 +402,18 @@ impl InBatch<'_> {
                 })
             }
             WriteOp::CheckSearchIndex => self.check_search_index(),
+            WriteOp::Refer(req) => self.refer(req, actor, now),
+            WriteOp::Referral { id, action } => self.act_on_referral(id, action, actor, now),
+            WriteOp::Inbound {
+                peer,
+                bytes,
+                message,
+            } => self.inbound(peer, *bytes, message, now),
+            WriteOp::ExchangeAcked {
+                peer,
+                up_to,
+                refused,
+            } => self.acked(peer, *up_to, *refused, now),
         }
     }
 }

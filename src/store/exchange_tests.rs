@@ -1,0 +1,384 @@
+//! The exchange's store side on real SQLite files: two sites' stores in one process, messages
+//! carried between their outboxes and their `Inbound` writes by hand (the transport is tested
+//! with real nodes in `tests/it/exchange.rs`).
+
+use super::exchange::{edge, list_referrals, outbox_after};
+use super::tests::{create, open, req};
+use super::*;
+use crate::exchange::action::{ReferTicket, ReferralAction};
+use crate::model::command::Command;
+use crate::model::lifecycle::Status;
+use crate::model::peer::PeerOp;
+use crate::wire::exchange::{Answer, Body, ExchangeCode, Message};
+
+fn add_peer(store: &Store, site: &str) {
+    store
+        .writer
+        .write_blocking(req(WriteOp::Peer(PeerOp::Add {
+            site: site.into(),
+            addrs: vec!["127.0.0.1:9".into()],
+            pins: vec![],
+            exchange: true,
+            standby: false,
+        })))
+        .unwrap();
+}
+
+struct Sites {
+    _dir: tempfile::TempDir,
+    a: Store,
+    b: Store,
+}
+
+fn sites() -> Sites {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    let a = open(&dir.path().join("a"), "noc-a");
+    let b = open(&dir.path().join("b"), "telco-b");
+    add_peer(&a, "telco-b");
+    add_peer(&b, "noc-a");
+    Sites { _dir: dir, a, b }
+}
+
+/// Messages `from` has queued for `peer` and not had acknowledged.
+fn pending(from: &Store, peer: &str) -> Vec<Message> {
+    let peer = peer.to_string();
+    from.reader
+        .read_blocking(move |c| {
+            let (out, _) = edge(c, &peer)?;
+            outbox_after(c, &peer, out.acked, i64::MAX, 1000)
+        })
+        .unwrap()
+}
+
+fn deliver(to: &Store, from_site: &str, msg: &Message) -> Answer {
+    let bytes = crate::wire::codec::encode(msg).unwrap().len();
+    match to
+        .writer
+        .write_blocking(req(WriteOp::Inbound {
+            peer: from_site.into(),
+            bytes,
+            message: Box::new(msg.clone()),
+        }))
+        .unwrap()
+    {
+        WriteOutcome::Exchange { answer } => answer,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Carries everything queued at `from` (site `from_site`) to `to` (site `to_site`) and the
+/// acknowledgements back, as the outbox worker does; returns how many messages went.
+fn pump(from: &Store, from_site: &str, to: &Store, to_site: &str) -> usize {
+    let msgs = pending(from, to_site);
+    for m in &msgs {
+        let (up_to, refused) = match deliver(to, from_site, m) {
+            Answer::Ack { up_to } => (up_to, None),
+            Answer::Refused(r) => (m.seq, Some(r.code)),
+        };
+        from.writer
+            .write_blocking(req(WriteOp::ExchangeAcked {
+                peer: to_site.into(),
+                up_to,
+                refused,
+            }))
+            .unwrap();
+    }
+    msgs.len()
+}
+
+impl Sites {
+    fn settle(&self) {
+        while pump(&self.a, "noc-a", &self.b, "telco-b")
+            + pump(&self.b, "telco-b", &self.a, "noc-a")
+            > 0
+        {}
+    }
+}
+
+fn referrals(store: &Store) -> Vec<exchange::ReferralRow> {
+    store
+        .reader
+        .read_blocking(|c| list_referrals(c, None, crate::model::clock::now()))
+        .unwrap()
+}
+
+fn status(store: &Store, number: i64) -> Status {
+    store
+        .reader
+        .read_blocking(move |c| writer::ticket_by_number(c, number))
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+fn refer(store: &Store, number: i64, to: &str) -> Result<WriteOutcome, StoreError> {
+    store
+        .writer
+        .write_blocking(req(WriteOp::Refer(Box::new(ReferTicket {
+            number,
+            to: to.into(),
+            respond_by: None,
+            note: Some("please check your side".into()),
+        }))))
+}
+
+fn act(store: &Store, id: &str, action: ReferralAction) -> Result<WriteOutcome, StoreError> {
+    store.writer.write_blocking(req(WriteOp::Referral {
+        id: id.into(),
+        action,
+    }))
+}
+
+fn ticket_cmd(store: &Store, number: i64, command: Command) {
+    store
+        .writer
+        .write_blocking(req(WriteOp::Ticket { number, command }))
+        .unwrap();
+}
+
+fn note_texts(store: &Store, number: i64) -> Vec<String> {
+    store
+        .reader
+        .read_blocking(move |c| {
+            Ok(c.prepare(
+                "SELECT n.text FROM notes n JOIN tickets t ON t.id = n.ticket_id
+                 WHERE t.number = ?1 ORDER BY n.event_seq",
+            )?
+            .query_map([number], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn refer_accept_progress_resolve_close_between_two_stores() {
+    let s = sites();
+    let t = create(&s.a, "LON-PAR-3 down");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    assert_eq!(status(&s.a, t.number), Status::Referred);
+    assert_eq!(referrals(&s.a)[0].state, "queued");
+    s.settle();
+    // B opened its own ticket, in its own number space, linked by the referral id.
+    let theirs = &referrals(&s.b)[0];
+    assert_eq!(theirs.partner_ref.as_deref(), Some("noc-a#1"));
+    assert_eq!(theirs.state, "delivered");
+    let ours = &referrals(&s.a)[0];
+    assert_eq!(ours.id, theirs.id);
+    assert_eq!(ours.partner_ref, Some(format!("telco-b#{}", theirs.ticket)));
+    assert_eq!(ours.state, "delivered");
+    let id = ours.id.to_string();
+    // Only the handler accepts.
+    let e = act(&s.a, &id, ReferralAction::Accept).unwrap_err();
+    assert!(e.to_string().contains("only the handling side"), "{e}");
+    act(&s.b, &id[..8], ReferralAction::Accept).unwrap();
+    s.settle();
+    assert_eq!(referrals(&s.a)[0].state, "accepted");
+    // Progress both ways: shared notes cross, internal ones never do.
+    ticket_cmd(
+        &s.b,
+        theirs.ticket,
+        Command::Note {
+            text: "dispatched field tech".into(),
+            shared: true,
+            happened_at: None,
+        },
+    );
+    ticket_cmd(
+        &s.b,
+        theirs.ticket,
+        Command::Note {
+            text: "SECRET internal".into(),
+            shared: false,
+            happened_at: None,
+        },
+    );
+    assert!(pending(&s.b, "noc-a")
+        .iter()
+        .all(|m| !format!("{m:?}").contains("SECRET")));
+    s.settle();
+    let notes = note_texts(&s.a, t.number);
+    assert!(
+        notes.contains(&"[telco-b] dispatched field tech".to_string()),
+        "{notes:?}"
+    );
+    assert!(!notes.iter().any(|n| n.contains("SECRET")));
+    // The partner resolves its own ticket: we see it, and confirm.
+    ticket_cmd(
+        &s.b,
+        theirs.ticket,
+        Command::Resolve {
+            resolution: "spliced fibre".into(),
+            component: Some("span 4".into()),
+            escalated_to: None,
+        },
+    );
+    s.settle();
+    assert_eq!(referrals(&s.a)[0].state, "resolved");
+    act(&s.a, &id, ReferralAction::Close).unwrap();
+    s.settle();
+    assert_eq!(referrals(&s.b)[0].state, "closed");
+    assert_eq!(status(&s.b, theirs.ticket), Status::Closed);
+    assert_eq!(
+        status(&s.a, t.number),
+        Status::Open,
+        "our ticket is back with us"
+    );
+}
+
+#[test]
+fn duplicates_are_acked_gaps_refused_and_strangers_not_party() {
+    let s = sites();
+    let t = create(&s.a, "down");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    let first = pending(&s.a, "telco-b").remove(0);
+    assert_eq!(deliver(&s.b, "noc-a", &first), Answer::Ack { up_to: 1 });
+    // Replayed: acknowledged again, applied once.
+    assert_eq!(deliver(&s.b, "noc-a", &first), Answer::Ack { up_to: 1 });
+    assert_eq!(referrals(&s.b).len(), 1);
+    // A gap: refused with the sequence expected.
+    let mut later = first.clone();
+    later.seq = 5;
+    let Answer::Refused(r) = deliver(&s.b, "noc-a", &later) else {
+        panic!("a gap is refused")
+    };
+    assert_eq!((r.code, r.expected), (ExchangeCode::OutOfOrder, Some(2)));
+    // A third site naming a referral it is not party to.
+    add_peer(&s.b, "carrier-c");
+    let stranger = Message {
+        seq: 1,
+        body: Body::Cancel { reason: "x".into() },
+        ..first.clone()
+    };
+    let Answer::Refused(r) = deliver(&s.b, "carrier-c", &stranger) else {
+        panic!("not party")
+    };
+    assert_eq!(r.code, ExchangeCode::NotParty);
+    assert_eq!(referrals(&s.b)[0].state, "delivered");
+    // Nonsense in the state: "resolved" from the referrer is refused, consumed once.
+    let nonsense = Message {
+        seq: 2,
+        body: Body::Resolved {
+            resolution: "x".into(),
+            component: None,
+        },
+        ..first.clone()
+    };
+    let Answer::Refused(r) = deliver(&s.b, "noc-a", &nonsense) else {
+        panic!("nonsense")
+    };
+    assert_eq!(r.code, ExchangeCode::InvalidState);
+    assert_eq!(deliver(&s.b, "noc-a", &nonsense), Answer::Ack { up_to: 2 });
+    // An unknown referral id at the CLI: a clear refusal.
+    let e = act(&s.b, "abcdef12", ReferralAction::Accept).unwrap_err();
+    assert!(e.to_string().contains("no referral"), "{e}");
+    assert!(e.is_user_error());
+}
+
+#[test]
+fn reject_returns_our_ticket_and_cancel_reaches_the_partner() {
+    let s = sites();
+    let t = create(&s.a, "down");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let id = referrals(&s.a)[0].id.to_string();
+    act(
+        &s.b,
+        &id,
+        ReferralAction::Reject {
+            reason: "not our circuit".into(),
+        },
+    )
+    .unwrap();
+    s.settle();
+    assert_eq!(referrals(&s.a)[0].state, "rejected");
+    assert_eq!(status(&s.a, t.number), Status::Open);
+    // Referred again, then cancelled.
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let again = referrals(&s.a)[0].id.to_string();
+    act(
+        &s.a,
+        &again,
+        ReferralAction::Cancel {
+            reason: "fixed by the customer".into(),
+        },
+    )
+    .unwrap();
+    s.settle();
+    let theirs = referrals(&s.b);
+    assert_eq!(theirs[0].state, "cancelled");
+    assert_eq!(status(&s.a, t.number), Status::Open);
+}
+
+#[test]
+fn a_promoted_standby_continues_the_sequence() {
+    let s = sites();
+    let t = create(&s.a, "down");
+    let u = create(&s.a, "also down");
+    // A standby of A, cloned before any referral, then fed A's log.
+    let standby_path = s._dir.path().join("a-standby.db");
+    s.a.snapshot_into(&standby_path).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&standby_path).unwrap();
+        site_log::make_standby(&conn, "standby", "primary").unwrap();
+    }
+    let standby = Store::open(
+        &standby_path,
+        NodeStamp {
+            site: "noc-a".into(),
+            node: "standby".into(),
+        },
+        &crate::config::StoreSection::default(),
+        &crate::config::LimitsSection::default(),
+    )
+    .unwrap();
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let head = *standby.writer.head.borrow();
+    let envelopes =
+        s.a.reader
+            .read_blocking(move |c| ship::envelopes_after(c, head, 100_000))
+            .unwrap();
+    assert!(envelopes.iter().any(|e| e.kind == "exchange"));
+    standby
+        .writer
+        .write_blocking(req(WriteOp::Replicate(envelopes)))
+        .unwrap();
+    assert_eq!(
+        standby.verify_blocking().unwrap().digest,
+        s.a.verify_blocking().unwrap().digest,
+        "the referral, the outbox and the marks are state of the site"
+    );
+    // A standby answers a partner with not primary and takes nothing.
+    let probe = Message {
+        seq: 1,
+        id: [9; 16],
+        epoch: 1,
+        referral: [8; 16],
+        body: Body::Accepted,
+    };
+    let Answer::Refused(r) = deliver(&standby, "telco-b", &probe) else {
+        panic!("a standby takes no partner message")
+    };
+    assert_eq!(r.code, ExchangeCode::NotPrimary);
+    // Promoted, it refers the next ticket with the next sequence of the edge.
+    standby
+        .writer
+        .write_blocking(req(WriteOp::Promote))
+        .unwrap();
+    refer(&standby, u.number, "telco-b").unwrap();
+    let next = pending(&standby, "telco-b");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].seq, 2);
+    assert_eq!(next[0].epoch, 2);
+    assert_eq!(deliver(&s.b, "noc-a", &next[0]), Answer::Ack { up_to: 2 });
+    // The deposed primary's later message is stale.
+    refer(&s.a, u.number, "telco-b").unwrap();
+    let old = pending(&s.a, "telco-b");
+    let Answer::Refused(r) = deliver(&s.b, "noc-a", &old[0]) else {
+        panic!("stale")
+    };
+    assert_eq!(r.code, ExchangeCode::StaleEpoch);
+}

@@ -1,0 +1,690 @@
+//! The referral exchange's writes, inside the batch's transaction: an operator refers a ticket
+//! or acts on a referral, a ticket command that partners must hear about (a shared note, a
+//! resolution, a status move), a partner's message, a partner's acknowledgement.
+//!
+//! Every decision is made by the pure functions of [`crate::exchange`]; this module reads what
+//! they need, and writes what they decide as events of the site's log: the referral's step, the
+//! messages for the outbox (already filtered by the peer's policy) and the effects on our
+//! ticket, all in the request's one transaction. A partner's message becomes our own events
+//! plus the advance of that peer's mark, never events of another site.
+
+use uuid::Uuid;
+
+use super::request::InBatch;
+use super::{ReferralAck, WriteOutcome};
+use crate::exchange::action::{ReferTicket, ReferralAction};
+use crate::exchange::forward::{self, Edge};
+use crate::exchange::inbound::{self, Inbound};
+use crate::exchange::record::{short, ExchangeRecord};
+use crate::exchange::referral::{self, Effect, Referral, Side, Step};
+use crate::exchange::SharingPolicy;
+use crate::model::clock::Millis;
+use crate::model::command::{CommandError, DEFAULT_QUEUE};
+use crate::model::event::{EventKind, NewTicket};
+use crate::model::lifecycle::Status;
+use crate::model::peer::{PeerRecord, PeerState};
+use crate::model::role::NodeRole;
+use crate::model::ticket::{Contact, TicketType};
+use crate::store::apply::load_ticket;
+use crate::store::exchange as tables;
+use crate::store::{query, StoreError};
+use crate::wire::exchange::{Answer, Body, ExchangeCode, Message, PartnerStatus, Refused};
+
+/// Longest reason, question or first note an operator may send with a referral action.
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+fn refused(msg: impl Into<String>) -> StoreError {
+    StoreError::Command(CommandError::Refused(msg.into()))
+}
+
+fn not_found(msg: impl Into<String>) -> StoreError {
+    StoreError::Command(CommandError::NotFound(msg.into()))
+}
+
+/// The text of the escalation alarm a referral with a respond-by time sets on our ticket.
+fn escalation_text(r: &Referral) -> String {
+    format!(
+        "referral {} to {}: no answer by the respond-by time: escalate",
+        short(r.id),
+        r.peer
+    )
+}
+
+impl InBatch<'_> {
+    fn exchange_event(
+        &mut self,
+        ticket: Option<Uuid>,
+        record: ExchangeRecord,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        self.emit(ticket, EventKind::Exchange { record }, actor, now)
+    }
+
+    /// A peer we may exchange with: in the registry, accepted, with the exchange permission.
+    fn exchange_peer(&self, site: &str) -> Result<PeerRecord, StoreError> {
+        let peer = query::peer(self.conn, site)?
+            .ok_or_else(|| not_found(format!("no peer {site:?} (see `ttx peer list`)")))?;
+        if peer.state != PeerState::Accepted || !peer.exchange {
+            return Err(refused(format!(
+                "peer {site:?} may not exchange referrals (it is {}{}): see `ttx peer add`",
+                peer.state.as_str(),
+                if peer.exchange {
+                    ""
+                } else {
+                    ", without the exchange permission"
+                }
+            )));
+        }
+        Ok(peer)
+    }
+
+    /// The policy for a peer, or `None` when it is not (or no longer) in the registry.
+    fn policy_of(&self, site: &str) -> Result<Option<SharingPolicy>, StoreError> {
+        Ok(query::peer(self.conn, site)?.map(|p| p.sharing))
+    }
+
+    /// `ttx refer`: a new referral of ticket `req.number` to `req.to`.
+    pub(super) fn refer(
+        &mut self,
+        req: &ReferTicket,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let t = super::request::ticket_by_number(self.conn, req.number)?
+            .ok_or_else(|| not_found(format!("no ticket {}", req.number)))?;
+        if req.to == self.stamp.site {
+            return Err(refused("a ticket cannot be referred to its own site"));
+        }
+        let peer = self.exchange_peer(&req.to)?;
+        if let Some(note) = &req.note {
+            if note.len() > MAX_TEXT_BYTES {
+                return Err(StoreError::Command(CommandError::Invalid(format!(
+                    "the note is {} bytes: at most {MAX_TEXT_BYTES}",
+                    note.len()
+                ))));
+            }
+        }
+        let open = tables::referrals_of_ticket(self.conn, t.id)?
+            .into_iter()
+            .find(|r| r.side == Side::Out && r.peer == req.to && !r.state.is_final());
+        if let Some(r) = open {
+            return Err(refused(format!(
+                "ticket {} is already referred to {} (referral {}, {})",
+                t.number,
+                req.to,
+                short(r.id),
+                r.state.as_str()
+            )));
+        }
+        if t.status != Status::Referred {
+            t.status
+                .check_transition(Status::Referred)
+                .map_err(|e| refused(format!("ticket {}: {e}", t.number)))?;
+        }
+        let header = peer
+            .sharing
+            .refer_header(&t, req.respond_by, req.note.clone());
+        let step = referral::refer(Uuid::now_v7(), t.id, &req.to, header, now);
+        let mut events = Vec::new();
+        if t.status != Status::Referred {
+            let kind = EventKind::StatusChanged {
+                from: t.status,
+                to: Status::Referred,
+            };
+            events.push(self.emit(Some(t.id), kind, actor, now)?);
+        }
+        let r = step.referral.clone();
+        events.extend(self.write_step(step, None, actor, now)?);
+        if let Some(due_at) = r.escalation_at() {
+            let kind = EventKind::TimerSet {
+                timer_id: Uuid::now_v7(),
+                due_at,
+                text: escalation_text(&r),
+            };
+            events.push(self.emit(Some(t.id), kind, actor, now)?);
+        }
+        Ok(referral_ack(&r, t.number, events))
+    }
+
+    /// Finds a referral by its id or a unique prefix of it.
+    fn find_referral(&self, id: &str) -> Result<Referral, StoreError> {
+        let unknown = || {
+            not_found(format!(
+                "no referral {id:?} (see `ttx referrals` for the ids)"
+            ))
+        };
+        if let Ok(uuid) = Uuid::parse_str(id) {
+            return tables::referral(self.conn, uuid)?.ok_or_else(unknown);
+        }
+        let mut found = tables::referrals_by_prefix(self.conn, id)?;
+        match found.len() {
+            0 => Err(unknown()),
+            1 => Ok(found.remove(0)),
+            _ => Err(StoreError::Command(CommandError::Invalid(format!(
+                "referral id {id:?} is ambiguous: give more of it"
+            )))),
+        }
+    }
+
+    /// `ttx referral accept|reject|close|reopen|cancel|ask ID`.
+    pub(super) fn act_on_referral(
+        &mut self,
+        id: &str,
+        action: &ReferralAction,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        if action.text().len() > MAX_TEXT_BYTES {
+            return Err(StoreError::Command(CommandError::Invalid(format!(
+                "the text is {} bytes: at most {MAX_TEXT_BYTES}",
+                action.text().len()
+            ))));
+        }
+        let r = self.find_referral(id)?;
+        if self.policy_of(&r.peer)?.is_none() && !matches!(action, ReferralAction::Cancel { .. }) {
+            return Err(refused(format!(
+                "referral {} is orphaned: peer {} is not in the registry (add it again to resume, or cancel the referral)",
+                short(r.id),
+                r.peer
+            )));
+        }
+        let step = referral::act(&r, action.body(), now)
+            .map_err(|e| refused(format!("referral {}: {e}", short(r.id))))?;
+        let t = load_ticket(self.conn, r.ticket)?
+            .ok_or_else(|| StoreError::Corrupt(format!("referral {} has no ticket", r.id)))?;
+        let mut events = Vec::new();
+        // The handler's own ticket follows its decision: a rejected referral's ticket is
+        // cancelled (there is nothing for us to do), an accepted one is open work.
+        let own = match action {
+            ReferralAction::Reject { reason } if t.status.is_active() => Some(Status::Cancelled)
+                .filter(|_| t.status.check_transition(Status::Cancelled).is_ok())
+                .map(|to| (to, reason.clone())),
+            ReferralAction::Accept if t.status == Status::New => {
+                Some((Status::Open, String::new()))
+            }
+            _ => None,
+        };
+        let state = step.referral.clone();
+        events.extend(self.write_step(step, None, actor, now)?);
+        if let Some((to, _)) = own {
+            let kind = EventKind::StatusChanged { from: t.status, to };
+            events.push(self.emit(Some(t.id), kind, actor, now)?);
+        }
+        Ok(referral_ack(&state, t.number, events))
+    }
+
+    /// Writes one step of a referral: the referral as it now stands with its history lines, the
+    /// messages it sends (each with the peer's next sequence), and its effects on our ticket.
+    /// `arrived_on` is the referral a partner note came in on (so it is not sent back there).
+    fn write_step(
+        &mut self,
+        step: Step,
+        arrived_on: Option<Uuid>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Vec<i64>, StoreError> {
+        let Step {
+            referral: r,
+            send,
+            effects,
+        } = step;
+        let before = tables::referral(self.conn, r.id)?;
+        let mut lines = Vec::new();
+        let mut notes = Vec::new();
+        let mut kinds = Vec::new();
+        let t = load_ticket(self.conn, r.ticket)?
+            .ok_or_else(|| StoreError::Corrupt(format!("referral {} has no ticket", r.id)))?;
+        for effect in effects {
+            match effect {
+                Effect::History(line) => lines.push(line),
+                Effect::Alert(text) => kinds.push(EventKind::TimerSet {
+                    timer_id: Uuid::now_v7(),
+                    due_at: now,
+                    text,
+                }),
+                Effect::TicketBack { reason } => {
+                    let others_open = tables::referrals_of_ticket(self.conn, t.id)?
+                        .iter()
+                        .any(|o| o.id != r.id && o.side == Side::Out && !o.state.is_final());
+                    if t.status == Status::Referred && !others_open {
+                        kinds.push(EventKind::StatusChanged {
+                            from: Status::Referred,
+                            to: Status::Open,
+                        });
+                    }
+                    lines.push(reason);
+                }
+                Effect::ReopenTicket { reason } => {
+                    if matches!(t.status, Status::Resolved | Status::Closed) {
+                        kinds.push(EventKind::Reopened {
+                            reason: reason.clone(),
+                        });
+                    }
+                    lines.push(reason);
+                }
+                Effect::CloseTicket => {
+                    if t.status == Status::Resolved {
+                        kinds.push(EventKind::Closed { checked_by: None });
+                    }
+                }
+                Effect::PartnerNote(note) => notes.push(note),
+            }
+        }
+        let mut events = Vec::new();
+        let record = ExchangeRecord::Referral {
+            referral: r.clone(),
+            lines,
+        };
+        events.push(self.exchange_event(Some(r.ticket), record, actor, now)?);
+        for body in send {
+            events.push(self.queue(&r, body, actor, now)?);
+        }
+        for kind in kinds {
+            events.push(self.emit(Some(r.ticket), kind, actor, now)?);
+        }
+        if before.is_some_and(|b| b.escalation_at().is_some()) && r.escalation_at().is_none() {
+            events.extend(self.cancel_escalation(&r, actor, now)?);
+        }
+        for note in notes {
+            events.extend(self.partner_note(&r, note, arrived_on, actor, now)?);
+        }
+        Ok(events)
+    }
+
+    /// Queues `body` for the referral's peer with the peer's next sequence.
+    fn queue(
+        &mut self,
+        r: &Referral,
+        body: Body,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let (out, _) = tables::edge(self.conn, &r.peer)?;
+        let record = ExchangeRecord::Queued {
+            peer: r.peer.clone(),
+            seq: out.last + 1,
+            id: Uuid::now_v7(),
+            epoch: self.log.role.epoch,
+            referral: r.id,
+            body,
+        };
+        self.effects.exchange = true;
+        self.exchange_event(Some(r.ticket), record, actor, now)
+    }
+
+    fn cancel_escalation(
+        &mut self,
+        r: &Referral,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Vec<i64>, StoreError> {
+        let pending: Vec<Uuid> = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM timers WHERE ticket_id = ?1 AND text = ?2
+                 AND fired_at IS NULL AND cancelled_at IS NULL",
+            )?
+            .query_map(
+                rusqlite::params![r.ticket.as_bytes(), escalation_text(r)],
+                |row| row.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        let mut events = Vec::new();
+        for timer_id in pending {
+            let kind = EventKind::TimerCancelled {
+                timer_id,
+                reason: format!("{} answered the referral", r.peer),
+            };
+            events.push(self.emit(Some(r.ticket), kind, actor, now)?);
+        }
+        Ok(events)
+    }
+
+    /// The other referrals of `ticket` as forwarding sees them.
+    fn edges_of(&self, ticket: Uuid) -> Result<Vec<Edge>, StoreError> {
+        let mut edges = Vec::new();
+        for r in tables::referrals_of_ticket(self.conn, ticket)? {
+            let policy = self.policy_of(&r.peer)?;
+            edges.push(Edge {
+                referral: r.id,
+                peer: r.peer.clone(),
+                state: r.state,
+                orphaned: policy.is_none(),
+                shares_notes: policy.is_some_and(|p| p.passes_note(true)),
+            });
+        }
+        Ok(edges)
+    }
+
+    /// Sends `note` on every open edge of `ticket` but the one it came on, as each edge's state
+    /// allows.
+    fn forward_note(
+        &mut self,
+        ticket: Uuid,
+        note: &crate::wire::exchange::SharedNote,
+        arrived_on: Option<Uuid>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Vec<i64>, StoreError> {
+        let edges = self.edges_of(ticket)?;
+        let mut events = Vec::new();
+        for target in forward::targets(&edges, arrived_on, &note.origin_site, false) {
+            let Some(r) = tables::referral(self.conn, target)? else {
+                continue;
+            };
+            if let Ok(step) = referral::act(&r, Body::Note(note.clone()), now) {
+                events.extend(self.write_step(step, None, actor, now)?);
+            }
+        }
+        Ok(events)
+    }
+
+    /// A partner's shared note on referral `r`: into our ticket's history once per origin stamp,
+    /// and on along the chain.
+    fn partner_note(
+        &mut self,
+        r: &Referral,
+        note: crate::wire::exchange::SharedNote,
+        arrived_on: Option<Uuid>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Vec<i64>, StoreError> {
+        // Our own note come back around a triangle: we have it, and we sent it on already.
+        if note.origin_site == self.stamp.site {
+            return Ok(Vec::new());
+        }
+        let note_id = tables::partner_note_id(r.ticket, &note.origin_site, &note.origin_id);
+        if tables::note_exists(self.conn, note_id)? {
+            return Ok(Vec::new());
+        }
+        let kind = EventKind::NoteAdded {
+            note_id,
+            text: format!("[{}] {}", note.origin_site, note.text),
+            shared: true,
+            happened_at: None,
+        };
+        let mut events = vec![self.emit(Some(r.ticket), kind, actor, now)?];
+        events.extend(self.forward_note(r.ticket, &note, arrived_on.or(Some(r.id)), actor, now)?);
+        Ok(events)
+    }
+
+    /// What partners hear of a ticket command: a shared note goes to every open referral of the
+    /// ticket whose peer's policy shares notes (internal notes never); a resolution or a status
+    /// move of a ticket referred to us goes to its referrer.
+    pub(super) fn after_ticket_command(
+        &mut self,
+        ticket: Uuid,
+        kinds: &[EventKind],
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        for kind in kinds {
+            match kind {
+                EventKind::NoteAdded {
+                    note_id,
+                    text,
+                    shared: true,
+                    ..
+                } => {
+                    let note = crate::wire::exchange::SharedNote {
+                        origin_site: self.stamp.site.clone(),
+                        origin_id: *note_id.as_bytes(),
+                        author: actor.to_string(),
+                        at: now,
+                        text: text.clone(),
+                    };
+                    self.forward_note(ticket, &note, None, actor, now)?;
+                }
+                EventKind::Resolved {
+                    resolution,
+                    component,
+                    ..
+                } => self.tell_referrers(
+                    ticket,
+                    Body::Resolved {
+                        resolution: resolution.clone(),
+                        component: component.clone(),
+                    },
+                    actor,
+                    now,
+                )?,
+                EventKind::StatusChanged { to, .. } => {
+                    let status = match to {
+                        Status::Open => PartnerStatus::InProgress,
+                        Status::Pending | Status::Referred => PartnerStatus::Waiting,
+                        _ => continue,
+                    };
+                    self.tell_referrers(ticket, Body::Status { status }, actor, now)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `body` on every referral of `ticket` that was referred to us and takes it now.
+    fn tell_referrers(
+        &mut self,
+        ticket: Uuid,
+        body: Body,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        for r in tables::referrals_of_ticket(self.conn, ticket)? {
+            if r.side != Side::In || self.policy_of(&r.peer)?.is_none() {
+                continue;
+            }
+            if let Ok(step) = referral::act(&r, body.clone(), now) {
+                self.write_step(step, None, actor, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A message from partner site `peer`: decided by [`inbound::decide`], written with the
+    /// advance of the peer's mark, answered for the wire.
+    pub(super) fn inbound(
+        &mut self,
+        peer: &str,
+        bytes: usize,
+        msg: &Message,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let answer = |answer| Ok(WriteOutcome::Exchange { answer });
+        match &self.log.role.role {
+            NodeRole::Primary => {}
+            NodeRole::Standby { .. } => {
+                return answer(Answer::Refused(Refused::code(ExchangeCode::NotPrimary)))
+            }
+            NodeRole::Fenced { .. } => {
+                return answer(Answer::Refused(Refused {
+                    epoch: Some(self.log.role.epoch),
+                    ..Refused::code(ExchangeCode::Fenced)
+                }))
+            }
+        }
+        let Some(policy) = self.policy_of(peer)? else {
+            return answer(Answer::Refused(Refused::code(ExchangeCode::NotParty)));
+        };
+        let (_, mark) = tables::edge(self.conn, peer)?;
+        let id = Uuid::from_bytes(msg.referral);
+        let existing = tables::referral(self.conn, id)?;
+        let mut decision = inbound::decide(&mark, peer, msg, existing.as_ref(), now);
+        if policy.check_size(bytes).is_err()
+            && matches!(
+                decision,
+                Inbound::Open(_) | Inbound::Step(_) | Inbound::Consume(_)
+            )
+        {
+            decision = Inbound::Consume(ExchangeCode::TooLarge);
+        }
+        let actor = format!("exchange:{peer}");
+        let ticket = match decision {
+            Inbound::Duplicate => {
+                return answer(Answer::Ack {
+                    up_to: mark.applied,
+                })
+            }
+            Inbound::Refuse(r) => {
+                tracing::info!(%peer, seq = msg.seq, code = ?r.code, "partner message not taken");
+                return answer(Answer::Refused(r));
+            }
+            Inbound::Open(refer) => Some(self.open_for(peer, id, &refer, &policy, &actor, now)?),
+            Inbound::Step(step) => {
+                let ticket = step.referral.ticket;
+                self.write_step(step, None, &actor, now)?;
+                Some(ticket)
+            }
+            Inbound::Consume(code) => {
+                tracing::warn!(%peer, seq = msg.seq, referral = %id, message = msg.body.name(), code = ?code, "partner message refused");
+                let record = received(peer, msg, Some(code));
+                self.exchange_event(None, record, &actor, now)?;
+                return answer(Answer::Refused(Refused::code(code)));
+            }
+        };
+        self.exchange_event(ticket, received(peer, msg, None), &actor, now)?;
+        answer(Answer::Ack { up_to: msg.seq })
+    }
+
+    /// Opens our own ticket for a partner's referral and takes the referral (accepted at once
+    /// when the peer's policy says so).
+    fn open_for(
+        &mut self,
+        peer: &str,
+        id: Uuid,
+        refer: &crate::wire::exchange::Refer,
+        policy: &SharingPolicy,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Uuid, StoreError> {
+        let field = |name: &str| {
+            refer
+                .fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let level = |l: Option<u8>| l.unwrap_or(3).clamp(1, 4);
+        let subject = refer.subject.trim();
+        let new = NewTicket {
+            ticket_type: TicketType::Trouble,
+            subject: if subject.is_empty() {
+                format!("referral from {peer}")
+            } else {
+                subject.to_string()
+            },
+            severity: level(refer.severity),
+            priority: level(refer.priority),
+            queue: DEFAULT_QUEUE.to_string(),
+            owner: None,
+            problem_start: refer.problem_start,
+            reporter: Contact {
+                org: Some(peer.to_string()),
+                ..Contact::default()
+            },
+            nodes: field("nodes")
+                .map(|n| n.split(", ").map(str::to_string).collect())
+                .unwrap_or_default(),
+            network: field("network"),
+            circuit: field("circuit"),
+        };
+        let number = self.log.next_number;
+        self.log.next_number += 1;
+        let ticket = Uuid::now_v7();
+        let kind = EventKind::TicketCreated {
+            number,
+            ticket: new,
+        };
+        self.emit(Some(ticket), kind, actor, now)?;
+        if !refer.fields.is_empty() {
+            let listed: Vec<String> = refer
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let kind = EventKind::NoteAdded {
+                note_id: Uuid::now_v7(),
+                text: format!("[{peer}] shared fields\n{}", listed.join("\n")),
+                shared: false,
+                happened_at: None,
+            };
+            self.emit(Some(ticket), kind, actor, now)?;
+        }
+        let step = referral::receive(id, peer, refer, ticket, number, policy.auto_accept, now);
+        self.write_step(step, None, actor, now)?;
+        Ok(ticket)
+    }
+
+    /// Partner site `peer` took our messages up to `up_to`.
+    pub(super) fn acked(
+        &mut self,
+        peer: &str,
+        up_to: u64,
+        code: Option<ExchangeCode>,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let (mut out, _) = tables::edge(self.conn, peer)?;
+        // Which referral the refused message was about, before the ack drops it from the outbox.
+        let refused_on: Option<(Uuid, String)> = match code {
+            Some(_) => self
+                .conn
+                .prepare_cached(
+                    "SELECT r.ticket_id, o.body FROM exchange_outbox o
+                     JOIN referrals r ON r.id = o.referral WHERE o.peer = ?1 AND o.seq = ?2",
+                )?
+                .query_row(rusqlite::params![peer, up_to as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .ok(),
+            None => None,
+        };
+        let moved = out
+            .ack(up_to)
+            .map_err(|e| refused(format!("peer {peer}: {e}")))?;
+        if moved {
+            let record = ExchangeRecord::Acked {
+                peer: peer.to_string(),
+                up_to,
+                refused: code,
+            };
+            self.exchange_event(None, record, "system", now)?;
+        }
+        if let (true, Some(code), Some((ticket, body))) = (moved, code, refused_on) {
+            let what = serde_json::from_str::<Body>(&body)
+                .map(|b| b.name())
+                .unwrap_or("message");
+            let kind = EventKind::TimerSet {
+                timer_id: Uuid::now_v7(),
+                due_at: now,
+                text: format!("{peer} refused our {what}: {}", code.text()),
+            };
+            self.emit(Some(ticket), kind, "system", now)?;
+        }
+        Ok(WriteOutcome::Applied {
+            applied: usize::from(moved),
+        })
+    }
+}
+
+fn received(peer: &str, msg: &Message, refused: Option<ExchangeCode>) -> ExchangeRecord {
+    ExchangeRecord::Received {
+        peer: peer.to_string(),
+        seq: msg.seq,
+        epoch: msg.epoch,
+        id: Uuid::from_bytes(msg.id),
+        referral: Uuid::from_bytes(msg.referral),
+        message: msg.body.name().to_string(),
+        refused,
+    }
+}
+
+fn referral_ack(r: &Referral, ticket: i64, events: Vec<i64>) -> WriteOutcome {
+    WriteOutcome::Referral(ReferralAck {
+        referral: r.id,
+        peer: r.peer.clone(),
+        ticket,
+        referral_state: r.state.as_str().to_string(),
+        events,
+    })
+}

@@ -10,7 +10,7 @@ use super::auth::{require_admin, Caller};
 use super::error::{ApiError, ApiJson};
 use super::AppState;
 use crate::federation::{Federation, FederationError, PeerStatus, PingAnswer, ReloadAnswer};
-use crate::model::peer::{PeerOp, PeerState};
+use crate::model::peer::{Allow, PeerOp, PeerState};
 use crate::store::{WriteOp, WriteOutcome, WriteRequest};
 
 fn federation(state: &AppState) -> Result<Federation, ApiError> {
@@ -42,12 +42,23 @@ impl From<FederationError> for ApiError {
     }
 }
 
+/// Applies a registry change and answers `{"site", "changed", "changes"}`: `changes` says in
+/// words what is different now (read before and after the write, for the operator).
 async fn change(
     state: &AppState,
     caller: &Caller,
     op: PeerOp,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(caller)?;
+    let site = op.site().to_string();
+    let read = |site: String| async move {
+        state
+            .store
+            .reader
+            .read(move |c| crate::store::query::peer(c, &site))
+            .await
+    };
+    let before = read(site.clone()).await?;
     let req = WriteRequest {
         actor: caller.name.clone(),
         idempotency: None,
@@ -55,44 +66,48 @@ async fn change(
     };
     match state.store.writer.write(req).await? {
         WriteOutcome::Peer { site, changed } => {
-            Ok(Json(serde_json::json!({"site": site, "changed": changed})))
+            let changes = if changed {
+                let after = read(site.clone()).await?;
+                crate::model::peer::changes(before.as_ref(), after.as_ref())
+            } else {
+                Vec::new()
+            };
+            Ok(Json(
+                serde_json::json!({"site": site, "changed": changed, "changes": changes}),
+            ))
         }
         _ => Err(ApiError::Internal),
     }
 }
 
-/// Body of `POST /v1/peers`.
+/// Body of `POST /v1/peers`: a field left out keeps what an existing peer has.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddPeer {
     /// Site.
     pub site: String,
-    /// `HOST:PORT` addresses, primary first.
-    pub addrs: Vec<String>,
-    /// Pinned SPKI SHA-256 fingerprints.
+    /// `HOST:PORT` addresses, primary first (required for a new peer).
     #[serde(default)]
-    pub pins: Vec<String>,
-    /// What it may do: `exchange`, `standby` (default exchange).
+    pub addrs: Option<Vec<String>>,
+    /// Pinned SPKI SHA-256 fingerprints (`[]` drops every pin).
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub pins: Option<Vec<String>>,
+    /// What it may do: `exchange`, `standby` (a new peer: exchange).
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
 }
 
-/// `POST /v1/peers` (admin): register or update a peer.
-pub async fn add(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ApiJson(body): ApiJson<AddPeer>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let pins = body
-        .pins
-        .iter()
-        .map(|p| crate::pki::normalize_spki(p).map_err(|e| ApiError::Invalid(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (mut exchange, mut standby) = (body.allow.is_empty(), false);
-    for a in &body.allow {
-        match a.as_str() {
-            "exchange" => exchange = true,
-            "standby" => standby = true,
+/// The permissions of `allow`: `exchange` and `standby` only, at least one, and `standby` only
+/// for a node of this node's own site (no node of another site can ever be its standby).
+fn parse_allow(allow: &[String], site: &str, own_site: &str) -> Result<Allow, ApiError> {
+    let mut a = Allow {
+        exchange: false,
+        standby: false,
+    };
+    for p in allow {
+        match p.as_str() {
+            "exchange" => a.exchange = true,
+            "standby" => a.standby = true,
             other => {
                 return Err(ApiError::Invalid(format!(
                     "unknown permission {other:?}: use exchange or standby"
@@ -100,12 +115,46 @@ pub async fn add(
             }
         }
     }
+    if !a.exchange && !a.standby {
+        return Err(ApiError::Invalid(
+            "allow at least one of exchange, standby".into(),
+        ));
+    }
+    if a.standby && site != own_site {
+        return Err(ApiError::Invalid(format!(
+            "standby cannot apply to {site}: only a node of this site ({own_site}) can be its \
+             standby; allow {site} exchange"
+        )));
+    }
+    Ok(a)
+}
+
+/// `POST /v1/peers` (admin): register a peer, or change what is given of an existing one.
+pub async fn add(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<AddPeer>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pins = body
+        .pins
+        .map(|pins| {
+            pins.iter()
+                .map(|p| {
+                    crate::pki::normalize_spki(p).map_err(|e| ApiError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let own_site = &state.config.node.site;
+    let allow = body
+        .allow
+        .map(|a| parse_allow(&a, &body.site, own_site))
+        .transpose()?;
     let op = PeerOp::Add {
         site: body.site,
         addrs: body.addrs,
         pins,
-        exchange,
-        standby,
+        allow,
     };
     change(&state, &caller, op).await
 }
@@ -119,13 +168,25 @@ pub async fn remove(
     change(&state, &caller, PeerOp::Remove { site }).await
 }
 
-/// `POST /v1/peers/{site}/accept` (admin).
+/// Body of `POST /v1/peers/{site}/accept` (optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptPeer {
+    /// `HOST:PORT` addresses to reach it at, primary first.
+    #[serde(default)]
+    pub addrs: Option<Vec<String>>,
+}
+
+/// `POST /v1/peers/{site}/accept` (admin): accept a pending or denied peer (exchange unless it
+/// has permissions already), with the addresses to reach it at when given.
 pub async fn accept(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(site): Path<String>,
+    ApiJson(body): ApiJson<AcceptPeer>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    change(&state, &caller, PeerOp::Accept { site }).await
+    let addrs = body.addrs;
+    change(&state, &caller, PeerOp::Accept { site, addrs }).await
 }
 
 /// `POST /v1/peers/{site}/deny` (admin).

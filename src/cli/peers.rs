@@ -8,17 +8,24 @@ use crate::federation::{PeerStatus, PingAnswer, ReloadAnswer};
 /// `ttx peer ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum PeerCommand {
-    /// Register (or update) a partner site, or this site's standby.
+    /// Register a partner site (or this site's standby), or change one: on an existing peer only
+    /// what is given changes (addresses, pins, permissions); the rest is kept.
     Add {
         /// The peer's site.
         site: String,
-        /// Where to reach it: HOST:PORT[,HOST:PORT...] (primary first, then its standby).
-        #[arg(long, value_delimiter = ',', required = true)]
-        addr: Vec<String>,
-        /// Pin its key (SPKI SHA-256 from `ttx pki show`): no shared CA needed.
+        /// Where to reach it: HOST:PORT[,HOST:PORT...] (primary first, then its standby);
+        /// required for a new peer.
         #[arg(long, value_delimiter = ',')]
+        addr: Vec<String>,
+        /// Pin its key (SPKI SHA-256 from `ttx pki show`): no shared CA needed. Replaces the
+        /// peer's pins.
+        #[arg(long, value_delimiter = ',', conflicts_with = "unpin")]
         pin: Vec<String>,
-        /// What it may do: exchange (default), standby.
+        /// Drop every pin of the peer (its certificate must then chain to a trusted CA).
+        #[arg(long)]
+        unpin: bool,
+        /// What it may do: exchange (a new peer's default), standby (only a node of this
+        /// site). Replaces the peer's permissions.
         #[arg(long, value_delimiter = ',')]
         allow: Vec<String>,
         /// Which node.
@@ -57,6 +64,10 @@ pub enum PeerCommand {
     Accept {
         /// Site.
         site: String,
+        /// Where to reach it: HOST:PORT[,HOST:PORT...] (a pending peer has none yet: without
+        /// one, this node cannot dial it, only answer it).
+        #[arg(long, value_delimiter = ',')]
+        addr: Vec<String>,
         /// Which node.
         #[command(flatten)]
         node: NodeDir,
@@ -71,10 +82,6 @@ pub enum PeerCommand {
     },
 }
 
-fn print_peers(peers: &[PeerStatus]) {
-    out!("{}", super::render::peers(peers, &super::times()));
-}
-
 /// Runs a peer command.
 pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
@@ -82,25 +89,31 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
             site,
             addr,
             pin,
+            unpin,
             allow,
             node,
         } => {
-            let body = json!({"site": site, "addrs": addr, "pins": pin, "allow": allow});
+            let mut body = serde_json::Map::new();
+            body.insert("site".into(), json!(site));
+            if !addr.is_empty() {
+                body.insert("addrs".into(), json!(addr));
+            }
+            if !pin.is_empty() || unpin {
+                body.insert("pins".into(), json!(pin));
+            }
+            if !allow.is_empty() {
+                body.insert("allow".into(), json!(allow));
+            }
             let r: serde_json::Value = node.client()?.post("/v1/peers", &body)?;
             if json {
                 return print_json(&r);
             }
-            outln!(
-                "peer {site} {}",
-                if r["changed"] == true {
-                    "registered"
-                } else {
-                    "unchanged"
-                }
-            );
+            print_change(&site, &r);
         }
-        PeerCommand::List { node } => list(&node, "/v1/peers", json)?,
-        PeerCommand::Pending { node } => list(&node, "/v1/peers/pending", json)?,
+        PeerCommand::List { node } => list(&node, "/v1/peers", json, super::render::peers)?,
+        PeerCommand::Pending { node } => {
+            list(&node, "/v1/peers/pending", json, super::render::pending)?
+        }
         PeerCommand::Remove { site, node } => {
             node.client()?.delete(&format!("/v1/peers/{site}"))?;
             if json {
@@ -108,8 +121,15 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
             }
             outln!("peer {site} removed");
         }
-        PeerCommand::Accept { site, node } => decide(&node, &site, "accept", json)?,
-        PeerCommand::Deny { site, node } => decide(&node, &site, "deny", json)?,
+        PeerCommand::Accept { site, addr, node } => {
+            let body = if addr.is_empty() {
+                json!({})
+            } else {
+                json!({ "addrs": addr })
+            };
+            decide(&node, &site, "accept", &body, json)?
+        }
+        PeerCommand::Deny { site, node } => decide(&node, &site, "deny", &json!({}), json)?,
         PeerCommand::Ping { site, node } => {
             let r: PingAnswer = node
                 .client()?
@@ -129,31 +149,48 @@ pub fn run(cmd: PeerCommand, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(node: &NodeDir, path: &str, json: bool) -> anyhow::Result<()> {
+fn list(
+    node: &NodeDir,
+    path: &str,
+    json: bool,
+    render: fn(&[PeerStatus], &super::times::Times) -> String,
+) -> anyhow::Result<()> {
     let peers: Vec<PeerStatus> = node.client()?.get(path, &[])?;
     if json {
         return print_json(&peers);
     }
-    print_peers(&peers);
+    out!("{}", render(&peers, &super::times()));
     Ok(())
 }
 
-fn decide(node: &NodeDir, site: &str, action: &str, json: bool) -> anyhow::Result<()> {
+fn decide(
+    node: &NodeDir,
+    site: &str,
+    action: &str,
+    body: &serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
     let r: serde_json::Value = node
         .client()?
-        .post(&format!("/v1/peers/{site}/{action}"), &json!({}))?;
+        .post(&format!("/v1/peers/{site}/{action}"), body)?;
     if json {
         return print_json(&r);
     }
-    outln!(
-        "peer {site}: {}",
-        if action == "deny" {
-            "denied"
-        } else {
-            "accepted"
-        }
-    );
+    print_change(site, &r);
     Ok(())
+}
+
+/// `peer telco-b: addresses 192.0.2.1:4433 -> 192.0.2.2:4433`, or `peer telco-b unchanged`.
+fn print_change(site: &str, answer: &serde_json::Value) {
+    let changes: Vec<&str> = answer["changes"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if answer["changed"] != true || changes.is_empty() {
+        outln!("peer {site} unchanged");
+    } else {
+        outln!("peer {site}: {}", changes.join("; "));
+    }
 }
 
 /// `ttx pki reload`: the running node re-reads its TLS material and the registry's pins.

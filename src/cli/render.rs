@@ -175,6 +175,38 @@ pub fn peers(peers: &[crate::federation::PeerStatus], times: &Times) -> String {
     out
 }
 
+/// `ttx peer pending`: one block per peer waiting for an admin, with what it showed (identity,
+/// issuer, key), where it came from, when it was first and last seen, and how to accept it.
+pub fn pending(peers: &[crate::federation::PeerStatus], times: &Times) -> String {
+    if peers.is_empty() {
+        return "no pending peers\n".into();
+    }
+    let mut out = String::new();
+    for p in peers {
+        let when = |t: Option<i64>| t.map_or_else(|| "-".into(), |t| times.at(t));
+        let _ = writeln!(out, "{}", p.site);
+        for (label, value) in [
+            ("identity", p.identity.clone().unwrap_or_else(|| "-".into())),
+            (
+                "issuer",
+                p.seen_issuer.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("address", p.seen_addr.clone().unwrap_or_else(|| "-".into())),
+            ("first seen", when(p.first_seen)),
+            ("last seen", when(p.last_seen)),
+            ("key", p.seen_spki.clone().unwrap_or_else(|| "-".into())),
+        ] {
+            let _ = writeln!(out, "  {label:<11}{value}");
+        }
+        let _ = writeln!(
+            out,
+            "  accept with `ttx peer accept {} --addr HOST:PORT`, or `ttx peer deny {}`",
+            p.site, p.site
+        );
+    }
+    out
+}
+
 /// Colours a chart for a terminal: the title of a priority 1 or 2 ticket in bold red, alarms
 /// and alerts in red. Only called for a terminal without `NO_COLOR`.
 pub fn colour_chart(text: &str, priority: u8) -> String {

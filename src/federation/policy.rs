@@ -6,32 +6,39 @@ use std::sync::RwLock;
 use tokio::sync::mpsc;
 
 use crate::identity::NodeIdentity;
-use crate::model::peer::{PeerRecord, PeerState};
-use crate::net::{Admission, PeerPolicy, Permission, Permissions};
+use crate::model::clock::Millis;
+use crate::model::peer::{PeerRecord, PeerState, Sighting};
+use crate::net::{Admission, Candidate, PeerPolicy, Permission, Permissions};
 
 /// How many unknown-peer sightings may wait to be recorded before new ones are dropped.
 const SEEN_QUEUE: usize = 256;
+/// How many sites' last sightings are kept in memory (a flood of new names cannot grow it).
+const LAST_SEEN_SITES: usize = 1024;
+
+/// A sighting of a peer not (yet) accepted, to be recorded on the pending list.
+pub type Seen = (NodeIdentity, Sighting);
 
 /// The registry as the transport sees it. `admit` and `authorize` only read memory; the
 /// registry is reloaded from the store whenever it changes.
 pub struct StorePolicy {
     own_site: String,
     peers: RwLock<HashMap<String, PeerRecord>>,
-    seen: mpsc::Sender<(NodeIdentity, String)>,
+    seen: mpsc::Sender<Seen>,
+    /// When and from where each site not accepted was last seen (memory only: a sighting
+    /// repeated from the same place writes nothing to the log).
+    last_seen: std::sync::Mutex<HashMap<String, (Millis, String)>>,
 }
 
 impl StorePolicy {
     /// A policy for a node of `own_site`; unknown peers are sent to the returned receiver so
     /// the node can record them as pending.
-    pub fn new(
-        own_site: &str,
-        records: Vec<PeerRecord>,
-    ) -> (Self, mpsc::Receiver<(NodeIdentity, String)>) {
+    pub fn new(own_site: &str, records: Vec<PeerRecord>) -> (Self, mpsc::Receiver<Seen>) {
         let (seen, rx) = mpsc::channel(SEEN_QUEUE);
         let policy = StorePolicy {
             own_site: own_site.to_string(),
             peers: RwLock::new(HashMap::new()),
             seen,
+            last_seen: std::sync::Mutex::new(HashMap::new()),
         };
         policy.replace(records);
         (policy, rx)
@@ -51,6 +58,23 @@ impl StorePolicy {
             .get(site))
     }
 
+    /// When and from where `site` was last seen, if it was since the node started.
+    pub fn last_seen(&self, site: &str) -> Option<(Millis, String)> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(site)
+            .cloned()
+    }
+
+    fn note_seen(&self, site: &str, addr: String) {
+        let mut map = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= LAST_SEEN_SITES && !map.contains_key(site) {
+            return;
+        }
+        map.insert(site.to_string(), (crate::model::clock::now(), addr));
+    }
+
     fn permissions(&self, r: &PeerRecord, id: &NodeIdentity) -> Permissions {
         Permissions {
             exchange: r.exchange,
@@ -61,7 +85,9 @@ impl StorePolicy {
 }
 
 impl PeerPolicy for StorePolicy {
-    fn admit(&self, id: &NodeIdentity, spki: &str) -> Admission {
+    fn admit(&self, peer: &Candidate<'_>) -> Admission {
+        let (id, spki) = (peer.identity, peer.spki);
+        let addr = peer.remote.to_string();
         let decision = self.with(&id.site, |r| match r {
             Some(r) if r.state == PeerState::Accepted => {
                 if !r.pins.is_empty() && !r.pins.iter().any(|p| p == spki) {
@@ -71,18 +97,29 @@ impl PeerPolicy for StorePolicy {
                 }
             }
             Some(r) if r.state == PeerState::Denied => Some(Admission::Denied),
-            // Already on the pending list with this node and key: nothing new to record.
+            // Already on the pending list as it is now: nothing new to record.
             Some(r)
                 if r.seen_node.as_deref() == Some(id.node.as_str())
-                    && r.seen_spki.as_deref() == Some(spki) =>
+                    && r.seen_spki.as_deref() == Some(spki)
+                    && r.seen_issuer.as_deref() == Some(peer.issuer)
+                    && r.seen_addr.as_deref() == Some(addr.as_str()) =>
             {
                 Some(Admission::Pending)
             }
             _ => None,
         });
+        if !matches!(decision, Some(Admission::Accepted(_))) {
+            self.note_seen(&id.site, addr.clone());
+        }
         decision.unwrap_or_else(|| {
             // Unknown or still pending: (re)record the sighting for the admin.
-            if self.seen.try_send((id.clone(), spki.to_string())).is_err() {
+            let sighting = Sighting {
+                node: id.node.clone(),
+                spki: spki.to_string(),
+                issuer: peer.issuer.to_string(),
+                addr,
+            };
+            if self.seen.try_send((id.clone(), sighting)).is_err() {
                 tracing::warn!(peer = %id, "pending-peer queue full; sighting not recorded");
             }
             Admission::Pending

@@ -95,6 +95,18 @@ pub struct PeerStatus {
     pub warning: Option<String>,
     /// The key last seen from it (pending peers).
     pub seen_spki: Option<String>,
+    /// The node last seen from it (pending peers: `ttx://FEDERATION/SITE/NODE` is `identity`).
+    #[serde(default)]
+    pub seen_node: Option<String>,
+    /// The issuer of the certificate last seen from it (pending peers).
+    #[serde(default)]
+    pub seen_issuer: Option<String>,
+    /// The address it was last seen from (pending peers).
+    #[serde(default)]
+    pub seen_addr: Option<String>,
+    /// When it was first seen (pending peers; unix ms).
+    #[serde(default)]
+    pub first_seen: Option<i64>,
 }
 
 /// The answer of `ttx peer ping`.
@@ -275,8 +287,8 @@ impl Federation {
         self.endpoint.shutdown().await;
     }
 
-    async fn record_pending(self, mut seen: mpsc::Receiver<(NodeIdentity, String)>) {
-        while let Some((id, spki)) = seen.recv().await {
+    async fn record_pending(self, mut seen: mpsc::Receiver<super::policy::Seen>) {
+        while let Some((id, sighting)) = seen.recv().await {
             // Only the primary records sightings; a standby's would fork the site's log.
             if !self.store.writer.role.borrow().is_primary() {
                 tracing::info!(peer = %id, "unknown peer seen on a node that is not the primary: not recorded");
@@ -287,8 +299,7 @@ impl Federation {
                 idempotency: None,
                 op: WriteOp::Peer(PeerOp::Seen {
                     site: id.site.clone(),
-                    node: id.node.clone(),
-                    spki,
+                    seen: sighting,
                 }),
             };
             match self.store.writer.write(req).await {
@@ -492,11 +503,25 @@ impl Federation {
                 let conn = live.iter().find(|p| p.identity.site == r.site);
                 let not_after =
                     conn.and_then(|c| OffsetDateTime::from_unix_timestamp(c.cert_not_after).ok());
+                let pending = r.state == PeerState::Pending;
+                // Not connected: the last refused sighting (memory), else the recorded one.
+                let (seen_at, seen_addr) = match self.policy.last_seen(&r.site) {
+                    Some((at, addr)) if r.seen_at.is_none_or(|s| at > s) => (Some(at), Some(addr)),
+                    _ => (r.seen_at, r.seen_addr.clone()),
+                };
+                let seen_identity = r
+                    .seen_node
+                    .as_ref()
+                    .map(|n| format!("ttx://{}/{}/{n}", self.identity.federation, r.site));
                 PeerStatus {
                     connected: conn.is_some(),
-                    identity: conn.map(|c| c.identity.to_string()),
+                    identity: conn.map(|c| c.identity.to_string()).or(seen_identity),
                     version: conn.map(|c| c.version.clone()),
-                    last_seen: conn.map(|c| unix_ms(c.last_seen)),
+                    last_seen: conn.map(|c| unix_ms(c.last_seen)).or(seen_at),
+                    seen_node: r.seen_node,
+                    seen_issuer: r.seen_issuer,
+                    seen_addr: seen_addr.filter(|_| pending || conn.is_none()),
+                    first_seen: pending.then_some(r.since),
                     rtt_ms: conn.map(|c| c.rtt.as_secs_f64() * 1000.0),
                     cert_days_left: not_after.map(|n| days_left(n, now)),
                     warning: not_after

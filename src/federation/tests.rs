@@ -26,10 +26,9 @@ async fn add_peer(n: &RunningNode, site: &str, other: &RunningNode) {
     let addr = other.bound.listen_addr.unwrap().to_string();
     let op = PeerOp::Add {
         site: site.into(),
-        addrs: vec![addr],
-        pins: vec![],
-        exchange: true,
-        standby: false,
+        addrs: Some(vec![addr]),
+        pins: None,
+        allow: None,
     };
     let req = WriteRequest {
         actor: "admin".into(),

@@ -34,7 +34,7 @@ use super::event::{Direction, EndpointEvent, PeerInfo, PingResult, ReloadReport}
 use super::handler::{PeerCtx, Route, Router};
 use super::hello::client_hello;
 use super::peer::{close_at_expiry, serve_streams, Peer};
-use super::policy::{Admission, PeerPolicy, Permission};
+use super::policy::{Admission, Candidate, PeerPolicy, Permission};
 use super::registry::{close_with, now_ms, LiveConn, Registry};
 use super::tls::{self, LocalCert, PeerSide, TlsConfigError, Trust, TrustConfig};
 use super::NetError;
@@ -155,12 +155,12 @@ impl Inner {
     /// (and the standby permission for a standby), and the per-peer cap allows one more.
     pub(crate) fn admit(
         &self,
-        id: &NodeIdentity,
-        spki: &str,
+        peer: &Candidate<'_>,
         permission: Permission,
         role: Role,
     ) -> Result<(), ErrorCode> {
-        let perms = match self.policy.admit(id, spki) {
+        let id = peer.identity;
+        let perms = match self.policy.admit(peer) {
             Admission::Accepted(p) => p,
             Admission::Pending => return Err(ErrorCode::UnknownPeer),
             Admission::Denied => return Err(ErrorCode::Denied),

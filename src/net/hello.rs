@@ -10,7 +10,7 @@ use super::endpoint::{ConnectOptions, Inner};
 use super::event::Direction;
 use super::handler::{PeerCtx, Route};
 use super::peer::Peer;
-use super::policy::Permission;
+use super::policy::{Candidate, Permission};
 use super::registry::code_varint;
 use super::stream::{read_frame, write_frame};
 use super::tls::{self, PeerSide};
@@ -57,6 +57,7 @@ pub(crate) async fn server_hello(
     let ee = chain.first().ok_or((None, ErrorCode::Internal))?;
     let id = NodeIdentity::from_cert_der(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
     let spki = tls::spki_sha256(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
+    let issuer = tls::issuer_name(ee).map_err(|_| (None, ErrorCode::IdentityMismatch))?;
     let fail = |code| (Some(id.clone()), code);
     let alpn = negotiated_alpn(conn).ok_or_else(|| fail(ErrorCode::UnsupportedVersion))?;
     let route = inner
@@ -76,8 +77,14 @@ pub(crate) async fn server_hello(
         Ok(Err(NetError::Wire(w))) => Err(w.code()),
         Ok(Err(_)) => Err(ErrorCode::Malformed),
     };
+    let candidate = Candidate {
+        identity: &id,
+        spki: &spki,
+        issuer: &issuer,
+        remote: conn.remote_address(),
+    };
     let verdict =
-        hello.and_then(|hello| check_hello(inner, &id, &spki, &hello, &route).map(|()| hello));
+        hello.and_then(|hello| check_hello(inner, &candidate, &hello, &route).map(|()| hello));
     match verdict {
         Ok(hello) => {
             let ack = ServerFrame::HelloAck(HelloAck {
@@ -118,11 +125,11 @@ pub(crate) async fn server_hello(
 
 fn check_hello(
     inner: &Inner,
-    id: &NodeIdentity,
-    spki: &str,
+    candidate: &Candidate<'_>,
     hello: &Hello,
     route: &Route,
 ) -> Result<(), ErrorCode> {
+    let id = candidate.identity;
     if hello.federation != id.federation || hello.site != id.site || hello.node != id.node {
         return Err(ErrorCode::IdentityMismatch);
     }
@@ -133,7 +140,7 @@ fn check_hello(
     {
         return Err(ErrorCode::UnsupportedVersion);
     }
-    inner.admit(id, spki, route.permission, hello.role)
+    inner.admit(candidate, route.permission, hello.role)
 }
 
 /// Client side of Hello, on an established TLS connection.
@@ -167,6 +174,8 @@ pub(crate) async fn client_hello(
         .map_err(|_| NetError::RefusedPeer(ErrorCode::IdentityMismatch))?;
     let spki =
         tls::spki_sha256(ee).map_err(|_| NetError::RefusedPeer(ErrorCode::IdentityMismatch))?;
+    let issuer =
+        tls::issuer_name(ee).map_err(|_| NetError::RefusedPeer(ErrorCode::IdentityMismatch))?;
     if ack.federation != id.federation
         || ack.site != id.site
         || ack.node != id.node
@@ -184,8 +193,14 @@ pub(crate) async fn client_hello(
         handler: Arc::new(NoHandler),
         limits: super::framed::ProtocolLimits::default(),
     });
+    let candidate = Candidate {
+        identity: &id,
+        spki: &spki,
+        issuer: &issuer,
+        remote: conn.remote_address(),
+    };
     inner
-        .admit(&id, &spki, route.permission, Role::Partner)
+        .admit(&candidate, route.permission, Role::Partner)
         .map_err(NetError::RefusedPeer)?;
     let ctx = PeerCtx {
         connection_id: inner.next_id.fetch_add(1, Ordering::Relaxed),

@@ -42,8 +42,8 @@ pub use framed::{FramedRecv, FramedSend, FramedStream, ProtocolLimits};
 pub use handler::{BoxFuture, Handler, IncomingStream, PeerCtx, Router};
 pub use hello::permission_of;
 pub use peer::Peer;
-pub use policy::{Admission, PeerPolicy, Permission, Permissions, StaticPolicy};
-pub use tls::{spki_sha256, LocalCert, Trust, TrustConfig};
+pub use policy::{Admission, Candidate, PeerPolicy, Permission, Permissions, StaticPolicy};
+pub use tls::{issuer_name, spki_sha256, LocalCert, Trust, TrustConfig};
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! [`PeerPolicy::authorize`] on every request; it holds no peer registry of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use crate::identity::NodeIdentity;
@@ -57,12 +58,26 @@ pub enum Admission {
     Denied,
 }
 
+/// A peer at Hello, as its certificate and connection show it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The identity of its certificate's URI SAN.
+    pub identity: &'a NodeIdentity,
+    /// Its key fingerprint (SPKI SHA-256 hex).
+    pub spki: &'a str,
+    /// Its certificate's issuer (the CA's subject).
+    pub issuer: &'a str,
+    /// Where the connection comes from (or goes to).
+    pub remote: SocketAddr,
+}
+
 /// The node's authorization decisions. Implementations must be cheap: `authorize` runs on every
 /// request.
 pub trait PeerPolicy: Send + Sync + 'static {
-    /// Called at Hello (both directions) with the peer's certificate identity and key fingerprint.
-    /// An unknown peer should be recorded (pending list) and answered with [`Admission::Pending`].
-    fn admit(&self, id: &NodeIdentity, spki: &str) -> Admission;
+    /// Called at Hello (both directions) with the peer's certificate identity, key fingerprint,
+    /// issuer and address. An unknown peer should be recorded (pending list) and answered with
+    /// [`Admission::Pending`].
+    fn admit(&self, peer: &Candidate<'_>) -> Admission;
     /// Called on every request: may this peer do this now?
     fn authorize(&self, id: &NodeIdentity, action: Permission) -> bool;
 }
@@ -101,7 +116,8 @@ impl StaticPolicy {
 }
 
 impl PeerPolicy for StaticPolicy {
-    fn admit(&self, id: &NodeIdentity, spki: &str) -> Admission {
+    fn admit(&self, peer: &Candidate<'_>) -> Admission {
+        let (id, spki) = (peer.identity, peer.spki);
         match self.peers.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
             Some(Some(p)) => Admission::Accepted(*p),
             Some(None) => Admission::Denied,

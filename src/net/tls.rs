@@ -155,6 +155,15 @@ pub fn spki_sha256(cert_der: &[u8]) -> Result<String, IdentityError> {
     Ok(crate::pki::spki_sha256_of_spki(cert.public_key().raw))
 }
 
+/// A certificate's issuer, as its distinguished name reads (`CN=ttx federation CA eu, ...`):
+/// which CA signed it, shown on the pending list.
+pub fn issuer_name(cert_der: &[u8]) -> Result<String, IdentityError> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    Ok(cert.issuer().to_string())
+}
+
 /// A certificate's validity period as UNIX seconds `(not_before, not_after)`.
 pub fn validity(cert_der: &[u8]) -> Result<(i64, i64), IdentityError> {
     use x509_parser::prelude::*;

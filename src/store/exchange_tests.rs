@@ -16,10 +16,9 @@ fn add_peer(store: &Store, site: &str) {
         .writer
         .write_blocking(req(WriteOp::Peer(PeerOp::Add {
             site: site.into(),
-            addrs: vec!["127.0.0.1:9".into()],
-            pins: vec![],
-            exchange: true,
-            standby: false,
+            addrs: Some(vec!["127.0.0.1:9".into()]),
+            pins: None,
+            allow: None,
         })))
         .unwrap();
 }

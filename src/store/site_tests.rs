@@ -191,8 +191,12 @@ fn a_standby_refuses_every_local_write_naming_its_primary() {
         WriteOp::FireDueTimers,
         WriteOp::Peer(crate::model::peer::PeerOp::Seen {
             site: "noc-b".into(),
-            node: "primary".into(),
-            spki: "00".repeat(32),
+            seen: crate::model::peer::Sighting {
+                node: "primary".into(),
+                spki: "00".repeat(32),
+                issuer: "CN=ttx federation CA default".into(),
+                addr: "192.0.2.1:4433".into(),
+            },
         }),
         WriteOp::AddOperator {
             name: "bob".into(),

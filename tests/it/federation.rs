@@ -40,9 +40,21 @@ impl Ca {
 
     /// A started node of `site` in `federation` with a certificate from this CA.
     pub(crate) fn node(&self, federation: &str, site: &str) -> TestNode {
+        self.named_node(federation, site, "primary")
+    }
+
+    /// A started node `node` of `site` in `federation` with a certificate from this CA.
+    pub(crate) fn named_node(&self, federation: &str, site: &str, node: &str) -> TestNode {
         let mut n = TestNode::init_with(
             site,
-            &["--federation", federation, "--listen", "127.0.0.1:0"],
+            &[
+                "--federation",
+                federation,
+                "--listen",
+                "127.0.0.1:0",
+                "--node",
+                node,
+            ],
         );
         let dir = n.dir.to_str().unwrap().to_string();
         pki(&[
@@ -52,7 +64,7 @@ impl Ca {
             "--site",
             site,
             "--node",
-            "primary",
+            node,
             "--dir",
             &dir,
         ])
@@ -166,8 +178,49 @@ fn unknown_peers_wait_in_pending_until_an_admin_decides() {
         pending[0]["seen_spki"].as_str().unwrap(),
         spki(&c.dir.join("tls/node.crt"))
     );
-    a.cli(&["peer", "accept", "carrier-c"]).ok();
+    // Who knocked, with which CA's certificate, from where and when.
+    let p = &pending[0];
+    assert_eq!(p["identity"], "ttx://eu/carrier-c/primary", "{p}");
+    assert!(p["seen_issuer"].as_str().unwrap().contains("eu"), "{p}");
+    assert!(
+        p["seen_addr"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{p}"
+    );
+    let (first, last) = (
+        p["first_seen"].as_i64().unwrap(),
+        p["last_seen"].as_i64().unwrap(),
+    );
+    assert!(first <= last, "{p}");
+    let text = a.cli(&["peer", "pending"]).ok().to_string();
+    for label in [
+        "identity",
+        "issuer",
+        "address",
+        "first seen",
+        "last seen",
+        "key",
+    ] {
+        assert!(text.contains(&format!("  {label} ")), "{label}: {text}");
+    }
+    // Accepted with the address to reach it at: this node can dial it at once.
+    let c_addr = c.listen_addr().to_string();
+    a.cli(&["peer", "accept", "carrier-c", "--addr", "nohost"])
+        .fails(2, "HOST:PORT");
+    let out = a
+        .cli(&["peer", "accept", "carrier-c", "--addr", &c_addr])
+        .ok()
+        .to_string();
+    assert!(
+        out.contains("state pending -> accepted") && out.contains(&c_addr),
+        "{out}"
+    );
     c.cli(&["peer", "ping", "noc-a"]).ok();
+    a.cli(&["peer", "ping", "carrier-c"]).ok();
+    a.cli(&["peer", "accept", "carrier-c"]).ok();
+    assert_eq!(
+        a.cli(&["peer", "accept", "carrier-c"]).ok(),
+        "peer carrier-c unchanged\n"
+    );
     a.cli(&["peer", "deny", "carrier-c"]).ok();
     // The denied peer's live connection is closed and it cannot come back.
     c.cli(&["peer", "ping", "noc-a"]).fails(4, "denied");
@@ -193,10 +246,79 @@ fn a_peer_may_do_only_what_it_is_authorized_for() {
     let ca = Ca::new("eu");
     let a = ca.node("eu", "noc-a");
     let b = ca.node("eu", "telco-b");
-    // Registered, but only as a standby, which a node of another site can never be.
-    add_peer(&a, &b, "telco-b", &["--allow", "standby"]);
-    add_peer(&b, &a, "noc-a", &[]);
-    b.cli(&["peer", "ping", "noc-a"]).fails(4, "not_authorized");
+    // A standby of another site can never apply: refused, and nothing is registered.
+    let b_addr = b.listen_addr().to_string();
+    a.cli(&[
+        "peer", "add", "telco-b", "--addr", &b_addr, "--allow", "standby",
+    ])
+    .fails(
+        2,
+        "standby cannot apply to telco-b: only a node of this site (noc-a)",
+    );
+    assert_eq!(
+        a.cli(&["--json", "peer", "list"]).json(),
+        serde_json::json!([])
+    );
+    add_peer(&a, &b, "telco-b", &[]);
+    a.cli(&["peer", "add", "telco-b", "--allow", "exchange,standby"])
+        .fails(2, "standby cannot apply");
+    assert_eq!(
+        a.cli(&["--json", "peer", "list"]).json()[0]["standby"],
+        false
+    );
+    // This site's standby node, registered only as the standby: no referral exchange.
+    let s = ca.named_node("eu", "noc-a", "standby");
+    add_peer(&a, &s, "noc-a", &["--allow", "standby"]);
+    add_peer(&s, &a, "noc-a", &[]);
+    s.cli(&["peer", "ping", "noc-a"]).fails(4, "not_authorized");
+}
+
+#[test]
+fn peer_add_on_an_existing_peer_changes_only_what_is_given() {
+    let ca = Ca::new("eu");
+    let a = ca.node("eu", "noc-a");
+    let b = ca.node("eu", "telco-b");
+    let b_key = spki(&b.dir.join("tls/node.crt"));
+    let b_addr = b.listen_addr().to_string();
+    let out = a
+        .cli(&["peer", "add", "telco-b", "--addr", &b_addr, "--pin", &b_key])
+        .ok()
+        .to_string();
+    assert!(
+        out.contains("pins 1") && out.contains("allow exchange"),
+        "{out}"
+    );
+    a.cli(&["peer", "add", "telco-c"])
+        .fails(2, "new peer: give its addresses");
+    // A new address: the pin and the permission stay.
+    let out = a
+        .cli(&["peer", "add", "telco-b", "--addr", "192.0.2.7:4433"])
+        .ok()
+        .to_string();
+    assert_eq!(
+        out,
+        format!("peer telco-b: addresses {b_addr} -> 192.0.2.7:4433\n")
+    );
+    let p = a.cli(&["--json", "peer", "list"]).json()[0].clone();
+    assert_eq!(p["pins"], serde_json::json!([b_key]), "{p}");
+    assert_eq!(
+        (p["exchange"].as_bool(), p["standby"].as_bool()),
+        (Some(true), Some(false))
+    );
+    // Moved back, and the pin dropped only when asked.
+    a.cli(&["peer", "add", "telco-b", "--addr", &b_addr]).ok();
+    assert_eq!(
+        a.cli(&["peer", "add", "telco-b", "--unpin"]).ok(),
+        "peer telco-b: pins 1 -> 0\n"
+    );
+    assert_eq!(
+        a.cli(&["peer", "add", "telco-b", "--unpin"]).ok(),
+        "peer telco-b unchanged\n"
+    );
+    assert_eq!(
+        a.cli(&["--json", "peer", "list"]).json()[0]["addrs"],
+        serde_json::json!([b_addr])
+    );
 }
 
 #[test]

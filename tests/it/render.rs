@@ -101,6 +101,10 @@ fn the_peer_list_fills_every_column_it_names() {
         cert_days_left: Some(300),
         warning: None,
         seen_spki: Some("ab12".into()),
+        seen_node: None,
+        seen_issuer: None,
+        seen_addr: None,
+        first_seen: None,
     };
     let text = render::peers(
         &[
@@ -383,4 +387,45 @@ fn show_leaves_out_the_sections_a_new_ticket_does_not_have() {
     }
     assert!(text.lines().any(|l| l == "Header"), "{text}");
     assert!(text.lines().any(|l| l == "History"), "{text}");
+}
+
+#[test]
+fn the_pending_list_says_who_knocked_from_where_and_when() {
+    let now = times().now;
+    let stranger = PeerStatus {
+        site: "carrier-c".into(),
+        state: PeerState::Pending,
+        addrs: vec![],
+        pins: vec![],
+        exchange: false,
+        standby: false,
+        connected: false,
+        identity: Some("ttx://eu/carrier-c/primary".into()),
+        version: None,
+        last_seen: Some(now - MIN),
+        rtt_ms: None,
+        cert_days_left: None,
+        warning: None,
+        seen_spki: Some("ab12".into()),
+        seen_node: Some("primary".into()),
+        seen_issuer: Some("CN=ttx federation CA eu".into()),
+        seen_addr: Some("192.0.2.9:4433".into()),
+        first_seen: Some(now - 90 * MIN),
+    };
+    let text = render::pending(&[stranger], &times());
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "carrier-c",
+            "  identity   ttx://eu/carrier-c/primary",
+            "  issuer     CN=ttx federation CA eu",
+            "  address    192.0.2.9:4433",
+            "  first seen 2026-12-01 09:30 +01:00 (1h ago)",
+            "  last seen  2026-12-01 10:59 +01:00 (1m ago)",
+            "  key        ab12",
+            "  accept with `ttx peer accept carrier-c --addr HOST:PORT`, or `ttx peer deny carrier-c`",
+        ],
+        "{text}"
+    );
+    assert_eq!(render::pending(&[], &times()), "no pending peers\n");
 }

@@ -58,6 +58,47 @@ pub struct Config {
     /// The web console.
     #[serde(default)]
     pub web: crate::web::WebSection,
+    /// The hot standby: which primary a standby follows, and when a primary's answers leave.
+    #[serde(default)]
+    pub replication: ReplicationSection,
+}
+
+/// `[replication]`: the hot standby (see `docs/replication.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// On a standby: the primary's QUIC address (`HOST:PORT`) to follow over `ttx-repl/1`.
+    /// Left out on a primary.
+    pub primary: Option<String>,
+    /// When a primary acknowledges an operator's write: `async` (after its own commit),
+    /// `sync` (once the standby has it durably) or `sync-visible` (once the standby applied
+    /// it). Left out: `sync` when the peer registry authorizes a standby of this site,
+    /// otherwise `async`.
+    pub mode: Option<crate::replication::Mode>,
+    /// What sync modes do while the standby is gone: `degrade` (go on as async, loudly; the
+    /// default) or `block` (answers wait, then fail after `block_timeout_ms`).
+    pub when_standby_gone: crate::replication::WhenGone,
+    /// How long a sync answer waits for the standby before `block` fails it (or `degrade`
+    /// gives up on the standby and goes on as async).
+    pub block_timeout_ms: u64,
+    /// Committed envelopes kept in memory for shipping; a standby further behind is caught up
+    /// from the log.
+    pub backlog_bytes: usize,
+    /// How often the primary tells an idle standby its head and clock, and the standby re-acks.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        Self {
+            primary: None,
+            mode: None,
+            when_standby_gone: crate::replication::WhenGone::Degrade,
+            block_timeout_ms: 5_000,
+            backlog_bytes: 64 * 1024 * 1024,
+            heartbeat_ms: 1_000,
+        }
+    }
 }
 
 /// `[node]`: the node's identity.
@@ -298,6 +339,7 @@ impl Config {
             store: StoreSection::default(),
             limits: LimitsSection::default(),
             web: crate::web::WebSection::default(),
+            replication: ReplicationSection::default(),
         }
     }
 
@@ -392,6 +434,27 @@ impl Config {
             (
                 self.limits.max_timers_per_ticket > 0,
                 "limits.max_timers_per_ticket must be at least 1 (0 would refuse every timer)",
+            ),
+            (
+                self.replication.block_timeout_ms > 0
+                    && self.replication.block_timeout_ms <= 3_600_000,
+                "replication.block_timeout_ms must be 1 to 3600000",
+            ),
+            (
+                self.replication.heartbeat_ms >= 10 && self.replication.heartbeat_ms <= 60_000,
+                "replication.heartbeat_ms must be 10 to 60000",
+            ),
+            (
+                self.replication.backlog_bytes >= 1024 * 1024,
+                "replication.backlog_bytes must be at least 1048576 (1 MiB)",
+            ),
+            (
+                self.replication.primary.as_deref().is_none_or(|a| {
+                    a.rsplit_once(':').is_some_and(|(h, p)| {
+                        !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                    })
+                }),
+                "replication.primary must be HOST:PORT (the primary's transport.listen address)",
             ),
             (
                 self.api.max_body_bytes > self.limits.max_note_bytes,

@@ -35,7 +35,8 @@
 //! - [`wire`], [`net`]: the versioned ticket-transfer protocol and its QUIC transport.
 //! - [`exchange`]: the referral exchange's pure decisions (referral state machine, exactly-once
 //!   edge bookkeeping, sharing policy, chain forwarding without echoes).
-//! - [`replication`]: the hot standby's pure parts (the sync-commit gate, the shipping backlog).
+//! - [`replication`]: the hot standby: the sync-commit gate and shipping backlog (pure), the
+//!   primary's `ttx-repl/1` handler fed by the writer's commit hook, the standby's follower.
 //! - [`federation`]: the glue between the peer registry in the store and the QUIC endpoint:
 //!   trust and pins reloaded on registry changes, pending peers recorded, peer status and ping.
 //! - [`pki`], [`identity`]: the federation PKI and the certificate-SAN → identity mapping.

@@ -35,6 +35,7 @@ use crate::config::{Config, ConfigError};
 use crate::datadir::DataDir;
 use crate::federation::FederationSlot;
 use crate::model::clock;
+use crate::replication::{Mode, Primary, Replication};
 use crate::store::{query, NodeStamp, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 
 /// Why a node could not start or stopped badly.
@@ -237,8 +238,19 @@ impl RunningNode {
                 })??
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let primary = start_primary(&config, &store).await?;
+        let routes = vec![repl_route(&config, &store, &primary)];
         let federation =
-            FederationSlot::start(&dir, &config, store.clone(), shutdown_rx.clone()).await?;
+            FederationSlot::start(&dir, &config, store.clone(), shutdown_rx.clone(), routes)
+                .await?;
+        let follower =
+            config.replication.primary.as_deref().map(|addr| {
+                crate::replication::Follower::new(store.clone(), federation.clone(), addr)
+            });
+        let replication = Arc::new(Replication {
+            primary: primary.clone(),
+            follower: follower.clone(),
+        });
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
             .map_err(|source| NodeError::Bind {
@@ -262,6 +274,7 @@ impl RunningNode {
             started: Instant::now(),
             bound: Arc::new(bound.clone()),
             federation: federation.clone(),
+            replication,
         };
         let web_state = crate::web::WebState::new(state.clone(), shutdown_rx.clone());
         let web = crate::web::serve::start(dir.root(), web_state, shutdown_rx.clone()).await?;
@@ -293,8 +306,10 @@ impl RunningNode {
         };
         let mut tasks = vec![
             tokio::spawn(serve_api(listener, state, shutdown_rx.clone())),
-            tokio::spawn(alarm_clock(store.clone(), shutdown_rx)),
+            tokio::spawn(alarm_clock(store.clone(), shutdown_rx.clone())),
+            tokio::spawn(primary.run_deadlines(shutdown_rx.clone())),
         ];
+        tasks.extend(follower.map(|f| tokio::spawn(f.run(shutdown_rx))));
         tasks.extend(web.map(|w| w.task));
         Ok(RunningNode {
             bound,
@@ -339,6 +354,60 @@ impl RunningNode {
         let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
         let _ = std::fs::remove_file(self.dir.runtime_info());
         tracing::info!("node stopped");
+    }
+}
+
+/// The replication hub, installed as the writer's commit hook before anything writes. The mode
+/// left out of the config is `sync` when the registry authorizes a standby of this site (or
+/// this node follows a primary), `async` otherwise.
+async fn start_primary(config: &Config, store: &Store) -> Result<Arc<Primary>, NodeError> {
+    let site = config.node.site.clone();
+    let has_standby = store
+        .reader
+        .read(move |c| {
+            Ok(query::peers(c)?.iter().any(|r| {
+                r.site == site && r.standby && r.state == crate::model::peer::PeerState::Accepted
+            }))
+        })
+        .await?;
+    let r = &config.replication;
+    let mode = r.mode.unwrap_or(if has_standby || r.primary.is_some() {
+        Mode::Sync
+    } else {
+        Mode::Async
+    });
+    let head = *store.writer.head.borrow() as u64;
+    let primary = Primary::new(r, mode, head);
+    store.writer.set_commit_hook(primary.clone());
+    tracing::info!(?mode, when_standby_gone = ?r.when_standby_gone, "replication");
+    Ok(primary)
+}
+
+/// The `ttx-repl/1` route: the standby permission, frames up to the transport's limit (any
+/// note the node accepts fits), and an idle timeout of ten heartbeats (at least 10 s).
+fn repl_route(
+    config: &Config,
+    store: &Store,
+    primary: &Arc<Primary>,
+) -> crate::net::handler::Route {
+    let heartbeat = Duration::from_millis(config.replication.heartbeat_ms);
+    let handler = crate::replication::serve::ReplV1::new(
+        &config.node.site,
+        store.clone(),
+        primary.clone(),
+        heartbeat,
+    );
+    crate::net::handler::Route {
+        protocol: crate::wire::alpn::REPL_V1,
+        permission: crate::net::Permission::Standby,
+        handler: Arc::new(handler),
+        limits: crate::net::ProtocolLimits {
+            max_request_bytes: 64 * 1024,
+            max_stream_frame_bytes: crate::wire::frame::effective_max(
+                config.transport.max_frame_bytes,
+            ),
+            stream_idle_timeout: (heartbeat * 10).max(Duration::from_secs(10)),
+        },
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Status {
     /// What is wrong with the federation and how to fix it, when it is down.
     #[serde(default)]
     pub transport_problem: Option<String>,
+    /// The hot standby: mode, the standby and its lag (on a primary), the primary followed
+    /// and the position applied (on a standby).
+    #[serde(default)]
+    pub replication: Option<crate::replication::ReplicationStatus>,
 }
 
 /// `GET /v1/status`.
@@ -74,6 +78,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         epoch: state.store.writer.role.borrow().epoch,
         transport: state.federation.get().map(|f| f.status()),
         transport_problem: state.federation.problem(),
+        replication: Some(state.replication.status()),
     }))
 }
 
@@ -125,7 +130,7 @@ pub async fn add_operator(
             token_sha256: token_sha256(&token),
         },
     };
-    state.store.writer.write(req).await?;
+    super::write(&state, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(NewOperator {
@@ -168,7 +173,7 @@ pub async fn set_password(
             password_hash,
         },
     };
-    state.store.writer.write(req).await?;
+    super::write(&state, req).await?;
     tracing::info!(operator = %name, "web console password set");
     Ok(Json(serde_json::json!({ "operator": name })))
 }
@@ -185,6 +190,6 @@ pub async fn remove_operator(
         idempotency: None,
         op: WriteOp::RemoveOperator { name },
     };
-    state.store.writer.write(req).await?;
+    super::write(&state, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }

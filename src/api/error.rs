@@ -46,6 +46,11 @@ pub enum ApiError {
     /// The node is stopping: 503.
     #[error("the node is shutting down")]
     Unavailable,
+    /// Sync replication in `block` mode gave up waiting for the standby: 503, code
+    /// `not_on_standby`. The write is committed on this node; a retry with the same
+    /// idempotency key answers it once the standby has it.
+    #[error("committed here, not yet on the standby: retry with the same Idempotency-Key")]
+    NotOnStandby,
     /// Took too long: 504.
     #[error("the request timed out")]
     Timeout,
@@ -67,6 +72,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotOnStandby => (StatusCode::SERVICE_UNAVAILABLE, "not_on_standby"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -93,6 +99,15 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "store error");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl From<crate::replication::GateError> for ApiError {
+    fn from(e: crate::replication::GateError) -> Self {
+        match e {
+            crate::replication::GateError::NotOnStandby => ApiError::NotOnStandby,
+            crate::replication::GateError::Closed => ApiError::Unavailable,
         }
     }
 }

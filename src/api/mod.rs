@@ -46,6 +46,24 @@ pub struct AppState {
     pub bound: Arc<Bound>,
     /// The QUIC side, when the node listens for peers.
     pub federation: Arc<crate::federation::FederationSlot>,
+    /// The hot standby: the gate write answers wait in, and replication status.
+    pub replication: Arc<crate::replication::Replication>,
+}
+
+/// Runs a write and answers once it may be acknowledged: after the local commit, then (in
+/// `sync` and `sync-visible` modes) once the standby has it. The writer never waits for the
+/// standby; this request does, in the replication gate. A write `block` mode gives up on is
+/// committed here: the error tells the client to retry with the same idempotency key.
+pub async fn write(
+    state: &AppState,
+    req: crate::store::WriteRequest,
+) -> Result<crate::store::WriteOutcome, error::ApiError> {
+    let out = state.store.writer.write(req).await?;
+    // The head after this write's commit covers its events and its idempotency record (the
+    // writer publishes the head before it answers).
+    let head = *state.store.writer.head.borrow() as u64;
+    state.replication.primary.acknowledged(head).await?;
+    Ok(out)
 }
 
 /// The addresses the node actually bound (port 0 resolved).

@@ -64,7 +64,7 @@ async fn change(
         idempotency: None,
         op: WriteOp::Peer(op),
     };
-    match state.store.writer.write(req).await? {
+    match super::write(state, req).await? {
         WriteOutcome::Peer { site, changed } => {
             let changes = if changed {
                 let after = read(site.clone()).await?;

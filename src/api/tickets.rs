@@ -87,7 +87,7 @@ pub async fn write_ticket(
         idempotency,
         op,
     };
-    match state.store.writer.write(req).await? {
+    match super::write(state, req).await? {
         WriteOutcome::Ticket(ack) => Ok(ack),
         other => {
             tracing::error!(?other, "unexpected write outcome");

@@ -72,6 +72,7 @@ fn serve(store: Store) -> Result<Servers, BenchError> {
         store.clone(),
         stop_rx.clone(),
     );
+    let store_head = *store.writer.head.borrow() as u64;
     let app = AppState {
         store,
         config: Arc::new(config),
@@ -79,6 +80,7 @@ fn serve(store: Store) -> Result<Servers, BenchError> {
         started: Instant::now(),
         bound: Arc::default(),
         federation,
+        replication: Arc::new(crate::replication::Replication::standalone(store_head)),
     };
     let (web, api) = rt
         .block_on(async {

@@ -15,9 +15,10 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::identity::NodeIdentity;
 use crate::model::peer::{PeerOp, PeerRecord, PeerState};
+use crate::net::handler::Route;
 use crate::net::{
-    BoxFuture, Endpoint, EndpointEvent, EndpointOptions, Handler, LocalCert, NetError, PeerCtx,
-    Permission, Router, TrustConfig,
+    BoxFuture, ConnectOptions, Endpoint, EndpointEvent, EndpointOptions, Handler, LocalCert,
+    NetError, Peer, PeerCtx, Permission, Router, TrustConfig,
 };
 use crate::pki::inspect::{days_left, expiry_warning};
 use crate::pki::{PkiError, TrustMaterial};
@@ -220,11 +221,14 @@ impl Federation {
     /// Binds the QUIC endpoint if `transport.listen` is set. Missing or unsafe TLS material
     /// (a key readable by others, no certificate) or a taken port is an error; the node's
     /// [`FederationSlot`](super::FederationSlot) keeps serving without the federation then.
+    /// `routes` are the node's other protocols (the standby's `ttx-repl/1`), served beside
+    /// `ttx-exchange/1`.
     pub async fn start(
         dir: &DataDir,
         config: &Config,
         store: Store,
         shutdown: watch::Receiver<bool>,
+        routes: &[Route],
     ) -> Result<Option<(Federation, Vec<JoinHandle<()>>)>, FederationError> {
         let Some(listen) = config.transport.listen else {
             return Ok(None);
@@ -245,7 +249,11 @@ impl Federation {
         let records = store.reader.read(query::peers).await?;
         let (policy, seen) = StorePolicy::new(&wanted.site, records.clone());
         let policy = Arc::new(policy);
-        let router = Router::new().route(EXCHANGE_V1, Permission::Exchange, Arc::new(ExchangeV1));
+        let mut router =
+            Router::new().route(EXCHANGE_V1, Permission::Exchange, Arc::new(ExchangeV1));
+        for r in routes {
+            router = router.route_limited(r.protocol, r.permission, r.limits, r.handler.clone());
+        }
         let options = EndpointOptions {
             identity: wanted.clone(),
             role: Role::Partner,
@@ -599,6 +607,21 @@ impl Federation {
             site: site.to_string(),
             reasons: reasons.join("; "),
         })
+    }
+
+    /// Dials this site's primary at `addr` as its standby: `ttx-repl/1` only, role `Standby`
+    /// in Hello (the primary admits only a node of its own site holding the standby
+    /// permission).
+    pub async fn connect_as_standby(&self, addr: SocketAddr) -> Result<Peer, NetError> {
+        let alpns = vec![crate::wire::alpn::REPL_V1.alpn()];
+        let opts = ConnectOptions {
+            hello_versions: alpns.clone(),
+            alpns,
+            role: Role::Standby,
+        };
+        self.endpoint
+            .connect_with(addr, &self.identity.site, opts)
+            .await
     }
 
     /// This node's identity.

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::service::{Federation, FederationError, ReloadAnswer};
 use crate::config::Config;
 use crate::datadir::DataDir;
+use crate::net::handler::Route;
 use crate::net::NetError;
 use crate::store::Store;
 
@@ -26,6 +27,7 @@ pub struct FederationSlot {
     dir: DataDir,
     store: Store,
     shutdown: watch::Receiver<bool>,
+    routes: Vec<Route>,
 }
 
 /// Whether a start failure is the federation's own (the node goes on without it) rather than
@@ -51,13 +53,16 @@ impl FederationSlot {
     /// Starts the federation if `transport.listen` is set. A problem with the TLS material or
     /// the UDP port leaves it broken (logged with how to fix it) and the node running; a store
     /// failure is returned.
+    /// `routes` are served beside the exchange (see [`Federation::start`]).
     pub async fn start(
         dir: &DataDir,
         config: &Config,
         store: Store,
         shutdown: watch::Receiver<bool>,
+        routes: Vec<Route>,
     ) -> Result<Arc<Self>, FederationError> {
-        let state = match Federation::start(dir, config, store.clone(), shutdown.clone()).await {
+        let started = Federation::start(dir, config, store.clone(), shutdown.clone(), &routes);
+        let state = match started.await {
             Ok(None) => State::Off,
             Ok(Some((f, tasks))) => State::Up(Box::new(f), tasks),
             Err(e) if federation_only(&e) => {
@@ -72,6 +77,7 @@ impl FederationSlot {
             dir: dir.clone(),
             store,
             shutdown,
+            routes,
         }))
     }
 
@@ -82,6 +88,7 @@ impl FederationSlot {
             dir: dir.clone(),
             store,
             shutdown,
+            routes: Vec::new(),
         })
     }
 
@@ -117,6 +124,7 @@ impl FederationSlot {
             &config,
             self.store.clone(),
             self.shutdown.clone(),
+            &self.routes,
         )
         .await;
         match started {

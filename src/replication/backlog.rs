@@ -46,6 +46,17 @@ impl ByteSize for Vec<u8> {
     }
 }
 
+impl ByteSize for crate::wire::envelope::Envelope {
+    /// About its encoded size: the fixed fields, then each string and the body.
+    fn bytes(&self) -> usize {
+        128 + self.origin_site.len()
+            + self.origin_node.len()
+            + self.actor.len()
+            + self.kind.len()
+            + self.body.len()
+    }
+}
+
 impl<T: ByteSize> Backlog<T> {
     /// An empty backlog whose log head is `head`, keeping at most `max_bytes` of items (always
     /// at least the newest one).
@@ -63,9 +74,15 @@ impl<T: ByteSize> Backlog<T> {
         self.head
     }
 
-    /// A committed item at `pos` (positions arrive in order, each one once).
+    /// A committed item at `pos`. Positions normally arrive in order without gaps; an item that
+    /// does not follow the head (the node applied events from its old primary, which are not
+    /// published, then was promoted) starts memory afresh at `pos`: what came before is read
+    /// from the log.
     pub fn push(&mut self, pos: u64, item: T) {
-        debug_assert_eq!(pos, self.head + 1, "positions arrive without gaps");
+        if pos != self.head + 1 {
+            self.items.clear();
+            self.bytes = 0;
+        }
         self.head = pos;
         self.bytes += item.bytes();
         self.items.push_back((pos, item));
@@ -130,6 +147,17 @@ mod tests {
         );
         assert_eq!(b.plan(11), Plan::Log { from: 11, to: 12 });
         assert_eq!(b.from(11).count(), 0);
+    }
+
+    #[test]
+    fn an_item_past_a_gap_starts_memory_afresh() {
+        let mut b: Backlog<Vec<u8>> = Backlog::new(3, 1_000);
+        b.push(4, vec![0; 10]);
+        // Positions 5..=8 were applied from another primary and never published here.
+        b.push(9, vec![0; 10]);
+        assert_eq!((b.head(), b.bytes()), (9, 10));
+        assert_eq!(b.plan(4), Plan::Log { from: 4, to: 8 });
+        assert_eq!(b.plan(9), Plan::Memory { from: 9 });
     }
 
     #[test]

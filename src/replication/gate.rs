@@ -139,12 +139,21 @@ impl<T> Gate<T> {
         self.ack
     }
 
-    /// A commit: `answer` is for a write whose last event is at `pos` (positions arrive in
-    /// order). Returns what may be delivered now.
+    /// The primary committed everything up to `pos` at `now` (positions arrive in order): the
+    /// head and the lag's commit times move on, with no answer to hold. The writer's commit
+    /// hook calls this; the answers arrive separately through [`Gate::committed`].
+    pub fn advanced(&mut self, pos: u64, now: Millis) {
+        if pos > self.head {
+            self.head = pos;
+            self.sample(pos, now);
+        }
+    }
+
+    /// An answer for a write whose last event is at `pos`. Answers may arrive in any order
+    /// (concurrent requests learn their positions from the writer, then come here); they are
+    /// kept in position order. Returns what may be delivered now.
     pub fn committed(&mut self, pos: u64, answer: T, now: Millis) -> Vec<Outcome<T>> {
-        debug_assert!(pos >= self.head, "commits arrive in position order");
-        self.head = self.head.max(pos);
-        self.sample(pos, now);
+        self.advanced(pos, now);
         if self.passes(pos) || self.mode == Mode::Async || self.degraded_since.is_some() {
             return vec![Outcome::Released(answer)];
         }
@@ -154,11 +163,15 @@ impl<T> Gate<T> {
             out.push(Outcome::Released(answer));
             return out;
         }
-        self.waiting.push_back(Waiting {
-            pos,
-            deadline: now + self.block_timeout_ms,
-            answer,
-        });
+        let at = self.waiting.partition_point(|w| w.pos <= pos);
+        self.waiting.insert(
+            at,
+            Waiting {
+                pos,
+                deadline: now + self.block_timeout_ms,
+                answer,
+            },
+        );
         Vec::new()
     }
 
@@ -201,23 +214,27 @@ impl<T> Gate<T> {
     /// keeping up: in `block` mode those answers fail; in `degrade` mode the gate degrades and
     /// releases everything. The caller sleeps until [`Gate::next_deadline`].
     pub fn tick(&mut self, now: Millis) -> Vec<Outcome<T>> {
-        if self.when_gone == WhenGone::Degrade
-            && self.waiting.front().is_some_and(|w| w.deadline <= now)
-        {
+        let due = |w: &Waiting<T>| w.deadline <= now;
+        if self.when_gone == WhenGone::Degrade && self.waiting.iter().any(due) {
             self.degraded_since = Some(now);
             return self.drain_all();
         }
         let mut out = Vec::new();
-        while self.waiting.front().is_some_and(|w| w.deadline <= now) {
-            let w = self.waiting.pop_front().expect("front exists");
-            out.push(Outcome::NotOnStandby(w.answer));
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for w in self.waiting.drain(..) {
+            if due(&w) {
+                out.push(Outcome::NotOnStandby(w.answer));
+            } else {
+                kept.push_back(w);
+            }
         }
+        self.waiting = kept;
         out
     }
 
     /// When the next waiting answer times out.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.waiting.front().map(|w| w.deadline)
+        self.waiting.iter().map(|w| w.deadline).min()
     }
 
     /// How far behind the standby is at `now`.
@@ -251,7 +268,7 @@ impl<T> Gate<T> {
     }
 
     fn sample(&mut self, pos: u64, at: Millis) {
-        if pos <= self.ack.applied {
+        if pos <= self.ack.applied || self.commits.back().is_some_and(|&(p, _)| p >= pos) {
             return;
         }
         if self.commits.len() >= LAG_SAMPLES {
@@ -321,6 +338,30 @@ mod tests {
         );
         // A commit the standby already has passes straight through.
         assert_eq!(released(g.committed(8, 80, 1)), vec![80]);
+    }
+
+    #[test]
+    fn answers_arriving_out_of_order_leave_in_position_order() {
+        let mut g = sync(WhenGone::Block);
+        g.advanced(9, 0);
+        for (pos, answer) in [(7, 70), (3, 30), (9, 90), (5, 50)] {
+            assert!(g.committed(pos, answer, 0).is_empty());
+        }
+        assert_eq!(
+            released(g.acked_to(Ack {
+                durable: 6,
+                applied: 6
+            })),
+            vec![30, 50]
+        );
+        assert_eq!(g.lag(10), Lag { events: 3, ms: 10 });
+        assert_eq!(
+            released(g.acked_to(Ack {
+                durable: 9,
+                applied: 9
+            })),
+            vec![70, 90]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The hot standby's pure parts: what the primary ships and when an operator's answer may leave.
+//! The hot standby: what the primary ships and when an operator's answer may leave.
 //!
+//! Pure parts (no I/O):
 //! - [`gate`]: the sync-commit gate. Answers wait in log-position order until the standby's ack
 //!   covers them (`sync`: durable there; `sync-visible`: applied there); `block` or `degrade`
 //!   when the standby is gone; the lag in events and in the primary's milliseconds.
@@ -9,13 +10,65 @@
 //!   promotion per epoch, never from a degraded primary) and the primary's own view of it (stop
 //!   writing before the witness can grant the role elsewhere).
 //!
-//! Not built yet: the `ttx-repl/1` stream that drives them, cloning, promotion and switchover.
+//! The parts that drive them:
+//! - [`primary`]: the primary's hub: the backlog fed by the writer's commit hook, the gate the
+//!   API's answers wait in, the shippable position for the exchange, the status.
+//! - [`serve`]: the `ttx-repl/1` handler on the primary (one long-lived stream per standby).
+//! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
+//!
 //! The role and epoch state machine lives in `model/` with the site log.
 
 pub mod backlog;
+pub mod follow;
 pub mod gate;
 pub mod lease;
+pub mod primary;
+pub mod serve;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 pub use backlog::{Backlog, ByteSize, Plan};
+pub use follow::{FollowStatus, Follower};
 pub use gate::{Ack, Gate, Lag, Mode, Outcome, WhenGone};
 pub use lease::{HeldLease, LeaseError, LeaseTiming, Witness};
+pub use primary::{GateError, Primary, PrimaryStatus};
+
+/// A node's replication: the primary's hub (every node has one; a standby's is idle until it
+/// is promoted) and, on a standby, its follower.
+pub struct Replication {
+    /// The primary's side.
+    pub primary: Arc<Primary>,
+    /// The standby's side, when `replication.primary` is set.
+    pub follower: Option<Arc<Follower>>,
+}
+
+/// What `ttx status` shows of replication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicationStatus {
+    /// The primary's side (mode, standby, lag).
+    pub primary: PrimaryStatus,
+    /// The standby's side (the primary it follows, applied position), on a standby.
+    pub following: Option<FollowStatus>,
+}
+
+impl Replication {
+    /// A node without a standby (benchmarks that serve the API without a node): async, no
+    /// follower.
+    pub fn standalone(head: u64) -> Self {
+        let cfg = crate::config::ReplicationSection::default();
+        Replication {
+            primary: Primary::new(&cfg, Mode::Async, head),
+            follower: None,
+        }
+    }
+
+    /// The status now.
+    pub fn status(&self) -> ReplicationStatus {
+        ReplicationStatus {
+            primary: self.primary.status(),
+            following: self.follower.as_ref().map(|f| f.status()),
+        }
+    }
+}

@@ -44,10 +44,15 @@ pub const EXCHANGE_V1: ProtocolId = ProtocolId {
     version: 1,
 };
 
+/// `ttx-repl/1`: the hot standby's stream from its primary.
+pub const REPL_V1: ProtocolId = ProtocolId {
+    family: REPL,
+    version: 1,
+};
+
 /// Every protocol version this build speaks, newest first within a family. A node offers all of a
-/// family's versions so that peers can be upgraded one at a time. `ttx-exchange/2` and
-/// `ttx-repl/1` are added here when they exist.
-pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V1];
+/// family's versions so that peers can be upgraded one at a time.
+pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V1, REPL_V1];
 
 /// The versions of one family this build speaks, newest first.
 pub fn versions_of(family: &str) -> Vec<ProtocolId> {
@@ -68,5 +73,8 @@ mod tests {
         assert_eq!(ProtocolId::from_alpn(b"ttx-exchange/1"), Some(EXCHANGE_V1));
         assert_eq!(ProtocolId::from_alpn(b"ttx-exchange/9"), None);
         assert_eq!(versions_of(EXCHANGE), vec![EXCHANGE_V1]);
+        assert_eq!(REPL_V1.alpn(), "ttx-repl/1");
+        assert_eq!(ProtocolId::from_alpn(b"ttx-repl/1"), Some(REPL_V1));
+        assert_eq!(versions_of(REPL), vec![REPL_V1]);
     }
 }

@@ -78,11 +78,17 @@ pub enum ErrorCode {
     ShuttingDown = 12,
     /// The peer was removed from the registry (only ever a QUIC close code, never in a frame).
     Removed = 13,
+    /// `ttx-repl/1`: this node is not its site's primary (a standby or fenced node serves no
+    /// replication stream); the subscriber should look for the primary elsewhere.
+    NotPrimary = 14,
+    /// `ttx-repl/1`: the subscriber's log is not a prefix of this primary's (it wants positions
+    /// past the head, or acknowledged positions never sent): it must be rebuilt or rejoined.
+    Diverged = 15,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Closed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownPeer,
@@ -97,6 +103,8 @@ impl ErrorCode {
         ErrorCode::TrustRevoked,
         ErrorCode::ShuttingDown,
         ErrorCode::Removed,
+        ErrorCode::NotPrimary,
+        ErrorCode::Diverged,
     ];
 
     /// The numeric code.
@@ -126,6 +134,8 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Closed => "closed",
             ErrorCode::Removed => "removed",
+            ErrorCode::NotPrimary => "not_primary",
+            ErrorCode::Diverged => "diverged",
         }
     }
 }

@@ -189,6 +189,8 @@ fn error_codes_are_stable() {
             (11, "trust_revoked"),
             (12, "shutting_down"),
             (13, "removed"),
+            (14, "not_primary"),
+            (15, "diverged"),
         ]
     );
     // An unknown code is malformed, not a panic.

@@ -56,6 +56,13 @@ impl Ca {
                 node,
             ],
         );
+        self.issue(&n, site, "primary");
+        n.start();
+        n
+    }
+
+    /// Issues a certificate for `site`/`node` into the node's data dir.
+    pub(crate) fn issue(&self, n: &TestNode, site: &str, node: &str) {
         let dir = n.dir.to_str().unwrap().to_string();
         pki(&[
             "issue",
@@ -69,8 +76,6 @@ impl Ca {
             &dir,
         ])
         .ok();
-        n.start();
-        n
     }
 }
 

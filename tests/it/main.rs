@@ -15,6 +15,7 @@ mod federation;
 mod noc;
 mod pki;
 mod render;
+mod repl;
 mod site;
 mod tickets;
 mod web;

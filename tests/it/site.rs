@@ -11,7 +11,15 @@ use crate::common::{open_db, TestNode};
 /// snapshot of the (stopped) primary's store, made a standby of `primary`. The primary's admin
 /// token works on it (operators are part of the site's state).
 fn standby_of(primary: &TestNode) -> TestNode {
-    let standby = TestNode::init_with("noc-a", &["--node", "standby"]);
+    standby_from_snapshot(primary, &[])
+}
+
+/// [`standby_of`] with more `ttx init` arguments for the standby (its federation, listen
+/// address).
+pub(crate) fn standby_from_snapshot(primary: &TestNode, extra: &[&str]) -> TestNode {
+    let mut args = vec!["--node", "standby"];
+    args.extend_from_slice(extra);
+    let standby = TestNode::init_with("noc-a", &args);
     let db = standby.data().database();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{watch, Notify};
 
+use super::publish::{self, HookSlot, Shipped};
 use super::queue::Pending;
 use super::request::InBatch;
 use super::{WriteOutcome, WriterStats};
@@ -35,6 +36,8 @@ pub(super) struct WriterState {
     pub(super) peers_changed: Arc<Notify>,
     pub(super) outbox_changed: Arc<Notify>,
     pub(super) stats: Arc<WriterStats>,
+    /// Where committed envelopes go for shipping (see [`publish`]).
+    pub(super) hook: HookSlot,
     #[cfg(test)]
     pub(super) faults: Arc<super::Faults>,
 }
@@ -51,6 +54,8 @@ pub(super) struct Effects {
     pub(super) role: bool,
     /// Messages were queued for a partner.
     pub(super) exchange: bool,
+    /// The envelopes of the events written here, for shipping.
+    pub(super) shipped: Shipped,
 }
 
 impl Effects {
@@ -79,6 +84,7 @@ impl Effects {
         self.operators |= other.operators;
         self.peers |= other.peers;
         self.exchange |= other.exchange;
+        self.shipped.envelopes.extend(other.shipped.envelopes);
     }
 }
 impl WriterState {
@@ -103,6 +109,7 @@ impl WriterState {
             peers_changed: Arc::new(Notify::new()),
             outbox_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
+            hook: HookSlot::default(),
             #[cfg(test)]
             faults: Arc::default(),
         })
@@ -181,6 +188,7 @@ impl WriterState {
             if effects.exchange {
                 self.outbox_changed.notify_waiters();
             }
+            publish::publish(&self.hook, std::mem::take(&mut effects.shipped.envelopes));
         }
         for (p, result) in batch.drain(..).zip(results) {
             let answer = match &committed {
@@ -227,6 +235,7 @@ impl WriterState {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counters = self.log.clone();
+        let collect = self.hook.get().is_some();
         for Pending { req, .. } in batch {
             let before = counters.clone();
             let handle = |conn: &Connection, log: &mut SiteLog| {
@@ -235,7 +244,10 @@ impl WriterState {
                     stamp,
                     limits,
                     log,
-                    effects: Effects::default(),
+                    effects: Effects {
+                        shipped: Shipped::new(collect),
+                        ..Effects::default()
+                    },
                 };
                 let result = job.handle(req);
                 (result, job.effects)

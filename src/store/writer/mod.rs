@@ -16,6 +16,7 @@
 pub mod budget;
 mod commit;
 mod exchange;
+mod publish;
 mod queue;
 mod request;
 
@@ -40,6 +41,7 @@ use budget::ByteBudget;
 use commit::WriterState;
 use queue::{Job, Pending};
 
+pub use publish::CommitHook;
 pub use request::ticket_by_number;
 
 /// One write, as asked for by an operator (or the node itself, or a replication stream).
@@ -296,6 +298,8 @@ pub struct Writer {
     pub stats: Arc<WriterStats>,
     /// Why the writer thread failed, once it has (see [`Writer::failed`]).
     failed: watch::Receiver<Option<String>>,
+    /// The commit hook, shared with the thread.
+    hook: publish::HookSlot,
     /// Faults a unit test injects into the thread.
     #[cfg(test)]
     pub(crate) faults: Arc<Faults>,
@@ -340,6 +344,7 @@ impl Writer {
         state.peers_changed = peers_changed.clone();
         state.outbox_changed = outbox_changed.clone();
         state.stats = stats.clone();
+        let hook = state.hook.clone();
         #[cfg(test)]
         let faults = state.faults.clone();
         let (failed_tx, failed) = watch::channel(None);
@@ -359,9 +364,18 @@ impl Writer {
             role,
             stats,
             failed,
+            hook,
             #[cfg(test)]
             faults,
         })
+    }
+
+    /// Installs the hook that receives each committed batch's envelopes (the replication
+    /// primary's backlog). Only one hook per writer: a second is refused (returns `false`).
+    /// Batches already committing when it is installed may not reach it; the hook must
+    /// tolerate a first batch that does not follow the head it started from.
+    pub fn set_commit_hook(&self, hook: std::sync::Arc<dyn CommitHook>) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     /// Sends a write and waits for its durable answer. Waits first for room in the queue's

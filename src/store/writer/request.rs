@@ -117,6 +117,7 @@ impl InBatch<'_> {
         };
         let position = self.log.head + 1;
         apply_event_on(self.conn, position, &event, &body, before)?;
+        self.effects.shipped.push(position, &event, &body);
         self.log.head = position;
         self.log.next_seq += 1;
         Ok(position)

@@ -1,0 +1,309 @@
+//! The standby's follower: dials its primary over `ttx-repl/1`, subscribes from its own head,
+//! applies each batch with the one applier (`WriteOp::Replicate`, strict `head + 1`), acks what
+//! it has durably and applied, and reconnects with backoff after any failure, always resuming
+//! from its head (so a restart, a dropped stream or a refused batch resume cleanly).
+//!
+//! It runs only while the node is a standby: a promoted node stops following at once. Batches
+//! that arrive while the writer is busy are applied together in one transaction (the standby
+//! applies in larger batches under load, and acks once per transaction).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::federation::FederationSlot;
+use crate::model::clock::{self, Millis};
+use crate::net::{FramedRecv, FramedSend, NetError};
+use crate::store::{Store, StoreError, WriteOp, WriteRequest};
+use crate::wire::codec;
+use crate::wire::envelope::Envelope;
+use crate::wire::repl::{Subscribe, Subscribed, ToPrimary, ToStandby};
+
+/// The first wait after a failure; doubled each time up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Batches waiting to be applied before the stream stops being read (QUIC then slows the
+/// primary down).
+const APPLY_QUEUE: usize = 64;
+
+/// The standby's replication state, for `ttx status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FollowStatus {
+    /// The primary's address it follows (`replication.primary`).
+    pub primary_addr: String,
+    /// The primary's node name, once a stream was up.
+    pub primary_node: Option<String>,
+    /// Whether the stream is up now.
+    pub connected: bool,
+    /// The last position applied here.
+    pub applied: u64,
+    /// The primary's head as last heard (a batch, a heartbeat or the subscription).
+    pub primary_head: u64,
+    /// Events the primary has that are not applied here, as last heard.
+    pub lag_events: u64,
+    /// The primary's commit time (its own clock) of the last batch applied here.
+    pub last_batch_committed_at: Option<Millis>,
+    /// When this node last heard from the primary (its own clock).
+    pub last_heard_at: Option<Millis>,
+    /// Why the last stream ended or could not start.
+    pub last_error: Option<String>,
+}
+
+/// Why a session with the primary ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("the federation is down on this node (see `ttx status`)")]
+    NoFederation,
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("applying a batch: {0}")]
+    Apply(StoreError),
+    #[error("the primary answered a subscription that does not decode")]
+    BadAnswer,
+    #[error("the primary is at epoch {theirs}, older than this node's {ours}: it was deposed")]
+    OlderPrimary { theirs: u64, ours: u64 },
+    #[error("this node is no longer a standby")]
+    NotStandby,
+    #[error("the primary closed the stream")]
+    Closed,
+}
+
+/// The follower of a standby node.
+pub struct Follower {
+    store: Store,
+    federation: Arc<FederationSlot>,
+    primary_addr: String,
+    status: Mutex<FollowStatus>,
+}
+
+enum ToApplier {
+    Batch(Vec<Envelope>, Millis),
+    Reack,
+}
+
+impl Follower {
+    /// A follower of the primary at `primary_addr`.
+    pub fn new(store: Store, federation: Arc<FederationSlot>, primary_addr: &str) -> Arc<Self> {
+        let applied = *store.writer.head.borrow() as u64;
+        Arc::new(Follower {
+            status: Mutex::new(FollowStatus {
+                primary_addr: primary_addr.to_string(),
+                applied,
+                ..FollowStatus::default()
+            }),
+            store,
+            federation,
+            primary_addr: primary_addr.to_string(),
+        })
+    }
+
+    /// The state for `ttx status`.
+    pub fn status(&self) -> FollowStatus {
+        let mut s = self.lock().clone();
+        s.applied = *self.store.writer.head.borrow() as u64;
+        s.lag_events = s.primary_head.saturating_sub(s.applied);
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FollowStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows the primary while this node is a standby, until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut role = self.store.writer.role.clone();
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if !is_standby(&role.borrow_and_update()) {
+                tracing::info!(role = %role.borrow().role_text(), "not a standby: not following a primary");
+                tokio::select! {
+                    r = role.changed() => if r.is_err() { return } else { continue },
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+            let mut subscribed = false;
+            let end = tokio::select! {
+                e = self.session(&mut subscribed) => e.err().unwrap_or(SessionEnd::Closed),
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            {
+                let mut s = self.lock();
+                s.connected = false;
+                s.last_error = Some(end.to_string());
+            }
+            match &end {
+                SessionEnd::NotStandby => continue,
+                SessionEnd::Apply(_) | SessionEnd::OlderPrimary { .. } => {
+                    tracing::error!(error = %end, primary = %self.primary_addr, "replication stream stopped")
+                }
+                _ => {
+                    tracing::warn!(error = %end, primary = %self.primary_addr, "replication stream down")
+                }
+            }
+            if subscribed {
+                backoff = MIN_BACKOFF;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, SessionEnd> {
+        tokio::net::lookup_host(self.primary_addr.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| SessionEnd::Resolve(self.primary_addr.clone()))
+    }
+
+    /// One stream: dial, subscribe from our head, apply and ack until something fails.
+    async fn session(&self, subscribed: &mut bool) -> Result<(), SessionEnd> {
+        let fed = self.federation.get().ok_or(SessionEnd::NoFederation)?;
+        let addr = self.resolve().await?;
+        let peer = fed.connect_as_standby(addr).await?;
+        let ours = self.store.writer.role.borrow().epoch;
+        let head = *self.store.writer.head.borrow() as u64;
+        let sub = Subscribe {
+            epoch: ours,
+            from: head + 1,
+        };
+        let body = codec::encode(&sub).expect("subscribe encodes");
+        let (answer, stream) = peer.open_stream::<ToPrimary, ToStandby>(body).await?;
+        let answer: Subscribed = codec::decode(&answer).map_err(|_| SessionEnd::BadAnswer)?;
+        if answer.epoch < ours {
+            return Err(SessionEnd::OlderPrimary {
+                theirs: answer.epoch,
+                ours,
+            });
+        }
+        *subscribed = true;
+        {
+            let mut s = self.lock();
+            s.connected = true;
+            s.primary_node = Some(peer.ctx().identity.node.clone());
+            s.primary_head = answer.head;
+            s.last_heard_at = Some(clock::now());
+            s.last_error = None;
+        }
+        tracing::info!(primary = %peer.ctx().identity, from = sub.from, primary_head = answer.head, "following the primary");
+        let (send, recv) = stream.split();
+        let (tx, rx) = mpsc::channel(APPLY_QUEUE);
+        let result = tokio::select! {
+            e = self.read(recv, tx) => e,
+            e = self.apply(send, rx) => e,
+        };
+        result?;
+        Err(SessionEnd::Closed)
+    }
+
+    /// Reads frames: batches go to the applier, heartbeats update the lag and ask for a re-ack.
+    async fn read(
+        &self,
+        mut recv: FramedRecv<ToStandby>,
+        tx: mpsc::Sender<ToApplier>,
+    ) -> Result<(), SessionEnd> {
+        while let Some(frame) = recv.recv().await? {
+            let now = clock::now();
+            let msg = match frame {
+                ToStandby::Batch(b) => {
+                    let mut s = self.lock();
+                    s.last_heard_at = Some(now);
+                    if let Some(last) = b.envelopes.last() {
+                        s.primary_head = s.primary_head.max(last.position);
+                    }
+                    ToApplier::Batch(b.envelopes, b.committed_at)
+                }
+                ToStandby::Heartbeat { head, .. } => {
+                    let mut s = self.lock();
+                    s.last_heard_at = Some(now);
+                    s.primary_head = s.primary_head.max(head);
+                    ToApplier::Reack
+                }
+            };
+            if tx.send(msg).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies batches (all that are waiting, in one transaction) and acks after each commit.
+    async fn apply(
+        &self,
+        mut send: FramedSend<ToPrimary>,
+        mut rx: mpsc::Receiver<ToApplier>,
+    ) -> Result<(), SessionEnd> {
+        let mut role = self.store.writer.role.clone();
+        self.ack(&mut send).await?;
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return Ok(()),
+                },
+                _ = role.changed() => {
+                    if !is_standby(&role.borrow_and_update()) {
+                        return Err(SessionEnd::NotStandby);
+                    }
+                    continue;
+                }
+            };
+            let mut envelopes = Vec::new();
+            let mut committed_at = None;
+            let mut take = |m: ToApplier| {
+                if let ToApplier::Batch(mut e, at) = m {
+                    envelopes.append(&mut e);
+                    committed_at = Some(at);
+                }
+            };
+            take(first);
+            while let Ok(m) = rx.try_recv() {
+                take(m);
+            }
+            if !envelopes.is_empty() {
+                let req = WriteRequest {
+                    actor: "system".into(),
+                    idempotency: None,
+                    op: WriteOp::Replicate(envelopes),
+                };
+                self.store
+                    .writer
+                    .write(req)
+                    .await
+                    .map_err(SessionEnd::Apply)?;
+                self.lock().last_batch_committed_at = committed_at;
+            }
+            self.ack(&mut send).await?;
+        }
+    }
+
+    /// Acks the head. Applying commits the events and the head in one transaction, so durable
+    /// and applied move together on the standby.
+    async fn ack(&self, send: &mut FramedSend<ToPrimary>) -> Result<(), SessionEnd> {
+        let r = self.store.writer.role.borrow().clone();
+        if !is_standby(&r) {
+            return Err(SessionEnd::NotStandby);
+        }
+        let head = *self.store.writer.head.borrow() as u64;
+        send.send(&ToPrimary::Ack {
+            epoch: r.epoch,
+            durable: head,
+            applied: head,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+fn is_standby(r: &crate::model::role::RoleState) -> bool {
+    matches!(r.role, crate::model::role::NodeRole::Standby { .. })
+}

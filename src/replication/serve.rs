@@ -1,0 +1,291 @@
+//! The primary serves `ttx-repl/1`: one long-lived stream per standby, envelopes out (from
+//! memory after each commit, from the log to catch up), acks in.
+//!
+//! Only a node of this site that declared the `Standby` role at Hello and holds the standby
+//! permission in the registry gets here (the endpoint checks both); the handler checks the
+//! site and role again, then that this node is the primary and that the subscriber's log is a
+//! prefix of ours. Refusals carry stable codes: `not_authorized` (not this site's standby),
+//! `not_primary` (this node is a standby or fenced), `diverged` (the subscriber wants
+//! positions past our head, or acknowledges positions we never had), `malformed`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::gate::Ack;
+use super::primary::{Next, Primary};
+use crate::model::clock;
+use crate::net::{BoxFuture, FramedRecv, FramedSend, Handler, IncomingStream, NetError, PeerCtx};
+use crate::store::{ship, Store, StoreError, WriteOp, WriteRequest};
+use crate::wire::codec;
+use crate::wire::repl::{Batch, Subscribe, Subscribed, ToPrimary, ToStandby};
+use crate::wire::{ErrorCode, Request, Role, StreamOpen};
+
+/// Most envelopes read from the log per catch-up batch.
+const LOG_BATCH: u64 = 512;
+/// Soft limit of a batch's bytes (a single larger envelope still goes alone).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Why a standby's stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamEnd {
+    /// The transport failed or the standby sent something undecodable.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This node is no longer the primary.
+    #[error("this node is no longer the primary")]
+    NotPrimary,
+    /// The standby acknowledged positions this node never had.
+    #[error("the standby acknowledged position {acked} past this node's head {head}")]
+    Diverged {
+        /// Acknowledged.
+        acked: u64,
+        /// Our head.
+        head: u64,
+    },
+    /// The log lacks a position it should hold.
+    #[error("the log has no position {0}")]
+    Missing(u64),
+}
+
+/// The `ttx-repl/1` handler of a node.
+pub struct ReplV1 {
+    site: String,
+    store: Store,
+    primary: Arc<Primary>,
+    heartbeat: Duration,
+}
+
+impl ReplV1 {
+    /// The handler for a node of `site` with its store and hub; heartbeats every `heartbeat` when idle.
+    pub fn new(site: &str, store: Store, primary: Arc<Primary>, heartbeat: Duration) -> Self {
+        ReplV1 {
+            site: site.to_string(),
+            store,
+            primary,
+            heartbeat,
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.store.writer.role.borrow().epoch
+    }
+
+    /// A higher epoch seen from `by`: fence this node, durably, before anything else.
+    async fn fence(&self, epoch: u64, by: &str) {
+        let req = WriteRequest {
+            actor: "system".into(),
+            idempotency: None,
+            op: WriteOp::Fence {
+                epoch,
+                by: by.to_string(),
+            },
+        };
+        if let Err(e) = self.store.writer.write(req).await {
+            tracing::error!(error = %e, epoch, by, "cannot record the fence");
+        }
+    }
+
+    /// What to answer a subscription, before accepting it.
+    async fn admit(&self, peer: &PeerCtx, open: &StreamOpen) -> Result<Subscribe, ErrorCode> {
+        let own = self.store.writer.role.borrow().clone();
+        if peer.role != Role::Standby || peer.identity.site != self.site {
+            return Err(ErrorCode::NotAuthorized);
+        }
+        let sub: Subscribe = codec::decode(&open.body).map_err(|_| ErrorCode::Malformed)?;
+        if sub.epoch > own.epoch {
+            tracing::error!(
+                standby_epoch = sub.epoch,
+                epoch = own.epoch,
+                "a subscriber holds a higher epoch: fencing this node"
+            );
+            self.fence(sub.epoch, &peer.identity.node).await;
+            return Err(ErrorCode::NotPrimary);
+        }
+        if !own.is_primary() {
+            return Err(ErrorCode::NotPrimary);
+        }
+        let head = *self.store.writer.head.borrow() as u64;
+        if sub.from == 0 || sub.from > head + 1 {
+            tracing::error!(
+                from = sub.from,
+                head,
+                "a subscriber wants positions past the head: its log is not ours"
+            );
+            return Err(ErrorCode::Diverged);
+        }
+        Ok(sub)
+    }
+
+    async fn serve(&self, peer: &PeerCtx, open: StreamOpen, incoming: IncomingStream) {
+        let sub = match self.admit(peer, &open).await {
+            Ok(sub) => sub,
+            Err(code) => {
+                tracing::warn!(peer = %peer.identity, %code, "replication subscription refused");
+                incoming.refuse(code).await;
+                return;
+            }
+        };
+        let answer = Subscribed {
+            epoch: self.epoch(),
+            head: self.primary.head(),
+        };
+        let body = codec::encode(&answer).expect("subscribed encodes");
+        let stream = match incoming.accept::<ToStandby, ToPrimary>(body).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept the replication stream");
+                return;
+            }
+        };
+        let (mut send, recv) = stream.split();
+        let node = peer.identity.node.clone();
+        self.primary.stream_up(&node, &peer.remote.to_string());
+        tracing::info!(from = sub.from, "shipping to the standby");
+        let end = tokio::select! {
+            e = self.ship(&mut send, sub.from) => e,
+            e = self.acks(recv, &node) => e,
+        };
+        self.primary.stream_down(&node);
+        match end {
+            Ok(()) => tracing::info!("the standby closed its stream"),
+            Err(e) => {
+                let code = match &e {
+                    StreamEnd::NotPrimary => ErrorCode::NotPrimary,
+                    StreamEnd::Diverged { .. } => ErrorCode::Diverged,
+                    StreamEnd::Net(NetError::Wire(w)) => w.code(),
+                    _ => ErrorCode::Internal,
+                };
+                tracing::warn!(error = %e, %code, "replication stream ended");
+                send.reset(code);
+            }
+        }
+    }
+
+    /// Sends batches and heartbeats until the stream fails or this node stops being primary.
+    async fn ship(&self, send: &mut FramedSend<ToStandby>, mut next: u64) -> Result<(), StreamEnd> {
+        let mut head = self.primary.watch_head();
+        let mut role = self.store.writer.role.clone();
+        loop {
+            let epoch = {
+                let r = role.borrow_and_update();
+                if !r.is_primary() {
+                    return Err(StreamEnd::NotPrimary);
+                }
+                r.epoch
+            };
+            head.borrow_and_update();
+            let (envelopes, committed_at) = match self.primary.next(next, BATCH_BYTES) {
+                Next::UpToDate => {
+                    tokio::select! {
+                        _ = head.changed() => {}
+                        _ = role.changed() => {}
+                        _ = tokio::time::sleep(self.heartbeat) => {
+                            let beat = ToStandby::Heartbeat {
+                                epoch,
+                                head: self.primary.head(),
+                                at: clock::now(),
+                            };
+                            send.send(&beat).await?;
+                        }
+                    }
+                    continue;
+                }
+                Next::Batch(envelopes, at) => (envelopes, at),
+                Next::Log { from, to } => (self.read_log(from, to).await?, clock::now()),
+            };
+            let Some(last) = envelopes.last().map(|e| e.position) else {
+                continue;
+            };
+            let batch = ToStandby::Batch(Batch {
+                epoch,
+                committed_at,
+                envelopes,
+            });
+            send.send(&batch).await?;
+            next = last + 1;
+        }
+    }
+
+    /// Positions `from..=to` (at most a batch of them) from the log.
+    async fn read_log(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::wire::envelope::Envelope>, StreamEnd> {
+        let limit = (to - from + 1).min(LOG_BATCH) as u32;
+        let mut envelopes = self
+            .store
+            .reader
+            .read(move |c| ship::envelopes_after(c, from as i64 - 1, limit))
+            .await?;
+        if envelopes.first().map(|e| e.position) != Some(from) {
+            return Err(StreamEnd::Missing(from));
+        }
+        let mut bytes = 0;
+        let keep = envelopes
+            .iter()
+            .take_while(|e| {
+                bytes += super::backlog::ByteSize::bytes(*e);
+                bytes <= BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        envelopes.truncate(keep);
+        Ok(envelopes)
+    }
+
+    /// Reads acks until the standby finishes its half or the stream fails.
+    async fn acks(&self, mut recv: FramedRecv<ToPrimary>, node: &str) -> Result<(), StreamEnd> {
+        while let Some(frame) = recv.recv().await? {
+            let ToPrimary::Ack {
+                epoch,
+                durable,
+                applied,
+            } = frame;
+            if epoch > self.epoch() {
+                tracing::error!(epoch, standby = node, "the standby holds a higher epoch");
+                self.fence(epoch, node).await;
+                return Err(StreamEnd::NotPrimary);
+            }
+            let head = self
+                .primary
+                .head()
+                .max(*self.store.writer.head.borrow() as u64);
+            if durable.max(applied) > head {
+                return Err(StreamEnd::Diverged {
+                    acked: durable.max(applied),
+                    head,
+                });
+            }
+            self.primary.acked(Ack { durable, applied });
+        }
+        Ok(())
+    }
+}
+
+impl Handler for ReplV1 {
+    fn handle<'a>(
+        &'a self,
+        _peer: &'a PeerCtx,
+        _request: Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        // `ttx-repl/1` has no one-shot requests: everything runs on the long-lived stream.
+        Box::pin(async { Err(ErrorCode::Malformed) })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        open: StreamOpen,
+        incoming: IncomingStream,
+    ) -> BoxFuture<'a, ()> {
+        let span = tracing::info_span!("repl", standby = %peer.identity, remote = %peer.remote);
+        Box::pin(tracing::Instrument::instrument(
+            self.serve(peer, open, incoming),
+            span,
+        ))
+    }
+}

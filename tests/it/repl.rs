@@ -1,0 +1,141 @@
+//! The hot standby across real `ttx` processes over real QUIC with real certificates: a primary
+//! and a standby made from its snapshot, streaming over `ttx-repl/1`; writes on the primary
+//! become visible on the standby, the standby refuses writes naming the primary, and a
+//! standby killed with SIGKILL resumes from its head when it comes back.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::TestNode;
+use crate::federation::Ca;
+use crate::site::standby_from_snapshot;
+
+/// A primary `noc-a/primary` and its standby `noc-a/standby`, both certified by one CA, the
+/// standby authorized in the registry (`peer add noc-a --allow standby`), made from a snapshot
+/// of the primary and following it. Both are started.
+pub(crate) struct Pair {
+    pub(crate) _ca: Ca,
+    pub(crate) primary: TestNode,
+    pub(crate) standby: TestNode,
+    pub(crate) primary_addr: SocketAddr,
+}
+
+impl Pair {
+    /// Sets the pair up; `edit` adjusts both configs (mode, timeouts) before they start.
+    pub(crate) fn new(edit: impl Fn(&mut ttx::config::Config)) -> Pair {
+        let ca = Ca::new("fed");
+        let mut primary = ca.node("fed", "noc-a");
+        let primary_addr = primary.listen_addr();
+        primary
+            .cli(&[
+                "peer",
+                "add",
+                "noc-a",
+                "--addr",
+                "127.0.0.1:1",
+                "--allow",
+                "standby",
+            ])
+            .ok();
+        primary.cli(&["new", "core1 bgp flap"]).ok();
+        primary.stop();
+        // The primary keeps its UDP port across the restart: the standby dials it.
+        primary.configure(|c| {
+            c.transport.listen = Some(primary_addr);
+            edit(c);
+        });
+        let mut standby = standby_from_snapshot(
+            &primary,
+            &["--federation", "fed", "--listen", "127.0.0.1:0"],
+        );
+        ca.issue(&standby, "noc-a", "standby");
+        standby.configure(|c| {
+            c.replication.primary = Some(primary_addr.to_string());
+            edit(c);
+        });
+        primary.start();
+        standby.start();
+        Pair {
+            _ca: ca,
+            primary,
+            standby,
+            primary_addr,
+        }
+    }
+}
+
+/// Waits until `cond` holds (bounded: 30 s), polling.
+#[track_caller]
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The node's site position and digest.
+pub(crate) fn position_and_digest(n: &TestNode) -> (i64, String) {
+    let v = n.cli(&["--json", "verify"]).json();
+    (
+        v["position"].as_i64().expect("position"),
+        v["digest"].as_str().expect("digest").to_string(),
+    )
+}
+
+/// Waits until the standby has the primary's position and digest.
+#[track_caller]
+pub(crate) fn wait_caught_up(p: &Pair) {
+    let want = position_and_digest(&p.primary);
+    wait_until("the standby to catch up", || {
+        position_and_digest(&p.standby) == want
+    });
+}
+
+#[test]
+fn writes_on_the_primary_stream_to_the_standby_which_resumes_after_a_sigkill() {
+    let mut p = Pair::new(|_| {});
+    wait_caught_up(&p);
+    for i in 0..20 {
+        p.primary.cli(&["new", &format!("ticket {i}")]).ok();
+    }
+    p.primary.cli(&["note", "3", "traceroute shows loss"]).ok();
+    wait_caught_up(&p);
+    let shown = p.standby.cli(&["--json", "show", "3"]).json();
+    assert!(
+        shown.to_string().contains("traceroute shows loss"),
+        "{shown}"
+    );
+
+    // Reads are served on the standby; writes are refused naming the primary.
+    p.standby
+        .cli(&["new", "written on the standby"])
+        .fails(4, "this node is a standby of \"primary\"");
+    let status = p.standby.cli(&["--json", "status"]).json();
+    let following = &status["replication"]["following"];
+    assert_eq!(following["connected"], true, "{status}");
+    assert_eq!(following["primary_node"], "primary", "{status}");
+    assert_eq!(following["primary_addr"], p.primary_addr.to_string());
+    let status = p.primary.cli(&["--json", "status"]).json();
+    assert_eq!(
+        status["replication"]["primary"]["standby"]["node"], "standby",
+        "{status}"
+    );
+
+    // SIGKILL the standby, write on, bring it back: it resumes from its own head.
+    p.standby.kill();
+    for i in 0..10 {
+        p.primary
+            .cli(&["new", &format!("while the standby is down {i}")])
+            .ok();
+    }
+    p.standby.start();
+    wait_caught_up(&p);
+    let listed = p.standby.cli(&["--json", "show", "31"]).json();
+    assert!(
+        listed.to_string().contains("while the standby is down 9"),
+        "{listed}"
+    );
+    p.standby.stop();
+    p.primary.stop();
+}

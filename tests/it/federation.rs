@@ -56,7 +56,7 @@ impl Ca {
                 node,
             ],
         );
-        self.issue(&n, site, "primary");
+        self.issue(&n, site, node);
         n.start();
         n
     }

@@ -278,6 +278,9 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
             t.peers_connected
         );
     }
+    if let Some(r) = &s.replication {
+        out!("{}", super::render::replication(r, &super::times()));
+    }
     Ok(())
 }
 

@@ -545,3 +545,75 @@ fn history(o: &mut String, c: &Chart, reference: &str, times: &Times, layout: &C
         };
     }
 }
+
+/// `ttx status`'s replication lines: on a primary the mode, the standby and its lag (or
+/// `DEGRADED` / no standby); on a standby the primary it follows and how far it has applied.
+pub fn replication(r: &crate::replication::ReplicationStatus, times: &Times) -> String {
+    use crate::replication::Mode;
+    let mut out = String::new();
+    let p = &r.primary;
+    let mode = match p.mode {
+        Mode::Async => "async",
+        Mode::Sync => "sync",
+        Mode::SyncVisible => "sync-visible",
+    };
+    let gone = match p.when_standby_gone {
+        crate::replication::WhenGone::Block => "block",
+        crate::replication::WhenGone::Degrade => "degrade",
+    };
+    if let Some(f) = &r.following {
+        let state = if f.connected {
+            "connected"
+        } else {
+            "NOT connected"
+        };
+        let node = f.primary_node.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "following primary {node} at {}: {state}  applied {}  primary head {}  lag {} events",
+            f.primary_addr, f.applied, f.primary_head, f.lag_events
+        );
+        if let Some(at) = f.last_heard_at {
+            let _ = writeln!(out, "  last heard from the primary {}", times.at(at));
+        }
+        if let (false, Some(e)) = (f.connected, &f.last_error) {
+            let _ = writeln!(out, "  last error: {e}");
+        }
+        let _ = writeln!(
+            out,
+            "  on promotion: mode {mode}, when the standby is gone {gone}"
+        );
+        return out;
+    }
+    let _ = write!(out, "replication mode {mode}");
+    if p.mode != Mode::Async {
+        let _ = write!(out, " (when the standby is gone: {gone})");
+    }
+    match &p.standby {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "  standby {} at {} connected since {}",
+                s.node,
+                s.addr,
+                times.absolute(s.since)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  standby NOT connected");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  acked durable {} applied {}  lag {} events {} ms  waiting answers {}",
+        p.acked_durable, p.acked_applied, p.lag.events, p.lag.ms, p.waiting
+    );
+    if let Some(since) = p.degraded_since {
+        let _ = writeln!(
+            out,
+            "  DEGRADED to async since {}: writes are acknowledged without the standby",
+            times.at(since)
+        );
+    }
+    out
+}

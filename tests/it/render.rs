@@ -429,3 +429,73 @@ fn the_pending_list_says_who_knocked_from_where_and_when() {
     );
     assert_eq!(render::pending(&[], &times()), "no pending peers\n");
 }
+
+#[test]
+fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
+    use ttx::replication::{FollowStatus, Lag, Mode, PrimaryStatus, ReplicationStatus, WhenGone};
+    let now = times().now;
+    let mut primary = PrimaryStatus {
+        mode: Mode::Sync,
+        when_standby_gone: WhenGone::Degrade,
+        standby: Some(ttx::replication::primary::StandbyView {
+            node: "standby".into(),
+            addr: "127.0.0.1:7801".into(),
+            since: now - 5 * MIN,
+        }),
+        acked_durable: 41,
+        acked_applied: 40,
+        last_ack_at: Some(now),
+        lag: Lag { events: 2, ms: 3 },
+        degraded_since: None,
+        waiting: 1,
+    };
+    let r = ReplicationStatus {
+        primary: primary.clone(),
+        following: None,
+    };
+    assert_eq!(
+        render::replication(&r, &times()),
+        "replication mode sync (when the standby is gone: degrade)  standby standby at 127.0.0.1:7801 connected since 2026-12-01 10:55 +01:00\n\
+         \x20 acked durable 41 applied 40  lag 2 events 3 ms  waiting answers 1\n"
+    );
+    primary.standby = None;
+    primary.degraded_since = Some(now - 2 * MIN);
+    let text = render::replication(
+        &ReplicationStatus {
+            primary: primary.clone(),
+            following: None,
+        },
+        &times(),
+    );
+    assert!(text.contains("standby NOT connected"), "{text}");
+    assert!(
+        text.contains("DEGRADED to async since 2026-12-01 10:58 +01:00 (2m ago)"),
+        "{text}"
+    );
+    let following = FollowStatus {
+        primary_addr: "10.0.0.1:7800".into(),
+        primary_node: Some("primary".into()),
+        connected: false,
+        applied: 40,
+        primary_head: 42,
+        lag_events: 2,
+        last_batch_committed_at: None,
+        last_heard_at: Some(now - 3 * MIN),
+        last_error: Some("the primary closed the stream".into()),
+    };
+    let text = render::replication(
+        &ReplicationStatus {
+            primary,
+            following: Some(following),
+        },
+        &times(),
+    );
+    assert!(
+        text.starts_with("following primary primary at 10.0.0.1:7800: NOT connected  applied 40  primary head 42  lag 2 events\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last error: the primary closed the stream"),
+        "{text}"
+    );
+}

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::common::TestNode;
+use ttx::replication::{Mode, WhenGone};
+
+use crate::common::{http_with, TestNode};
 use crate::federation::Ca;
 use crate::site::standby_from_snapshot;
 
@@ -136,6 +138,121 @@ fn writes_on_the_primary_stream_to_the_standby_which_resumes_after_a_sigkill() {
         listed.to_string().contains("while the standby is down 9"),
         "{listed}"
     );
+    p.standby.stop();
+    p.primary.stop();
+}
+
+fn set_mode(c: &mut ttx::config::Config, mode: Mode, when: WhenGone, timeout_ms: u64) {
+    c.replication.mode = Some(mode);
+    c.replication.when_standby_gone = when;
+    c.replication.block_timeout_ms = timeout_ms;
+}
+
+/// The site position a node's status reports.
+fn events(n: &TestNode) -> i64 {
+    n.cli(&["--json", "status"]).json()["events"]
+        .as_i64()
+        .expect("events")
+}
+
+#[test]
+fn sync_visible_answers_only_once_the_standby_shows_the_write() {
+    let mut p = Pair::new(|c| set_mode(c, Mode::SyncVisible, WhenGone::Block, 10_000));
+    wait_caught_up(&p);
+    for i in 0..10 {
+        let ack = p
+            .primary
+            .cli(&["--json", "new", &format!("sync {i}")])
+            .json();
+        let number = ack["number"].as_i64().unwrap().to_string();
+        // Acknowledged means applied on the standby: readable there at once, no waiting.
+        let shown = p.standby.cli(&["--json", "show", &number]).json();
+        assert!(shown.to_string().contains(&format!("sync {i}")), "{shown}");
+        let last = ack["events"].as_array().unwrap().last().unwrap().as_i64();
+        assert!(events(&p.standby) >= last.unwrap());
+    }
+    let status = p.primary.cli(&["--json", "status"]).json();
+    let r = &status["replication"]["primary"];
+    assert_eq!(r["mode"], "sync-visible", "{status}");
+    assert_eq!(r["degraded_since"], serde_json::Value::Null, "{status}");
+    p.standby.stop();
+    p.primary.stop();
+}
+
+#[test]
+fn block_mode_fails_a_write_the_standby_lacks_and_the_retry_answers_it_once() {
+    let mut p = Pair::new(|c| set_mode(c, Mode::Sync, WhenGone::Block, 500));
+    wait_caught_up(&p);
+    p.standby.stop();
+    let token = p.primary.admin_token();
+    let create = |key: &str| {
+        http_with(
+            p.primary.api_addr(),
+            "POST",
+            "/v1/tickets",
+            Some(&token),
+            Some(br#"{"subject": "written while the standby is away"}"#),
+            &[("Idempotency-Key", key)],
+        )
+    };
+    let (code, body) = create("k-1");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("not_on_standby")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["message"],
+        "committed here, not yet on the standby: retry with the same Idempotency-Key"
+    );
+    // Committed on the primary: it is there, once.
+    let listed = p.primary.cli(&["--json", "list"]).json().to_string();
+    assert_eq!(
+        listed.matches("written while the standby is away").count(),
+        1,
+        "{listed}"
+    );
+    // A retry while the standby is still away waits and fails the same way, applying nothing.
+    assert_eq!(create("k-1").0, 503);
+    p.standby.start();
+    wait_caught_up(&p);
+    let (code, body) = create("k-1");
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["replayed"], true, "{body}");
+    let listed = p.standby.cli(&["--json", "list"]).json().to_string();
+    assert_eq!(
+        listed.matches("written while the standby is away").count(),
+        1,
+        "{listed}"
+    );
+    p.standby.stop();
+    p.primary.stop();
+}
+
+#[test]
+fn degrade_mode_goes_on_without_the_standby_loudly_and_recovers() {
+    // No mode in the config: the registry authorizes a standby, so sync + degrade.
+    let mut p = Pair::new(|c| c.replication.block_timeout_ms = 500);
+    wait_caught_up(&p);
+    let primary_status =
+        |p: &Pair| p.primary.cli(&["--json", "status"]).json()["replication"]["primary"].clone();
+    let r = primary_status(&p);
+    assert_eq!(
+        (r["mode"].as_str(), r["when_standby_gone"].as_str()),
+        (Some("sync"), Some("degrade")),
+        "{r}"
+    );
+    p.standby.stop();
+    p.primary.cli(&["new", "while the standby is away"]).ok();
+    let r = primary_status(&p);
+    assert!(r["degraded_since"].is_i64(), "{r}");
+    let text = p.primary.cli(&["status"]).ok().to_string();
+    assert!(text.contains("DEGRADED to async since"), "{text}");
+    p.standby.start();
+    wait_caught_up(&p);
+    wait_until("sync to be restored", || {
+        primary_status(&p)["degraded_since"].is_null()
+    });
     p.standby.stop();
     p.primary.stop();
 }

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// idempotency key answers it once the standby has it.
     #[error("committed here, not yet on the standby: retry with the same Idempotency-Key")]
     NotOnStandby,
+    /// Something the node had to reach (a peer) did not answer: a failure, not a refusal.
+    #[error("{0}")]
+    Unreachable(String),
     /// Took too long: 504.
     #[error("the request timed out")]
     Timeout,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NotOnStandby => (StatusCode::SERVICE_UNAVAILABLE, "not_on_standby"),
+            ApiError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "unreachable"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

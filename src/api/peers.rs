@@ -27,9 +27,10 @@ impl From<FederationError> for ApiError {
     fn from(e: FederationError) -> Self {
         match e {
             FederationError::UnknownPeer(_) => ApiError::NotFound(e.to_string()),
-            FederationError::Unreachable { .. } | FederationError::NotListening => {
-                ApiError::Refused(e.to_string())
-            }
+            FederationError::Unreachable { .. } => ApiError::Unreachable(e.to_string()),
+            FederationError::Refused { .. }
+            | FederationError::NoAddress(_)
+            | FederationError::NotListening => ApiError::Refused(e.to_string()),
             FederationError::Pki(_)
             | FederationError::Config(_)
             | FederationError::WrongIdentity { .. } => ApiError::Invalid(e.to_string()),

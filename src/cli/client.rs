@@ -173,6 +173,9 @@ impl Client {
             404 => Some(FailureKind::NotFound),
             409 => Some(FailureKind::Refused),
             401 | 403 => Some(FailureKind::Unauthorized),
+            // Any other answer with the node's own code (`unreachable`, `internal`): exit 1,
+            // and `--json` keeps the code.
+            _ if code.is_some() => Some(FailureKind::Failed),
             _ => None,
         };
         Err(match kind {

@@ -55,6 +55,8 @@ pub mod times;
 /// The kinds of failure the CLI distinguishes by exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
+    /// The command failed (a peer that does not answer, the node's internal error): exit 1.
+    Failed,
     /// Usage or invalid input: exit 2.
     Invalid,
     /// Something named does not exist: exit 3.
@@ -69,6 +71,7 @@ impl FailureKind {
     /// The process exit code for this kind.
     pub fn exit_code(self) -> u8 {
         match self {
+            FailureKind::Failed => 1,
             FailureKind::Invalid => 2,
             FailureKind::NotFound => 3,
             FailureKind::Refused => 4,
@@ -81,6 +84,7 @@ impl FailureKind {
     /// The stable error code of `--json` errors, the API's own for the same failure.
     pub fn code(self) -> &'static str {
         match self {
+            FailureKind::Failed => "failed",
             FailureKind::Invalid => "invalid",
             FailureKind::NotFound => "not_found",
             FailureKind::Refused => "refused",

@@ -55,14 +55,25 @@ pub enum FederationError {
     /// Nothing is known of that peer.
     #[error("no peer {0:?} (see `ttx peer list`)")]
     UnknownPeer(String),
-    /// Every address of the peer failed.
+    /// No address of the peer answered (timed out, no route, cannot resolve): a failure.
     #[error("cannot reach {site}: {reasons}")]
     Unreachable {
+        /// The site.
+        site: String,
+        /// What happened at each address.
+        reasons: String,
+    },
+    /// The peer answered and refused (TLS or Hello), or we refused its certificate.
+    #[error("{site} refused: {reasons}")]
+    Refused {
         /// The site.
         site: String,
         /// What each address answered.
         reasons: String,
     },
+    /// The registry has no address for the peer (accepted from the pending list without one).
+    #[error("no address for {0}: give one with `ttx peer add {0} --addr HOST:PORT`")]
+    NoAddress(String),
 }
 
 /// A peer as `ttx peer list` shows it: the registry record and the live connection, if any.
@@ -478,7 +489,7 @@ impl Federation {
                     tracing::info!(%peer, ?direction, "peer connected")
                 }
                 Ok(EndpointEvent::HandshakeFailed { remote, failure }) => {
-                    tracing::warn!(%remote, ?failure, "peer handshake failed")
+                    tracing::warn!(%remote, %failure, "peer handshake failed")
                 }
                 Ok(EndpointEvent::Refused { remote, peer, code }) => {
                     tracing::warn!(%remote, peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()), ?code, "peer refused")
@@ -572,7 +583,10 @@ impl Federation {
                 });
             }
         }
-        let mut reasons = Vec::new();
+        if record.addrs.is_empty() {
+            return Err(FederationError::NoAddress(site.to_string()));
+        }
+        let (mut reasons, mut refused) = (Vec::new(), false);
         for addr in &record.addrs {
             let resolved = match tokio::net::lookup_host(addr.as_str())
                 .await
@@ -599,13 +613,21 @@ impl Federation {
                         addr: addr.clone(),
                     })
                 }
-                Ok(Err(e)) => reasons.push(format!("{addr}: {e}")),
-                Err(_) => reasons.push(format!("{addr}: timed out")),
+                Ok(Err(e)) => {
+                    refused |= matches!(
+                        e,
+                        NetError::Handshake(_) | NetError::Refused(_) | NetError::RefusedPeer(_)
+                    );
+                    reasons.push(format!("{addr}: {e}"))
+                }
+                Err(_) => reasons.push(format!("{addr}: no answer within 10 s")),
             }
         }
-        Err(FederationError::Unreachable {
-            site: site.to_string(),
-            reasons: reasons.join("; "),
+        let (site, reasons) = (site.to_string(), reasons.join("; "));
+        Err(if refused {
+            FederationError::Refused { site, reasons }
+        } else {
+            FederationError::Unreachable { site, reasons }
         })
     }
 

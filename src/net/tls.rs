@@ -2,7 +2,8 @@
 //!
 //! Both verifiers run the same [`Trust::check`]:
 //! 1. the certificate carries exactly one valid `ttx://FEDERATION/SITE/NODE` URI SAN
-//!    ([`NodeIdentity::from_cert_der`]) and names our federation;
+//!    ([`NodeIdentity::from_cert_der`]) and names our federation, unless its site is pinned
+//!    (a pinned partner may run its own PKI under its own federation name);
 //! 2. its SPKI SHA-256 is not on the deny list;
 //! 3. if the peer's site is pinned, the key must be one of the site's pins and the certificate
 //!    within its validity period (no CA needed: bilateral partners); a pinned site never falls
@@ -285,7 +286,10 @@ impl Trust {
         now: UnixTime,
     ) -> Result<NodeIdentity, rustls::Error> {
         let id = NodeIdentity::from_cert_der(end_entity).map_err(TrustError::Identity)?;
-        if id.federation != self.federation {
+        // A pinned site is trusted by its key, whatever federation (and PKI) it runs: pinning
+        // is how two NOCs talk without a shared CA. Every other peer must be in ours.
+        let pinned = self.config.pins.contains_key(&id.site);
+        if id.federation != self.federation && !pinned {
             return Err(TrustError::WrongFederation {
                 expected: self.federation.clone(),
                 presented: id.federation,

@@ -192,6 +192,7 @@ pub fn init_ca(federation: &str, ca_dir: &Path, days: u32) -> Result<CertSummary
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| PkiError::crypto("generating the ca key", e))?;
     let now = OffsetDateTime::now_utc();
+    let serial = super::sign::random_serial()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(
@@ -201,6 +202,11 @@ pub fn init_ca(federation: &str, ca_dir: &Path, days: u32) -> Result<CertSummary
     params
         .distinguished_name
         .push(DnType::OrganizationName, federation);
+    // Two CAs of one federation (a rotation, a rebuilt CA) get different subjects: tools,
+    // `ttx pki show` and the TLS chain builder can tell them apart by name.
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, ca_unit(now, &serial));
     params.subject_alt_names = vec![uri_san(&format!("ttx://{federation}"))?];
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -208,9 +214,7 @@ pub fn init_ca(federation: &str, ca_dir: &Path, days: u32) -> Result<CertSummary
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(
-        &super::sign::random_serial()?,
-    ));
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params.not_before = now - BACKDATE;
     params.not_after = now + Duration::days(i64::from(days));
     let cert = params
@@ -222,6 +226,19 @@ pub fn init_ca(federation: &str, ca_dir: &Path, days: u32) -> Result<CertSummary
     write_state(&dir.index(), &Vec::<IndexEntry>::new())?;
     write_state(&dir.revoked(), &RevocationState::default())?;
     summarize_cert(cert.der(), now)
+}
+
+/// The organizational unit that makes each CA's subject its own: `created 2026-12-01 serial
+/// 3f2a9c1d` (the creation day and the first 8 hex digits of the CA certificate's serial).
+fn ca_unit(now: OffsetDateTime, serial: &[u8]) -> String {
+    let hex = super::serial_hex(serial);
+    let short: String = hex.chars().filter(|c| *c != ':').take(8).collect();
+    format!(
+        "created {:04}-{:02}-{:02} serial {short}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    )
 }
 
 /// A URI SAN, checked to be IA5 text.

@@ -279,6 +279,56 @@ fn a_peer_may_do_only_what_it_is_authorized_for() {
 }
 
 #[test]
+fn a_pinned_partner_may_run_its_own_pki_under_its_own_federation_name() {
+    let eu = Ca::new("eu");
+    let us = Ca::new("us");
+    let a = eu.node("eu", "noc-a");
+    let d = us.node("us", "telco-d");
+    let a_key = spki(&a.dir.join("tls/node.crt"));
+    let d_key = spki(&d.dir.join("tls/node.crt"));
+    // Unpinned, another federation is refused.
+    add_peer(&a, &d, "telco-d", &[]);
+    add_peer(&d, &a, "noc-a", &["--pin", &a_key]);
+    a.cli(&["peer", "ping", "telco-d"])
+        .fails(4, "its certificate names another federation or site");
+    // Pinned: its key is the trust, whatever its federation.
+    add_peer(&a, &d, "telco-d", &["--pin", &d_key]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.cli(&["peer", "ping", "telco-d"]).code != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pin never took effect: {:?}",
+            a.cli(&["peer", "ping", "telco-d"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ping = d.cli(&["--json", "peer", "ping", "noc-a"]).json();
+    assert_eq!(ping["identity"], "ttx://eu/noc-a/primary");
+    let ping = a.cli(&["--json", "peer", "ping", "telco-d"]).json();
+    assert_eq!(ping["identity"], "ttx://us/telco-d/primary");
+}
+
+#[test]
+fn an_unreachable_peer_is_a_failure_not_a_refusal() {
+    let ca = Ca::new("eu");
+    let a = ca.node("eu", "noc-a");
+    // A UDP port nothing listens on.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    a.cli(&["peer", "add", "telco-z", "--addr", &addr]).ok();
+    let out = a.cli(&["peer", "ping", "telco-z"]);
+    out.fails(1, &format!("cannot reach telco-z: {addr}: "));
+    let out = a.cli(&["--json", "peer", "ping", "telco-z"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let err: serde_json::Value = serde_json::from_str(&out.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "unreachable", "{err}");
+}
+
+#[test]
 fn peer_add_on_an_existing_peer_changes_only_what_is_given() {
     let ca = Ca::new("eu");
     let a = ca.node("eu", "noc-a");
@@ -334,11 +384,28 @@ fn pinned_partners_need_no_shared_ca_and_must_show_the_pinned_key() {
     let d = other.node("eu", "noc-d");
     let a_key = spki(&a.dir.join("tls/node.crt"));
     let d_key = spki(&d.dir.join("tls/node.crt"));
-    // Without a pin, a certificate from another CA is refused.
+    // Without a pin, a certificate from another CA is refused, in words on both sides.
     add_peer(&d, &a, "noc-a", &["--pin", &a_key]);
     add_peer(&a, &d, "noc-d", &[]);
-    d.cli(&["peer", "ping", "noc-a"])
-        .fails(4, "tls handshake failed");
+    let out = d.cli(&["peer", "ping", "noc-a"]);
+    out.fails(
+        4,
+        "TLS handshake failed: refused by the peer: it does not trust our certificate: not \
+         signed by any CA it holds",
+    );
+    let out = a.cli(&["peer", "ping", "noc-d"]);
+    out.fails(4, "noc-d refused: ");
+    out.fails(
+        4,
+        "refused its certificate: its certificate is not signed by any CA in tls/ca.pem",
+    );
+    out.fails(
+        4,
+        "install its CA (`ttx pki trust add CA_CERT`) or pin its key",
+    );
+    for debug in ["UnknownCA", "UnknownIssuer", "Some(", "InvalidCertificate"] {
+        assert!(!out.stderr.contains(debug), "{debug}: {out:?}");
+    }
     // Pinned on both sides: they talk.
     add_peer(&a, &d, "noc-d", &["--pin", &d_key]);
     // The pin reaches A's TLS trust asynchronously after the registry write: wait (bounded).
@@ -387,7 +454,7 @@ fn revocation_and_deny_lists_apply_to_a_running_node() {
     assert_eq!(closed[0][0], "ttx://eu/telco-b/primary");
     assert_eq!(reload["kept"], 1);
     b.cli(&["peer", "ping", "noc-a"])
-        .fails(4, "CertificateRevoked");
+        .fails(4, "it holds a CRL that revokes our certificate");
     c.cli(&["peer", "ping", "noc-a"]).ok();
     // Deny C's key by config and SIGHUP: C is cut off too.
     let c_key = spki(&c.dir.join("tls/node.crt"));

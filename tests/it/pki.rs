@@ -377,6 +377,19 @@ fn a_second_ca_joins_the_bundle() {
     let items = bundle["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_ne!(items[0]["spki_sha256"], items[1]["spki_sha256"]);
+    // Two CAs of one federation have names of their own (creation day and serial), not two
+    // identical-looking subjects.
+    let (s0, s1) = (
+        items[0]["subject"].as_str().unwrap(),
+        items[1]["subject"].as_str().unwrap(),
+    );
+    assert_ne!(s0, s1);
+    for (s, item) in [(s0, &items[0]), (s1, &items[1])] {
+        assert!(s.contains("CN=ttx federation CA eu"), "{s}");
+        let short: String = item["serial"].as_str().unwrap().chars().take(8).collect();
+        assert!(s.contains(&format!("serial {short}")), "{s}");
+        assert!(s.contains("created 20"), "{s}");
+    }
     let tm = TrustMaterial::load(&a, &TlsSection::default()).unwrap();
     assert_eq!(tm.ca_certs.len(), 2);
 }

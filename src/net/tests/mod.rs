@@ -237,6 +237,37 @@ async fn pinned_peer_without_shared_ca() {
 }
 
 #[tokio::test]
+async fn pinned_peer_of_another_federation_is_accepted_by_its_key() {
+    // Each NOC runs its own PKI under its own federation name; the pins are the trust.
+    let mut ours = TestCa::new("ours");
+    let mut theirs = TestCa::new("theirs");
+    let a = ours.node(FED, "noc-a", "primary");
+    let b = theirs.node("us", "telco-b", "primary");
+    let mut trust_a = trust_of(&[&ours]);
+    trust_a.pins = pinned("telco-b", &b).pins;
+    let mut trust_b = trust_of(&[&theirs]);
+    trust_b.pins = pinned("noc-a", &a).pins;
+    let na = node(&a, trust_a, limits());
+    let nb = node(&b, trust_b, limits());
+    na.policy
+        .set(b.identity.clone(), Some(Permissions::EXCHANGE));
+    nb.policy
+        .set(a.identity.clone(), Some(Permissions::EXCHANGE));
+    let peer = na.ep.connect(nb.addr, "telco-b", EXCHANGE).await.unwrap();
+    peer.ping().await.unwrap();
+    assert_eq!(peer.ctx().identity.federation, "us");
+    // Unpinned, the other federation is refused as before.
+    let (cl, sv) =
+        refused_handshake(&a, trust_of(&[&ours, &theirs]), &b, trust_of(&[&theirs])).await;
+    assert_tls(
+        &cl,
+        &sv,
+        AlertDescription::CertificateUnknown,
+        "CertificateUnknown",
+    );
+}
+
+#[tokio::test]
 async fn pinned_peer_with_another_key_is_refused() {
     let a = self_signed_node(FED, "noc-a", "primary");
     let b = self_signed_node(FED, "telco-b", "primary");

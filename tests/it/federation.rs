@@ -86,6 +86,23 @@ pub(crate) fn add_peer(node: &TestNode, other: &TestNode, site: &str, extra: &[&
     node.cli(&args).ok();
 }
 
+/// Pings `site` from `node` until it answers (bounded): a pin reaches the TLS trust
+/// asynchronously after the registry write.
+fn wait_ping_ok(node: &TestNode, site: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = node.cli(&["peer", "ping", site]);
+        if out.code == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pin never took effect: {out:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn spki(cert: &Path) -> String {
     let out = pki(&["--json", "show", cert.to_str().unwrap()]);
     out.json()["items"][0]["spki_sha256"]
@@ -293,15 +310,7 @@ fn a_pinned_partner_may_run_its_own_pki_under_its_own_federation_name() {
         .fails(4, "its certificate names another federation or site");
     // Pinned: its key is the trust, whatever its federation.
     add_peer(&a, &d, "telco-d", &["--pin", &d_key]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while a.cli(&["peer", "ping", "telco-d"]).code != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pin never took effect: {:?}",
-            a.cli(&["peer", "ping", "telco-d"])
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_ping_ok(&a, "telco-d");
     let ping = d.cli(&["--json", "peer", "ping", "noc-a"]).json();
     assert_eq!(ping["identity"], "ttx://eu/noc-a/primary");
     let ping = a.cli(&["--json", "peer", "ping", "telco-d"]).json();
@@ -408,15 +417,7 @@ fn pinned_partners_need_no_shared_ca_and_must_show_the_pinned_key() {
     }
     // Pinned on both sides: they talk.
     add_peer(&a, &d, "noc-d", &["--pin", &d_key]);
-    // The pin reaches A's TLS trust asynchronously after the registry write: wait (bounded).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while d.cli(&["peer", "ping", "noc-a"]).code != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pin never took effect"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_ping_ok(&d, "noc-a");
     a.cli(&["peer", "ping", "noc-d"]).ok();
     // A pin of another key: refused, and the live connection is gone after the change.
     add_peer(&a, &d, "noc-d", &["--pin", &a_key]);

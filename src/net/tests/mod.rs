@@ -225,15 +225,27 @@ async fn happy_path_ping_both_ways() {
 async fn pinned_peer_without_shared_ca() {
     let a = self_signed_node(FED, "noc-a", "primary");
     let b = self_signed_node(FED, "telco-b", "primary");
-    let na = node(&a, pinned("telco-b", &b), limits());
-    let nb = node(&b, pinned("noc-a", &a), limits());
+    let (peer, _nodes) = ping_as_partners(&a, pinned("telco-b", &b), &b, pinned("noc-a", &a)).await;
+    assert_eq!(peer.ctx().spki, b.spki());
+}
+
+/// Starts `a` and `b` with their trust, registers each as the other's exchange partner, and
+/// pings `b` (as `telco-b`) from `a`: the live peer, and both nodes (keep them alive).
+async fn ping_as_partners(
+    a: &TestNode,
+    trust_a: TrustConfig,
+    b: &TestNode,
+    trust_b: TrustConfig,
+) -> (Peer, [Node; 2]) {
+    let na = node(a, trust_a, limits());
+    let nb = node(b, trust_b, limits());
     na.policy
         .set(b.identity.clone(), Some(Permissions::EXCHANGE));
     nb.policy
         .set(a.identity.clone(), Some(Permissions::EXCHANGE));
     let peer = na.ep.connect(nb.addr, "telco-b", EXCHANGE).await.unwrap();
     peer.ping().await.unwrap();
-    assert_eq!(peer.ctx().spki, b.spki());
+    (peer, [na, nb])
 }
 
 #[tokio::test]
@@ -247,14 +259,7 @@ async fn pinned_peer_of_another_federation_is_accepted_by_its_key() {
     trust_a.pins = pinned("telco-b", &b).pins;
     let mut trust_b = trust_of(&[&theirs]);
     trust_b.pins = pinned("noc-a", &a).pins;
-    let na = node(&a, trust_a, limits());
-    let nb = node(&b, trust_b, limits());
-    na.policy
-        .set(b.identity.clone(), Some(Permissions::EXCHANGE));
-    nb.policy
-        .set(a.identity.clone(), Some(Permissions::EXCHANGE));
-    let peer = na.ep.connect(nb.addr, "telco-b", EXCHANGE).await.unwrap();
-    peer.ping().await.unwrap();
+    let (peer, _nodes) = ping_as_partners(&a, trust_a, &b, trust_b).await;
     assert_eq!(peer.ctx().identity.federation, "us");
     // Unpinned, the other federation is refused as before.
     let (cl, sv) =

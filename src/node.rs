@@ -9,10 +9,10 @@
 //!    material or the UDP port leaves the federation down (logged, shown by `ttx status`, brought
 //!    up by `ttx pki reload` or SIGHUP once fixed) and the node serving its tickets;
 //! 5. bind the API (port 0 allowed) and record the bound addresses in `DIR/run/node.json`;
-//! 6. start the alarm clock and serve.
+//! 6. start the alarm clock and the exchange's outbox workers, and serve.
 //!
 //! Shutdown, in order: stop accepting API requests and let in-flight ones finish (bounded by
-//! `api.shutdown_grace_secs`), stop the alarm clock, close peer connections, let the writer
+//! `api.shutdown_grace_secs`), stop the alarm clock and the outbox workers, close peer connections, let the writer
 //! commit what is queued,
 //! remove `run/node.json`, release the lock.
 //!
@@ -304,8 +304,18 @@ impl RunningNode {
             bound: Arc::new(bound.clone()),
             ..state
         };
+        // What may leave for partners: the position the standby holds durably while one is
+        // attached (so a partner never holds a message a promoted standby does not know was
+        // sent), the local head otherwise.
+        let shippable = primary.shippable();
         let mut tasks = vec![
             tokio::spawn(serve_api(listener, state, shutdown_rx.clone())),
+            tokio::spawn(crate::federation::exchange::run_outboxes(
+                federation.clone(),
+                store.clone(),
+                shippable,
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(alarm_clock(store.clone(), shutdown_rx.clone())),
             tokio::spawn(primary.run_deadlines(shutdown_rx.clone())),
         ];

@@ -6,6 +6,7 @@
 //!   reopen, show, list, search, alerts).
 //! - [`admin`]: status and operators.
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
+//! - [`referrals`]: refer a ticket to a partner, act on a referral, list referrals.
 //! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
 //!   errors in the JSON shape).
 //! - [`site`]: the site log: verify (position, digest, checks) and promote (admin).
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod peers;
+pub mod referrals;
 pub mod server;
 pub mod site;
 pub mod tickets;
@@ -111,6 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{number}/resolve", post(tickets::resolve))
         .route("/v1/tickets/{number}/close", post(tickets::close))
         .route("/v1/tickets/{number}/reopen", post(tickets::reopen))
+        .route("/v1/tickets/{number}/refer", post(referrals::refer))
+        .route("/v1/referrals", get(referrals::list))
+        .route("/v1/referrals/{id}/{action}", post(referrals::act))
         .route("/v1/search", get(tickets::search))
         .route("/v1/alerts", get(tickets::alerts))
         .route("/v1/peers", get(peers::list).post(peers::add))

@@ -27,7 +27,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// into the digest (no copy of a large note). The same typed request gives the same fingerprint
 /// in every build and on every node. Handlers pass the request as sent, tagged with the
 /// endpoint, before relative times are resolved, so a later retry still matches.
-fn idempotency(
+pub(crate) fn idempotency(
     headers: &HeaderMap,
     what: &impl serde::Serialize,
 ) -> Result<Option<Idempotency>, ApiError> {

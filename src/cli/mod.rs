@@ -47,6 +47,7 @@ pub mod pager;
 pub mod peers;
 pub mod pki;
 pub mod profile;
+pub mod referral;
 pub mod render;
 pub mod site;
 pub mod tickets;
@@ -235,6 +236,16 @@ pub enum Command {
     Close(tickets::CloseArgs),
     /// Reopen a resolved or closed ticket (the problem came back).
     Reopen(tickets::ReopenArgs),
+    /// Refer a ticket to a partner site (a telco or partner NOC opens its own ticket for it).
+    Refer(referral::ReferArgs),
+    /// Act on a referral: accept, reject, close, reopen, cancel, ask.
+    Referral {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: referral::ReferralCommand,
+    },
+    /// List referrals in and out: state, partner reference, overdue, orphaned.
+    Referrals(referral::ListArgs),
     /// Partner sites and this site's standby: add, list, remove, ping, pending, accept, deny.
     Peer {
         /// What to do.
@@ -344,6 +355,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resolve(a) => tickets::resolve(a, json),
         Command::Close(a) => tickets::close(a, json),
         Command::Reopen(a) => tickets::reopen(a, json),
+        Command::Refer(a) => referral::refer(a, json),
+        Command::Referral { cmd } => referral::run(cmd, json),
+        Command::Referrals(a) => referral::list(a, json),
         Command::Peer { cmd } => peers::run(cmd, json),
         Command::Pki { cmd } => pki::run(cmd, json),
         Command::Bench { cmd } => bench::run(cmd, json),

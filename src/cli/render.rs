@@ -479,6 +479,26 @@ pub fn chart(c: &Chart, reference: &str, times: &Times, layout: &ChartLayout) ->
     }
     links.write(&mut o);
 
+    let mut referrals = Section::new("Referrals");
+    for r in &c.referrals {
+        let dir = match r.side {
+            crate::exchange::Side::Out => "to",
+            crate::exchange::Side::In => "from",
+        };
+        referrals.add(
+            format!("{} {dir} {}", crate::exchange::record::short(r.id), r.peer),
+            Some(format!(
+                "{}{}",
+                r.label,
+                r.partner_ref
+                    .as_ref()
+                    .map(|p| format!(", partner's ticket {p}"))
+                    .unwrap_or_default()
+            )),
+        );
+    }
+    referrals.write(&mut o);
+
     history(&mut o, c, reference, times, layout);
 
     let res = &t.resolution;

@@ -6,9 +6,13 @@
 //! - [`service`]: [`Federation`], which binds the QUIC endpoint from the config and the TLS
 //!   material, keeps the policy and pins current as the registry changes, reloads trust on
 //!   demand (`ttx pki reload`, SIGHUP), and answers `ttx peer list` and `ttx peer ping`.
+//! - [`exchange`]: the `ttx-exchange/1` handler (a partner's message into the writer, its answer
+//!   back) and the per-peer outbox workers (queued messages out in order, retried with back-off,
+//!   acknowledgements recorded), fed with the shippable log position.
 //! - [`slot`]: [`FederationSlot`], the federation as it stands (off, up, broken): broken TLS
 //!   material or a taken port leave the node serving tickets, and a reload brings it up.
 
+pub mod exchange;
 pub mod policy;
 pub mod service;
 pub mod slot;

@@ -17,14 +17,14 @@ use crate::identity::NodeIdentity;
 use crate::model::peer::{PeerOp, PeerRecord, PeerState};
 use crate::net::handler::Route;
 use crate::net::{
-    BoxFuture, ConnectOptions, Endpoint, EndpointEvent, EndpointOptions, Handler, LocalCert,
-    NetError, Peer, PeerCtx, Permission, Router, TrustConfig,
+    ConnectOptions, Endpoint, EndpointEvent, EndpointOptions, LocalCert, NetError, Peer,
+    Permission, Router, TrustConfig,
 };
 use crate::pki::inspect::{days_left, expiry_warning};
 use crate::pki::{PkiError, TrustMaterial};
 use crate::store::{query, Store, StoreError, WriteOp, WriteRequest};
 use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
-use crate::wire::{ErrorCode, Request, Role};
+use crate::wire::{ErrorCode, Role};
 
 /// Why the federation service could not start or act.
 #[derive(Debug, thiserror::Error)]
@@ -177,20 +177,6 @@ pub struct FederationStatus {
     pub peers_connected: usize,
 }
 
-/// Handles `ttx-exchange/1` requests. The referral messages arrive with the exchange work
-/// (see the roadmap); until then every request body is one this version does not define.
-struct ExchangeV1;
-
-impl Handler for ExchangeV1 {
-    fn handle<'a>(
-        &'a self,
-        _peer: &'a PeerCtx,
-        _request: Request,
-    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
-        Box::pin(async { Err(ErrorCode::Malformed) })
-    }
-}
-
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -260,8 +246,8 @@ impl Federation {
         let records = store.reader.read(query::peers).await?;
         let (policy, seen) = StorePolicy::new(&wanted.site, records.clone());
         let policy = Arc::new(policy);
-        let mut router =
-            Router::new().route(EXCHANGE_V1, Permission::Exchange, Arc::new(ExchangeV1));
+        let handler = Arc::new(super::exchange::ExchangeV1::new(store.clone()));
+        let mut router = Router::new().route(EXCHANGE_V1, Permission::Exchange, handler);
         for r in routes {
             router = router.route_limited(r.protocol, r.permission, r.limits, r.handler.clone());
         }
@@ -560,14 +546,7 @@ impl Federation {
     /// A Hello-level round trip to `site`: over the live connection, or a new one to each of
     /// its addresses in turn.
     pub async fn ping(&self, site: &str) -> Result<PingAnswer, FederationError> {
-        let record = {
-            let site = site.to_string();
-            self.store
-                .reader
-                .read(move |c| query::peer(c, &site))
-                .await?
-        }
-        .ok_or_else(|| FederationError::UnknownPeer(site.to_string()))?;
+        let record = self.record(site).await?;
         let live = self
             .endpoint
             .peers()
@@ -583,6 +562,63 @@ impl Federation {
                 });
             }
         }
+        let ((peer, pong), addr) = self
+            .over_addrs(&record, |peer| async move {
+                let pong = peer.ping().await?;
+                Ok((peer, pong))
+            })
+            .await?;
+        Ok(PingAnswer {
+            identity: peer.ctx().identity.to_string(),
+            version: pong.version,
+            latency_ms: pong.latency.as_secs_f64() * 1000.0,
+            addr,
+        })
+    }
+
+    /// The live connection to `site` for the exchange, if there is one (either direction).
+    pub(crate) fn live_exchange_peer(&self, site: &str) -> Option<Peer> {
+        let info = self
+            .endpoint
+            .peers()
+            .into_iter()
+            .find(|p| p.identity.site == site && p.version.starts_with(EXCHANGE))?;
+        self.endpoint.peer(&info.identity)
+    }
+
+    /// A new connection to `site` (speaking the exchange), trying each registered address in
+    /// turn; returns it with the address that answered.
+    pub(crate) async fn dial(&self, site: &str) -> Result<(Peer, String), FederationError> {
+        let record = self.record(site).await?;
+        self.over_addrs(&record, |peer| async move { Ok(peer) })
+            .await
+    }
+
+    /// The registry's record of `site`.
+    async fn record(&self, site: &str) -> Result<PeerRecord, FederationError> {
+        let found = {
+            let site = site.to_string();
+            self.store
+                .reader
+                .read(move |c| query::peer(c, &site))
+                .await?
+        };
+        found.ok_or_else(|| FederationError::UnknownPeer(site.to_string()))
+    }
+
+    /// Dials each of the peer's addresses in turn and runs `then` on the new connection, each
+    /// attempt within 10 s; the first success wins, with the address that answered. When all
+    /// fail: refused (a TLS or Hello refusal) or unreachable, with every address's reason.
+    async fn over_addrs<T, F, Fut>(
+        &self,
+        record: &PeerRecord,
+        then: F,
+    ) -> Result<(T, String), FederationError>
+    where
+        F: Fn(Peer) -> Fut,
+        Fut: std::future::Future<Output = Result<T, NetError>>,
+    {
+        let site = record.site.as_str();
         if record.addrs.is_empty() {
             return Err(FederationError::NoAddress(site.to_string()));
         }
@@ -600,19 +636,11 @@ impl Federation {
             };
             let attempt = tokio::time::timeout(Duration::from_secs(10), async {
                 let peer = self.endpoint.connect(resolved, site, EXCHANGE).await?;
-                let pong = peer.ping().await?;
-                Ok::<_, NetError>((peer, pong))
+                then(peer).await
             })
             .await;
             match attempt {
-                Ok(Ok((peer, pong))) => {
-                    return Ok(PingAnswer {
-                        identity: peer.ctx().identity.to_string(),
-                        version: pong.version,
-                        latency_ms: pong.latency.as_secs_f64() * 1000.0,
-                        addr: addr.clone(),
-                    })
-                }
+                Ok(Ok(done)) => return Ok((done, addr.clone())),
                 Ok(Err(e)) => {
                     refused |= matches!(
                         e,

@@ -305,6 +305,9 @@ pub struct Chart {
     pub timers: Vec<Timer>,
     /// Links from other tickets to this one.
     pub incoming: Vec<IncomingLink>,
+    /// The ticket's referrals, to partners and from them (with the partner's reference).
+    #[serde(default)]
+    pub referrals: Vec<super::exchange::ReferralRow>,
 }
 
 fn not_found(number: i64) -> StoreError {
@@ -369,12 +372,15 @@ pub fn chart_page(conn: &Connection, number: i64, page: HistoryPage) -> Result<C
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let referrals =
+        super::exchange::list_referrals(conn, Some(ticket.id), crate::model::clock::now())?;
     Ok(Chart {
         ticket,
         history,
         more_after,
         timers,
         incoming,
+        referrals,
     })
 }
 

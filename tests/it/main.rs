@@ -10,6 +10,7 @@ mod cli_resets;
 mod common;
 mod crash;
 mod docs;
+mod exchange;
 mod faults;
 mod federation;
 mod noc;

@@ -1,0 +1,200 @@
+//! `ttx refer`, `ttx referral accept|reject|close|reopen|cancel|ask`, `ttx referrals`: the
+//! referral exchange from the command line, through the node's API.
+
+use serde_json::json;
+
+use super::client::{print_json, NodeDir};
+use crate::exchange::record::short;
+use crate::store::exchange::ReferralRow;
+use crate::store::writer::ReferralAck;
+
+/// Arguments of `ttx refer`.
+#[derive(Debug, clap::Args)]
+pub struct ReferArgs {
+    /// Our ticket's number.
+    pub number: i64,
+    /// The partner site (see `ttx peer list`).
+    #[arg(long)]
+    pub to: String,
+    /// How long the partner has to accept or reject (`4h`, `90m`); an alert fires then.
+    #[arg(long, value_name = "DURATION")]
+    pub respond_within: Option<String>,
+    /// A first note for the partner (sent only if its sharing policy shares notes).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// `ttx referral …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ReferralCommand {
+    /// Take on a partner's referral (the handling side).
+    Accept(ReferralId),
+    /// Refuse a partner's referral, saying why (the handling side).
+    Reject(WithReason),
+    /// Confirm the partner's resolution (the referring side).
+    Close(ReferralId),
+    /// The problem is back: reopen the partner's ticket, saying why (the referring side).
+    Reopen(WithReason),
+    /// Withdraw a referral, saying why (the referring side).
+    Cancel(WithReason),
+    /// Ask the other side for information (it answers with a shared note).
+    Ask(WithQuestion),
+}
+
+/// A referral by id (the first 8 hex digits `ttx referrals` shows are enough).
+#[derive(Debug, clap::Args)]
+pub struct ReferralId {
+    /// The referral id or a unique prefix of it.
+    pub id: String,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// A referral and a reason.
+#[derive(Debug, clap::Args)]
+pub struct WithReason {
+    /// The referral id or a unique prefix of it.
+    pub id: String,
+    /// Why (goes to the other side's history).
+    #[arg(long)]
+    pub reason: String,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// A referral and a question.
+#[derive(Debug, clap::Args)]
+pub struct WithQuestion {
+    /// The referral id or a unique prefix of it.
+    pub id: String,
+    /// The question.
+    pub question: String,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+/// Arguments of `ttx referrals`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+fn print_ack(a: &ReferralAck, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        return print_json(a);
+    }
+    outln!(
+        "referral {} ({} TT {}, {}): {what}, now {}",
+        short(a.referral),
+        a.peer,
+        a.ticket,
+        a.referral,
+        a.referral_state
+    );
+    Ok(())
+}
+
+/// `ttx refer`.
+pub fn refer(a: ReferArgs, json: bool) -> anyhow::Result<()> {
+    let c = a.node.client()?;
+    let body = json!({"to": a.to, "respond_within": a.respond_within, "note": a.note});
+    let ack: ReferralAck = c.post(&format!("/v1/tickets/{}/refer", a.number), &body)?;
+    print_ack(&ack, json, "referred")
+}
+
+/// `ttx referral …`.
+pub fn run(cmd: ReferralCommand, json: bool) -> anyhow::Result<()> {
+    let (id, node, action, body, what) = match cmd {
+        ReferralCommand::Accept(r) => (r.id, r.node, "accept", json!({}), "accepted"),
+        ReferralCommand::Close(r) => (r.id, r.node, "close", json!({}), "closed"),
+        ReferralCommand::Reject(r) => (
+            r.id,
+            r.node,
+            "reject",
+            json!({"reason": r.reason}),
+            "rejected",
+        ),
+        ReferralCommand::Reopen(r) => (
+            r.id,
+            r.node,
+            "reopen",
+            json!({"reason": r.reason}),
+            "reopened",
+        ),
+        ReferralCommand::Cancel(r) => (
+            r.id,
+            r.node,
+            "cancel",
+            json!({"reason": r.reason}),
+            "cancelled",
+        ),
+        ReferralCommand::Ask(r) => (
+            r.id,
+            r.node,
+            "ask",
+            json!({"question": r.question}),
+            "asked",
+        ),
+    };
+    let c = node.client()?;
+    let ack: ReferralAck = c.post(&format!("/v1/referrals/{id}/{action}"), &body)?;
+    print_ack(&ack, json, what)
+}
+
+/// The answer of `GET /v1/referrals`.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+struct List {
+    items: Vec<ReferralRow>,
+}
+
+/// `ttx referrals`.
+pub fn list(a: ListArgs, json: bool) -> anyhow::Result<()> {
+    let list: List = a.node.client()?.get("/v1/referrals", &[])?;
+    if json {
+        return print_json(&list.items);
+    }
+    out!("{}", table(&list.items, &super::times()));
+    Ok(())
+}
+
+/// The referrals as a table: id, direction and partner, our ticket, the partner's reference,
+/// the state (or overdue / orphaned first), the respond-by time.
+pub fn table(rows: &[ReferralRow], times: &super::times::Times) -> String {
+    use std::fmt::Write as _;
+    if rows.is_empty() {
+        return "no referrals\n".into();
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<8}  {:<4} {:<16}  {:>6}  {:<22}  {:<11}  RESPOND BY",
+        "ID", "DIR", "PARTNER", "TT", "PARTNER REF", "STATE"
+    );
+    for r in rows {
+        let dir = match r.side {
+            crate::exchange::Side::Out => "to",
+            crate::exchange::Side::In => "from",
+        };
+        let _ = writeln!(
+            o,
+            "{:<8}  {:<4} {:<16}  {:>6}  {:<22}  {:<11}  {}",
+            short(r.id),
+            dir,
+            r.peer,
+            r.ticket,
+            r.partner_ref.as_deref().unwrap_or("-"),
+            r.label,
+            r.respond_by
+                .map_or_else(|| "-".to_string(), |t| times.at(t))
+        );
+    }
+    o
+}

@@ -1,0 +1,353 @@
+//! The referral exchange on the wire: the `ttx-exchange/1` handler (a partner's message in, our
+//! answer out) and the outbox worker (our queued messages out, in order, until acknowledged).
+//!
+//! Neither decides anything about referrals: the handler hands the decoded message to the
+//! writer (`WriteOp::Inbound`, where the pure decision and the mark advance run in one
+//! transaction) and the worker reports acknowledgements back (`WriteOp::ExchangeAcked`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::FederationSlot;
+use crate::exchange::edge::retry_delay;
+use crate::exchange::RateLimit;
+use crate::model::clock;
+use crate::model::peer::PeerState;
+use crate::net::{BoxFuture, Handler, NetError, Peer, PeerCtx};
+use crate::store::{query, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
+use crate::wire::codec::{decode, encode};
+use crate::wire::exchange::{Answer, ExchangeCode, Message, Refused};
+use crate::wire::{ErrorCode, Request};
+
+/// Serves `ttx-exchange/1`: one [`Message`] per request, answered with an [`Answer`]. The
+/// endpoint has already checked the peer's certificate and its exchange permission; the sender
+/// site is the one its certificate names, never one the message claims.
+pub struct ExchangeV1 {
+    store: Store,
+    /// Each peer's token bucket (its policy's rate and burst).
+    buckets: Mutex<HashMap<String, RateLimit>>,
+}
+
+impl ExchangeV1 {
+    /// A handler writing through `store`.
+    pub fn new(store: Store) -> Self {
+        ExchangeV1 {
+            store,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `site`'s bucket (made from its policy on first use).
+    fn take_token(&self, site: &str, policy: &crate::exchange::SharingPolicy) -> bool {
+        let now = clock::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets
+            .entry(site.to_string())
+            .or_insert_with(|| RateLimit::new(policy.rate_per_sec, policy.burst, now))
+            .take(now)
+            .is_ok()
+    }
+
+    async fn answer(&self, site: &str, body: &[u8]) -> Result<Answer, ErrorCode> {
+        let message: Message = decode(body).map_err(|_| ErrorCode::Malformed)?;
+        let record = {
+            let site = site.to_string();
+            self.store
+                .reader
+                .read(move |c| query::peer(c, &site))
+                .await
+                .map_err(|_| ErrorCode::Internal)?
+        };
+        let Some(record) = record.filter(|r| r.state == PeerState::Accepted && r.exchange) else {
+            return Ok(Answer::Refused(Refused::code(ExchangeCode::NotParty)));
+        };
+        if !self.take_token(site, &record.sharing) {
+            tracing::warn!(peer = %site, seq = message.seq, "partner over its message rate");
+            return Ok(Answer::Refused(Refused::code(ExchangeCode::RateLimited)));
+        }
+        let req = WriteRequest {
+            actor: format!("exchange:{site}"),
+            idempotency: None,
+            op: WriteOp::Inbound {
+                peer: site.to_string(),
+                bytes: body.len(),
+                message: Box::new(message),
+            },
+        };
+        match self.store.writer.write(req).await {
+            Ok(WriteOutcome::Exchange { answer }) => Ok(answer),
+            Ok(other) => {
+                tracing::error!(?other, "unexpected answer to a partner message");
+                Err(ErrorCode::Internal)
+            }
+            Err(StoreError::Closed) => Err(ErrorCode::ShuttingDown),
+            Err(e) => {
+                tracing::error!(peer = %site, error = %e, "cannot take a partner message");
+                Err(ErrorCode::Internal)
+            }
+        }
+    }
+}
+
+impl Handler for ExchangeV1 {
+    fn handle<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        request: Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        Box::pin(async move {
+            let answer = self.answer(&peer.identity.site, &request.body).await?;
+            encode(&answer).map_err(|_| ErrorCode::Internal)
+        })
+    }
+}
+
+/// How many queued messages one round of a worker reads.
+const ROUND: usize = 256;
+
+/// Runs one outbox worker per peer with messages waiting, for as long as the node runs. Only
+/// messages whose queuing event is at a log position at most `shippable` leave (the store's
+/// head on a node without a standby; the standby-durable position with one), so a partner never
+/// holds a message a promoted standby does not know was sent. Only the primary sends.
+pub async fn run_outboxes(
+    slot: Arc<FederationSlot>,
+    store: Store,
+    shippable: watch::Receiver<i64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut wake = shippable.clone();
+    loop {
+        workers.retain(|_, w| !w.is_finished());
+        let primary = store.writer.role.borrow().is_primary();
+        if primary {
+            match store
+                .reader
+                .read(crate::store::exchange::peers_with_backlog)
+                .await
+            {
+                Ok(peers) => {
+                    for peer in peers {
+                        if workers.contains_key(&peer) {
+                            continue;
+                        }
+                        let worker = Worker {
+                            slot: slot.clone(),
+                            store: store.clone(),
+                            peer: peer.clone(),
+                            shippable: shippable.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        let span = tracing::info_span!("outbox", peer = %peer);
+                        workers.insert(peer, tokio::spawn(worker.run().instrument(span)));
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::error!(error = %e, "cannot read the exchange outbox"),
+            }
+        }
+        tokio::select! {
+            r = wake.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, w) in workers {
+        let _ = w.await;
+    }
+}
+
+/// Sends one peer's outbox, in sequence order, until it is empty.
+struct Worker {
+    slot: Arc<FederationSlot>,
+    store: Store,
+    peer: String,
+    shippable: watch::Receiver<i64>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// How a round of sending ended.
+enum Round {
+    /// Nothing is waiting: the worker ends (the supervisor starts a new one when there is).
+    Empty,
+    /// Everything that may leave has left; wait for more to become shippable.
+    WaitShippable,
+    /// Sent and acknowledged some: go on at once.
+    Progress,
+    /// Failed (the peer down, refused for now): back off.
+    Failed(String),
+    /// The connection failed (not the peer's answer): close it, back off, dial a new one.
+    Broken(String),
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut conn: Option<Peer> = None;
+        let mut attempt: u32 = 0;
+        // After a broken connection, dial a new one rather than reuse a live one (it may be
+        // the same dead connection, still registered until its idle timeout).
+        let mut dial_new = false;
+        loop {
+            if *self.shutdown.borrow() || !self.store.writer.role.borrow().is_primary() {
+                return;
+            }
+            let round = self.round(&mut conn, dial_new).await;
+            let wait = match round {
+                Round::Empty => return,
+                Round::Progress => {
+                    attempt = 0;
+                    dial_new = false;
+                    continue;
+                }
+                Round::WaitShippable => {
+                    attempt = 0;
+                    tokio::select! {
+                        r = self.shippable.changed() => if r.is_err() { return },
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = self.shutdown.wait_for(|s| *s) => return,
+                    }
+                    continue;
+                }
+                Round::Failed(ref why) | Round::Broken(ref why) => {
+                    let why = why.clone();
+                    if let (Round::Broken(_), Some(c)) = (&round, conn.take()) {
+                        c.close(ErrorCode::Timeout);
+                        dial_new = true;
+                    }
+                    attempt = attempt.saturating_add(1);
+                    conn = None;
+                    let delay = retry_delay(attempt, jitter());
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        tracing::warn!(peer = %self.peer, attempt, retry_in_ms = delay.as_millis() as u64, reason = %why, "cannot deliver to partner; will retry");
+                    }
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn round(&mut self, conn: &mut Option<Peer>, dial_new: bool) -> Round {
+        let peer = self.peer.clone();
+        let shippable = *self.shippable.borrow();
+        let read = self
+            .store
+            .reader
+            .read(move |c| {
+                let record = query::peer(c, &peer)?;
+                let (out, _) = crate::store::exchange::edge(c, &peer)?;
+                let msgs =
+                    crate::store::exchange::outbox_after(c, &peer, out.acked, shippable, ROUND)?;
+                Ok((record, out, msgs))
+            })
+            .await;
+        let (record, out, msgs) = match read {
+            Ok(r) => r,
+            Err(e) => return Round::Failed(e.to_string()),
+        };
+        if out.backlog() == 0 {
+            return Round::Empty;
+        }
+        match record {
+            Some(r) if r.state == PeerState::Accepted && r.exchange => {}
+            // Orphaned: the peer left the registry (or lost the permission). Nothing is sent
+            // until it is added again; the messages stay queued.
+            _ => return Round::WaitShippable,
+        }
+        if msgs.is_empty() {
+            return Round::WaitShippable;
+        }
+        let Some(fed) = self.slot.get() else {
+            return Round::Failed("the federation is down".into());
+        };
+        if conn.is_none() {
+            let live = if dial_new {
+                None
+            } else {
+                fed.live_exchange_peer(&self.peer)
+            };
+            let dialed = match live {
+                Some(p) => Ok(p),
+                None => fed.dial(&self.peer).await.map(|(p, _)| p),
+            };
+            match dialed {
+                Ok(p) => *conn = Some(p),
+                Err(e) => return Round::Failed(e.to_string()),
+            }
+        }
+        let link = conn.as_ref().expect("connected above");
+        for msg in msgs {
+            let body = match encode(&msg) {
+                Ok(b) => b,
+                Err(e) => return Round::Failed(e.to_string()),
+            };
+            let answer = match link.request(body).await {
+                Ok(bytes) => match decode::<Answer>(&bytes) {
+                    Ok(a) => a,
+                    Err(e) => return Round::Failed(format!("a malformed answer: {e}")),
+                },
+                Err(NetError::Remote(code)) => {
+                    return Round::Failed(format!("refused: {}", code.text()))
+                }
+                Err(e) => return Round::Broken(e.to_string()),
+            };
+            let (up_to, refused) = match answer {
+                Answer::Ack { up_to } => (up_to, None),
+                Answer::Refused(r) => match r.code {
+                    // Consumed for good at the partner: the edge goes on.
+                    ExchangeCode::NotParty
+                    | ExchangeCode::UnknownReferral
+                    | ExchangeCode::InvalidState
+                    | ExchangeCode::TooLarge => (msg.seq, Some(r.code)),
+                    // The partner has everything before `expected`: resend from there.
+                    ExchangeCode::OutOfOrder => match r.expected {
+                        Some(e) if e > out.acked + 1 => (e - 1, None),
+                        _ => return Round::Failed("out of order".into()),
+                    },
+                    code => return Round::Failed(code.text().to_string()),
+                },
+            };
+            if let Err(e) = self.acked(up_to, refused).await {
+                return Round::Failed(e);
+            }
+            if up_to != msg.seq {
+                return Round::Progress;
+            }
+        }
+        Round::Progress
+    }
+
+    async fn acked(&self, up_to: u64, refused: Option<ExchangeCode>) -> Result<(), String> {
+        let req = WriteRequest {
+            actor: "system".into(),
+            idempotency: None,
+            op: WriteOp::ExchangeAcked {
+                peer: self.peer.clone(),
+                up_to,
+                refused,
+            },
+        };
+        self.store
+            .writer
+            .write(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A number in [0, 1) for the retry jitter, from the clock's low bits (no RNG needed).
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}

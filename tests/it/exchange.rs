@@ -1,0 +1,271 @@
+//! The referral exchange between real `ttx` nodes over real QUIC with real certificates, driven
+//! from the CLI: the whole flow (refer → accept → progress both ways → resolve → close), reject,
+//! reopen, cancel, a partner that is down when we refer, SIGKILL of the receiver, and the bad
+//! input an operator can give.
+
+use std::time::{Duration, Instant};
+
+use crate::common::TestNode;
+use crate::federation::{add_peer, Ca};
+
+/// Two partner sites that know each other: NOC A and telco B.
+fn pair() -> (Ca, TestNode, TestNode) {
+    let ca = Ca::new("eu");
+    let a = ca.node("eu", "noc-a");
+    let b = ca.node("eu", "telco-b");
+    add_peer(&a, &b, "telco-b", &[]);
+    add_peer(&b, &a, "noc-a", &[]);
+    (ca, a, b)
+}
+
+/// `ttx referrals --json` on `node`.
+fn referrals(node: &TestNode) -> Vec<serde_json::Value> {
+    node.cli(&["--json", "referrals"])
+        .json()
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+/// Waits (bounded) until `node` lists a referral in state `state`; returns it.
+fn wait_state(node: &TestNode, state: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = referrals(node);
+        if let Some(r) = list.iter().find(|r| r["state"] == state) {
+            return r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no referral became {state} in time: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until ticket `number`'s history on `node` holds a line containing `text`.
+fn wait_history(node: &TestNode, number: i64, text: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let chart = node.cli(&["--json", "show", &number.to_string()]).json();
+        if chart["history"].to_string().contains(text) {
+            return chart;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never reached ticket {number}: {chart}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn new_ticket(node: &TestNode, subject: &str) -> i64 {
+    node.cli(&["--json", "new", subject, "--circuit", "LON-PAR-3"])
+        .json()["number"]
+        .as_i64()
+        .expect("a number")
+}
+
+#[test]
+fn refer_accept_progress_resolve_close_between_real_nodes() {
+    let (_ca, a, b) = pair();
+    let ours = new_ticket(&a, "LON-PAR-3 down");
+    let n = ours.to_string();
+    let out = a
+        .cli(&[
+            "refer",
+            &n,
+            "--to",
+            "telco-b",
+            "--note",
+            "please check your side",
+        ])
+        .ok()
+        .to_string();
+    assert!(out.contains("referred"), "{out}");
+    // B stored it and opened its own ticket; A sees B's reference.
+    let theirs = wait_state(&b, "delivered");
+    assert_eq!(theirs["partner_ref"], format!("noc-a#{ours}"));
+    let their_ticket = theirs["ticket"].as_i64().unwrap();
+    let mine = wait_state(&a, "delivered");
+    assert_eq!(mine["partner_ref"], format!("telco-b#{their_ticket}"));
+    assert_eq!(mine["id"], theirs["id"]);
+    let id = mine["id"].as_str().unwrap().to_string();
+    let chart = a.cli(&["--json", "show", &n]).json();
+    assert_eq!(chart["ticket"]["status"], "referred");
+    // B's ticket carries what A's policy shares, and the first note source-stamped.
+    let their_chart = wait_history(&b, their_ticket, "please check your side");
+    assert_eq!(their_chart["ticket"]["circuit"], "LON-PAR-3");
+
+    b.cli(&["referral", "accept", &id[..8]]).ok();
+    wait_state(&a, "accepted");
+    // Progress both ways: shared notes cross, internal ones never do.
+    let t = their_ticket.to_string();
+    b.cli(&["note", &t, "--shared", "dispatched field tech"])
+        .ok();
+    b.cli(&["note", &t, "SECRET internal detail"]).ok();
+    a.cli(&["note", &n, "--shared", "customer confirms outage"])
+        .ok();
+    wait_history(&a, ours, "[telco-b] dispatched field tech");
+    wait_history(&b, their_ticket, "[noc-a] customer confirms outage");
+    // B resolves its own ticket: A sees it, and confirms.
+    b.cli(&["resolve", &t, "--resolution", "spliced fibre"])
+        .ok();
+    wait_state(&a, "resolved");
+    let chart = a.cli(&["--json", "show", &n]).json();
+    assert!(
+        !chart.to_string().contains("SECRET"),
+        "an internal note left B"
+    );
+    let text = a.cli(&["show", &n]).ok().to_string();
+    assert!(text.contains(&format!("telco-b#{their_ticket}")), "{text}");
+    a.cli(&["referral", "close", &id]).ok();
+    wait_state(&b, "closed");
+    let their_chart = b.cli(&["--json", "show", &t]).json();
+    assert_eq!(their_chart["ticket"]["status"], "closed");
+    let chart = a.cli(&["--json", "show", &n]).json();
+    assert_eq!(
+        chart["ticket"]["status"], "open",
+        "our ticket is back with us"
+    );
+    // The alert that B resolved its part went into A's alerts.
+    let alerts = a.cli(&["--json", "alerts"]).json().to_string();
+    assert!(alerts.contains("resolved its part"), "{alerts}");
+}
+
+#[test]
+fn reject_reopen_and_cancel_between_real_nodes() {
+    let (_ca, a, b) = pair();
+    let first = new_ticket(&a, "wrong circuit").to_string();
+    a.cli(&["refer", &first, "--to", "telco-b"]).ok();
+    let r = wait_state(&b, "delivered");
+    let id = r["id"].as_str().unwrap().to_string();
+    b.cli(&["referral", "reject", &id, "--reason", "not our circuit"])
+        .ok();
+    wait_state(&a, "rejected");
+    wait_history(&a, first.parse().unwrap(), "not our circuit");
+    let chart = a.cli(&["--json", "show", &first]).json();
+    assert_eq!(chart["ticket"]["status"], "open");
+
+    // Reopen: B resolves, A says the problem is back, B's ticket reopens.
+    let second = new_ticket(&a, "flapping").to_string();
+    a.cli(&["refer", &second, "--to", "telco-b"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let l = referrals(&b);
+        if let Some(r) = l
+            .iter()
+            .find(|r| r["state"] == "delivered" && r["id"] != id.as_str())
+        {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "{l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let id2 = r["id"].as_str().unwrap().to_string();
+    let t2 = r["ticket"].as_i64().unwrap().to_string();
+    b.cli(&["referral", "accept", &id2]).ok();
+    b.cli(&["resolve", &t2, "--resolution", "reset the port"])
+        .ok();
+    wait_state(&a, "resolved");
+    a.cli(&["referral", "reopen", &id2, "--reason", "flapping again"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let chart = b.cli(&["--json", "show", &t2]).json();
+        if chart["ticket"]["status"] == "open" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{chart}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Cancel: A withdraws it; B sees it cancelled.
+    a.cli(&["referral", "cancel", &id2, "--reason", "customer fixed it"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = referrals(&b);
+        if l.iter()
+            .any(|r| r["id"] == id2.as_str() && r["state"] == "cancelled")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // "resolved" on a cancelled referral makes no sense: B's operator is refused.
+    b.cli(&["resolve", &t2, "--resolution", "x"]).ok();
+    let l = referrals(&b);
+    assert!(l
+        .iter()
+        .any(|r| r["id"] == id2.as_str() && r["state"] == "cancelled"));
+}
+
+#[test]
+fn a_partner_down_when_we_refer_gets_it_once_when_it_is_back() {
+    let (_ca, a, mut b) = pair();
+    b.stop();
+    let n = new_ticket(&a, "down while the telco is down").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b", "--respond-within", "1h"])
+        .ok();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(referrals(&a)[0]["state"], "queued");
+    // B comes back on a new port; A learns it (re-adding resumes the outbox at once).
+    b.start();
+    add_peer(&a, &b, "telco-b", &[]);
+    wait_state(&a, "delivered");
+    let theirs = referrals(&b);
+    assert_eq!(theirs.len(), 1, "delivered once: {theirs:?}");
+    let list = b.cli(&["--json", "list"]).json().to_string();
+    assert_eq!(list.matches("down while the telco is down").count(), 1);
+}
+
+#[test]
+fn the_receiver_killed_mid_flow_applies_each_message_once() {
+    let (_ca, a, mut b) = pair();
+    let n = new_ticket(&a, "many updates").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    let r = wait_state(&b, "delivered");
+    b.cli(&["referral", "accept", r["id"].as_str().unwrap()])
+        .ok();
+    wait_state(&a, "accepted");
+    for i in 0..20 {
+        a.cli(&["note", &n, "--shared", &format!("update {i}")])
+            .ok();
+        if i == 10 {
+            b.kill();
+            b.start();
+            add_peer(&a, &b, "telco-b", &[]);
+        }
+    }
+    let t = r["ticket"].as_i64().unwrap();
+    let chart = wait_history(&b, t, "[noc-a] update 19");
+    let text = chart["history"].to_string();
+    for i in 0..20 {
+        assert_eq!(
+            text.matches(&format!("[noc-a] update {i}\"")).count(),
+            1,
+            "update {i} applied once: {text}"
+        );
+    }
+}
+
+#[test]
+fn bad_referral_input_gets_clear_errors() {
+    let (_ca, a, _b) = pair();
+    let n = new_ticket(&a, "x").to_string();
+    a.cli(&["referral", "accept", "0123abcd"])
+        .fails(3, "no referral");
+    a.cli(&["refer", "999", "--to", "telco-b"])
+        .fails(3, "no ticket 999");
+    a.cli(&["refer", &n, "--to", "nobody"]).fails(3, "no peer");
+    a.cli(&["refer", &n, "--to", "telco-b", "--respond-within", "soon"])
+        .fails(2, "invalid duration");
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    a.cli(&["refer", &n, "--to", "telco-b"])
+        .fails(4, "already referred");
+    let id = referrals(&a)[0]["id"].as_str().unwrap().to_string();
+    a.cli(&["referral", "accept", &id])
+        .fails(4, "only the handling side");
+    a.cli(&["referral", "close", &id]).fails(4, "cannot close");
+}

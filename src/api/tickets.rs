@@ -610,13 +610,7 @@ pub async fn search(
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Json<Vec<SearchHit>>, ApiError> {
     let limit = q.limit.unwrap_or(50);
-    Ok(Json(
-        state
-            .store
-            .reader
-            .read(move |c| query::search(c, &q.q, limit))
-            .await?,
-    ))
+    Ok(Json(state.store.search(q.q, limit).await?))
 }
 
 /// Query of `GET /v1/alerts`.

@@ -370,10 +370,8 @@ fn project(
                 }
                 .into());
             }
-            tx.prepare_cached(
-                "INSERT INTO note_fts (rowid, text) VALUES (last_insert_rowid(), ?1)",
-            )?
-            .execute([text])?;
+            // The text's full-text index entry is written later, in a batch of notes
+            // (`note_index`), not in this commit.
             return Ok(());
         }
         EventKind::Linked { kind, target, .. } => {

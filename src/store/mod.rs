@@ -10,6 +10,7 @@
 //! - [`exchange`]: the referral exchange's tables (referrals, the per-peer outbox and marks),
 //!   projected from the log's exchange records, and their reads.
 //! - [`facts`]: what the ticket rules need beyond the ticket (timers, dependencies, operators).
+//! - [`note_index`]: the full-text index of note text, written in batches after the commits.
 //! - [`query`]: reads (show, list, search, alerts, counts) on the read pool.
 //! - [`site_log`]: the node's place in its site's log: head position, counters, role, epoch.
 //! - [`ship`]: events as shipping envelopes, and the strict checks a shipped event passes.
@@ -20,6 +21,7 @@ pub mod apply;
 pub mod exchange;
 pub mod facts;
 pub mod idempotency;
+pub mod note_index;
 pub mod query;
 pub mod reader;
 pub mod schema;
@@ -161,6 +163,29 @@ impl Store {
         v.quick_check = verify::quick_check(&self.path)?;
         v.search_index = search_index_answer(self.writer.write_blocking(check_search_index())?)?;
         Ok(v)
+    }
+
+    /// Full-text search ([`query::search`]) once the index holds every note committed before
+    /// the call ([`Writer::search_index_ready`]).
+    pub async fn search(
+        &self,
+        text: String,
+        limit: u32,
+    ) -> Result<Vec<query::SearchHit>, StoreError> {
+        self.writer.search_index_ready().await;
+        self.reader
+            .read(move |c| query::search(c, &text, limit))
+            .await
+    }
+
+    /// [`Self::search`], blocking the calling thread (tools and tests).
+    pub fn search_blocking(
+        &self,
+        text: &str,
+        limit: u32,
+    ) -> Result<Vec<query::SearchHit>, StoreError> {
+        self.writer.search_index_ready_blocking();
+        self.reader.read_blocking(|c| query::search(c, text, limit))
     }
 
     /// Writes a consistent copy of the store to the new file `dest` ([`snapshot::take`]: `VACUUM

@@ -234,6 +234,13 @@ CREATE TABLE exchange_edges (
     in_epoch    INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 "#,
+    r#"
+-- Note text is indexed in batches after the commits that add the notes: the watermark is the
+-- last notes.rowid the index holds (every note so far, on a store that indexed in the commit).
+INSERT INTO meta (key, value)
+    SELECT 'note_fts_indexed', CAST(COALESCE(MAX(rowid), 0) AS TEXT) FROM notes WHERE true
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -68,27 +68,15 @@ fn numbers_notes_history_and_search() {
     assert_eq!(chart.ticket.notes, 2);
     assert_eq!(chart.history.len(), 3);
     assert!(chart.history.windows(2).all(|w| w[0].seq < w[1].seq));
-    let hits = store
-        .reader
-        .read_blocking(|c| query::search(c, "ams-ix", 10))
-        .unwrap();
+    let hits = store.search_blocking("ams-ix", 10).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].ticket.number, 1);
-    let hits = store
-        .reader
-        .read_blocking(|c| query::search(c, "latency", 10))
-        .unwrap();
+    let hits = store.search_blocking("latency", 10).unwrap();
     assert_eq!(hits[0].ticket.number, 2);
     // Operator text with FTS syntax in it is searched as words, never a syntax error.
-    assert!(store
-        .reader
-        .read_blocking(|c| query::search(c, "\"AND ( -", 10))
-        .is_ok());
+    assert!(store.search_blocking("\"AND ( -", 10).is_ok());
     let long = "loss ".repeat(300);
-    let e = store
-        .reader
-        .read_blocking(|c| query::search(c, &long, 10))
-        .unwrap_err();
+    let e = store.search_blocking(&long, 10).unwrap_err();
     assert!(e.to_string().contains("at most 1024 allowed"), "{e}");
     let list = store
         .reader

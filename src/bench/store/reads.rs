@@ -125,6 +125,8 @@ impl Generator {
 /// Opens a built benchmark store and counts it; refuses a store without the long tickets.
 pub(crate) fn open_built(path: &Path) -> Result<(Store, query::Counts), BenchError> {
     let store = open(path)?;
+    // A store built in this run may still be indexing its last notes.
+    store.writer.search_index_ready_blocking();
     let counts = store.reader.read_blocking(query::counts)?;
     if (counts.tickets as u64) < LONG_TICKETS {
         return Err(BenchError::Invalid(format!(

@@ -236,6 +236,7 @@ fn a_store_migrated_from_v3_equals_a_fresh_replay_of_its_log() {
         let body = crate::store::apply::event_body(&event.kind).unwrap();
         apply_event(&tx, *position, event, &body).unwrap();
     }
+    crate::store::note_index::catch_up(&tx).unwrap();
     tx.commit().unwrap();
 
     let (migrated, replayed) = (logical_state(&old), logical_state(&fresh));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{watch, Notify};
 
+use super::indexer::Indexer;
 use super::publish::{self, HookSlot, Shipped};
 use super::queue::Pending;
 use super::request::InBatch;
@@ -38,6 +39,8 @@ pub(super) struct WriterState {
     pub(super) stats: Arc<WriterStats>,
     /// Where committed envelopes go for shipping (see [`publish`]).
     pub(super) hook: HookSlot,
+    /// When note text is indexed.
+    pub(super) indexer: Indexer,
     #[cfg(test)]
     pub(super) faults: Arc<super::Faults>,
 }
@@ -56,6 +59,8 @@ pub(super) struct Effects {
     pub(super) exchange: bool,
     /// The envelopes of the events written here, for shipping.
     pub(super) shipped: Shipped,
+    /// Notes added, whose text the indexer has to index.
+    pub(super) notes: usize,
 }
 
 impl Effects {
@@ -75,6 +80,7 @@ impl Effects {
             kind,
             EventKind::PeerUpserted { .. } | EventKind::PeerRemoved { .. }
         );
+        self.notes += usize::from(matches!(kind, EventKind::NoteAdded { .. }));
     }
 
     fn merge(&mut self, other: Effects) {
@@ -85,6 +91,7 @@ impl Effects {
         self.peers |= other.peers;
         self.exchange |= other.exchange;
         self.shipped.envelopes.extend(other.shipped.envelopes);
+        self.notes += other.notes;
     }
 }
 impl WriterState {
@@ -96,6 +103,7 @@ impl WriterState {
     ) -> Result<Self, StoreError> {
         site_log::claim(&conn, &stamp)?;
         let log = SiteLog::load(&conn, &stamp)?;
+        let indexer = Indexer::load(&conn)?;
         Ok(WriterState {
             conn,
             stamp,
@@ -110,6 +118,7 @@ impl WriterState {
             outbox_changed: Arc::new(Notify::new()),
             stats: Arc::new(WriterStats::default()),
             hook: HookSlot::default(),
+            indexer,
             #[cfg(test)]
             faults: Arc::default(),
         })
@@ -137,6 +146,13 @@ impl WriterState {
         {
             self.prune_idempotency();
         }
+        if batch
+            .iter()
+            .any(|p| matches!(p.req.op, super::WriteOp::CheckSearchIndex))
+        {
+            // The check compares the index with the notes: index them all first.
+            self.index_notes()?;
+        }
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Effects::default();
         let committed = self.run_batch(batch, &mut results, &mut effects);
@@ -162,6 +178,7 @@ impl WriterState {
             }
             let _ = self.reload_counters();
         } else {
+            self.indexer.committed(effects.notes);
             if let Some(tx) = &self.head_tx {
                 tx.send_replace(self.log.head);
             }
@@ -200,6 +217,11 @@ impl WriterState {
             let _ = p.reply.send(answer);
         }
         Ok(())
+    }
+
+    /// Indexes the text of every note not yet in the full-text index ([`Indexer::index`]).
+    pub(super) fn index_notes(&mut self) -> Result<(), Fatal> {
+        self.indexer.index(&mut self.conn, self.cfg.synchronous)
     }
 
     /// Runs a batch in one transaction. Optimistic: the requests first run without a

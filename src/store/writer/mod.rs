@@ -11,11 +11,13 @@
 //! - [`queue`]: the thread's loop, taking jobs off the queue into a batch;
 //! - [`commit`]: the batch's transaction, its commit, and what is published after it;
 //! - [`request`]: what one request decides, stamps and applies inside the transaction;
-//! - [`exchange`]: the referral exchange's writes (refer, act, a partner's message, an ack).
+//! - [`exchange`]: the referral exchange's writes (refer, act, a partner's message, an ack);
+//! - [`indexer`]: when note text is indexed for search (after the commits, in batches).
 
 pub mod budget;
 mod commit;
 mod exchange;
+pub mod indexer;
 mod publish;
 mod queue;
 mod request;
@@ -275,6 +277,9 @@ pub struct WriterStats {
     pub max_batch_bytes: AtomicU64,
 }
 
+/// The longest a search waits for the index to catch up with the commits before it runs.
+pub const SEARCH_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A handle to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
@@ -296,6 +301,9 @@ pub struct Writer {
     pub role: watch::Receiver<RoleState>,
     /// Commit counters.
     pub stats: Arc<WriterStats>,
+    /// How far the full-text index of note text is behind the commits
+    /// ([`Writer::search_index_ready`] waits on it).
+    pub search_index: watch::Receiver<indexer::IndexProgress>,
     /// Why the writer thread failed, once it has (see [`Writer::failed`]).
     failed: watch::Receiver<Option<String>>,
     /// The commit hook, shared with the thread.
@@ -345,6 +353,7 @@ impl Writer {
         state.outbox_changed = outbox_changed.clone();
         state.stats = stats.clone();
         let hook = state.hook.clone();
+        let search_index = state.indexer.subscribe();
         #[cfg(test)]
         let faults = state.faults.clone();
         let (failed_tx, failed) = watch::channel(None);
@@ -363,6 +372,7 @@ impl Writer {
             head,
             role,
             stats,
+            search_index,
             failed,
             hook,
             #[cfg(test)]
@@ -405,6 +415,37 @@ impl Writer {
             .blocking_send(job)
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until every note committed before the call is in the full-text index, so a
+    /// search after an acknowledged note finds it. The writer indexes within
+    /// [`indexer::MAX_LAG`] under load and at once when idle; this waits at most
+    /// [`SEARCH_INDEX_WAIT`] (then the search runs on the index as it is, and says so in the log).
+    pub async fn search_index_ready(&self) {
+        let mut rx = self.search_index.clone();
+        let target = rx.borrow().written;
+        let ready = rx.wait_for(|p| p.indexed >= target);
+        if tokio::time::timeout(SEARCH_INDEX_WAIT, ready)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the search index is behind the last commits; searching it as it is");
+        }
+    }
+
+    /// [`Self::search_index_ready`], blocking the calling thread (tools and tests).
+    pub fn search_index_ready_blocking(&self) {
+        let target = self.search_index.borrow().written;
+        let deadline = std::time::Instant::now() + SEARCH_INDEX_WAIT;
+        while self.search_index.borrow().indexed < target {
+            if std::time::Instant::now() >= deadline || self.search_index.has_changed().is_err() {
+                tracing::warn!(
+                    "the search index is behind the last commits; searching it as it is"
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// Waits until the writer thread has failed (a panic, or a transaction it could not roll

@@ -59,6 +59,15 @@ impl WriterState {
     /// `group_commit_max` requests and `group_commit_max_bytes` bytes (a request that would
     /// cross the byte bound waits for the next batch; a batch always takes at least one).
     fn serve(&mut self, rx: &mut mpsc::Receiver<Job>) -> Result<(), Fatal> {
+        self.serve_batches(rx)?;
+        // What the last batches added is searchable after a clean stop too.
+        self.index_notes()
+    }
+
+    /// [`Self::serve`]'s loop. Between batches it indexes note text when the indexer says so:
+    /// whenever the queue is empty, and under load after enough notes or time
+    /// ([`super::indexer`]).
+    fn serve_batches(&mut self, rx: &mut mpsc::Receiver<Job>) -> Result<(), Fatal> {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.group_commit_max);
         let mut carried: Option<Pending> = None;
         let mut stop = false;
@@ -66,9 +75,18 @@ impl WriterState {
             let first = match carried.take() {
                 Some(p) => Job::Write(p),
                 None if stop => break,
-                None => match rx.blocking_recv() {
-                    Some(job) => job,
-                    None => return Ok(()),
+                None => match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if self.indexer.due(true) {
+                            self.index_notes()?;
+                        }
+                        match rx.blocking_recv() {
+                            Some(job) => job,
+                            None => return Ok(()),
+                        }
+                    }
                 },
             };
             let mut bytes = 0;
@@ -98,6 +116,9 @@ impl WriterState {
             }
             if !batch.is_empty() {
                 self.commit_batch(&mut batch)?;
+            }
+            if self.indexer.due(false) {
+                self.index_notes()?;
             }
         }
         rx.close();

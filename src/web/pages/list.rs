@@ -170,12 +170,7 @@ pub async fn list(
     let (mut rows, snippets) = match &q {
         Some(text) => {
             let (text, limit) = (text.clone(), limit.unwrap_or(50));
-            let hits = state
-                .app
-                .store
-                .reader
-                .read(move |c| query::search(c, &text, limit))
-                .await?;
+            let hits = state.app.store.search(text, limit).await?;
             let snippets: Vec<(i64, String)> = hits
                 .iter()
                 .map(|h| (h.ticket.number, h.snippet.clone()))

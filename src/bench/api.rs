@@ -179,6 +179,9 @@ struct ApiClient {
     rng: Rng,
     notes: Vec<(Vec<u8>, String)>,
     paths: Vec<String>,
+    /// With a key, every note carries `Idempotency-Key: {key}-{sent}` (a new key each time).
+    key: Option<String>,
+    sent: u64,
 }
 
 impl ApiClient {
@@ -192,13 +195,24 @@ impl ApiClient {
                 .map(|n| format!("/v1/tickets/{n}/notes"))
                 .collect(),
             rng,
+            key: None,
+            sent: 0,
         })
+    }
+
+    /// A client whose every note carries a fresh idempotency key.
+    fn keyed(node: &BenchNode, tickets: &[i64], seed: u64) -> Result<Self, BenchError> {
+        let mut client = Self::new(node, tickets, seed)?;
+        client.key = Some(format!("bench-{seed}-{}", uuid::Uuid::now_v7()));
+        Ok(client)
     }
 
     fn note(&mut self) -> Result<(), BenchError> {
         let path = &self.paths[self.rng.below(self.paths.len())];
         let body = &self.notes[self.rng.below(self.notes.len())].0;
-        let answer = self.conn.post_json(path, body)?;
+        self.sent += 1;
+        let key = self.key.as_ref().map(|k| format!("{k}-{}", self.sent));
+        let answer = self.conn.post_json_keyed(path, body, key.as_deref())?;
         if answer.status != 200 {
             return Err(BenchError::Invalid(format!(
                 "the node answered HTTP {} to a note: {}",
@@ -282,14 +296,22 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
         ApiClient::note,
     )?;
 
-    let api = measure(&node, || {
-        drive(
-            clients,
-            opts.limit,
-            |i| ApiClient::new(&node, &tickets, 1000 + i as u64),
-            ApiClient::note,
-        )
-    })?;
+    // The same load without and with an idempotency key on every note.
+    let api_load = |seed: u64, keyed: bool| {
+        measure(&node, || {
+            drive(
+                clients,
+                opts.limit,
+                |i| match keyed {
+                    false => ApiClient::new(&node, &tickets, seed + i as u64),
+                    true => ApiClient::keyed(&node, &tickets, seed + i as u64),
+                },
+                ApiClient::note,
+            )
+        })
+    };
+    let api = api_load(1000, false)?;
+    let keyed = api_load(5000, true)?;
     let direct = measure(&node, || {
         drive(
             clients,
@@ -361,6 +383,23 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
     concurrent.figure("direct note latency p99", d.p99_us / 1000.0, "ms");
     concurrent.figure("direct average group commit", direct.group_commit, "writes");
     concurrent.figure("api / direct", api_rate / direct_rate.max(1e-9), "x");
+    let keyed_rate = rate(keyed.run.count, keyed.run.elapsed);
+    let k = keyed.run.latencies.summary();
+    concurrent.figure("keyed api notes/s (Idempotency-Key)", keyed_rate, "notes/s");
+    let keyed_writer_cpu = keyed.cpu.0.get("ttx-writer").copied().unwrap_or(0.0);
+    concurrent.figure(
+        "keyed api writer CPU per note",
+        keyed_writer_cpu * 1e6 / (keyed.run.count.max(1) as f64),
+        "µs",
+    );
+    concurrent.figure("keyed api note latency p50", k.p50_us / 1000.0, "ms");
+    concurrent.figure("keyed api note latency p99", k.p99_us / 1000.0, "ms");
+    concurrent.figure(
+        "keyed api average group commit",
+        keyed.group_commit,
+        "writes",
+    );
+    concurrent.figure("keyed / unkeyed api", keyed_rate / api_rate.max(1e-9), "x");
     concurrent.note(format!(
         "api: {clients} threads, each a raw HTTP/1.1 keep-alive TcpStream (src/bench/http.rs), \
          POST /v1/tickets/N/notes with a bearer token over {} tickets; the node runs in this \
@@ -371,7 +410,11 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
         "direct: the same threads and notes calling the same node's Writer::write_blocking \
          (no HTTP, no JSON, no auth)",
     );
-    for (what, m) in [("api", &api), ("direct", &direct)] {
+    concurrent.note(
+        "keyed api: the same load, every note with a new Idempotency-Key (as the CLI sends): \
+         the writer looks the key up and appends an `answered` event with the answer",
+    );
+    for (what, m) in [("api", &api), ("keyed api", &keyed), ("direct", &direct)] {
         concurrent.note(format!(
             "{what} CPU over {:.2} s wall: {}",
             m.run.elapsed.as_secs_f64(),

@@ -54,16 +54,32 @@ impl KeepAlive {
 
     /// `POST path` with a JSON body, on the kept-alive connection.
     pub fn post_json(&mut self, path: &str, body: &[u8]) -> Result<Answer, BenchError> {
+        self.post_json_keyed(path, body, None)
+    }
+
+    /// [`Self::post_json`] with an `Idempotency-Key` header when `key` is given (what the
+    /// CLI sends with every write).
+    pub fn post_json_keyed(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        key: Option<&str>,
+    ) -> Result<Answer, BenchError> {
         self.request.clear();
         write!(
             self.request,
             "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\n",
             self.host,
             self.auth,
             body.len()
         )
         .map_err(BenchError::io("format the request"))?;
+        if let Some(key) = key {
+            write!(self.request, "Idempotency-Key: {key}\r\n")
+                .map_err(BenchError::io("format the request"))?;
+        }
+        self.request.extend_from_slice(b"\r\n");
         self.request.extend_from_slice(body);
         self.writer
             .write_all(&self.request)

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod http;
 pub mod node;
 pub mod store;
+mod streams;
 pub mod transport;
 pub mod web;
 

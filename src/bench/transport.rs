@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use super::streams::{self, StreamRun};
 use super::{
     rss_bytes, BenchError, Goal, Latencies, MachineInfo, Report, ScratchDir, Section, Target,
 };
@@ -44,11 +45,19 @@ pub const TARGET_RPS: f64 = 50_000.0;
 pub const TARGET_RATIO: f64 = 0.7;
 /// Target: node RSS with the peers held (MB).
 pub const TARGET_RSS_MB: f64 = 200.0;
+/// Target: a long-lived stream of 1 KiB frames (acked) against a raw quinn stream.
+pub const TARGET_STREAM_RATIO: f64 = 0.8;
+/// Target: 64 KiB chunks on a long-lived stream on loopback (MB/s, the snapshot path).
+pub const TARGET_CHUNK_MBS: f64 = 200.0;
+/// The frame size of the replication-like stream run.
+const STREAM_FRAME_BYTES: usize = 1024;
+/// The chunk size of the snapshot-like stream run.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// Turns any error into a [`BenchError`] saying what was being done.
-trait Ctx<T> {
+pub(super) trait Ctx<T> {
     fn ctx(self, what: &str) -> Result<T>;
 }
 
@@ -108,6 +117,15 @@ impl Handler for Echo {
         request: Request,
     ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
         Box::pin(async move { Ok(request.body) })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _peer: &'a PeerCtx,
+        open: crate::wire::StreamOpen,
+        incoming: crate::net::IncomingStream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(streams::sink(open, incoming))
     }
 }
 
@@ -218,7 +236,7 @@ async fn run_async(opts: &TransportOpts, scratch: &Path) -> Result<Vec<Section>>
     // over `rounds` rounds; the best round of each is kept, so that a burst of load from other
     // processes on a shared machine does not decide the ratio.
     let payload = vec![0xa5u8; opts.payload];
-    let raw = RawQuinn::start(&server, &client, &ca, &payload).await?;
+    let raw = RawQuinn::start(&server, &client, &ca, &payload, false).await?;
     let (mut endpoint_rps, mut raw_quinn_rps) = (0.0f64, 0.0f64);
     for _ in 0..opts.rounds.max(1) {
         let rps = throughput(opts, {
@@ -233,6 +251,25 @@ async fn run_async(opts: &TransportOpts, scratch: &Path) -> Result<Vec<Section>>
         .await?;
         endpoint_rps = endpoint_rps.max(rps);
         raw_quinn_rps = raw_quinn_rps.max(raw.run(opts).await?);
+    }
+    drop(raw);
+
+    // Long-lived streams: the same connection, one stream per run, alternated with raw quinn.
+    let raw = RawQuinn::start(&server, &client, &ca, &payload, true).await?;
+    let mut stream_runs = Vec::new();
+    for size in [STREAM_FRAME_BYTES, CHUNK_BYTES] {
+        let (mut framed, mut raw_run) = (StreamRun::default(), StreamRun::default());
+        for _ in 0..opts.rounds.max(1) {
+            let f = streams::framed(&peer, size, opts.throughput_secs).await?;
+            let r = streams::raw(&raw.conn, size, opts.throughput_secs).await?;
+            if f.bytes_per_sec > framed.bytes_per_sec {
+                framed = f;
+            }
+            if r.bytes_per_sec > raw_run.bytes_per_sec {
+                raw_run = r;
+            }
+        }
+        stream_runs.push((size, framed, raw_run));
     }
     peer.close(ErrorCode::ShuttingDown);
     drop(raw);
@@ -360,7 +397,55 @@ async fn run_async(opts: &TransportOpts, scratch: &Path) -> Result<Vec<Section>>
         ),
     }
     peers.note("every held connection is pinged at the end of the hold before the RSS is read");
-    Ok(vec![latency, tput, peers])
+
+    let mut long = Section::new(format!(
+        "Long-lived streams: frames one way, an ack back for each (best of {} rounds of {} s)",
+        opts.rounds.max(1),
+        opts.throughput_secs
+    ));
+    let mbs = |r: &StreamRun| r.bytes_per_sec / 1e6;
+    for (size, framed, raw_run) in &stream_runs {
+        let what = if *size == CHUNK_BYTES {
+            "64 KiB chunks"
+        } else {
+            "1 KiB frames"
+        };
+        let name = format!("FramedStream {what}");
+        if *size == CHUNK_BYTES {
+            long.target(&name, mbs(framed), "MB/s", at_least(TARGET_CHUNK_MBS));
+        } else {
+            long.figure(&name, mbs(framed), "MB/s");
+        }
+        long.figure(
+            format!("FramedStream {what} frames/s"),
+            framed.frames as f64 / opts.throughput_secs.max(1e-9),
+            "frames/s",
+        );
+        long.figure(
+            format!("raw quinn stream {what} (baseline)"),
+            mbs(raw_run),
+            "MB/s",
+        );
+        let ratio = framed.bytes_per_sec / raw_run.bytes_per_sec.max(1e-9);
+        if *size == CHUNK_BYTES {
+            long.figure(format!("FramedStream / raw quinn, {what}"), ratio, "x");
+        } else {
+            long.target(
+                format!("FramedStream / raw quinn, {what}"),
+                ratio,
+                "x",
+                at_least(TARGET_STREAM_RATIO),
+            );
+        }
+    }
+    long.note(
+        "FramedStream: Peer::open_stream on the ping connection, frames {seq, bytes} through the \
+         codec, the server's handler acks each with {upto}; raw quinn: one bidirectional stream \
+         of a connection with the same TLS configs carrying the same frame bytes (encoded before \
+         the clock starts) and the same ack bytes back, without Hello, policy or codec; MB/s \
+         counts payload bytes from the first frame to the last ack",
+    );
+    Ok(vec![latency, tput, peers, long])
 }
 
 /// What the peer hold found.
@@ -601,11 +686,14 @@ struct RawQuinn {
 }
 
 impl RawQuinn {
+    /// With `streams`, every stream the client opens is a long-lived one
+    /// ([`streams::raw_sink`]) instead of one request echoed back.
     async fn start(
         server: &TestNode,
         client: &TestNode,
         ca: &TestCa,
         payload: &[u8],
+        streams: bool,
     ) -> Result<Self> {
         let trust = Arc::new(
             tls::Trust::new(
@@ -639,6 +727,9 @@ impl RawQuinn {
                 tokio::spawn(async move {
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         tokio::spawn(async move {
+                            if streams {
+                                return streams::raw_sink(send, recv).await;
+                            }
                             if let Ok(bytes) = recv.read_to_end(limit).await {
                                 let _ = send.write_all(&bytes).await;
                                 let _ = send.finish();
@@ -717,7 +808,9 @@ mod tests {
             dir: Some(dir.path().to_path_buf()),
         })
         .unwrap();
-        assert_eq!(report.sections.len(), 3);
+        assert_eq!(report.sections.len(), 4);
+        let streams = &report.sections[3].figures;
+        assert!(streams.iter().all(|f| f.value > 0.0), "{streams:?}");
         let held = &report.sections[2].figures[0];
         assert_eq!(
             (held.name.as_str(), held.value),

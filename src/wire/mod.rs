@@ -17,7 +17,7 @@
 //! enum variants and by new ALPN versions. The golden-byte tests in this module pin every frame.
 
 pub mod alpn;
-mod bytes;
+pub(crate) mod bytes;
 pub mod codec;
 pub mod envelope;
 pub mod error;

@@ -1,7 +1,8 @@
 //! The web console in a real browser: Debian's Chromium, headless, through ChromeDriver, against
 //! a real `ttx serve`. Log in, create, note, take, resolve; a second session sees the change at
 //! a glance without a reload; an XSS note stays text; a forged cross-site post is refused; a
-//! viewer cannot write; a narrow window needs no sideways scrolling.
+//! viewer cannot write; a narrow window needs no sideways scrolling; the keyboard shortcuts work
+//! and never fire while typing.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -335,4 +336,110 @@ fn browser_a_viewer_cannot_write_and_a_narrow_window_fits() {
         .query_row("SELECT COUNT(*) FROM notes", [], |r| r.get(0))
         .unwrap();
     assert_eq!(notes, 0);
+}
+
+/// Presses and releases one key on whatever has the focus (the page, if nothing does).
+async fn press(c: &Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    c.perform_actions(keys).await.unwrap();
+}
+
+/// Waits until the browser is at `path`.
+async fn wait_path(c: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never went to {path}: at {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The id of the focused element (empty when it is the page).
+async fn focused(c: &Client) -> String {
+    let id = c
+        .execute(
+            "return document.activeElement ? document.activeElement.id : ''",
+            vec![],
+        )
+        .await
+        .unwrap();
+    id.as_str().unwrap_or_default().to_string()
+}
+
+/// The value of the form field with id `id`.
+async fn value_of(c: &Client, id: &str) -> String {
+    let v = c
+        .execute(
+            "return document.getElementById(arguments[0]).value",
+            vec![serde_json::json!(id)],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn browser_keyboard_shortcuts_go_focus_and_take_but_never_while_typing() {
+    let (node, base) = node();
+    node.cli(&["new", "fiber cut toward pop-7", "--queue", "core"])
+        .ok();
+    let owner = || -> Option<String> {
+        open_db(&node.dir)
+            .query_row("SELECT owner FROM tickets WHERE number = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    runtime().block_on(async {
+        let driver = Driver::start();
+        let c = driver.session().await;
+        login(&c, &base, "admin", PW).await;
+        wait_css(&c, "#glance").await;
+        // l, c, g: the ticket list, quick create, at a glance.
+        for (key, path) in [('l', "/tickets"), ('c', "/tickets/new"), ('g', "/")] {
+            press(&c, key).await;
+            wait_path(&c, path).await;
+        }
+        wait_css(&c, "#glance").await;
+        // /: the search box has the focus, and the slash is not typed into it.
+        press(&c, '/').await;
+        assert_eq!(focused(&c).await, "search");
+        // Keys typed into a field are text, never shortcuts: 'g' stays here.
+        press(&c, 'g').await;
+        assert_eq!(value_of(&c, "search").await, "g");
+        assert_eq!(c.current_url().await.unwrap().path(), "/");
+
+        c.goto(&format!("{base}/tickets/1")).await.unwrap();
+        wait_css(&c, "#take-form").await;
+        // n: the note box has the focus; a 't' typed there takes nothing.
+        press(&c, 'n').await;
+        assert_eq!(focused(&c).await, "note-text");
+        press(&c, 't').await;
+        assert_eq!(value_of(&c, "note-text").await, "t");
+        c.execute("document.activeElement.blur(); return 1", vec![])
+            .await
+            .unwrap();
+        // ?: the key list, shown and hidden again.
+        press(&c, '?').await;
+        let help = wait_css(&c, "#help").await;
+        assert!(help.text().await.unwrap().contains("t take"));
+        press(&c, '?').await;
+        assert!(c.find(Locator::Id("help")).await.is_err(), "help stays up");
+        assert_eq!(owner(), None, "nothing took the ticket yet");
+        // t: take the ticket (the Take form is submitted).
+        press(&c, 't').await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while owner().is_none() {
+            assert!(Instant::now() < deadline, "t did not take the ticket");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(owner().as_deref(), Some("admin"));
+        c.close().await.unwrap();
+    });
 }

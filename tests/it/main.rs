@@ -17,6 +17,7 @@ mod noc;
 mod pki;
 mod render;
 mod repl;
+mod repl_faults;
 mod site;
 mod tickets;
 mod web;

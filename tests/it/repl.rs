@@ -16,7 +16,7 @@ use crate::site::standby_from_snapshot;
 /// standby authorized in the registry (`peer add noc-a --allow standby`), made from a snapshot
 /// of the primary and following it. Both are started.
 pub(crate) struct Pair {
-    pub(crate) _ca: Ca,
+    pub(crate) _ca: Option<Ca>,
     pub(crate) primary: TestNode,
     pub(crate) standby: TestNode,
     pub(crate) primary_addr: SocketAddr,
@@ -58,7 +58,7 @@ impl Pair {
         primary.start();
         standby.start();
         Pair {
-            _ca: ca,
+            _ca: Some(ca),
             primary,
             standby,
             primary_addr,

@@ -109,6 +109,15 @@ impl TestNode {
         }
     }
 
+    /// A node on an existing data dir `dir` inside `tmp` (not started).
+    pub fn at(tmp: tempfile::TempDir, dir: PathBuf) -> TestNode {
+        TestNode {
+            tmp,
+            dir,
+            child: None,
+        }
+    }
+
     /// The QUIC address from `run/node.json`.
     pub fn listen_addr(&self) -> SocketAddr {
         RuntimeInfo::read(&DataDir::new(&self.dir))

@@ -3,7 +3,10 @@
 //! it has durably and applied, and reconnects with backoff after any failure, always resuming
 //! from its head (so a restart, a dropped stream or a refused batch resume cleanly).
 //!
-//! It runs only while the node is a standby: a promoted node stops following at once. Batches
+//! It follows only while the node is a standby: a promoted node stops following at once, and
+//! from then on knocks at the old primary's address every second with its new epoch, so that
+//! an old primary that comes back is fenced by its first subscription (it refuses writes from
+//! then on, durably). Batches
 //! that arrive while the writer is busy are applied together in one transaction (the standby
 //! applies in larger batches under load, and acks once per transaction).
 
@@ -26,6 +29,8 @@ use crate::wire::repl::{Subscribe, Subscribed, ToPrimary, ToStandby};
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a promoted node knocks at its old primary's address to fence it if it is back.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Batches waiting to be applied before the stream stops being read (QUIC then slows the
 /// primary down).
 const APPLY_QUEUE: usize = 64;
@@ -51,6 +56,9 @@ pub struct FollowStatus {
     pub last_heard_at: Option<Millis>,
     /// Why the last stream ended or could not start.
     pub last_error: Option<String>,
+    /// After promotion: the old primary came back and was fenced by this node's epoch.
+    #[serde(default)]
+    pub old_primary_fenced: bool,
 }
 
 /// Why a session with the primary ended.
@@ -120,8 +128,23 @@ impl Follower {
         let mut role = self.store.writer.role.clone();
         let mut backoff = MIN_BACKOFF;
         loop {
-            if !is_standby(&role.borrow_and_update()) {
-                tracing::info!(role = %role.borrow().role_text(), "not a standby: not following a primary");
+            let now = role.borrow_and_update().clone();
+            if now.is_primary() {
+                // Promoted: knock at the old primary's address with the new epoch, so that if it
+                // comes back its first subscription fences it (durably) before it takes writes.
+                tokio::select! {
+                    _ = self.fence_old_primary(now.epoch) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    r = role.changed() => if r.is_err() { return },
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                continue;
+            }
+            if !is_standby(&now) {
+                tracing::info!(role = %now.role_text(), "not a standby: not following a primary");
                 tokio::select! {
                     r = role.changed() => if r.is_err() { return } else { continue },
                     _ = shutdown.wait_for(|s| *s) => return,
@@ -154,6 +177,37 @@ impl Follower {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One knock at the old primary (this node was promoted): a subscription with our epoch,
+    /// which a primary of an older epoch answers by fencing itself (`not_primary`).
+    async fn fence_old_primary(&self, epoch: u64) {
+        let attempt = async {
+            let fed = self.federation.get().ok_or(SessionEnd::NoFederation)?;
+            let addr = self.resolve().await?;
+            let peer = fed.connect_as_standby(addr).await?;
+            let sub = Subscribe {
+                epoch,
+                from: *self.store.writer.head.borrow() as u64 + 1,
+            };
+            let body = codec::encode(&sub).expect("subscribe encodes");
+            let answer = peer.open_stream::<ToPrimary, ToStandby>(body).await;
+            peer.close(crate::wire::ErrorCode::Closed);
+            answer.map(|_| ()).map_err(SessionEnd::from)
+        };
+        match attempt.await {
+            Err(SessionEnd::Net(NetError::Remote(crate::wire::ErrorCode::NotPrimary))) => {
+                let mut s = self.lock();
+                if !s.old_primary_fenced {
+                    s.old_primary_fenced = true;
+                    tracing::warn!(old_primary = %self.primary_addr, epoch, "the old primary is back and holds an older epoch: it is fenced");
+                }
+            }
+            Ok(()) => {
+                tracing::error!(old_primary = %self.primary_addr, "the old primary accepted a subscription of a newer epoch")
+            }
+            Err(e) => tracing::debug!(error = %e, "old primary not reachable"),
         }
     }
 

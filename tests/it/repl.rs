@@ -256,3 +256,37 @@ fn degrade_mode_goes_on_without_the_standby_loudly_and_recovers() {
     p.standby.stop();
     p.primary.stop();
 }
+
+#[test]
+fn a_deposed_primary_restarted_is_fenced_by_the_promoted_standby_and_takes_no_write() {
+    let mut p = Pair::new(|_| {});
+    wait_caught_up(&p);
+    p.primary.kill();
+    let promoted = p.standby.cli(&["--json", "promote"]).json();
+    assert_eq!(promoted["epoch"], 2, "{promoted}");
+    p.standby.cli(&["new", "written on the new primary"]).ok();
+    // The old primary comes back on its address: the promoted node's knock fences it.
+    p.primary.start();
+    wait_until("the old primary to be fenced", || {
+        p.primary.cli(&["--json", "status"]).json()["role"] == "fenced:standby"
+    });
+    p.primary
+        .cli(&["new", "written on the deposed primary"])
+        .fails(4, "fenced");
+    // Fenced durably: a restart does not make it a primary again.
+    p.primary.stop();
+    p.primary.start();
+    let status = p.primary.cli(&["--json", "status"]).json();
+    assert_eq!(
+        (status["role"].as_str(), status["epoch"].as_u64()),
+        (Some("fenced:standby"), Some(2)),
+        "{status}"
+    );
+    let s = p.standby.cli(&["--json", "status"]).json();
+    assert_eq!(
+        s["replication"]["following"]["old_primary_fenced"], true,
+        "{s}"
+    );
+    p.primary.stop();
+    p.standby.stop();
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ttx::replication::{Mode, WhenGone};
 
-use crate::common::{http_with, open_db, TestNode};
+use crate::common::{open_db, try_http_with, TestNode};
 use crate::repl::{wait_caught_up, Pair};
 
 /// Concurrent writers per trial.
@@ -62,9 +62,10 @@ struct History {
     unacked: Vec<String>,
 }
 
+/// Creates a ticket whose subject is its key; `(0, null)` when the node refused the connection.
 fn create(addr: std::net::SocketAddr, token: &str, key: &str) -> (u16, serde_json::Value) {
     let body = format!(r#"{{"subject": "{key}"}}"#);
-    http_with(
+    try_http_with(
         addr,
         "POST",
         "/v1/tickets",
@@ -72,6 +73,7 @@ fn create(addr: std::net::SocketAddr, token: &str, key: &str) -> (u16, serde_jso
         Some(body.as_bytes()),
         &[("Idempotency-Key", key)],
     )
+    .unwrap_or((0, serde_json::Value::Null))
 }
 
 /// Tickets by subject in a stopped node's store.

@@ -10,7 +10,8 @@
 //! DIR/tls/node.csr      the certificate signing request for a federation admin
 //! DIR/tls/node.crt      the node certificate (URI SAN ttx://FEDERATION/SITE/NODE)
 //! DIR/tls/ca.pem        the bundle of trusted federation CA certificates (old and new overlap)
-//! DIR/tls/crl/*.pem     CRLs, one per trusted CA
+//! DIR/tls/crl/*.pem     CRLs, one per trusted CA (every file here is loaded)
+//! DIR/tls/deny.txt      keys denied by `ttx pki deny` (one SPKI SHA-256 per line)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -74,8 +75,12 @@ impl DataDir {
     pub fn ca_bundle(&self) -> PathBuf {
         self.tls_dir().join("ca.pem")
     }
-    /// The directory of CRLs.
+    /// The directory of CRLs: every `*.pem` in it is loaded (`ttx pki crl install` writes here).
     pub fn crl_dir(&self) -> PathBuf {
         self.tls_dir().join("crl")
+    }
+    /// The deny list kept by `ttx pki deny` / `undeny`: one SPKI SHA-256 per line.
+    pub fn deny_list(&self) -> PathBuf {
+        self.tls_dir().join("deny.txt")
     }
 }

@@ -67,7 +67,12 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         federation: node.federation.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         api_addr: state.bound.api_addr,
-        listen_addr: state.bound.listen_addr,
+        // The federation may have come up after start (a reload that turned listening on).
+        listen_addr: state
+            .federation
+            .get()
+            .and_then(|f| f.local_addr().ok())
+            .or(state.bound.listen_addr),
         web_addr: state.bound.web_addr,
         pid: std::process::id(),
         uptime_secs: state.started.elapsed().as_secs(),

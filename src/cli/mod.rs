@@ -52,6 +52,7 @@ pub mod render;
 pub mod site;
 pub mod tickets;
 pub mod times;
+pub mod trust;
 
 /// The kinds of failure the CLI distinguishes by exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,7 +253,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: peers::PeerCommand,
     },
-    /// Federation PKI: CA, requests, signing, revocation, inspection, reload.
+    /// Federation PKI: CA, requests, signing, revocation, inspection; trust on a node (CRLs,
+    /// deny list, CAs) and reload.
     Pki {
         /// What to do.
         #[command(subcommand)]

@@ -99,14 +99,42 @@ pub enum PkiCommand {
         #[arg(long, default_value = "unspecified", value_parser = reason_parser())]
         reason: Reason,
     },
-    /// Write a signed CRL of every certificate revoked by the CA.
+    /// Write a signed CRL of every certificate revoked by the CA (`--ca CA_DIR --out FILE`),
+    /// or install one on a node (`ttx pki crl install FILE`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Crl {
+        /// On a node: install a CRL.
+        #[command(subcommand)]
+        node_cmd: Option<super::trust::CrlCommand>,
         /// The CA directory.
-        #[arg(long, value_name = "CA_DIR")]
-        ca: PathBuf,
+        #[arg(long, value_name = "CA_DIR", required = true)]
+        ca: Option<PathBuf>,
         /// Where to write the CRL (PEM).
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        #[arg(long, value_name = "FILE", required = true)]
+        out: Option<PathBuf>,
+    },
+    /// Refuse a key (SPKI SHA-256) whatever its certificate says (DIR/tls/deny.txt), and reload
+    /// the running node: its connections close.
+    Deny {
+        /// The key's SPKI SHA-256 (from `ttx pki show` or `ttx peer pending`).
+        spki: String,
+        /// Which node.
+        #[command(flatten)]
+        node: super::client::NodeDir,
+    },
+    /// Lift a denial made by `ttx pki deny`, and reload the running node.
+    Undeny {
+        /// The key's SPKI SHA-256.
+        spki: String,
+        /// Which node.
+        #[command(flatten)]
+        node: super::client::NodeDir,
+    },
+    /// Trust or stop trusting a CA on this node: add, remove (each reloads the running node).
+    Trust {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: super::trust::TrustCommand,
     },
     /// Show a certificate, bundle, CRL or CSR: identity, serial, expiry, SPKI SHA-256.
     Show {
@@ -255,7 +283,21 @@ pub fn run(cmd: PkiCommand, json: bool) -> anyhow::Result<()> {
             );
             (object(&entry, []), text)
         }
-        PkiCommand::Crl { ca, out } => {
+        PkiCommand::Crl {
+            node_cmd: Some(cmd),
+            ..
+        } => return super::trust::crl(cmd, json),
+        PkiCommand::Deny { spki, node } => return super::trust::deny(&spki, &node, json),
+        PkiCommand::Undeny { spki, node } => return super::trust::undeny(&spki, &node, json),
+        PkiCommand::Trust { cmd } => return super::trust::trust(cmd, json),
+        PkiCommand::Crl {
+            node_cmd: None,
+            ca,
+            out,
+        } => {
+            let (Some(ca), Some(out)) = (ca, out) else {
+                unreachable!("clap requires --ca and --out without a subcommand")
+            };
             let crl = pki::crl(&ca, &out).map_err(failure)?;
             let text = format!("wrote {}\n{}", out.display(), crl_text(&crl));
             (object(&crl, [("out", path_value(&out))]), text)
@@ -276,9 +318,11 @@ pub fn run(cmd: PkiCommand, json: bool) -> anyhow::Result<()> {
 }
 
 /// Maps a PKI error to the CLI's exit-code policy.
-fn failure(err: PkiError) -> anyhow::Error {
+pub(crate) fn failure(err: PkiError) -> anyhow::Error {
     let kind = match &err {
-        PkiError::Missing { .. } | PkiError::UnknownSerial(_) => FailureKind::NotFound,
+        PkiError::Missing { .. } | PkiError::UnknownSerial(_) | PkiError::NotPresent(_) => {
+            FailureKind::NotFound
+        }
         PkiError::Invalid { .. } | PkiError::Identity(_) => FailureKind::Invalid,
         PkiError::Exists { .. }
         | PkiError::KeyPermissions { .. }
@@ -287,6 +331,7 @@ fn failure(err: PkiError) -> anyhow::Error {
         | PkiError::FederationMismatch { .. }
         | PkiError::IdentityMismatch { .. }
         | PkiError::AlreadyRevoked(_)
+        | PkiError::AlreadyDone(_)
         | PkiError::Validity { .. }
         | PkiError::Trust(_) => FailureKind::Refused,
         PkiError::Io { .. } | PkiError::Crypto { .. } => return err.into(),
@@ -294,10 +339,10 @@ fn failure(err: PkiError) -> anyhow::Error {
     Failure::new(kind, err.to_string()).into()
 }
 
-/// The node's identity from `DIR/ttx.toml`.
-fn node_identity(dd: &DataDir) -> anyhow::Result<NodeIdentity> {
+/// The node's config `DIR/ttx.toml`; a missing one exits 3, an invalid one 2.
+pub(crate) fn load_config(dd: &DataDir) -> anyhow::Result<Config> {
     let path = dd.config();
-    let config = Config::load(&path).map_err(|e| match &e {
+    Ok(Config::load(&path).map_err(|e| match &e {
         ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Failure::new(
                 FailureKind::NotFound,
@@ -305,7 +350,12 @@ fn node_identity(dd: &DataDir) -> anyhow::Result<NodeIdentity> {
             )
         }
         _ => Failure::new(FailureKind::Invalid, e.to_string()),
-    })?;
+    })?)
+}
+
+/// The node's identity from `DIR/ttx.toml`.
+fn node_identity(dd: &DataDir) -> anyhow::Result<NodeIdentity> {
+    let config = load_config(dd)?;
     let node = &config.node;
     NodeIdentity::new(&node.federation, &node.site, &node.node)
         .map_err(|e| Failure::new(FailureKind::Invalid, e.to_string()).into())

@@ -129,8 +129,10 @@ impl FederationSlot {
         .await;
         match started {
             Ok(Some((f, tasks))) => {
-                tracing::info!(addr = ?f.local_addr().ok(), "federation is up");
+                let addr = f.local_addr().ok();
+                tracing::info!(addr = %crate::node::display_addr(addr), "federation is up");
                 *self.lock() = State::Up(Box::new(f.clone()), tasks);
+                self.record_listen_addr(addr);
                 f.reload().await
             }
             Ok(None) => {
@@ -143,6 +145,20 @@ impl FederationSlot {
                 *self.lock() = State::Broken(problem);
                 Err(e)
             }
+        }
+    }
+
+    /// Records the QUIC address the federation bound after start in `DIR/run/node.json`, where
+    /// the CLI and scripts look for it (a failure is logged: the node runs on).
+    fn record_listen_addr(&self, addr: Option<std::net::SocketAddr>) {
+        let path = self.dir.runtime_info();
+        let result = crate::node::RuntimeInfo::read(&self.dir).and_then(|mut info| {
+            info.listen_addr = addr;
+            let json = serde_json::to_vec_pretty(&info).map_err(std::io::Error::other)?;
+            crate::node::write_atomic(&path, &json)
+        });
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "cannot record the QUIC address");
         }
     }
 

@@ -13,12 +13,14 @@
 //!
 //! Modules, one job each: [`files`] (0600 keys, atomic writes), `ca` (the CA directory and its
 //! state), `sign` (CSR → certificate), `node` (the node side: request, install, issue), `revoke`
-//! (revocation and CRLs), [`inspect`] (summaries of certificates, CRLs and CSRs) and [`trust`].
+//! (revocation and CRLs), [`inspect`] (summaries of certificates, CRLs and CSRs), [`trust`] and
+//! [`admin`] (trust changes on a node by command).
 
 use std::path::PathBuf;
 
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+pub mod admin;
 mod ca;
 pub mod files;
 pub mod inspect;
@@ -137,6 +139,12 @@ pub enum PkiError {
     /// Trust material is inconsistent (a CA without a CRL, a CRL from an unknown issuer).
     #[error("{0}")]
     Trust(String),
+    /// The change asked for is already in place (a CA already trusted, a key already denied).
+    #[error("{0}: nothing changed")]
+    AlreadyDone(String),
+    /// What the change names is not there (a CA not trusted, a key not denied).
+    #[error("{0}: nothing changed")]
+    NotPresent(String),
     /// The crypto library refused an operation.
     #[error("{what} failed: {message}")]
     Crypto {

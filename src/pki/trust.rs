@@ -3,7 +3,7 @@
 //! fields: the transport builds its rustls configs from it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -14,13 +14,15 @@ use super::files::{missing, read, read_secret, KEY_HINT};
 use super::node::{check_issued_by, key_from_pem};
 use super::{normalize_spki, parse_cert, pem_certs, spki_sha256_of_spki, PkiError};
 use crate::config::{Config, TlsSection};
+use crate::datadir::DataDir;
 use crate::identity::NodeIdentity;
 
 const CERT_HINT: &str =
     "run `ttx pki install` (or `ttx pki issue`) to install the node certificate";
 const BUNDLE_HINT: &str = "run `ttx pki install` to add the federation ca to the bundle";
 const CRL_HINT: &str =
-    "write it with `ttx pki crl` on the ca and copy it here, or remove it from [tls] crls";
+    "write it with `ttx pki crl` on the ca and install it (`ttx pki crl install FILE`), or \
+     remove it from [tls] crls";
 
 /// Everything TLS needs, loaded from the files named in `[tls]`.
 #[derive(Debug)]
@@ -82,8 +84,7 @@ impl TrustMaterial {
         }
 
         let mut crls = Vec::new();
-        for path in &tls.crls {
-            let path = Config::resolve(data_dir, path);
+        for path in crl_paths(data_dir, tls)? {
             if !path.exists() {
                 return Err(missing(&path, CRL_HINT));
             }
@@ -98,11 +99,12 @@ impl TrustMaterial {
         }
         check_crl_coverage(&ca_certs, &crls)?;
 
-        let deny_spki = tls
+        let mut deny_spki = tls
             .deny_spki
             .iter()
             .map(|fp| normalize_spki(fp))
             .collect::<Result<BTreeSet<_>, _>>()?;
+        deny_spki.extend(read_deny_list(&DataDir::new(data_dir))?);
         let spki_sha256 = spki_sha256_of_spki(cert.public_key().raw);
         if deny_spki.contains(&spki_sha256) {
             return Err(PkiError::Trust(format!(
@@ -129,6 +131,62 @@ impl TrustMaterial {
             .map(|fp| self.deny_spki.contains(&fp))
             .unwrap_or(true)
     }
+}
+
+/// The CRL files to load: those named in `[tls] crls`, then every `*.pem` in `DIR/tls/crl/`
+/// not named there (a CRL copied into the directory is used, never silently ignored), sorted.
+pub fn crl_paths(data_dir: &Path, tls: &TlsSection) -> Result<Vec<PathBuf>, PkiError> {
+    let mut paths: Vec<PathBuf> = tls
+        .crls
+        .iter()
+        .map(|p| Config::resolve(data_dir, p))
+        .collect();
+    let dir = DataDir::new(data_dir).crl_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(paths),
+        Err(source) => {
+            return Err(PkiError::Io {
+                action: "read directory",
+                path: dir,
+                source,
+            })
+        }
+    };
+    let named: BTreeSet<PathBuf> = paths.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem") && p.is_file())
+        .filter(|p| p.canonicalize().is_ok_and(|c| !named.contains(&c)))
+        .collect();
+    found.sort();
+    paths.extend(found);
+    Ok(paths)
+}
+
+/// The keys of `DIR/tls/deny.txt` (kept by `ttx pki deny`): one fingerprint per line, `#`
+/// comments and blank lines skipped; a missing file is an empty list.
+pub fn read_deny_list(dir: &DataDir) -> Result<Vec<String>, PkiError> {
+    let path = dir.deny_list();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(PkiError::Io {
+                action: "read",
+                path,
+                source,
+            })
+        }
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            normalize_spki(l)
+                .map_err(|e| PkiError::invalid(format!("deny list {}", path.display()), e))
+        })
+        .collect()
 }
 
 /// Checks CRLs against the trusted CAs: every CRL must be signed by a trusted CA, and when any
@@ -167,7 +225,7 @@ pub fn check_crl_coverage(
     if let Some(i) = covered.iter().position(|c| !c) {
         return Err(PkiError::Trust(format!(
             "trusted ca {} has no crl: once any crl is configured every trusted ca needs one \
-             (add its crl to [tls] crls)",
+             (install it with `ttx pki crl install FILE`)",
             cas[i].subject()
         )));
     }

@@ -84,3 +84,24 @@ fn help_lists_every_peer_command() {
         );
     }
 }
+
+#[test]
+fn pki_help_lists_the_trust_commands() {
+    let mut c = ttx();
+    c.args(["pki", "--help"]);
+    let help = run(c, None).ok().to_string();
+    for cmd in ["crl", "deny", "undeny", "trust", "reload"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "pki --help lacks {cmd}: {help}"
+        );
+    }
+    let mut c = ttx();
+    c.args(["pki", "crl", "--help"]);
+    let crl = run(c, None).ok().to_string();
+    assert!(crl.contains("install") && crl.contains("--ca"), "{crl}");
+    let mut c = ttx();
+    c.args(["pki", "trust", "--help"]);
+    let trust = run(c, None).ok().to_string();
+    assert!(trust.contains("add") && trust.contains("remove"), "{trust}");
+}

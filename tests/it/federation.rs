@@ -13,7 +13,7 @@ pub(crate) struct Ca {
     dir: PathBuf,
 }
 
-fn pki(args: &[&str]) -> Out {
+pub(crate) fn pki(args: &[&str]) -> Out {
     let mut c = ttx();
     c.arg("pki").args(args);
     run(c, None)
@@ -34,8 +34,13 @@ impl Ca {
         Ca { _tmp: tmp, dir }
     }
 
-    fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.dir.to_str().unwrap()
+    }
+
+    /// The CA certificate file.
+    pub(crate) fn cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// A started node of `site` in `federation` with a certificate from this CA.
@@ -88,7 +93,7 @@ pub(crate) fn add_peer(node: &TestNode, other: &TestNode, site: &str, extra: &[&
 
 /// Pings `site` from `node` until it answers (bounded): a pin reaches the TLS trust
 /// asynchronously after the registry write.
-fn wait_ping_ok(node: &TestNode, site: &str) {
+pub(crate) fn wait_ping_ok(node: &TestNode, site: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let out = node.cli(&["peer", "ping", site]);
@@ -103,7 +108,7 @@ fn wait_ping_ok(node: &TestNode, site: &str) {
     }
 }
 
-fn spki(cert: &Path) -> String {
+pub(crate) fn spki(cert: &Path) -> String {
     let out = pki(&["--json", "show", cert.to_str().unwrap()]);
     out.json()["items"][0]["spki_sha256"]
         .as_str()
@@ -425,10 +430,10 @@ fn pinned_partners_need_no_shared_ca_and_must_show_the_pinned_key() {
     assert_eq!(out.code, 4, "{out:?}");
 }
 
-#[test]
-fn revocation_and_deny_lists_apply_to_a_running_node() {
-    let ca = Ca::new("eu");
-    let mut a = ca.node("eu", "noc-a");
+/// `noc-a` and two partners of the same CA, `telco-b` and `carrier-c`, each registered both
+/// ways and pinging `noc-a`.
+pub(crate) fn hub_and_two_partners(ca: &Ca) -> (TestNode, TestNode, TestNode) {
+    let a = ca.node("eu", "noc-a");
     let b = ca.node("eu", "telco-b");
     let c = ca.node("eu", "carrier-c");
     for (peer, site) in [(&b, "telco-b"), (&c, "carrier-c")] {
@@ -436,6 +441,13 @@ fn revocation_and_deny_lists_apply_to_a_running_node() {
         add_peer(peer, &a, "noc-a", &[]);
         peer.cli(&["peer", "ping", "noc-a"]).ok();
     }
+    (a, b, c)
+}
+
+#[test]
+fn revocation_and_deny_lists_apply_to_a_running_node() {
+    let ca = Ca::new("eu");
+    let (mut a, b, c) = hub_and_two_partners(&ca);
     // Revoke B while it is connected; A loads the CRL without a restart.
     pki(&[
         "revoke",

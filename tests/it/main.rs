@@ -20,4 +20,5 @@ mod repl;
 mod repl_faults;
 mod site;
 mod tickets;
+mod trust;
 mod web;

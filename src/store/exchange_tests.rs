@@ -53,6 +53,11 @@ fn pending(from: &Store, peer: &str) -> Vec<Message> {
 
 fn deliver(to: &Store, from_site: &str, msg: &Message) -> Answer {
     let bytes = crate::wire::codec::encode(msg).unwrap().len();
+    deliver_sized(to, from_site, msg, bytes)
+}
+
+/// [`deliver`] claiming the message is `bytes` long as encoded.
+fn deliver_sized(to: &Store, from_site: &str, msg: &Message, bytes: usize) -> Answer {
     match to
         .writer
         .write_blocking(req(WriteOp::Inbound {
@@ -380,4 +385,210 @@ fn a_promoted_standby_continues_the_sequence() {
         panic!("stale")
     };
     assert_eq!(r.code, ExchangeCode::StaleEpoch);
+}
+
+/// Any number of sites, each knowing every other; messages carried until all is quiet.
+struct Mesh {
+    _dir: tempfile::TempDir,
+    sites: Vec<(&'static str, Store)>,
+}
+
+impl Mesh {
+    fn new(names: &[&'static str]) -> Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sites = Vec::new();
+        for name in names {
+            let d = dir.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            let store = open(&d, name);
+            for other in names.iter().filter(|o| *o != name) {
+                add_peer(&store, other);
+            }
+            sites.push((*name, store));
+        }
+        Mesh { _dir: dir, sites }
+    }
+
+    fn at(&self, name: &str) -> &Store {
+        &self.sites.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    /// Carries messages until none is left; returns how many went.
+    fn settle(&self) -> usize {
+        let mut total = 0;
+        loop {
+            let mut moved = 0;
+            for (from, a) in &self.sites {
+                for (to, b) in &self.sites {
+                    if from != to {
+                        moved += pump(a, from, b, to);
+                    }
+                }
+            }
+            if moved == 0 {
+                return total;
+            }
+            total += moved;
+            assert!(total < 10_000, "messages loop");
+        }
+    }
+
+    /// `from` refers its ticket `number` to `to`; returns the ticket `to` opened for it.
+    fn refer_on(&self, from: &str, number: i64, to: &str) -> i64 {
+        refer(self.at(from), number, to).unwrap();
+        self.settle();
+        let r = referrals(self.at(to))
+            .into_iter()
+            .find(|r| r.peer == from)
+            .unwrap();
+        act(self.at(to), &r.id.to_string(), ReferralAction::Accept).unwrap();
+        self.settle();
+        r.ticket
+    }
+}
+
+fn shared(store: &Store, number: i64, text: &str) {
+    ticket_cmd(
+        store,
+        number,
+        Command::Note {
+            text: text.into(),
+            shared: true,
+            happened_at: None,
+        },
+    );
+}
+
+#[test]
+fn a_chain_carries_notes_hop_by_hop_and_a_triangle_does_not_loop() {
+    let m = Mesh::new(&["noc-a", "telco-b", "carrier-c", "noc-d"]);
+    // NOC A -> telco B -> carrier C (a chain).
+    let a1 = create(m.at("noc-a"), "LON-PAR-3 down").number;
+    let b1 = m.refer_on("noc-a", a1, "telco-b");
+    let c1 = m.refer_on("telco-b", b1, "carrier-c");
+    shared(m.at("carrier-c"), c1, "fibre cut at km 42");
+    m.settle();
+    let at_a = note_texts(m.at("noc-a"), a1);
+    assert_eq!(
+        at_a.iter()
+            .filter(|n| *n == "[carrier-c] fibre cut at km 42")
+            .count(),
+        1,
+        "{at_a:?}"
+    );
+    shared(m.at("noc-a"), a1, "customer asks for an ETA");
+    m.settle();
+    let at_c = note_texts(m.at("carrier-c"), c1);
+    assert_eq!(
+        at_c.iter()
+            .filter(|n| *n == "[noc-a] customer asks for an ETA")
+            .count(),
+        1,
+        "{at_c:?}"
+    );
+    // No echo: A's own note did not come back to A, C's did not come back to C.
+    assert_eq!(
+        note_texts(m.at("noc-a"), a1)
+            .iter()
+            .filter(|n| n.contains("customer asks for an ETA"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        note_texts(m.at("carrier-c"), c1)
+            .iter()
+            .filter(|n| n.contains("fibre cut"))
+            .count(),
+        1
+    );
+    // Close the triangle: C refers its ticket on to D, and D refers its ticket back to A.
+    let d1 = m.refer_on("carrier-c", c1, "noc-d");
+    let a2 = m.refer_on("noc-d", d1, "noc-a");
+    let before = m.settle();
+    assert_eq!(before, 0);
+    shared(m.at("telco-b"), b1, "splicing crew on site");
+    let carried = m.settle();
+    assert!(carried < 40, "{carried} messages: something loops");
+    for (site, ticket) in [
+        ("noc-a", a1),
+        ("carrier-c", c1),
+        ("noc-d", d1),
+        ("noc-a", a2),
+    ] {
+        let notes = note_texts(m.at(site), ticket);
+        let n = notes
+            .iter()
+            .filter(|t| *t == "[telco-b] splicing crew on site")
+            .count();
+        assert!(
+            n <= 1,
+            "{site} ticket {ticket} holds it {n} times: {notes:?}"
+        );
+    }
+    // Each of the other sites got it on the ticket it reached first, exactly once.
+    for (site, ticket) in [("carrier-c", c1), ("noc-d", d1)] {
+        let notes = note_texts(m.at(site), ticket);
+        assert!(
+            notes.contains(&"[telco-b] splicing crew on site".to_string()),
+            "{site}: {notes:?}"
+        );
+    }
+    let at_b = note_texts(m.at("telco-b"), b1);
+    assert_eq!(
+        at_b.iter()
+            .filter(|n| n.contains("splicing crew on site"))
+            .count(),
+        1,
+        "never back to its origin: {at_b:?}"
+    );
+}
+
+#[test]
+fn an_oversize_message_is_refused_once_and_does_not_block_the_edge() {
+    let s = sites();
+    let t = create(&s.a, "down");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    let first = pending(&s.a, "telco-b").remove(0);
+    let Answer::Refused(r) = deliver_sized(&s.b, "noc-a", &first, (1 << 20) + 1) else {
+        panic!("too large")
+    };
+    assert_eq!(r.code, ExchangeCode::TooLarge);
+    assert!(referrals(&s.b).is_empty(), "nothing of it applied");
+    // The sender records the refusal: the edge moves on and our ticket gets an alert.
+    s.a.writer
+        .write_blocking(req(WriteOp::ExchangeAcked {
+            peer: "telco-b".into(),
+            up_to: 1,
+            refused: Some(ExchangeCode::TooLarge),
+        }))
+        .unwrap();
+    let alerts =
+        s.a.reader
+            .read_blocking(|c| {
+                Ok(c.prepare("SELECT text FROM timers")?
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|t| t == "telco-b refused our refer: too large"),
+        "{alerts:?}"
+    );
+    assert!(pending(&s.a, "telco-b").is_empty());
+}
+
+#[test]
+fn an_acknowledgement_beyond_what_was_sent_is_refused() {
+    let s = sites();
+    let e =
+        s.a.writer
+            .write_blocking(req(WriteOp::ExchangeAcked {
+                peer: "telco-b".into(),
+                up_to: 3,
+                refused: None,
+            }))
+            .unwrap_err();
+    assert!(e.to_string().contains("acknowledged 3"), "{e}");
 }

@@ -307,6 +307,104 @@ mod golden {
         check(Answer::Ack { up_to: 9 }, "00000000 0900000000000000");
     }
 
+    /// The worked example of docs/protocol.md §5c: a referral with a shared field, a
+    /// respond-by time and a first note.
+    #[test]
+    fn refer() {
+        check(
+            Message {
+                seq: 1,
+                id: ID,
+                epoch: 1,
+                referral: REF,
+                body: Body::Refer(Refer {
+                    number: 42,
+                    subject: "down".into(),
+                    severity: Some(1),
+                    priority: None,
+                    problem_start: None,
+                    fields: vec![("circuit".into(), "C7".into())],
+                    respond_by: Some(1_728_000_000_000),
+                    note: Some("hi".into()),
+                }),
+            },
+            "0100000000000000
+             11111111111111111111111111111111
+             0100000000000000
+             22222222222222222222222222222222
+             00000000
+             2a00000000000000
+             0400000000000000 646f776e
+             01 01
+             00
+             00
+             0100000000000000
+             0700000000000000 63697263756974
+             0200000000000000 4337
+             01 0080d35492010000
+             01 0200000000000000 6869",
+        );
+    }
+
+    #[test]
+    fn rejected_and_refusals_with_their_details() {
+        check(
+            Message {
+                seq: 2,
+                id: [0x33; 16],
+                epoch: 1,
+                referral: REF,
+                body: Body::Rejected {
+                    reason: "no".into(),
+                },
+            },
+            "0200000000000000
+             33333333333333333333333333333333
+             0100000000000000
+             22222222222222222222222222222222
+             03000000 0200000000000000 6e6f",
+        );
+        check(
+            Answer::Refused(Refused {
+                epoch: Some(3),
+                ..Refused::code(ExchangeCode::StaleEpoch)
+            }),
+            "01000000 08000000 00 00 01 0300000000000000",
+        );
+        check(
+            Answer::Refused(Refused {
+                primary: Some("b2".into()),
+                ..Refused::code(ExchangeCode::NotPrimary)
+            }),
+            "01000000 00000000 00 01 0200000000000000 6232 00",
+        );
+    }
+
+    /// A whole `ttx-exchange/1` request frame as it goes on a QUIC stream: the frame length,
+    /// `ClientFrame::Request` with its id, the message as the request body.
+    #[test]
+    fn accepted_in_a_request_frame() {
+        let msg = Message {
+            seq: 3,
+            id: [0x44; 16],
+            epoch: 1,
+            referral: REF,
+            body: Body::Accepted,
+        };
+        let req = crate::wire::ClientFrame::Request(crate::wire::Request {
+            id: 5,
+            body: encode(&msg).unwrap(),
+        });
+        let frame = crate::wire::codec::encode_framed(&req, 1 << 20).unwrap();
+        let want: String = "00000048 02000000 0500000000000000 3400000000000000
+             0300000000000000 44444444444444444444444444444444
+             0100000000000000 22222222222222222222222222222222
+             02000000"
+            .split_whitespace()
+            .collect();
+        assert_eq!(hex(&frame), want);
+    }
+
     #[test]
     fn unknown_body_variant_is_malformed() {
         let mut bytes = encode(&Message {

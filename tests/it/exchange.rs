@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::TestNode;
+use crate::common::{open_db, TestNode};
 use crate::federation::{add_peer, Ca};
 
 /// Two partner sites that know each other: NOC A and telco B.
@@ -56,6 +56,18 @@ fn wait_history(node: &TestNode, number: i64, text: &str) -> serde_json::Value {
             "{text:?} never reached ticket {number}: {chart}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that the history text holds `[noc-a] {prefix} {i}` exactly once for each i < n.
+fn each_once(history: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        let line = format!("[noc-a] {prefix} {i}\"");
+        assert_eq!(
+            history.matches(&line).count(),
+            1,
+            "{line} applied once: {history}"
+        );
     }
 }
 
@@ -131,6 +143,29 @@ fn refer_accept_progress_resolve_close_between_real_nodes() {
     // The alert that B resolved its part went into A's alerts.
     let alerts = a.cli(&["--json", "alerts"]).json().to_string();
     assert!(alerts.contains("resolved its part"), "{alerts}");
+    // Every frame either node put on the wire is the encoding of one of its queued messages
+    // (the plaintext inside QUIC, which a proxy would only see encrypted): B's internal note's
+    // text is in none of them, and neither node's store holds it outside B's own note.
+    for node in [&a, &b] {
+        let db = open_db(&node.dir);
+        let queued: Vec<String> = db
+            .prepare("SELECT body FROM events WHERE kind = 'exchange' AND body LIKE '%Queued%'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(queued.len() >= 3, "{queued:?}");
+        assert!(queued.iter().all(|q| !q.contains("SECRET")), "{queued:?}");
+    }
+    let leaked: i64 = open_db(&a.dir)
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE body LIKE '%SECRET%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(leaked, 0);
 }
 
 #[test]
@@ -240,14 +275,7 @@ fn the_receiver_killed_mid_flow_applies_each_message_once() {
     }
     let t = r["ticket"].as_i64().unwrap();
     let chart = wait_history(&b, t, "[noc-a] update 19");
-    let text = chart["history"].to_string();
-    for i in 0..20 {
-        assert_eq!(
-            text.matches(&format!("[noc-a] update {i}\"")).count(),
-            1,
-            "update {i} applied once: {text}"
-        );
-    }
+    each_once(&chart["history"].to_string(), "update", 20);
 }
 
 #[test]
@@ -268,4 +296,86 @@ fn bad_referral_input_gets_clear_errors() {
     a.cli(&["referral", "accept", &id])
         .fails(4, "only the handling side");
     a.cli(&["referral", "close", &id]).fails(4, "cannot close");
+}
+
+#[test]
+fn an_unanswered_referral_escalates_at_the_respond_by_time() {
+    let (_ca, a, mut b) = pair();
+    b.stop();
+    let n = new_ticket(&a, "nobody answers").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b", "--respond-within", "2s"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts = a.cli(&["--json", "alerts"]).json().to_string();
+        if alerts.contains("no answer by the respond-by time") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no escalation: {alerts}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = &referrals(&a)[0];
+    assert_eq!(r["label"], "overdue");
+    assert_eq!(r["overdue"], true);
+    let text = a.cli(&["referrals"]).ok().to_string();
+    assert!(text.contains("overdue"), "{text}");
+}
+
+#[test]
+fn a_removed_peer_leaves_its_referrals_orphaned_and_re_adding_it_resumes_them() {
+    let (_ca, a, mut b) = pair();
+    let n = new_ticket(&a, "orphan me").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    let theirs = wait_state(&b, "delivered");
+    let their_ticket = theirs["ticket"].as_i64().unwrap();
+    wait_state(&a, "delivered");
+    // B goes away with a shared note still queued for it; then an admin removes B.
+    b.stop();
+    a.cli(&["note", &n, "--shared", "queued before the removal"])
+        .ok();
+    a.cli(&["peer", "remove", "telco-b"]).ok();
+    let r = &referrals(&a)[0];
+    assert_eq!(
+        (r["label"].as_str(), r["orphaned"].as_bool()),
+        (Some("orphaned"), Some(true))
+    );
+    // While orphaned nothing new is decided for B (its policy left with it): a shared note
+    // stays on our ticket, and what needs the partner is refused.
+    a.cli(&["note", &n, "--shared", "written while orphaned"])
+        .ok();
+    let id = r["id"].as_str().unwrap().to_string();
+    a.cli(&["referral", "ask", &id, "status?"])
+        .fails(4, "orphaned");
+    // B is back (on a new port) and re-added: the queued note arrives, once.
+    b.start();
+    add_peer(&a, &b, "telco-b", &[]);
+    let chart = wait_history(&b, their_ticket, "[noc-a] queued before the removal");
+    assert_eq!(
+        chart
+            .to_string()
+            .matches("[noc-a] queued before the removal")
+            .count(),
+        1
+    );
+    assert!(!chart.to_string().contains("written while orphaned"));
+    assert_eq!(referrals(&a)[0]["label"], "delivered");
+}
+
+#[test]
+fn the_sender_killed_mid_flow_loses_and_duplicates_nothing() {
+    let (_ca, mut a, b) = pair();
+    let n = new_ticket(&a, "sender dies").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    let r = wait_state(&b, "delivered");
+    let t = r["ticket"].as_i64().unwrap();
+    for i in 0..15 {
+        a.cli(&["note", &n, "--shared", &format!("step {i}")]).ok();
+    }
+    a.kill();
+    a.start();
+    for i in 15..20 {
+        a.cli(&["note", &n, "--shared", &format!("step {i}")]).ok();
+    }
+    let chart = wait_history(&b, t, "[noc-a] step 19");
+    each_once(&chart["history"].to_string(), "step", 20);
 }

@@ -3,7 +3,10 @@
 //! reopen, cancel, a partner that is down when we refer, SIGKILL of the receiver, and the bad
 //! input an operator can give.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use ttx::faults::{Faults, Limits, UdpProxy};
 
 use crate::common::{open_db, TestNode};
 use crate::federation::{add_peer, Ca};
@@ -378,4 +381,56 @@ fn the_sender_killed_mid_flow_loses_and_duplicates_nothing() {
     }
     let chart = wait_history(&b, t, "[noc-a] step 19");
     each_once(&chart["history"].to_string(), "step", 20);
+}
+
+#[test]
+fn a_lossy_then_cut_link_delivers_every_message_once_and_in_order() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_ca, mut a, b) = pair();
+    // The sender notices a dead link within seconds.
+    a.stop();
+    a.configure(|c| {
+        c.transport.handshake_timeout_ms = 3_000;
+        c.transport.stream_timeout_ms = 3_000;
+        c.transport.idle_timeout_ms = 6_000;
+        c.transport.keep_alive_ms = 1_000;
+    });
+    a.start();
+    let proxy = rt
+        .block_on(UdpProxy::start(b.listen_addr(), 7, Limits::default()))
+        .unwrap();
+    // A reaches B only through the proxy.
+    let via = proxy.addr().to_string();
+    a.cli(&["peer", "add", "telco-b", "--addr", &via]).ok();
+    add_peer(&b, &a, "noc-a", &[]);
+    let n = new_ticket(&a, "over a bad link").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    let r = wait_state(&b, "delivered");
+    assert!(proxy.counters().forwarded.load(Ordering::Relaxed) > 0);
+    let t = r["ticket"].as_i64().unwrap();
+    // A third of the packets lost, 40-70 ms each way, reordered.
+    proxy.set(Faults {
+        drop: 0.3,
+        delay: Duration::from_millis(40),
+        jitter: Duration::from_millis(30),
+        ..Faults::NONE
+    });
+    for i in 0..8 {
+        a.cli(&["note", &n, "--shared", &format!("lossy {i}")]).ok();
+    }
+    // Then a partition while more is written, then the link heals.
+    proxy.set(Faults::CUT);
+    for i in 8..14 {
+        a.cli(&["note", &n, "--shared", &format!("lossy {i}")]).ok();
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(proxy.counters().dropped.load(Ordering::Relaxed) > 0);
+    proxy.set(Faults::NONE);
+    let chart = wait_history(&b, t, "[noc-a] lossy 13");
+    let history = chart["history"].to_string();
+    each_once(&history, "lossy", 14);
+    let at: Vec<usize> = (0..14)
+        .map(|i| history.find(&format!("[noc-a] lossy {i}\"")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "in order: {at:?}");
 }

@@ -24,6 +24,8 @@ pub mod gate;
 pub mod lease;
 pub mod primary;
 pub mod serve;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

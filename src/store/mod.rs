@@ -220,7 +220,7 @@ mod exchange_tests;
 #[cfg(test)]
 mod site_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// A status column reads back as a [`Status`]; anything else is a corrupt row, not a guess.
 impl rusqlite::types::FromSql for crate::model::lifecycle::Status {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ttx::replication::{Mode, WhenGone};
 
 use crate::common::{open_db, try_http_with, TestNode};
-use crate::repl::{wait_caught_up, Pair};
+use crate::repl::{wait_caught_up, wait_until, Pair};
 
 /// Concurrent writers per trial.
 const WRITERS: usize = 16;
@@ -92,7 +92,7 @@ fn subjects(dir: &Path) -> BTreeMap<String, Vec<i64>> {
 }
 
 /// One trial: 16 writers create tickets with unique Idempotency-Keys against the primary in
-/// sync mode; the primary is SIGKILLed at `kill_after`; the standby is promoted; every request
+/// sync mode; the primary is SIGKILLed `kill_after` once 16 writes were acknowledged; the standby is promoted; every request
 /// whose answer was lost is retried with its key against the new primary. Returns (acked,
 /// retried).
 fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) {
@@ -144,7 +144,22 @@ fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) 
             })
         })
         .collect();
-    std::thread::sleep(kill_after.saturating_sub(start.elapsed()));
+    // Kill only once the writers are under way (a loaded machine starts them slowly), then
+    // after the seeded delay.
+    let acked_so_far = || -> usize {
+        histories
+            .iter()
+            .map(|h| h.lock().unwrap().acked.len())
+            .sum()
+    };
+    while acked_so_far() < WRITERS {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "trial {trial}: the writers got no answers"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(kill_after);
     primary.kill();
     for w in writers {
         w.join().unwrap();
@@ -210,7 +225,7 @@ fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledg
     let (mut acked, mut retried) = (0, 0);
     let started = Instant::now();
     for t in 0..TRIALS {
-        let kill_after = Duration::from_millis(200 + rng.next() % 800);
+        let kill_after = Duration::from_millis(rng.next() % 800);
         let (a, r) = trial(&template, t, kill_after);
         assert!(
             a > 0,
@@ -223,4 +238,150 @@ fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledg
         "{TRIALS} trials in {:?}: {acked} acknowledged writes, all on the promoted standby; {retried} lost answers retried, each applied once",
         started.elapsed()
     );
+}
+
+/// The last position of a stopped node's log.
+fn head_of(dir: &Path) -> i64 {
+    open_db(dir)
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn async_loss_is_bounded_by_the_lag_status_reported_before_the_kill() {
+    use ttx::faults::Faults;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The standby reaches its primary through a proxy adding 150 ms each way: it lags.
+    let (mut p, proxy) = pair_through_proxy(&rt, |c| c.replication.mode = Some(Mode::Async));
+    proxy.set(Faults {
+        delay: Duration::from_millis(150),
+        ..Faults::NONE
+    });
+    let token = p.primary.admin_token();
+    let api = p.primary.api_addr();
+    let mut acked = BTreeMap::new();
+    let until = Instant::now() + Duration::from_millis(800);
+    for j in 0.. {
+        if Instant::now() > until {
+            break;
+        }
+        let key = format!("async-{j}");
+        let (code, body) = create(api, &token, &key);
+        assert_eq!(code, 201, "{body}");
+        acked.insert(key, body["number"].as_i64().unwrap());
+    }
+    // No write between this status and the kill.
+    let status = p.primary.cli(&["--json", "status"]).json();
+    let lag = status["replication"]["primary"]["lag"]["events"]
+        .as_i64()
+        .expect("lag");
+    let head = status["events"].as_i64().unwrap();
+    p.primary.kill();
+    p.standby.cli(&["--json", "promote"]).json();
+    p.standby.stop();
+    let promoted_head = head_of(&p.standby.dir) - 1; // its own epoch-start event
+    let lost_events = head - promoted_head.min(head);
+    assert!(
+        lost_events <= lag,
+        "lost {lost_events} events, status reported a lag of {lag}"
+    );
+    let held = subjects(&p.standby.dir);
+    let lost: Vec<_> = acked.keys().filter(|k| !held.contains_key(*k)).collect();
+    assert!(
+        lost.len() as i64 <= lag,
+        "{} acknowledged writes lost, lag was {lag}: {lost:?}",
+        lost.len()
+    );
+    eprintln!(
+        "async: {} writes acknowledged, lag reported {lag} events, {} lost",
+        acked.len(),
+        lost.len()
+    );
+}
+
+fn sync_when_gone(c: &mut ttx::config::Config, when: WhenGone) {
+    c.replication.mode = Some(Mode::Sync);
+    c.replication.when_standby_gone = when;
+    c.replication.block_timeout_ms = 500;
+}
+
+/// A pair whose standby reaches the primary through an in-test UDP proxy.
+fn pair_through_proxy(
+    rt: &tokio::runtime::Runtime,
+    edit: impl Fn(&mut ttx::config::Config),
+) -> (Pair, ttx::faults::UdpProxy) {
+    let mut p = Pair::new(edit);
+    wait_caught_up(&p);
+    let proxy = rt
+        .block_on(ttx::faults::UdpProxy::start(
+            p.primary_addr,
+            11,
+            ttx::faults::Limits::default(),
+        ))
+        .unwrap();
+    p.standby.stop();
+    let via = proxy.addr().to_string();
+    p.standby
+        .configure(|c| c.replication.primary = Some(via.clone()));
+    p.standby.start();
+    wait_caught_up(&p);
+    (p, proxy)
+}
+
+#[test]
+fn a_partition_in_block_mode_fails_writes_clearly_and_heals_without_a_duplicate() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut p, proxy) = pair_through_proxy(&rt, |c| sync_when_gone(c, WhenGone::Block));
+    let (token, api) = (p.primary.admin_token(), p.primary.api_addr());
+    proxy.set(ttx::faults::Faults::CUT);
+    let (code, body) = create(api, &token, "cut-1");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (503, Some("not_on_standby")),
+        "{body}"
+    );
+    // Lossy and slow, then healed: the stream recovers, the retry is answered once.
+    proxy.set(ttx::faults::Faults {
+        drop: 0.2,
+        delay: Duration::from_millis(30),
+        ..ttx::faults::Faults::NONE
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.set(ttx::faults::Faults::NONE);
+    wait_caught_up(&p);
+    let (code, body) = create(api, &token, "cut-1");
+    assert_eq!(
+        (code, body["replayed"].as_bool()),
+        (201, Some(true)),
+        "{body}"
+    );
+    let (code, _) = create(api, &token, "after-heal");
+    assert_eq!(code, 201);
+    p.standby.stop();
+    p.primary.stop();
+    let held = subjects(&p.standby.dir);
+    assert_eq!(held.get("cut-1").map(Vec::len), Some(1), "{held:?}");
+    assert_eq!(held.get("after-heal").map(Vec::len), Some(1), "{held:?}");
+}
+
+#[test]
+fn a_partition_in_degrade_mode_goes_on_loudly_and_recovers_when_healed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut p, proxy) = pair_through_proxy(&rt, |c| sync_when_gone(c, WhenGone::Degrade));
+    let (token, api) = (p.primary.admin_token(), p.primary.api_addr());
+    proxy.set(ttx::faults::Faults::CUT);
+    let (code, body) = create(api, &token, "cut-degrade");
+    assert_eq!(code, 201, "{body}");
+    let degraded = |p: &Pair| {
+        p.primary.cli(&["--json", "status"]).json()["replication"]["primary"]["degraded_since"]
+            .is_i64()
+    };
+    assert!(degraded(&p), "degraded after the partition");
+    proxy.set(ttx::faults::Faults::NONE);
+    wait_caught_up(&p);
+    wait_until("sync to be restored after the heal", || !degraded(&p));
+    p.standby.stop();
+    p.primary.stop();
+    let held = subjects(&p.standby.dir);
+    assert_eq!(held.get("cut-degrade").map(Vec::len), Some(1), "{held:?}");
 }

@@ -1,0 +1,249 @@
+//! The `ttx-repl/1` handler over real QUIC with real certificates and a real store: who is
+//! refused (another site's node, a partner, a node of this site without the standby
+//! permission, a Partner-role dial), and a corrupt or truncated frame from the standby stops the
+//! stream with `malformed` while a new subscription from its head resumes cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::primary::Primary;
+use super::serve::ReplV1;
+use crate::config::{ReplicationSection, TransportSection};
+use crate::net::testing::{TestCa, TestNode};
+use crate::net::{
+    ConnectOptions, Endpoint, EndpointOptions, NetError, Peer, Permission, Permissions,
+    ProtocolLimits, Router, StaticPolicy, TrustConfig,
+};
+use crate::store::{Store, WriteOp};
+use crate::wire::alpn::REPL_V1;
+use crate::wire::repl::{Subscribe, Subscribed, ToStandby};
+use crate::wire::{codec, ErrorCode, Role};
+
+const FED: &str = "eu";
+
+fn limits() -> TransportSection {
+    TransportSection {
+        stream_timeout_ms: 2_000,
+        handshake_timeout_ms: 2_000,
+        ..TransportSection::default()
+    }
+}
+
+fn endpoint(n: &TestNode, ca: &TestCa, router: Router) -> (Endpoint, Arc<StaticPolicy>) {
+    let policy = Arc::new(StaticPolicy::new());
+    let opts = EndpointOptions {
+        identity: n.identity.clone(),
+        role: Role::Partner,
+        features: 0,
+        transport: limits(),
+        local: n.local.clone(),
+        trust: TrustConfig {
+            ca_certs: vec![ca.cert.clone()],
+            ..TrustConfig::default()
+        },
+    };
+    let ep = Endpoint::bind("127.0.0.1:0".parse().unwrap(), opts, policy.clone(), router).unwrap();
+    (ep, policy)
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Store,
+    primary_ep: Endpoint,
+    primary_policy: Arc<StaticPolicy>,
+    primary_id: TestNode,
+    ca: TestCa,
+}
+
+/// A primary `noc-a/primary` with a real store serving `ttx-repl/1`.
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::tests::open(dir.path(), "noc-a");
+    let hub = Primary::new(
+        &ReplicationSection::default(),
+        super::Mode::Async,
+        *store.writer.head.borrow() as u64,
+    );
+    store.writer.set_commit_hook(hub.clone());
+    let handler = ReplV1::new("noc-a", store.clone(), hub, Duration::from_millis(100));
+    let router = Router::new().route_limited(
+        REPL_V1,
+        Permission::Standby,
+        ProtocolLimits::default(),
+        Arc::new(handler),
+    );
+    let mut ca = TestCa::new("fed-ca");
+    let primary_id = ca.node(FED, "noc-a", "primary");
+    let (primary_ep, primary_policy) = endpoint(&primary_id, &ca, router);
+    World {
+        _dir: dir,
+        store,
+        primary_ep,
+        primary_policy,
+        primary_id,
+        ca,
+    }
+}
+
+impl World {
+    /// A dialer `site/node`, registered at the primary with `perms`, dialing with `role`.
+    async fn dial(
+        &mut self,
+        site: &str,
+        node: &str,
+        perms: Option<Permissions>,
+        role: Role,
+    ) -> Result<Peer, NetError> {
+        let id = self.ca.node(FED, site, node);
+        if let Some(p) = perms {
+            self.primary_policy.set(id.identity.clone(), Some(p));
+        }
+        let (ep, policy) = endpoint(&id, &self.ca, Router::new());
+        policy.set(self.primary_id.identity.clone(), Some(Permissions::STANDBY));
+        let alpns = vec![REPL_V1.alpn()];
+        let opts = ConnectOptions {
+            hello_versions: alpns.clone(),
+            alpns,
+            role,
+        };
+        let addr = self.primary_ep.local_addr().unwrap();
+        ep.connect_with(addr, "noc-a", opts).await
+    }
+
+    async fn add_operators(&self, names: &[&str]) {
+        for name in names {
+            let req = crate::store::tests::req(WriteOp::AddOperator {
+                name: name.to_string(),
+                role: crate::model::event::Role::Operator,
+                token_sha256: format!("{:0>64}", hex::encode(name)),
+            });
+            self.store.writer.write(req).await.unwrap();
+        }
+    }
+}
+
+async fn subscribe(
+    peer: &Peer,
+    from: u64,
+) -> Result<(Subscribed, crate::net::FramedStream<Junk, ToStandby>), NetError> {
+    let body = codec::encode(&Subscribe { epoch: 1, from }).unwrap();
+    let (answer, stream) = peer.open_stream::<Junk, ToStandby>(body).await?;
+    Ok((codec::decode(&answer).unwrap(), stream))
+}
+
+/// What a broken standby sends instead of an ack: an `Ack` cut short after its epoch, or a
+/// variant `ToPrimary` does not have.
+#[derive(Serialize)]
+enum Junk {
+    Ack(u64),
+    Unknown(u32),
+}
+
+/// Receives batches until `upto`; returns the positions.
+async fn positions_until(recv: &mut crate::net::FramedRecv<ToStandby>, upto: u64) -> Vec<u64> {
+    let mut got = Vec::new();
+    while got.last().copied().unwrap_or(0) < upto {
+        match recv.recv().await.unwrap().unwrap() {
+            ToStandby::Batch(b) => got.extend(b.envelopes.iter().map(|e| e.position)),
+            ToStandby::Heartbeat { .. } => {}
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn only_this_sites_authorized_standby_may_subscribe() {
+    let mut w = world();
+    let standby = Some(Permissions::STANDBY);
+    // Another site's node, even with the standby permission: refused at Hello.
+    let other = w.dial("noc-b", "standby", standby, Role::Standby).await;
+    assert!(
+        matches!(other, Err(NetError::Refused(ErrorCode::NotAuthorized))),
+        "{other:?}"
+    );
+    // This site's node with only the exchange permission: refused at Hello.
+    let exchange_only = w
+        .dial("noc-a", "spare", Some(Permissions::EXCHANGE), Role::Standby)
+        .await;
+    assert!(
+        matches!(
+            exchange_only,
+            Err(NetError::Refused(ErrorCode::NotAuthorized))
+        ),
+        "{exchange_only:?}"
+    );
+    // Not registered: pending, refused.
+    let unknown = w.dial("noc-a", "stranger", None, Role::Standby).await;
+    assert!(
+        matches!(unknown, Err(NetError::Refused(ErrorCode::UnknownPeer))),
+        "{unknown:?}"
+    );
+    // Admitted, but dialing as a partner: the handler refuses the subscription.
+    let partner = w
+        .dial("noc-a", "standby", standby, Role::Partner)
+        .await
+        .unwrap();
+    let refused = subscribe(&partner, 1).await.err();
+    assert!(
+        matches!(refused, Some(NetError::Remote(ErrorCode::NotAuthorized))),
+        "{refused:?}"
+    );
+    // The site's standby: subscribed; past the head is diverged.
+    let ok = w
+        .dial("noc-a", "standby", standby, Role::Standby)
+        .await
+        .unwrap();
+    let (answer, _stream) = subscribe(&ok, 1).await.unwrap();
+    assert_eq!((answer.epoch, answer.head), (1, 0));
+    let ahead = subscribe(&ok, 5).await.err();
+    assert!(
+        matches!(ahead, Some(NetError::Remote(ErrorCode::Diverged))),
+        "{ahead:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_or_short_frame_stops_the_stream_and_a_new_subscription_resumes() {
+    let mut w = world();
+    w.add_operators(&["a", "b", "c"]).await;
+    let peer = w
+        .dial(
+            "noc-a",
+            "standby",
+            Some(Permissions::STANDBY),
+            Role::Standby,
+        )
+        .await
+        .unwrap();
+    for junk in [Junk::Ack(1), Junk::Unknown(0)] {
+        let head = *w.store.writer.head.borrow() as u64;
+        let from = head - 2;
+        let (answer, stream) = subscribe(&peer, from).await.unwrap();
+        assert_eq!(answer.head, head);
+        let (mut send, mut recv) = stream.split();
+        assert_eq!(
+            positions_until(&mut recv, head).await,
+            (from..=head).collect::<Vec<_>>()
+        );
+        send.send(&junk).await.unwrap();
+        // The primary stops the stream: the next read fails (reset with `malformed`).
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(5), recv.recv()).await {
+                Ok(Ok(Some(ToStandby::Heartbeat { .. }))) => continue,
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(&end, Ok(Err(NetError::Stream(s))) if s.contains(&ErrorCode::Malformed.as_u16().to_string())),
+            "{end:?}"
+        );
+        // More is written; a new subscription from the standby's head gets exactly the rest.
+        w.add_operators(&[&format!("after-{head}")]).await;
+    }
+    let head = *w.store.writer.head.borrow() as u64;
+    let (_, stream) = subscribe(&peer, head).await.unwrap();
+    let (_send, mut recv) = stream.split();
+    assert_eq!(positions_until(&mut recv, head).await, vec![head]);
+}

@@ -47,6 +47,14 @@ pub enum NodeError {
     /// `ttx init` on a directory that already holds a node.
     #[error("{0} already holds a ttx node: refusing to touch it")]
     Exists(PathBuf),
+    /// `ttx init` on a directory where something is in the way of a file it makes.
+    #[error("cannot create the node in {dir}: {path} is in the way (nothing was made; remove it, or choose another directory)")]
+    InTheWay {
+        /// The data directory.
+        dir: PathBuf,
+        /// What is in the way.
+        path: PathBuf,
+    },
     /// No store in the directory.
     #[error("{0} holds no ttx store: create one with `ttx init {0} --site SITE`")]
     NoStore(PathBuf),
@@ -165,48 +173,7 @@ pub fn open_exclusive(dir: &DataDir, config: &Config) -> Result<(Store, File), N
     Ok((store, lock))
 }
 
-/// Creates a node's data dir (as `ttx init`): an owner-only directory, the config, the store,
-/// and the first admin's token (`DIR/admin.token`, 0600), which it also returns. Refuses a
-/// directory that already holds a config or a store.
-pub fn init_data_dir(dir: &DataDir, config: &Config) -> Result<String, NodeError> {
-    if dir.database().exists() || dir.config().exists() {
-        return Err(NodeError::Exists(dir.root().to_path_buf()));
-    }
-    config.validate()?;
-    let root = dir.root();
-    let pki_io = |e: crate::pki::PkiError| NodeError::Io {
-        path: root.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    };
-    crate::pki::files::create_private_dir(root).map_err(pki_io)?;
-    {
-        // An existing directory keeps its mode otherwise: the store and tokens are owner-only.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err(root))?;
-    }
-    let text = format!(
-        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
-        config.to_toml()
-    );
-    std::fs::write(dir.config(), text).map_err(io_err(&dir.config()))?;
-    let (store, _lock) = open_exclusive(dir, config)?;
-    let token = crate::api::auth::new_token();
-    let added = store.writer.write_blocking(WriteRequest {
-        actor: "init".into(),
-        idempotency: None,
-        op: WriteOp::AddOperator {
-            name: "admin".into(),
-            role: crate::model::event::Role::Admin,
-            token_sha256: crate::api::auth::token_sha256(&token),
-        },
-    });
-    store.writer.shutdown();
-    added?;
-    crate::pki::files::write_secret(&dir.admin_token(), format!("{token}\n").as_bytes(), false)
-        .map_err(pki_io)?;
-    Ok(token)
-}
+pub use init::init_data_dir;
 
 impl RunningNode {
     /// Starts the node on `dir` (phases in the module doc). Must run inside a tokio runtime.
@@ -523,6 +490,8 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests;
+
+mod init;
 
 /// An optional bound address for logs and messages: the address, or `off`.
 pub fn display_addr(addr: Option<std::net::SocketAddr>) -> String {

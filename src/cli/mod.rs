@@ -187,7 +187,7 @@ pub struct Cli {
 /// The command groups.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a node's data directory (config, store, admin token).
+    /// Create a node's data directory (config, store, admin token), all or nothing.
     Init(node::InitArgs),
     /// Run the node until SIGINT/SIGTERM.
     Serve(node::ServeArgs),

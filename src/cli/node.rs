@@ -36,7 +36,8 @@ pub struct InitArgs {
     pub listen: Option<SocketAddr>,
 }
 
-/// `ttx init DIR --site SITE`: a new data dir with config, store and admin token.
+/// `ttx init DIR --site SITE`: a new data dir with config, store and admin token, all or
+/// nothing (a failure leaves DIR as it was).
 pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     let dir = DataDir::new(&a.data_dir);
     let mut config = Config::new(&a.site, &a.node);
@@ -44,7 +45,9 @@ pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     config.api.addr = a.api_addr;
     config.transport.listen = a.listen;
     crate::node::init_data_dir(&dir, &config).map_err(|e| match e {
-        NodeError::Exists(_) => Failure::new(FailureKind::Refused, e.to_string()).into(),
+        NodeError::Exists(_) | NodeError::InTheWay { .. } => {
+            Failure::new(FailureKind::Refused, e.to_string()).into()
+        }
         NodeError::Config(_) => Failure::new(FailureKind::Invalid, e.to_string()).into(),
         other => anyhow::Error::from(other),
     })?;
@@ -94,6 +97,9 @@ pub fn serve(a: ServeArgs, json: bool) -> anyhow::Result<()> {
             let config = Config::new(site, "primary");
             crate::node::init_data_dir(&data, &config).map_err(|e| match e {
                 NodeError::Config(_) => Failure::new(FailureKind::Invalid, e.to_string()).into(),
+                NodeError::InTheWay { .. } => {
+                    Failure::new(FailureKind::Refused, e.to_string()).into()
+                }
                 other => anyhow::Error::from(other),
             })?;
             eprintln!(

@@ -272,6 +272,53 @@ fn one_writer_per_store_and_init_never_overwrites() {
 /// The cases a fuzzing pass of the API found accepted: each is now a clear 400 (or, for the
 /// bearer scheme, accepted as RFC 9110 says), and none changes the store.
 #[test]
+fn init_is_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("noc-a");
+    // A failure at the last step, the admin token: a directory is where the token goes.
+    std::fs::create_dir_all(dir.join("admin.token")).unwrap();
+    let init = || {
+        let mut c = ttx();
+        c.args(["init", dir.to_str().unwrap(), "--site", "noc-a"]);
+        run(c, None)
+    };
+    init().fails(
+        4,
+        &format!(
+            "{} is in the way (nothing was made",
+            dir.join("admin.token").display()
+        ),
+    );
+    // Nothing half made: DIR holds only what was there, and no staging directory is left.
+    let entries = |p: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(entries(&dir), ["admin.token"]);
+    assert_eq!(entries(tmp.path()), ["noc-a"]);
+    // Once the obstacle is gone, a second init works, and the node can be administered.
+    std::fs::remove_dir(dir.join("admin.token")).unwrap();
+    init().ok();
+    let mut node = TestNode::at(tmp, dir.clone());
+    node.start();
+    node.cli(&["operator", "list"]).ok();
+    // A directory that does not exist yet is created whole, by one rename.
+    let fresh = node.tmp.path().join("deep/er/noc-b");
+    let mut c = ttx();
+    c.args(["init", fresh.to_str().unwrap(), "--site", "noc-b"]);
+    run(c, None).ok();
+    let made = entries(&fresh);
+    for file in ["admin.token", "ttx.db", "ttx.toml"] {
+        assert!(made.iter().any(|m| m == file), "{file}: {made:?}");
+    }
+    assert_eq!(entries(&node.tmp.path().join("deep/er")), ["noc-b"]);
+}
+
+#[test]
 fn the_api_refuses_what_the_fuzzing_pass_found() {
     let node = TestNode::start_new("noc-a");
     let admin = node.admin_token();

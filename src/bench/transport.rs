@@ -477,7 +477,12 @@ impl PeerClients {
             endpoints.push(endpoint(n, ca, policy, t.clone())?);
         }
         let mut held = Vec::with_capacity(peers);
-        for chunk in (0..peers).collect::<Vec<_>>().chunks(50) {
+        // All the peers dial from one IP (loopback), which the node's flood protection allows
+        // `max_handshaking_per_source` handshakes at once (beyond that a burst from one source
+        // is dropped as a flood); real peers come from their own addresses. Dial that many at
+        // a time.
+        let at_once = t.max_handshaking_per_source.max(1) as usize;
+        for chunk in (0..peers).collect::<Vec<_>>().chunks(at_once) {
             let mut tasks = Vec::new();
             for i in chunk {
                 let c = endpoints[i % endpoints.len()].clone();

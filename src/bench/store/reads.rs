@@ -15,7 +15,7 @@ use crate::bench::{rate, rss_bytes, BenchError, Goal, Latencies, LatencySummary,
 use crate::config::{LimitsSection, StoreSection};
 use crate::model::event::{Event, EventKind};
 use crate::model::lifecycle::Status;
-use crate::store::query::{self, ListFilter};
+use crate::store::query::{self, ListFilter, ROW_COLUMNS};
 use crate::store::{Store, WriteOp, WriteOutcome, WriteRequest};
 
 /// Tickets with [`LONG_UPDATES`] updates each; they are numbers `1..=LONG_TICKETS`.
@@ -382,14 +382,15 @@ pub fn run(opts: &StoreBenchOptions, dir: &Path) -> Result<Vec<Section>, BenchEr
 }
 
 fn bare_list(c: &Connection) -> Result<(), BenchError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT number, id, status, priority, severity, queue, owner, type, subject, updated_at
-         FROM tickets WHERE status IN ('new', 'open', 'pending', 'referred')
-         ORDER BY priority, number LIMIT 100",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM tickets WHERE status IN ('new', 'open', 'pending', 'referred')
+         ORDER BY priority, number LIMIT 100"
+    ))?;
+    // Every column query::list reads, as it reads them.
+    let columns = stmt.column_count();
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        for i in 0..10 {
+        for i in 0..columns {
             let _ = r.get_ref(i)?;
         }
     }
@@ -449,10 +450,7 @@ fn bare_search(c: &Connection, text: &str) -> Result<(), BenchError> {
     }
     ids.sort();
     ids.dedup();
-    let mut stmt = c.prepare_cached(
-        "SELECT number, id, status, priority, severity, queue, owner, type, subject, updated_at
-         FROM tickets WHERE id = ?1",
-    )?;
+    let mut stmt = c.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM tickets WHERE id = ?1"))?;
     for id in ids.iter().take(SEARCH_LIMIT as usize) {
         let mut rows = stmt.query([id])?;
         while let Some(r) = rows.next()? {

@@ -115,6 +115,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets/{number}/reopen", post(tickets::reopen))
         .route("/v1/tickets/{number}/refer", post(referrals::refer))
         .route("/v1/referrals", get(referrals::list))
+        .route(
+            "/v1/peers/{site}/sharing",
+            get(referrals::sharing).post(referrals::set_sharing),
+        )
         .route("/v1/referrals/{id}/{action}", post(referrals::act))
         .route("/v1/search", get(tickets::search))
         .route("/v1/alerts", get(tickets::alerts))

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Caller;
+use super::auth::{require_admin, Caller};
 use super::error::{ticket_number, ApiError, ApiJson};
 use super::tickets::idempotency as key;
 use super::AppState;
@@ -149,4 +149,44 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ReferralList>, A
         .read(|c| crate::store::exchange::list_referrals(c, None, clock::now()))
         .await?;
     Ok(Json(ReferralList { items }))
+}
+
+/// `GET /v1/peers/{site}/sharing`: what the peer may see of our tickets and how it may use the
+/// exchange.
+pub async fn sharing(
+    State(state): State<AppState>,
+    Path(site): Path<String>,
+) -> Result<Json<crate::exchange::SharingPolicy>, ApiError> {
+    let record = {
+        let site = site.clone();
+        state
+            .store
+            .reader
+            .read(move |c| crate::store::query::peer(c, &site))
+            .await?
+    };
+    record
+        .map(|r| Json(r.sharing))
+        .ok_or_else(|| ApiError::NotFound(format!("no peer {site:?} (see `ttx peer list`)")))
+}
+
+/// `POST /v1/peers/{site}/sharing` (admin): change the peer's sharing policy; answers the
+/// policy after the change.
+pub async fn set_sharing(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(site): Path<String>,
+    ApiJson(change): ApiJson<crate::exchange::policy::SharingChange>,
+) -> Result<Json<crate::exchange::SharingPolicy>, ApiError> {
+    require_admin(&caller)?;
+    let req = WriteRequest {
+        actor: caller.name.clone(),
+        idempotency: None,
+        op: WriteOp::PeerSharing {
+            site: site.clone(),
+            change,
+        },
+    };
+    state.store.writer.write(req).await?;
+    sharing(State(state), Path(site)).await
 }

@@ -42,6 +42,80 @@ pub enum ReferralCommand {
     Cancel(WithReason),
     /// Ask the other side for information (it answers with a shared note).
     Ask(WithQuestion),
+    /// Show or change what a partner may see of our tickets (admin to change): auto-accept,
+    /// shared notes, the header fields sent with a referral.
+    Policy(PolicyArgs),
+}
+
+/// Arguments of `ttx referral policy`.
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    /// The partner site.
+    pub site: String,
+    /// Accept its referrals without an operator.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub auto_accept: Option<bool>,
+    /// Send it shared notes (internal notes never leave, whatever this says).
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub shared_notes: Option<bool>,
+    /// The header fields sent with a referral, comma separated (severity, priority,
+    /// problem-start, network, circuit, nodes, next-action, reporter.org, cf.NAME); `none`
+    /// for the subject only.
+    #[arg(long, value_name = "FIELDS")]
+    pub fields: Option<String>,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
+fn on_off(v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{v:?}: use on or off")),
+    }
+}
+
+/// `ttx referral policy`.
+fn policy(a: PolicyArgs, json: bool) -> anyhow::Result<()> {
+    let c = a.node.client()?;
+    let path = format!("/v1/peers/{}/sharing", a.site);
+    let fields = a.fields.map(|f| {
+        if f.trim() == "none" {
+            Vec::new()
+        } else {
+            f.split(',').map(|s| s.trim().to_string()).collect()
+        }
+    });
+    let policy: crate::exchange::SharingPolicy = if a.auto_accept.is_none()
+        && a.shared_notes.is_none()
+        && fields.is_none()
+    {
+        c.get(&path, &[])?
+    } else {
+        let body =
+            json!({"auto_accept": a.auto_accept, "shared_notes": a.shared_notes, "fields": fields});
+        c.post(&path, &body)?
+    };
+    if json {
+        return print_json(&policy);
+    }
+    let on = |b: bool| if b { "on" } else { "off" };
+    let fields: Vec<&str> = policy.fields.iter().map(String::as_str).collect();
+    outln!("auto-accept   {}", on(policy.auto_accept));
+    outln!("shared notes  {}", on(policy.shared_notes));
+    outln!(
+        "fields        subject{}{}",
+        if fields.is_empty() { "" } else { ", " },
+        fields.join(", ")
+    );
+    outln!(
+        "caps          {} bytes a message, {}/s (bursts of {})",
+        policy.max_message_bytes,
+        policy.rate_per_sec,
+        policy.burst
+    );
+    Ok(())
 }
 
 /// A referral by id (the first 8 hex digits `ttx referrals` shows are enough).
@@ -113,6 +187,7 @@ pub fn refer(a: ReferArgs, json: bool) -> anyhow::Result<()> {
 /// `ttx referral …`.
 pub fn run(cmd: ReferralCommand, json: bool) -> anyhow::Result<()> {
     let (id, node, action, body, what) = match cmd {
+        ReferralCommand::Policy(a) => return policy(a, json),
         ReferralCommand::Accept(r) => (r.id, r.node, "accept", json!({}), "accepted"),
         ReferralCommand::Close(r) => (r.id, r.node, "close", json!({}), "closed"),
         ReferralCommand::Reject(r) => (

@@ -113,6 +113,61 @@ impl SharingPolicy {
     }
 }
 
+/// The header fields a policy may name (besides `cf.NAME`, any custom field).
+pub const FIELDS: &[&str] = &[
+    "severity",
+    "priority",
+    "problem-start",
+    "network",
+    "circuit",
+    "nodes",
+    "next-action",
+    "reporter.org",
+];
+
+/// A change an admin makes to a peer's policy (`ttx referral policy SITE …`): what is `None`
+/// stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharingChange {
+    /// Accept the peer's referrals without an operator.
+    pub auto_accept: Option<bool>,
+    /// Send shared notes to the peer.
+    pub shared_notes: Option<bool>,
+    /// The header fields sent with a referral (replaces the list).
+    pub fields: Option<Vec<String>>,
+}
+
+impl SharingChange {
+    /// The policy after the change, or why the change is invalid (an unknown field name).
+    pub fn apply(&self, policy: &SharingPolicy) -> Result<SharingPolicy, String> {
+        let mut next = policy.clone();
+        if let Some(v) = self.auto_accept {
+            next.auto_accept = v;
+        }
+        if let Some(v) = self.shared_notes {
+            next.shared_notes = v;
+        }
+        if let Some(fields) = &self.fields {
+            let mut set = BTreeSet::new();
+            for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+                let custom = f
+                    .strip_prefix("cf.")
+                    .is_some_and(|n| !n.is_empty() && n.len() <= 200);
+                if !custom && !FIELDS.contains(&f) {
+                    return Err(format!(
+                        "unknown field {f:?}: use {} or cf.NAME",
+                        FIELDS.join(", ")
+                    ));
+                }
+                set.insert(f.to_string());
+            }
+            next.fields = set;
+        }
+        Ok(next)
+    }
+}
+
 /// A token bucket: `rate` tokens a second up to `burst`; each message takes one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
@@ -245,6 +300,30 @@ mod tests {
     fn internal_notes_never_pass() {
         assert!(!SharingPolicy::default().passes_note(false));
         assert!(SharingPolicy::default().passes_note(true));
+    }
+
+    #[test]
+    fn a_change_keeps_what_it_does_not_name_and_refuses_unknown_fields() {
+        let base = SharingPolicy::default();
+        let next = SharingChange {
+            auto_accept: Some(true),
+            fields: Some(vec!["severity".into(), "cf.vendor".into()]),
+            ..SharingChange::default()
+        }
+        .apply(&base)
+        .unwrap();
+        assert!(next.auto_accept && next.shared_notes);
+        assert_eq!(
+            next.fields.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["cf.vendor", "severity"]
+        );
+        let e = SharingChange {
+            fields: Some(vec!["phone".into()]),
+            ..SharingChange::default()
+        }
+        .apply(&base)
+        .unwrap_err();
+        assert!(e.contains("unknown field \"phone\""), "{e}");
     }
 
     #[test]

@@ -434,3 +434,31 @@ fn a_lossy_then_cut_link_delivers_every_message_once_and_in_order() {
         .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "in order: {at:?}");
 }
+
+#[test]
+fn the_sharing_policy_decides_what_leaves_and_auto_accepts() {
+    let (_ca, a, b) = pair();
+    // B accepts A's referrals without an operator; A sends B only the severity.
+    let out = b
+        .cli(&["referral", "policy", "noc-a", "--auto-accept", "on"])
+        .ok()
+        .to_string();
+    assert!(out.contains("auto-accept   on"), "{out}");
+    a.cli(&["referral", "policy", "telco-b", "--fields", "severity"])
+        .ok();
+    let p = a.cli(&["--json", "referral", "policy", "telco-b"]).json();
+    assert_eq!(p["fields"], serde_json::json!(["severity"]));
+    a.cli(&["referral", "policy", "telco-b", "--fields", "phone"])
+        .fails(2, "unknown field");
+    a.cli(&["referral", "policy", "nobody", "--auto-accept", "on"])
+        .fails(3, "no peer");
+    let n = new_ticket(&a, "auto").to_string();
+    a.cli(&["refer", &n, "--to", "telco-b"]).ok();
+    wait_state(&a, "accepted");
+    let theirs = wait_state(&b, "accepted");
+    let chart = b
+        .cli(&["--json", "show", &theirs["ticket"].to_string()])
+        .json();
+    assert_eq!(chart["ticket"]["circuit"], serde_json::Value::Null);
+    assert!(!chart.to_string().contains("LON-PAR-3"), "{chart}");
+}

@@ -58,6 +58,7 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         WriteOp::Referral { id, action } => id.len() + action.text().len(),
         WriteOp::Inbound { peer, bytes, .. } => peer.len() + bytes,
         WriteOp::ExchangeAcked { peer, .. } => peer.len(),
+        WriteOp::PeerSharing { site, change } => site.len() + json_len(change),
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)

@@ -616,6 +616,31 @@ impl InBatch<'_> {
         Ok(ticket)
     }
 
+    /// `ttx referral policy SITE …`: the peer's sharing policy changes in the registry (so it
+    /// replicates with it).
+    pub(super) fn set_sharing(
+        &mut self,
+        site: &str,
+        change: &crate::exchange::policy::SharingChange,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut peer = query::peer(self.conn, site)?
+            .ok_or_else(|| not_found(format!("no peer {site:?} (see `ttx peer list`)")))?;
+        let next = change
+            .apply(&peer.sharing)
+            .map_err(|e| StoreError::Command(CommandError::Invalid(e)))?;
+        let changed = next != peer.sharing;
+        if changed {
+            peer.sharing = next;
+            self.emit(None, EventKind::PeerUpserted { peer }, actor, now)?;
+        }
+        Ok(WriteOutcome::Peer {
+            site: site.to_string(),
+            changed,
+        })
+    }
+
     /// Partner site `peer` took our messages up to `up_to`.
     pub(super) fn acked(
         &mut self,

@@ -170,6 +170,13 @@ pub enum WriteOp {
         /// The message.
         message: Box<crate::wire::exchange::Message>,
     },
+    /// Change what peer `site` may see of our tickets (its sharing policy, in the registry).
+    PeerSharing {
+        /// The peer.
+        site: String,
+        /// What changes.
+        change: crate::exchange::policy::SharingChange,
+    },
     /// Partner site `peer` took our messages up to `up_to` (with `refused` when it consumed
     /// the last one without applying it).
     ExchangeAcked {

@@ -415,6 +415,7 @@ impl InBatch<'_> {
                 up_to,
                 refused,
             } => self.acked(peer, *up_to, *refused, now),
+            WriteOp::PeerSharing { site, change } => self.set_sharing(site, change, actor, now),
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Exit codes (stable, for scripts):
 //! - 0 success
-//! - 1 the command failed (I/O, a node that is not running, an unexpected answer)
+//! - 1 the command failed (I/O, a node that is not running, an unexpected answer, a peer
+//!   that does not answer)
 //! - 2 usage or invalid input (bad field value, empty subject, oversize note, bad config)
 //! - 3 not found (unknown ticket number, operator, peer, file)
 //! - 4 refused by the node's rules (invalid status transition, conflict, a store that exists)

@@ -165,7 +165,10 @@ impl Inner {
             Admission::Pending => return Err(ErrorCode::UnknownPeer),
             Admission::Denied => return Err(ErrorCode::Denied),
         };
-        let standby_ok = role != Role::Standby || (perms.standby && id.site == self.identity.site);
+        // A standby is a node of this very site and federation (a pinned partner of another
+        // federation with the same site name is not).
+        let own_site = id.site == self.identity.site && id.federation == self.identity.federation;
+        let standby_ok = role != Role::Standby || (perms.standby && own_site);
         if !perms.contains(permission) || !standby_ok || !self.policy.authorize(id, permission) {
             return Err(ErrorCode::NotAuthorized);
         }

@@ -45,7 +45,7 @@ fn hint(e: &FederationError) -> &'static str {
         FederationError::WrongIdentity { .. } => {
             "install the certificate issued for this node (`ttx pki install`), then `ttx pki reload`"
         }
-        _ => "fix the certificate, key (mode 0600), CA bundle or CRLs named in [tls] (`ttx pki inspect`), then `ttx pki reload`",
+        _ => "fix the certificate, key (mode 0600), CA bundle or CRLs named in [tls] (`ttx pki show FILE`), then `ttx pki reload`",
     }
 }
 

@@ -174,7 +174,7 @@ fn note_bodies(rng: &mut Rng, n: usize) -> Vec<(Vec<u8>, String)> {
         .collect()
 }
 
-struct ApiClient {
+pub(crate) struct ApiClient {
     conn: KeepAlive,
     rng: Rng,
     notes: Vec<(Vec<u8>, String)>,
@@ -186,9 +186,19 @@ struct ApiClient {
 
 impl ApiClient {
     fn new(node: &BenchNode, tickets: &[i64], seed: u64) -> Result<Self, BenchError> {
+        Self::at(node.addr, &node.token, tickets, seed)
+    }
+
+    /// A client of the API at `addr` (a node in another process) writing notes on `tickets`.
+    pub(crate) fn at(
+        addr: std::net::SocketAddr,
+        token: &str,
+        tickets: &[i64],
+        seed: u64,
+    ) -> Result<Self, BenchError> {
         let mut rng = Rng::new(seed);
         Ok(Self {
-            conn: KeepAlive::connect(node.addr, &node.token)?,
+            conn: KeepAlive::connect(addr, token)?,
             notes: note_bodies(&mut rng, 32),
             paths: tickets
                 .iter()
@@ -207,7 +217,8 @@ impl ApiClient {
         Ok(client)
     }
 
-    fn note(&mut self) -> Result<(), BenchError> {
+    /// One note on a ticket drawn at random; an error unless the node answers 200.
+    pub(crate) fn note(&mut self) -> Result<(), BenchError> {
         let path = &self.paths[self.rng.below(self.paths.len())];
         let body = &self.notes[self.rng.below(self.notes.len())].0;
         self.sent += 1;

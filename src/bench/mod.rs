@@ -17,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod http;
 pub mod node;
+pub mod replication;
 pub mod store;
 mod streams;
 pub mod transport;

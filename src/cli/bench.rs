@@ -30,6 +30,9 @@ pub enum BenchCommand {
     /// The web console on the large store: at a glance and a 100-update ticket page through
     /// the console's router, against the API's JSON of the same chart; page sizes; live updates.
     Web(WebArgs),
+    /// A primary and its hot standby as two processes: 16 clients through the primary's API in
+    /// async, sync and sync-visible mode in the same run, then one client in sync mode.
+    Replication(ReplicationArgs),
     /// Internal: the peer clients of `ttx bench transport`, run as a child process.
     #[command(hide = true)]
     TransportClients(TransportClientsArgs),
@@ -162,6 +165,23 @@ pub struct StoreArgs {
     pub skip_writes: bool,
 }
 
+/// `ttx bench replication`.
+#[derive(Debug, clap::Args)]
+pub struct ReplicationArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Seconds each concurrent load lasts.
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// Notes timed one at a time in sync mode.
+    #[arg(long, default_value_t = 2_000)]
+    pub sequential: u64,
+    /// Directory for scratch files (removed afterwards); the system temp dir by default.
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
 /// Runs a benchmark and prints its report.
 pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
     let report = match cmd {
@@ -192,6 +212,17 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 dir: a.work_dir,
             };
             api::run(&opts).context("api benchmark")?
+        }
+        BenchCommand::Replication(a) => {
+            let exe = std::env::current_exe().context("cannot find the running ttx binary")?;
+            let opts = crate::bench::replication::ReplicationBenchOptions {
+                exe,
+                clients: a.clients,
+                secs: a.secs,
+                sequential: a.sequential,
+                dir: a.work_dir,
+            };
+            crate::bench::replication::run(&opts).context("replication benchmark")?
         }
         BenchCommand::Cli(a) => {
             let exe = std::env::current_exe().context("cannot find the running ttx binary")?;

@@ -1,0 +1,347 @@
+//! `ttx bench replication`: a primary and its hot standby as two `ttx serve` processes on
+//! loopback (real QUIC, real certificates from a fresh CA, the standby made from a snapshot of
+//! the primary), 16 keep-alive clients writing notes through the primary's API in `async`,
+//! `sync` and `sync-visible` mode in the same run (the primary restarted between modes, the
+//! standby kept running), then one client in `sync` mode for its latency. PostgreSQL's figures
+//! come from its own script, run in the same hour (`docs/benchmarks.md`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::api::{drive, ApiClient, Limit};
+use super::http::KeepAlive;
+use super::{rate, BenchError, Goal, MachineInfo, Report, ScratchDir, Section, Target};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::node::RuntimeInfo;
+use crate::replication::Mode;
+
+/// What `ttx bench replication` runs.
+#[derive(Debug, Clone)]
+pub struct ReplicationBenchOptions {
+    /// The `ttx` binary to run the nodes with (the running one).
+    pub exe: PathBuf,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Seconds each concurrent load lasts.
+    pub secs: f64,
+    /// Notes timed one at a time in sync mode.
+    pub sequential: u64,
+    /// Where the scratch dirs go (the system temp dir otherwise).
+    pub dir: Option<PathBuf>,
+}
+
+fn failed(what: &str) -> impl FnOnce(String) -> BenchError + '_ {
+    move |e| BenchError::Invalid(format!("{what}: {e}"))
+}
+
+/// Runs `exe args` to completion; an error with its stderr unless it succeeded.
+fn ttx(exe: &Path, args: &[&str]) -> Result<String, BenchError> {
+    let out = Command::new(exe)
+        .args(args)
+        .env("TTX_LOG", "warn")
+        .env_remove("TTX_DIR")
+        .env_remove("TTX_TOKEN")
+        .output()
+        .map_err(BenchError::io(format!("run ttx {}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(failed("ttx")(format!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A `ttx serve` child.
+struct Served {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Served {
+    fn start(exe: &Path, dir: &Path) -> Result<Served, BenchError> {
+        let data = DataDir::new(dir);
+        let _ = std::fs::remove_file(data.runtime_info());
+        let log = std::fs::File::create(dir.join("serve.log"))
+            .map_err(BenchError::io("create serve.log"))?;
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg(dir)
+            .env("TTX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(BenchError::io("spawn ttx serve"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while RuntimeInfo::read(&data).ok().map(|i| i.pid) != Some(child.id()) {
+            if Instant::now() > deadline {
+                return Err(failed("ttx serve")(format!(
+                    "{} did not start (see its serve.log)",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Served {
+            child,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn api(&self) -> Result<std::net::SocketAddr, BenchError> {
+        RuntimeInfo::read(&DataDir::new(&self.dir))
+            .map(|i| i.api_addr)
+            .map_err(BenchError::io("read run/node.json"))
+    }
+
+    fn stop(mut self) {
+        // SIGTERM: drain and stop.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn configure(dir: &Path, edit: impl FnOnce(&mut Config)) -> Result<(), BenchError> {
+    let path = DataDir::new(dir).config();
+    let mut c = Config::load(&path).map_err(|e| failed("load the config")(e.to_string()))?;
+    edit(&mut c);
+    std::fs::write(&path, c.to_toml()).map_err(BenchError::io("write the config"))
+}
+
+fn status(addr: std::net::SocketAddr, token: &str) -> Result<serde_json::Value, BenchError> {
+    let answer = KeepAlive::connect(addr, token)?.get("/v1/status")?;
+    serde_json::from_slice(&answer.body).map_err(|e| failed("status")(e.to_string()))
+}
+
+/// Sets up the pair in `root`: CA, both data dirs with certificates, the standby authorized
+/// and made from a snapshot. Returns the primary's and the standby's dirs and the admin token.
+fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchError> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (ca, primary, standby) = (root.join("ca"), root.join("primary"), root.join("standby"));
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|u| u.local_addr())
+        .map_err(BenchError::io("pick a UDP port"))?
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let fed = ["--federation", "bench"];
+    ttx(exe, &["pki", "init-ca", fed[0], fed[1], "--out", &s(&ca)])?;
+    ttx(
+        exe,
+        &[
+            "init",
+            &s(&primary),
+            "--site",
+            "bench",
+            fed[0],
+            fed[1],
+            "--listen",
+            &listen,
+        ],
+    )?;
+    let issue = |dir: &Path, node: &str| {
+        let args = [
+            "pki",
+            "issue",
+            "--ca",
+            &s(&ca),
+            "--site",
+            "bench",
+            "--node",
+            node,
+        ];
+        let dir = s(dir);
+        ttx(exe, &[&args[..], &["--dir", &dir]].concat())
+    };
+    issue(&primary, "primary")?;
+    let served = Served::start(exe, &primary)?;
+    let dir = s(&primary);
+    let peer = [
+        "peer",
+        "add",
+        "bench",
+        "--addr",
+        "127.0.0.1:1",
+        "--allow",
+        "standby",
+    ];
+    ttx(exe, &[&peer[..], &["--dir", &dir]].concat())?;
+    served.stop();
+    let init = [
+        "init", "--site", "bench", "--node", "standby", fed[0], fed[1],
+    ];
+    let sdir = s(&standby);
+    ttx(
+        exe,
+        &[
+            &init[..1],
+            &[&sdir],
+            &init[1..],
+            &["--listen", "127.0.0.1:0"],
+        ]
+        .concat(),
+    )?;
+    issue(&standby, "standby")?;
+    let db = DataDir::new(&standby).database();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let config = Config::load(&DataDir::new(&primary).config())
+        .map_err(|e| failed("load the config")(e.to_string()))?;
+    let stamp = crate::store::NodeStamp {
+        site: "bench".into(),
+        node: "primary".into(),
+    };
+    let store = crate::store::Store::open(
+        &DataDir::new(&primary).database(),
+        stamp,
+        &config.store,
+        &config.limits,
+    )
+    .map_err(|e| failed("open the primary's store")(e.to_string()))?;
+    let snap = store.snapshot_into(&db);
+    store.writer.shutdown();
+    snap.map_err(|e| failed("snapshot")(e.to_string()))?;
+    let conn = rusqlite::Connection::open(&db).map_err(|e| failed("open")(e.to_string()))?;
+    crate::store::site_log::make_standby(&conn, "standby", "primary")
+        .map_err(|e| failed("make the standby")(e.to_string()))?;
+    drop(conn);
+    let token = std::fs::read_to_string(DataDir::new(&primary).admin_token())
+        .map_err(BenchError::io("read admin.token"))?
+        .trim()
+        .to_string();
+    configure(&standby, |c| c.replication.primary = Some(listen.clone()))?;
+    Ok((primary, standby, token))
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Async => "async",
+        Mode::Sync => "sync",
+        Mode::SyncVisible => "sync-visible",
+    }
+}
+
+/// Waits until the primary reports its standby connected and caught up.
+fn wait_standby(api: std::net::SocketAddr, token: &str) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(api, token)?;
+        let r = &s["replication"]["primary"];
+        if !r["standby"].is_null() && r["acked_applied"] == s["events"] {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(failed("the standby")(format!("did not catch up: {s}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
+    let scratch = ScratchDir::new(opts.dir.as_deref())?;
+    let machine = MachineInfo::collect(scratch.path(), 200)?;
+    let (primary_dir, standby_dir, token) = set_up(&opts.exe, scratch.path())?;
+    let clients = opts.clients.max(1);
+    let limit = Limit::For(Duration::from_secs_f64(opts.secs.max(0.1)));
+    let standby = Served::start(&opts.exe, &standby_dir)?;
+    let mut rates = Vec::new();
+    let mut one = None;
+    for (i, mode) in [Mode::Async, Mode::Sync, Mode::SyncVisible]
+        .into_iter()
+        .enumerate()
+    {
+        configure(&primary_dir, |c| c.replication.mode = Some(mode))?;
+        let primary = Served::start(&opts.exe, &primary_dir)?;
+        let api = primary.api()?;
+        wait_standby(api, &token)?;
+        let mut conn = KeepAlive::connect(api, &token)?;
+        let mut tickets = Vec::new();
+        for t in 0..8 {
+            let body = format!(r#"{{"subject": "bench {} {t}"}}"#, mode_name(mode));
+            let a = conn.post_json("/v1/tickets", body.as_bytes())?;
+            let v: serde_json::Value = serde_json::from_slice(&a.body)
+                .map_err(|e| failed("create a ticket")(e.to_string()))?;
+            tickets.push(v["number"].as_i64().unwrap_or(1));
+        }
+        let seed = 1_000 * (i as u64 + 1);
+        let client = |i: usize| ApiClient::at(api, &token, &tickets, seed + i as u64);
+        drive(
+            clients,
+            Limit::Count(20 * clients as u64),
+            client,
+            ApiClient::note,
+        )?;
+        let run = drive(clients, limit, client, ApiClient::note)?;
+        rates.push((mode, rate(run.count, run.elapsed)));
+        if mode == Mode::Sync {
+            let seq = drive(
+                1,
+                Limit::Count(opts.sequential.max(1)),
+                client,
+                ApiClient::note,
+            )?;
+            one = Some(seq.latencies.summary());
+        }
+        wait_standby(api, &token)?;
+        primary.stop();
+    }
+    standby.stop();
+    let mut section = Section::new(format!(
+        "{clients} clients writing notes through the primary's API, standby in its own process"
+    ));
+    let of = |m: Mode| {
+        rates
+            .iter()
+            .find(|(x, _)| *x == m)
+            .map(|r| r.1)
+            .unwrap_or(0.0)
+    };
+    for (mode, r) in &rates {
+        section.figure(format!("{} notes/s", mode_name(*mode)), *r, "notes/s");
+    }
+    let async_rate = of(Mode::Async);
+    if async_rate > 0.0 {
+        section.target(
+            "sync / async",
+            of(Mode::Sync) / async_rate,
+            "x",
+            Target {
+                goal: Goal::AtLeast,
+                value: 0.7,
+            },
+        );
+        section.figure(
+            "sync-visible / async",
+            of(Mode::SyncVisible) / async_rate,
+            "x",
+        );
+    }
+    let mut single = Section::new("one client, sync mode");
+    if let Some(lat) = &one {
+        let fsync_p99_ms = machine.fdatasync.p99_us / 1000.0;
+        single.latency("note acknowledged", lat, None);
+        single.figure("local fdatasync p99", fsync_p99_ms, "ms");
+        single.note(
+            "target: note p99 at most 2x the local fdatasync p99 plus the loopback round trip",
+        );
+    }
+    Ok(Report {
+        bench: "replication".into(),
+        machine,
+        sections: vec![section, single],
+    })
+}

@@ -10,7 +10,7 @@
 //! - [`exchange`]: the referral exchange's messages (`ttx-exchange/1` request bodies).
 //! - [`envelope`]: the frozen envelope one event of a site's log is shipped in (`ttx-repl/1`).
 //! - [`repl`]: the hot standby's frames (`ttx-repl/1`: subscribe, batches of envelopes,
-//!   heartbeats, acks), defined and pinned; not yet served.
+//!   heartbeats, acks), pinned by golden bytes; served by `replication::serve`.
 //! - [`error`]: stable error codes sent on the wire, and the codec's own error type.
 //!
 //! Evolution rule: bincode cannot add fields to a struct, so the protocol evolves only by appending

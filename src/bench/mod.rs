@@ -6,6 +6,8 @@
 //! - [`api`]: durable notes through the local HTTP API of a real node, against the writer.
 //! - [`cli`]: `ttx note` process start to acknowledged write, against the same request in process.
 //! - [`store`]: durable note appends through the writer, and reads on a large store.
+//! - [`exchange`]: the referral exchange between two real nodes (refer to ack, referrals/s,
+//!   shared notes/s, a backlog drained), against ping + bare rusqlite commits.
 //! - [`transport`]: Hello round trips, handshakes, request throughput vs raw quinn, many peers.
 //! - [`http`] and [`node`]: a keep-alive HTTP client and a real node in process, for the above.
 //!
@@ -15,6 +17,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod exchange;
 pub mod http;
 pub mod node;
 pub mod replication;

@@ -27,6 +27,10 @@ pub enum BenchCommand {
     /// The QUIC transport: ping, handshakes, request throughput against raw quinn, and many
     /// peers held (clients in a child process, so the node's RSS is measured alone).
     Transport(TransportArgs),
+    /// The referral exchange between two real nodes: refer to ack latency, referrals/s and
+    /// shared notes/s sustained, a backlog drained after an outage, against ping + bare
+    /// rusqlite commits in the same run.
+    Exchange(ExchangeArgs),
     /// The web console on the large store: at a glance and a 100-update ticket page through
     /// the console's router, against the API's JSON of the same chart; page sizes; live updates.
     Web(WebArgs),
@@ -89,6 +93,29 @@ pub struct CliArgs {
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
     /// Directory for the node's data dir (removed afterwards); the system temp dir by default.
+    #[arg(long = "work-dir", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Options of `ttx bench exchange`.
+#[derive(Debug, Args)]
+pub struct ExchangeArgs {
+    /// Referrals timed one at a time.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Referrals in the sustained run.
+    #[arg(long, default_value_t = 2_000)]
+    pub referrals: usize,
+    /// Shared notes in the sustained run.
+    #[arg(long, default_value_t = 10_000)]
+    pub notes: usize,
+    /// Notes queued while the partner is down.
+    #[arg(long, default_value_t = 100_000)]
+    pub backlog: usize,
+    /// Concurrent writers at the referring node.
+    #[arg(long, default_value_t = 16)]
+    pub writers: usize,
+    /// Directory for scratch files (removed afterwards); the system temp dir by default.
     #[arg(long = "work-dir", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
 }
@@ -252,6 +279,17 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 dir: a.work_dir,
             };
             transport::run(opts).context("transport benchmark")?
+        }
+        BenchCommand::Exchange(a) => {
+            let opts = crate::bench::exchange::ExchangeOpts {
+                samples: a.samples,
+                referrals: a.referrals,
+                notes: a.notes,
+                backlog: a.backlog,
+                writers: a.writers,
+                dir: a.work_dir,
+            };
+            crate::bench::exchange::run(&opts).context("exchange benchmark")?
         }
         BenchCommand::Web(a) => {
             let opts = crate::bench::web::WebBenchOptions {

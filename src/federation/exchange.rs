@@ -227,11 +227,37 @@ impl Worker {
                     delay
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.shutdown.wait_for(|s| *s) => return,
+            // The peer's record changing (re-added with a new address, say) retries at once.
+            let before = self.addrs().await;
+            let until = tokio::time::Instant::now() + wait;
+            let changed = self.store.writer.outbox_changed.clone();
+            loop {
+                let woke = tokio::select! {
+                    _ = tokio::time::sleep_until(until) => false,
+                    _ = changed.notified() => true,
+                    _ = self.shutdown.wait_for(|s| *s) => return,
+                };
+                if !woke {
+                    break;
+                }
+                if self.addrs().await != before {
+                    attempt = 0;
+                    break;
+                }
             }
         }
+    }
+
+    /// The peer's registered addresses (`None` when it is not in the registry).
+    async fn addrs(&self) -> Option<Vec<String>> {
+        let peer = self.peer.clone();
+        self.store
+            .reader
+            .read(move |c| query::peer(c, &peer))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.addrs)
     }
 
     async fn round(&mut self, conn: &mut Option<Peer>, dial_new: bool) -> Round {

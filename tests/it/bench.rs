@@ -1,4 +1,4 @@
-//! `ttx bench api|cli|transport|web` through the real binary at tiny sizes: the JSON report has
+//! `ttx bench api|cli|transport|web|exchange` through the real binary at tiny sizes: the JSON report has
 //! the expected sections and figures. No timing is asserted (the machine may be busy).
 
 use crate::common::{run, ttx};
@@ -133,4 +133,28 @@ fn bench_web_reports_pages_baselines_sizes_and_live_updates() {
     }
     let page = has(&f, "largest ticket page");
     assert!(page > 10.0, "a 101-event page is tens of KB, got {page} KB");
+}
+
+#[test]
+fn bench_exchange_reports_latency_throughput_backlog_and_baselines() {
+    let r = bench(&[
+        "exchange",
+        "--samples",
+        "5",
+        "--referrals",
+        "20",
+        "--notes",
+        "30",
+        "--backlog",
+        "40",
+        "--writers",
+        "4",
+    ]);
+    let f = figures(&r, "exchange");
+    has(&f, "refer to ack p50");
+    has(&f, "refer to ack p99");
+    has(&f, "floor (ping + 3 commits) p50");
+    assert!(has(&f, "referrals/s (decided, sent, taken, acked)") > 0.0);
+    assert!(has(&f, "shared notes/s") > 0.0);
+    has(&f, "40 queued notes drained");
 }

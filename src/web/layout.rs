@@ -62,6 +62,7 @@ pub fn page(title: &str, who: &WebCaller, live: Option<&str>, body: Markup) -> P
                         a href="/" accesskey="g" title="At a glance (g)" { "At a glance" }
                         a href="/tickets" title="Tickets (l)" { "Tickets" }
                         a href="/tickets/new" title="New ticket (c)" { "New" }
+                        a href="/referrals" { "Referrals" }
                         @if who.is_admin() { a href="/admin/peers" { "Peers" } }
                     }
                     form.search method="get" action="/tickets" {

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 
 use super::layout::CSP;
-use super::pages::{admin, create, glance, list, login, ticket};
+use super::pages::{admin, create, glance, list, login, referrals, ticket};
 use super::{live, WebState};
 use crate::api::error::ApiError;
 use crate::config::Config;
@@ -123,6 +123,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/tickets/{number}/notes/{id}", get(ticket::full_note))
         .route("/tickets/{number}/link", post(ticket::link))
+        .route("/referrals", get(referrals::list))
         .route("/admin/peers", get(admin::peers))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))

@@ -22,3 +22,4 @@ mod site;
 mod tickets;
 mod trust;
 mod web;
+mod web_views;

@@ -1,9 +1,11 @@
-//! Admin views: the peer registry (partners, standby, pending), and the transport's health when
-//! the node listens for peers. Admins only.
+//! Admin views: the peer registry (partners, standby, pending), this node's role and the hot
+//! standby's health (mode, standby connected, lag), and the transport's health when the node
+//! listens for peers. Admins only.
 
 use axum::extract::State;
 use maud::html;
 
+use crate::replication::{Mode, ReplicationStatus, WhenGone};
 use crate::store::query;
 use crate::web::auth::Viewer;
 use crate::web::error::{forbidden, WebError};
@@ -20,6 +22,11 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
     }
     let peers = state.app.store.reader.read(query::peers).await?;
     let transport = state.app.federation.get().map(|f| f.status());
+    let (role, epoch) = {
+        let r = state.app.store.writer.role.borrow();
+        (r.role_text(), r.epoch)
+    };
+    let replication = state.app.replication.status();
     Ok(page(
         "Peers",
         &who,
@@ -38,6 +45,8 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
                     }
                     None => { p.meta { "The node does not listen for peers (no transport.listen)." } }
                 }
+                h2 { "Replication" }
+                (replication_view(&role, epoch, &replication))
                 h2 { "Registry" }
                 table #peers {
                     thead { tr { th { "Site" } th { "State" } th { "Role" } th { "Addresses" } th { "Pins" } th { "Seen" } th { "Since" } } }
@@ -60,4 +69,51 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
             }
         },
     ))
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Async => "async",
+        Mode::Sync => "sync",
+        Mode::SyncVisible => "sync-visible",
+    }
+}
+
+fn when_gone_name(w: WhenGone) -> &'static str {
+    match w {
+        WhenGone::Block => "block",
+        WhenGone::Degrade => "degrade",
+    }
+}
+
+/// This node's role and epoch and the hot standby's health, as `ttx status` reports them: on a
+/// primary the mode, the standby connected or not and its lag; on a standby the primary it
+/// follows, whether the stream is up and how far behind it is.
+fn replication_view(role: &str, epoch: u64, r: &ReplicationStatus) -> maud::Markup {
+    let p = &r.primary;
+    html! {
+        dl.header #replication {
+            dt { "Role" } dd { (role) " · epoch " (epoch) }
+            @match &r.following {
+                Some(f) => {
+                    dt { "Follows" } dd { (f.primary_node.as_deref().unwrap_or("")) " at " (f.primary_addr) }
+                    dt { "Stream" } dd { @if f.connected { "up" } @else { strong { "down" } } @if let Some(e) = &f.last_error { " · " (e) } }
+                    dt { "Applied" } dd { "position " (f.applied) " of " (f.primary_head) " · " (f.lag_events) " events behind" }
+                    @if let Some(t) = f.last_heard_at { dt { "Last heard" } dd { (when(t)) } }
+                }
+                None => {
+                    dt { "Mode" } dd { (mode_name(p.mode)) " · when the standby is gone: " (when_gone_name(p.when_standby_gone)) }
+                    dt { "Standby" } dd {
+                        @match &p.standby {
+                            Some(s) => { (s.node) " at " (s.addr) " · connected since " (when(s.since)) }
+                            None => { strong { "not connected" } }
+                        }
+                    }
+                    @if let Some(d) = p.degraded_since { dt { "Degraded" } dd { strong { "running as async since " (when(d)) } } }
+                    dt { "Lag" } dd { (p.lag.events) " events · " (p.lag.ms) " ms" }
+                    dt { "Acknowledged" } dd { "durable to " (p.acked_durable) " · applied to " (p.acked_applied) " · " (p.waiting) " answers waiting" }
+                }
+            }
+        }
+    }
 }

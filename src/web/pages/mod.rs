@@ -5,13 +5,15 @@
 //! - [`list`]: lists with filters, sortable columns and full-text search.
 //! - [`ticket`]: the chart and its action forms.
 //! - [`create`]: quick create with the RFC 1297 header fields.
-//! - [`admin`]: peers and transport health (admins).
+//! - [`referrals`]: referrals to partners and from them (a page, and a table the ticket page shows).
+//! - [`admin`]: peers, replication and transport health (admins).
 
 pub mod admin;
 pub mod create;
 pub mod glance;
 pub mod list;
 pub mod login;
+pub mod referrals;
 pub mod ticket;
 
 use crate::api::tickets::{idempotency_key, write_ticket};

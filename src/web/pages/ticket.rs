@@ -316,6 +316,7 @@ pub async fn show(
                     h1 { "TT " (reference) " " span.meta { "[" (t.ticket_type) "]" } " " span #subject { (t.subject) } }
                     (header(&chart))
                     (timers(&who, &chart))
+                    @if !chart.referrals.is_empty() { h2 { "Referrals" } (super::referrals::table(&chart.referrals)) }
                 }
                 @if who.can_write() { (actions(&who, &chart)) }
                 div #chart-history { (history(&chart)) (more_history(&chart)) }

@@ -40,12 +40,17 @@ pub struct PeerCtx {
 /// Serves the requests of one protocol version. The endpoint has already checked that the peer
 /// is admitted and authorized for the protocol's permission when `handle` is called.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request: the response body, or a stable error code for the peer.
+    /// Answers one request: the response body, or a stable error code for the peer. The
+    /// default refuses with `malformed` (the protocol has only long-lived streams, as
+    /// `ttx-repl/1`).
     fn handle<'a>(
         &'a self,
         peer: &'a PeerCtx,
         request: Request,
-    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        let _ = (peer, request);
+        Box::pin(async { Err(ErrorCode::Malformed) })
+    }
 
     /// Serves a long-lived stream the peer opened with `open`: accept it (choosing the frame
     /// types) with [`IncomingStream::accept`] or refuse it with [`IncomingStream::refuse`].

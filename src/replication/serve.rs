@@ -18,7 +18,7 @@ use crate::net::{BoxFuture, FramedRecv, FramedSend, Handler, IncomingStream, Net
 use crate::store::{ship, Store, StoreError, WriteOp, WriteRequest};
 use crate::wire::codec;
 use crate::wire::repl::{Batch, Subscribe, Subscribed, ToPrimary, ToStandby};
-use crate::wire::{ErrorCode, Request, Role, StreamOpen};
+use crate::wire::{ErrorCode, Role, StreamOpen};
 
 /// Most envelopes read from the log per catch-up batch.
 const LOG_BATCH: u64 = 512;
@@ -267,15 +267,8 @@ impl ReplV1 {
 }
 
 impl Handler for ReplV1 {
-    fn handle<'a>(
-        &'a self,
-        _peer: &'a PeerCtx,
-        _request: Request,
-    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
-        // `ttx-repl/1` has no one-shot requests: everything runs on the long-lived stream.
-        Box::pin(async { Err(ErrorCode::Malformed) })
-    }
-
+    // `ttx-repl/1` has no one-shot requests (the default `handle` refuses them): everything
+    // runs on the long-lived stream.
     fn stream<'a>(
         &'a self,
         peer: &'a PeerCtx,

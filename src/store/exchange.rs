@@ -246,8 +246,13 @@ impl ReferralRow {
     }
 }
 
-/// Every referral (or those of one ticket), newest first, with overdue and orphaned worked out
-/// at `now` (a referral is orphaned while its peer is not in the registry).
+/// The most referrals one listing returns (the newest), so that a listing's size and time stay
+/// bounded however many referrals a site has made.
+pub const MAX_LISTED_REFERRALS: usize = 1000;
+
+/// Every referral (or those of one ticket), newest first and at most
+/// [`MAX_LISTED_REFERRALS`], with overdue and orphaned worked out at `now` (a referral is
+/// orphaned while its peer is not in the registry).
 pub fn list_referrals(
     conn: &Connection,
     ticket: Option<Uuid>,
@@ -258,11 +263,15 @@ pub fn list_referrals(
             "SELECT r.doc, t.number, EXISTS (SELECT 1 FROM peers p WHERE p.site = r.peer)
              FROM referrals r JOIN tickets t ON t.id = r.ticket_id
              WHERE ?1 IS NULL OR r.ticket_id = ?1
-             ORDER BY r.id DESC",
+             ORDER BY r.id DESC LIMIT ?2",
         )?
-        .query_map([ticket.map(|t| t.as_bytes().to_vec())], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .query_map(
+            rusqlite::params![
+                ticket.map(|t| t.as_bytes().to_vec()),
+                MAX_LISTED_REFERRALS as i64
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?
         .collect::<Result<_, _>>()?;
     rows.into_iter()
         .map(|(doc, number, known)| Ok(ReferralRow::of(referral_from(doc)?, number, known, now)))

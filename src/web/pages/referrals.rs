@@ -7,7 +7,7 @@ use maud::{html, Markup};
 use crate::exchange::record::short;
 use crate::exchange::Side;
 use crate::model::clock;
-use crate::store::exchange::{list_referrals, ReferralRow};
+use crate::store::exchange::{list_referrals, ReferralRow, MAX_LISTED_REFERRALS};
 use crate::web::auth::Viewer;
 use crate::web::error::WebError;
 use crate::web::layout::{page, when, Page};
@@ -29,7 +29,10 @@ pub async fn list(State(state): State<WebState>, Viewer(who): Viewer) -> Result<
         html! {
             main {
                 h1 { "Referrals" }
-                p.meta { (flagged) " overdue or orphaned · " (rows.len()) " in all" }
+                p.meta {
+                    (flagged) " overdue or orphaned · "
+                    @if rows.len() == MAX_LISTED_REFERRALS { "the newest " (rows.len()) " shown" } @else { (rows.len()) " in all" }
+                }
                 (table(&rows))
                 p.meta { "Refer a ticket with ttx refer N --to SITE; act on one with ttx referral accept|reject|close|reopen|cancel ID." }
             }

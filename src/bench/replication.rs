@@ -226,14 +226,6 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
     Ok((primary, standby, token))
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Async => "async",
-        Mode::Sync => "sync",
-        Mode::SyncVisible => "sync-visible",
-    }
-}
-
 /// Waits until the primary reports its standby connected and caught up.
 fn wait_standby(api: std::net::SocketAddr, token: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -271,7 +263,7 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
         let mut conn = KeepAlive::connect(api, &token)?;
         let mut tickets = Vec::new();
         for t in 0..8 {
-            let body = format!(r#"{{"subject": "bench {} {t}"}}"#, mode_name(mode));
+            let body = format!(r#"{{"subject": "bench {} {t}"}}"#, mode.as_str());
             let a = conn.post_json("/v1/tickets", body.as_bytes())?;
             let v: serde_json::Value = serde_json::from_slice(&a.body)
                 .map_err(|e| failed("create a ticket")(e.to_string()))?;
@@ -311,7 +303,7 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
             .unwrap_or(0.0)
     };
     for (mode, r) in &rates {
-        section.figure(format!("{} notes/s", mode_name(*mode)), *r, "notes/s");
+        section.figure(format!("{} notes/s", mode.as_str()), *r, "notes/s");
     }
     let async_rate = of(Mode::Async);
     if async_rate > 0.0 {

@@ -569,18 +569,10 @@ fn history(o: &mut String, c: &Chart, reference: &str, times: &Times, layout: &C
 /// `ttx status`'s replication lines: on a primary the mode, the standby and its lag (or
 /// `DEGRADED` / no standby); on a standby the primary it follows and how far it has applied.
 pub fn replication(r: &crate::replication::ReplicationStatus, times: &Times) -> String {
-    use crate::replication::Mode;
     let mut out = String::new();
     let p = &r.primary;
-    let mode = match p.mode {
-        Mode::Async => "async",
-        Mode::Sync => "sync",
-        Mode::SyncVisible => "sync-visible",
-    };
-    let gone = match p.when_standby_gone {
-        crate::replication::WhenGone::Block => "block",
-        crate::replication::WhenGone::Degrade => "degrade",
-    };
+    let mode = p.mode.as_str();
+    let gone = p.when_standby_gone.as_str();
     if let Some(f) = &r.following {
         let state = if f.connected {
             "connected"
@@ -606,7 +598,7 @@ pub fn replication(r: &crate::replication::ReplicationStatus, times: &Times) -> 
         return out;
     }
     let _ = write!(out, "replication mode {mode}");
-    if p.mode != Mode::Async {
+    if p.mode != crate::replication::Mode::Async {
         let _ = write!(out, " (when the standby is gone: {gone})");
     }
     match &p.standby {

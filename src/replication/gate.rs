@@ -44,6 +44,27 @@ pub enum WhenGone {
     Degrade,
 }
 
+impl Mode {
+    /// The name in config, `ttx status` and the console (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Async => "async",
+            Mode::Sync => "sync",
+            Mode::SyncVisible => "sync-visible",
+        }
+    }
+}
+
+impl WhenGone {
+    /// The name in config, `ttx status` and the console (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenGone::Block => "block",
+            WhenGone::Degrade => "degrade",
+        }
+    }
+}
+
 /// What happened to an answer that left the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<T> {
@@ -285,6 +306,16 @@ impl<T> Gate<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_serde_names() {
+        for m in [Mode::Async, Mode::Sync, Mode::SyncVisible] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        for w in [WhenGone::Block, WhenGone::Degrade] {
+            assert_eq!(serde_json::to_value(w).unwrap(), w.as_str());
+        }
+    }
 
     fn released(out: Vec<Outcome<u32>>) -> Vec<u32> {
         out.into_iter()

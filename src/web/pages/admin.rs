@@ -5,7 +5,7 @@
 use axum::extract::State;
 use maud::html;
 
-use crate::replication::{Mode, ReplicationStatus, WhenGone};
+use crate::replication::ReplicationStatus;
 use crate::store::query;
 use crate::web::auth::Viewer;
 use crate::web::error::{forbidden, WebError};
@@ -71,21 +71,6 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
     ))
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Async => "async",
-        Mode::Sync => "sync",
-        Mode::SyncVisible => "sync-visible",
-    }
-}
-
-fn when_gone_name(w: WhenGone) -> &'static str {
-    match w {
-        WhenGone::Block => "block",
-        WhenGone::Degrade => "degrade",
-    }
-}
-
 /// This node's role and epoch and the hot standby's health, as `ttx status` reports them: on a
 /// primary the mode, the standby connected or not and its lag; on a standby the primary it
 /// follows, whether the stream is up and how far behind it is.
@@ -102,7 +87,7 @@ fn replication_view(role: &str, epoch: u64, r: &ReplicationStatus) -> maud::Mark
                     @if let Some(t) = f.last_heard_at { dt { "Last heard" } dd { (when(t)) } }
                 }
                 None => {
-                    dt { "Mode" } dd { (mode_name(p.mode)) " · when the standby is gone: " (when_gone_name(p.when_standby_gone)) }
+                    dt { "Mode" } dd { (p.mode.as_str()) " · when the standby is gone: " (p.when_standby_gone.as_str()) }
                     dt { "Standby" } dd {
                         @match &p.standby {
                             Some(s) => { (s.node) " at " (s.addr) " · connected since " (when(s.since)) }

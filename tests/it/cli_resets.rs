@@ -59,16 +59,20 @@ fn a_reset_connection_is_a_failure_and_the_write_is_retried_with_the_same_key() 
     std::fs::write(&token, "ttx_0000\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut c = ttx();
-    c.env("XDG_CONFIG_HOME", tmp.path()).args([
-        "--api",
-        &format!("http://{addr}"),
-        "--token-file",
-        token.to_str().unwrap(),
-        "new",
-        "fibre cut",
-    ]);
-    let out = run(c, None);
+    // `ttx new` against the API at `api`, with the token file.
+    let new_against = |api: std::net::SocketAddr| {
+        let mut c = ttx();
+        c.env("XDG_CONFIG_HOME", tmp.path()).args([
+            "--api",
+            &format!("http://{api}"),
+            "--token-file",
+            token.to_str().unwrap(),
+            "new",
+            "fibre cut",
+        ]);
+        run(c, None)
+    };
+    let out = new_against(addr);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("lost"), "{out:?}");
     let keys = keys.lock().unwrap().clone();
@@ -83,16 +87,7 @@ fn a_reset_connection_is_a_failure_and_the_write_is_retried_with_the_same_key() 
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut c = ttx();
-    c.env("XDG_CONFIG_HOME", tmp.path()).args([
-        "--api",
-        &format!("http://{closed}"),
-        "--token-file",
-        token.to_str().unwrap(),
-        "new",
-        "fibre cut",
-    ]);
-    let out = run(c, None);
+    let out = new_against(closed);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("connection refused"), "{out:?}");
 }

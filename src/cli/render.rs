@@ -591,6 +591,12 @@ pub fn replication(r: &crate::replication::ReplicationStatus, times: &Times) -> 
         if let (false, Some(e)) = (f.connected, &f.last_error) {
             let _ = writeln!(out, "  last error: {e}");
         }
+        if let Some(at) = f.diverged_at {
+            let _ = writeln!(
+                out,
+                "  DIVERGED: this node's log differs from the primary's at or below position {at}: `ttx standby rejoin` makes it a standby, keeping its own events for review"
+            );
+        }
         let _ = writeln!(
             out,
             "  on promotion: mode {mode}, when the standby is gone {gone}"

@@ -3,10 +3,17 @@
 //! it has durably and applied, and reconnects with backoff after any failure, always resuming
 //! from its head (so a restart, a dropped stream or a refused batch resume cleanly).
 //!
-//! It follows only while the node is a standby: a promoted node stops following at once, and
-//! from then on knocks at the old primary's address every second with its new epoch, so that
-//! an old primary that comes back is fenced by its first subscription (it refuses writes from
-//! then on, durably). Batches
+//! Each subscription names the event at the standby's head (position, id, epoch): a primary
+//! whose log holds another event there refuses it `diverged`, and the follower says so in
+//! `ttx status` (the node has events the primary never had: `ttx standby rejoin`).
+//!
+//! It follows while the node is a standby (or fenced: a deposed primary whose log is a prefix
+//! of the new primary's may catch up; one with a tail is refused `diverged`). A promoted node
+//! stops following at once and knocks at the old primary's address with its new epoch, so
+//! that an old primary that comes back is fenced by its first subscription (it refuses writes
+//! from then on, durably). It knocks until the old primary answered once (it is then fenced
+//! or a standby, durably, and never needs another knock), waiting 1 s doubling to 10 s while
+//! the old primary cannot be reached. Batches
 //! that arrive while the writer is busy are applied together in one transaction (the standby
 //! applies in larger batches under load, and acks once per transaction).
 
@@ -29,8 +36,10 @@ use crate::wire::repl::{Subscribe, Subscribed, ToPrimary, ToStandby};
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often a promoted node knocks at its old primary's address to fence it if it is back.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The first wait between a promoted node's knocks at its old primary (unreachable so far).
+const PROBE_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between knocks.
+const PROBE_MAX: Duration = Duration::from_secs(10);
 /// Batches waiting to be applied before the stream stops being read (QUIC then slows the
 /// primary down).
 const APPLY_QUEUE: usize = 64;
@@ -59,6 +68,10 @@ pub struct FollowStatus {
     /// After promotion: the old primary came back and was fenced by this node's epoch.
     #[serde(default)]
     pub old_primary_fenced: bool,
+    /// The primary refused this node's log as not a prefix of its own: the position of this
+    /// node's head when it was refused (its events at or below it differ from the primary's).
+    #[serde(default)]
+    pub diverged_at: Option<u64>,
 }
 
 /// Why a session with the primary ended.
@@ -78,6 +91,8 @@ enum SessionEnd {
     OlderPrimary { theirs: u64, ours: u64 },
     #[error("this node is no longer a standby")]
     NotStandby,
+    #[error("the primary refused this node's log (head {head}): it holds events the primary never had at or below position {head}; `ttx standby rejoin` makes it a standby again, keeping them for review")]
+    Diverged { head: u64 },
     #[error("the primary closed the stream")]
     Closed,
 }
@@ -127,28 +142,35 @@ impl Follower {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut role = self.store.writer.role.clone();
         let mut backoff = MIN_BACKOFF;
+        let mut probe = PROBE_FIRST;
         loop {
             let now = role.borrow_and_update().clone();
             if now.is_primary() {
                 // Promoted: knock at the old primary's address with the new epoch, so that if it
                 // comes back its first subscription fences it (durably) before it takes writes.
-                tokio::select! {
-                    _ = self.fence_old_primary(now.epoch) => {}
+                // Once it answered, it holds our epoch durably: no more knocks.
+                let answered = tokio::select! {
+                    a = self.fence_old_primary(now.epoch) => a,
                     _ = shutdown.wait_for(|s| *s) => return,
-                }
+                };
+                let wait = if answered {
+                    None
+                } else {
+                    let wait = probe;
+                    probe = (probe * 2).min(PROBE_MAX);
+                    Some(wait)
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(PROBE_EVERY) => {}
-                    r = role.changed() => if r.is_err() { return },
+                    _ = async {
+                        match wait {
+                            Some(w) => tokio::time::sleep(w).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                    r = role.changed() => if r.is_err() { return } else { probe = PROBE_FIRST },
                     _ = shutdown.wait_for(|s| *s) => return,
                 }
                 continue;
-            }
-            if !is_standby(&now) {
-                tracing::info!(role = %now.role_text(), "not a standby: not following a primary");
-                tokio::select! {
-                    r = role.changed() => if r.is_err() { return } else { continue },
-                    _ = shutdown.wait_for(|s| *s) => return,
-                }
             }
             let mut subscribed = false;
             let end = tokio::select! {
@@ -162,7 +184,9 @@ impl Follower {
             }
             match &end {
                 SessionEnd::NotStandby => continue,
-                SessionEnd::Apply(_) | SessionEnd::OlderPrimary { .. } => {
+                SessionEnd::Apply(_)
+                | SessionEnd::OlderPrimary { .. }
+                | SessionEnd::Diverged { .. } => {
                     tracing::error!(error = %end, primary = %self.primary_addr, "replication stream stopped")
                 }
                 _ => {
@@ -181,15 +205,16 @@ impl Follower {
     }
 
     /// One knock at the old primary (this node was promoted): a subscription with our epoch,
-    /// which a primary of an older epoch answers by fencing itself (`not_primary`).
-    async fn fence_old_primary(&self, epoch: u64) {
+    /// which a primary of an older epoch answers by fencing itself (`not_primary`). Whether it
+    /// answered at all (then it holds our epoch durably and needs no further knock).
+    async fn fence_old_primary(&self, epoch: u64) -> bool {
         let attempt = async {
             let fed = self.federation.get().ok_or(SessionEnd::NoFederation)?;
             let addr = self.resolve().await?;
             let peer = fed.connect_as_standby(addr).await?;
             let sub = Subscribe {
                 epoch,
-                from: *self.store.writer.head.borrow() as u64 + 1,
+                ..self.subscription().await?
             };
             let body = codec::encode(&sub).expect("subscribe encodes");
             let answer = peer.open_stream::<ToPrimary, ToStandby>(body).await;
@@ -203,12 +228,37 @@ impl Follower {
                     s.old_primary_fenced = true;
                     tracing::warn!(old_primary = %self.primary_addr, epoch, "the old primary is back and holds an older epoch: it is fenced");
                 }
+                true
+            }
+            Err(SessionEnd::Net(NetError::Remote(code))) => {
+                tracing::warn!(old_primary = %self.primary_addr, %code, "the old primary refused the knock");
+                true
             }
             Ok(()) => {
-                tracing::error!(old_primary = %self.primary_addr, "the old primary accepted a subscription of a newer epoch")
+                tracing::error!(old_primary = %self.primary_addr, "the old primary accepted a subscription of a newer epoch");
+                true
             }
-            Err(e) => tracing::debug!(error = %e, "old primary not reachable"),
+            Err(e) => {
+                tracing::debug!(error = %e, "old primary not reachable");
+                false
+            }
         }
+    }
+
+    /// A subscription from this node's head: its epoch, head + 1, and the event at the head.
+    async fn subscription(&self) -> Result<Subscribe, SessionEnd> {
+        let (head, head_id, head_epoch) = self
+            .store
+            .reader
+            .read(crate::store::ship::tip)
+            .await
+            .map_err(SessionEnd::Apply)?;
+        Ok(Subscribe {
+            epoch: self.store.writer.role.borrow().epoch,
+            from: head + 1,
+            head_id,
+            head_epoch,
+        })
     }
 
     async fn resolve(&self) -> Result<SocketAddr, SessionEnd> {
@@ -224,14 +274,17 @@ impl Follower {
         let fed = self.federation.get().ok_or(SessionEnd::NoFederation)?;
         let addr = self.resolve().await?;
         let peer = fed.connect_as_standby(addr).await?;
-        let ours = self.store.writer.role.borrow().epoch;
-        let head = *self.store.writer.head.borrow() as u64;
-        let sub = Subscribe {
-            epoch: ours,
-            from: head + 1,
-        };
+        let sub = self.subscription().await?;
+        let ours = sub.epoch;
         let body = codec::encode(&sub).expect("subscribe encodes");
-        let (answer, stream) = peer.open_stream::<ToPrimary, ToStandby>(body).await?;
+        let (answer, stream) = match peer.open_stream::<ToPrimary, ToStandby>(body).await {
+            Ok(opened) => opened,
+            Err(NetError::Remote(crate::wire::ErrorCode::Diverged)) => {
+                self.lock().diverged_at = Some(sub.from - 1);
+                return Err(SessionEnd::Diverged { head: sub.from - 1 });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let answer: Subscribed = codec::decode(&answer).map_err(|_| SessionEnd::BadAnswer)?;
         if answer.epoch < ours {
             return Err(SessionEnd::OlderPrimary {
@@ -247,6 +300,7 @@ impl Follower {
             s.primary_head = answer.head;
             s.last_heard_at = Some(clock::now());
             s.last_error = None;
+            s.diverged_at = None;
         }
         tracing::info!(primary = %peer.ctx().identity, from = sub.from, primary_head = answer.head, "following the primary");
         let (send, recv) = stream.split();
@@ -305,7 +359,7 @@ impl Follower {
                     None => return Ok(()),
                 },
                 _ = role.changed() => {
-                    if !is_standby(&role.borrow_and_update()) {
+                    if !follows(&role.borrow_and_update()) {
                         return Err(SessionEnd::NotStandby);
                     }
                     continue;
@@ -344,7 +398,7 @@ impl Follower {
     /// and applied move together on the standby.
     async fn ack(&self, send: &mut FramedSend<ToPrimary>) -> Result<(), SessionEnd> {
         let r = self.store.writer.role.borrow().clone();
-        if !is_standby(&r) {
+        if !follows(&r) {
             return Err(SessionEnd::NotStandby);
         }
         let head = *self.store.writer.head.borrow() as u64;
@@ -358,6 +412,8 @@ impl Follower {
     }
 }
 
-fn is_standby(r: &crate::model::role::RoleState) -> bool {
-    matches!(r.role, crate::model::role::NodeRole::Standby { .. })
+/// Whether a node in this role follows a primary: a standby, and a fenced node (which may
+/// catch up while its log is a prefix of the primary's; a diverged one is refused).
+fn follows(r: &crate::model::role::RoleState) -> bool {
+    !r.is_primary()
 }

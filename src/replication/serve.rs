@@ -4,9 +4,11 @@
 //! Only a node of this site that declared the `Standby` role at Hello and holds the standby
 //! permission in the registry gets here (the endpoint checks both); the handler checks the
 //! site and role again, then that this node is the primary and that the subscriber's log is a
-//! prefix of ours. Refusals carry stable codes: `not_authorized` (not this site's standby),
+//! prefix of ours (it wants no position past our head and holds the same event as we do at its
+//! head). Refusals carry stable codes: `not_authorized` (not this site's standby),
 //! `not_primary` (this node is a standby or fenced), `diverged` (the subscriber wants
-//! positions past our head, or acknowledges positions we never had), `malformed`.
+//! positions past our head, holds another event at its head, or acknowledges positions we
+//! never had), `malformed`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +114,30 @@ impl ReplV1 {
             tracing::error!(
                 from = sub.from,
                 head,
-                "a subscriber wants positions past the head: its log is not ours"
+                "a subscriber wants positions past the head: its log is not ours (it has events this primary never had)"
+            );
+            return Err(ErrorCode::Diverged);
+        }
+        let at = sub.from - 1;
+        let ours = match at {
+            0 => Some(([0; 16], 0)),
+            _ => self
+                .store
+                .reader
+                .read(move |c| ship::event_at(c, at))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot read the log to check a subscriber");
+                    ErrorCode::Internal
+                })?,
+        };
+        if ours != Some((sub.head_id, sub.head_epoch)) {
+            tracing::error!(
+                position = at,
+                theirs = %uuid::Uuid::from_bytes(sub.head_id),
+                their_epoch = sub.head_epoch,
+                ours = ?ours.map(|(id, e)| (uuid::Uuid::from_bytes(id), e)),
+                "a subscriber's event at its head differs from ours: its log diverged at or below this position"
             );
             return Err(ErrorCode::Diverged);
         }

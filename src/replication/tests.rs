@@ -112,6 +112,14 @@ impl World {
         ep.connect_with(addr, "noc-a", opts).await
     }
 
+    /// This site's authorized standby, dialed as `Standby`.
+    async fn standby(&mut self) -> Peer {
+        let standby = Some(Permissions::STANDBY);
+        self.dial("noc-a", "standby", standby, Role::Standby)
+            .await
+            .unwrap()
+    }
+
     async fn add_operators(&self, names: &[&str]) {
         for name in names {
             let req = crate::store::tests::req(WriteOp::AddOperator {
@@ -124,11 +132,37 @@ impl World {
     }
 }
 
+/// Subscribes from `from`, naming the primary's own event at `from - 1` (a standby whose log
+/// is a prefix of the primary's).
 async fn subscribe(
+    w: &World,
     peer: &Peer,
     from: u64,
 ) -> Result<(Subscribed, crate::net::FramedStream<Junk, ToStandby>), NetError> {
-    let body = codec::encode(&Subscribe { epoch: 1, from }).unwrap();
+    let at = from.saturating_sub(1);
+    let (head_id, head_epoch) = w
+        .store
+        .reader
+        .read(move |c| crate::store::ship::event_at(c, at))
+        .await
+        .unwrap()
+        .unwrap_or(([0; 16], 0));
+    subscribe_naming(peer, from, head_id, head_epoch).await
+}
+
+async fn subscribe_naming(
+    peer: &Peer,
+    from: u64,
+    head_id: [u8; 16],
+    head_epoch: u64,
+) -> Result<(Subscribed, crate::net::FramedStream<Junk, ToStandby>), NetError> {
+    let sub = Subscribe {
+        epoch: 1,
+        from,
+        head_id,
+        head_epoch,
+    };
+    let body = codec::encode(&sub).unwrap();
     let (answer, stream) = peer.open_stream::<Junk, ToStandby>(body).await?;
     Ok((codec::decode(&answer).unwrap(), stream))
 }
@@ -185,19 +219,16 @@ async fn only_this_sites_authorized_standby_may_subscribe() {
         .dial("noc-a", "standby", standby, Role::Partner)
         .await
         .unwrap();
-    let refused = subscribe(&partner, 1).await.err();
+    let refused = subscribe(&w, &partner, 1).await.err();
     assert!(
         matches!(refused, Some(NetError::Remote(ErrorCode::NotAuthorized))),
         "{refused:?}"
     );
     // The site's standby: subscribed; past the head is diverged.
-    let ok = w
-        .dial("noc-a", "standby", standby, Role::Standby)
-        .await
-        .unwrap();
-    let (answer, _stream) = subscribe(&ok, 1).await.unwrap();
+    let ok = w.standby().await;
+    let (answer, _stream) = subscribe(&w, &ok, 1).await.unwrap();
     assert_eq!((answer.epoch, answer.head), (1, 0));
-    let ahead = subscribe(&ok, 5).await.err();
+    let ahead = subscribe(&w, &ok, 5).await.err();
     assert!(
         matches!(ahead, Some(NetError::Remote(ErrorCode::Diverged))),
         "{ahead:?}"
@@ -208,19 +239,11 @@ async fn only_this_sites_authorized_standby_may_subscribe() {
 async fn a_corrupt_or_short_frame_stops_the_stream_and_a_new_subscription_resumes() {
     let mut w = world();
     w.add_operators(&["a", "b", "c"]).await;
-    let peer = w
-        .dial(
-            "noc-a",
-            "standby",
-            Some(Permissions::STANDBY),
-            Role::Standby,
-        )
-        .await
-        .unwrap();
+    let peer = w.standby().await;
     for junk in [Junk::Ack(1), Junk::Unknown(0)] {
         let head = *w.store.writer.head.borrow() as u64;
         let from = head - 2;
-        let (answer, stream) = subscribe(&peer, from).await.unwrap();
+        let (answer, stream) = subscribe(&w, &peer, from).await.unwrap();
         assert_eq!(answer.head, head);
         let (mut send, mut recv) = stream.split();
         assert_eq!(
@@ -243,7 +266,36 @@ async fn a_corrupt_or_short_frame_stops_the_stream_and_a_new_subscription_resume
         w.add_operators(&[&format!("after-{head}")]).await;
     }
     let head = *w.store.writer.head.borrow() as u64;
-    let (_, stream) = subscribe(&peer, head).await.unwrap();
+    let (_, stream) = subscribe(&w, &peer, head).await.unwrap();
     let (_send, mut recv) = stream.split();
     assert_eq!(positions_until(&mut recv, head).await, vec![head]);
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_head_event_differs_from_ours_is_diverged() {
+    let mut w = world();
+    w.add_operators(&["a", "b"]).await;
+    let peer = w.standby().await;
+    let head = *w.store.writer.head.borrow() as u64;
+    let (id, epoch) = w
+        .store
+        .reader
+        .read(move |c| crate::store::ship::event_at(c, head))
+        .await
+        .unwrap()
+        .unwrap();
+    // The same position with another event there (a deposed primary's own tail): diverged.
+    let other = subscribe_naming(&peer, head + 1, [0x5a; 16], epoch)
+        .await
+        .err();
+    assert!(
+        matches!(other, Some(NetError::Remote(ErrorCode::Diverged))),
+        "{other:?}"
+    );
+    // The same id under another epoch is not our event either.
+    let epoch_differs = subscribe_naming(&peer, head + 1, id, epoch + 1).await.err();
+    assert!(
+        matches!(epoch_differs, Some(NetError::Remote(ErrorCode::Diverged))),
+        "{epoch_differs:?}"
+    );
 }

@@ -64,6 +64,35 @@ pub fn envelopes_after(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The id and epoch of the event at `position` (the check that a standby's log is a prefix of
+/// ours: the same event at its head), or `None` when the log has no such position.
+pub fn event_at(conn: &Connection, position: u64) -> Result<Option<([u8; 16], u64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id, epoch FROM events WHERE seq = ?1")?
+        .query_row([position as i64], |r| {
+            let id: Uuid = r.get(0)?;
+            Ok((*id.as_bytes(), r.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+/// The log's last position with the id and epoch of the event there (`(0, zeros, 0)` for an
+/// empty log): what a standby names when it subscribes.
+pub fn tip(conn: &Connection) -> Result<(u64, [u8; 16], u64), StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq, id, epoch FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            let id: Uuid = r.get(1)?;
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                *id.as_bytes(),
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .optional()?
+        .unwrap_or((0, [0; 16], 0)))
+}
+
 /// The event an envelope carries, and its body as text; refuses a body that is not JSON of the
 /// kind named.
 pub fn event_of(env: &Envelope) -> Result<(Event, &str), ApplyError> {

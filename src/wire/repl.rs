@@ -13,13 +13,18 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::Envelope;
 
-/// `Open` body: the standby asks for the log from `from` on.
+/// `Open` body: the standby asks for the log from `from` on, naming the event it holds at
+/// `from - 1` (its head) so the primary can refuse a log that is not a prefix of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscribe {
     /// The standby's epoch.
     pub epoch: u64,
     /// The first position it wants (its head + 1).
     pub from: u64,
+    /// The id of the standby's event at `from - 1` (all zero when its log is empty).
+    pub head_id: [u8; 16],
+    /// The epoch of that event (0 when its log is empty).
+    pub head_epoch: u64,
 }
 
 /// `Opened` body: the primary's epoch and head when the stream started.
@@ -91,8 +96,14 @@ mod golden {
     #[test]
     fn subscribe_and_subscribed() {
         check(
-            Subscribe { epoch: 2, from: 8 },
-            "0200000000000000 0800000000000000",
+            Subscribe {
+                epoch: 2,
+                from: 8,
+                head_id: [0xab; 16],
+                head_epoch: 1,
+            },
+            "0200000000000000 0800000000000000
+             abababababababababababababababab 0100000000000000",
         );
         check(
             Subscribed { epoch: 2, head: 7 },

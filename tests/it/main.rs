@@ -18,6 +18,7 @@ mod pki;
 mod render;
 mod repl;
 mod repl_faults;
+mod repl_roles;
 mod site;
 mod tickets;
 mod trust;

@@ -483,6 +483,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         last_heard_at: Some(now - 3 * MIN),
         last_error: Some("the primary closed the stream".into()),
         old_primary_fenced: false,
+        diverged_at: None,
     };
     let text = render::replication(
         &ReplicationStatus {

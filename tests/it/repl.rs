@@ -20,6 +20,8 @@ pub(crate) struct Pair {
     pub(crate) primary: TestNode,
     pub(crate) standby: TestNode,
     pub(crate) primary_addr: SocketAddr,
+    /// The standby's QUIC address, kept across its restarts (a promoted standby is dialed there).
+    pub(crate) standby_addr: SocketAddr,
 }
 
 impl Pair {
@@ -57,11 +59,14 @@ impl Pair {
         });
         primary.start();
         standby.start();
+        let standby_addr = standby.listen_addr();
+        standby.configure(|c| c.transport.listen = Some(standby_addr));
         Pair {
             _ca: Some(ca),
             primary,
             standby,
             primary_addr,
+            standby_addr,
         }
     }
 }
@@ -282,11 +287,17 @@ fn a_deposed_primary_restarted_is_fenced_by_the_promoted_standby_and_takes_no_wr
         (Some("fenced:standby"), Some(2)),
         "{status}"
     );
-    let s = p.standby.cli(&["--json", "status"]).json();
+    assert_old_primary_fenced(&p.standby);
+    p.primary.stop();
+    p.standby.stop();
+}
+
+/// Asserts that `promoted`'s status says its old primary came back and was fenced.
+#[track_caller]
+pub(crate) fn assert_old_primary_fenced(promoted: &TestNode) {
+    let s = promoted.cli(&["--json", "status"]).json();
     assert_eq!(
         s["replication"]["following"]["old_primary_fenced"], true,
         "{s}"
     );
-    p.primary.stop();
-    p.standby.stop();
 }

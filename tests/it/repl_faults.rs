@@ -104,11 +104,13 @@ fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) 
     standby.configure(|c| c.replication.primary = Some(addr.to_string()));
     primary.start();
     standby.start();
+    let standby_addr = standby.listen_addr();
     let pair = Pair {
         _ca: None,
         primary,
         standby,
         primary_addr: addr,
+        standby_addr,
     };
     wait_caught_up(&pair);
     let Pair {

@@ -44,12 +44,17 @@
 //! - [`faults`]: a seeded, bounded UDP proxy that drops, delays or cuts traffic between nodes
 //!   (network-fault tests and benches).
 //! - [`bench`]: `ttx bench …`, each figure measured against a baseline in the same process.
+//! - [`cluster`]: real `ttx` processes on loopback set up and driven through the CLI (CA,
+//!   partners, a primary with its standby), for `ttx demo` and the fault campaign.
+//! - [`demo`]: `ttx demo`, the whole story on one machine, every claim it prints checked.
 
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
+pub mod demo;
 pub mod exchange;
 pub mod faults;
 pub mod fdlimit;

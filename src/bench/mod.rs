@@ -422,6 +422,11 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// Creates a fresh directory under `parent` (or the system temp dir).
     pub fn new(parent: Option<&Path>) -> Result<Self, BenchError> {
+        Self::named(parent, "ttx-bench")
+    }
+
+    /// Creates a fresh directory `PREFIX-PID-NANOS` under `parent` (or the system temp dir).
+    pub fn named(parent: Option<&Path>, prefix: &str) -> Result<Self, BenchError> {
         let parent = parent
             .map(Path::to_path_buf)
             .unwrap_or_else(std::env::temp_dir);
@@ -429,7 +434,7 @@ impl ScratchDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path = parent.join(format!("ttx-bench-{}-{nanos}", std::process::id()));
+        let path = parent.join(format!("{prefix}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)
             .map_err(BenchError::io(format!("create {}", path.display())))?;
         Ok(Self { path })

@@ -194,30 +194,11 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
         .concat(),
     )?;
     issue(&standby, "standby")?;
-    let db = DataDir::new(&standby).database();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    let config = Config::load(&DataDir::new(&primary).config())
-        .map_err(|e| failed("load the config")(e.to_string()))?;
-    let stamp = crate::store::NodeStamp {
-        site: "bench".into(),
-        node: "primary".into(),
-    };
-    let store = crate::store::Store::open(
-        &DataDir::new(&primary).database(),
-        stamp,
-        &config.store,
-        &config.limits,
+    crate::replication::offline::standby_from_copy(
+        &DataDir::new(&primary),
+        &DataDir::new(&standby),
     )
-    .map_err(|e| failed("open the primary's store")(e.to_string()))?;
-    let snap = store.snapshot_into(&db);
-    store.writer.shutdown();
-    snap.map_err(|e| failed("snapshot")(e.to_string()))?;
-    let conn = rusqlite::Connection::open(&db).map_err(|e| failed("open")(e.to_string()))?;
-    crate::store::site_log::make_standby(&conn, "standby", "primary")
-        .map_err(|e| failed("make the standby")(e.to_string()))?;
-    drop(conn);
+    .map_err(|e| failed("make the standby")(e.to_string()))?;
     let token = std::fs::read_to_string(DataDir::new(&primary).admin_token())
         .map_err(BenchError::io("read admin.token"))?
         .trim()

@@ -261,6 +261,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: pki::PkiCommand,
     },
+    /// The whole system on this machine: a NOC with a standby, a telco and a carrier; an
+    /// outage referred along the chain, a failover, nothing lost (each claim checked).
+    Demo(crate::demo::DemoArgs),
     /// Benchmarks, each against a baseline measured in the same run.
     Bench {
         /// The benchmark.
@@ -363,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Referrals(a) => referral::list(a, json),
         Command::Peer { cmd } => peers::run(cmd, json),
         Command::Pki { cmd } => pki::run(cmd, json),
+        Command::Demo(a) => crate::demo::run(a),
         Command::Bench { cmd } => bench::run(cmd, json),
         Command::Completions { shell } => {
             use clap::CommandFactory;

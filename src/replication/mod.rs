@@ -15,6 +15,7 @@
 //!   API's answers wait in, the shippable position for the exchange, the status.
 //! - [`serve`]: the `ttx-repl/1` handler on the primary (one long-lived stream per standby).
 //! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
+//! - [`offline`]: a standby made from a copy of its primary's store on the same machine.
 //!
 //! The role and epoch state machine lives in `model/` with the site log.
 
@@ -22,6 +23,7 @@ pub mod backlog;
 pub mod follow;
 pub mod gate;
 pub mod lease;
+pub mod offline;
 pub mod primary;
 pub mod serve;
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod browser;
 mod cli_resets;
 mod common;
 mod crash;
+mod demo;
 mod docs;
 mod exchange;
 mod faults;

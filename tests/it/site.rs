@@ -2,8 +2,7 @@
 //! (with its own node name) has the primary's position and digest, refuses writes naming the
 //! primary, and a promotion survives a SIGKILL right after it returns.
 
-use ttx::config::{LimitsSection, StoreSection};
-use ttx::store::{site_log, NodeStamp, Store};
+use ttx::replication::offline::standby_from_copy;
 
 use crate::common::{open_db, TestNode};
 
@@ -20,26 +19,7 @@ pub(crate) fn standby_from_snapshot(primary: &TestNode, extra: &[&str]) -> TestN
     let mut args = vec!["--node", "standby"];
     args.extend_from_slice(extra);
     let standby = TestNode::init_with("noc-a", &args);
-    let db = standby.data().database();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    let store = Store::open(
-        &primary.data().database(),
-        NodeStamp {
-            site: "noc-a".into(),
-            node: "primary".into(),
-        },
-        &StoreSection::default(),
-        &LimitsSection::default(),
-    )
-    .unwrap();
-    store.snapshot_into(&db).unwrap();
-    store.writer.shutdown();
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    site_log::make_standby(&conn, "standby", "primary").unwrap();
-    drop(conn);
-    std::fs::copy(primary.data().admin_token(), standby.data().admin_token()).unwrap();
+    standby_from_copy(&primary.data(), &standby.data()).unwrap();
     standby
 }
 

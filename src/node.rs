@@ -491,7 +491,7 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests;
 
-mod init;
+pub mod init;
 
 /// An optional bound address for logs and messages: the address, or `off`.
 pub fn display_addr(addr: Option<std::net::SocketAddr>) -> String {

@@ -51,6 +51,7 @@ pub mod profile;
 pub mod referral;
 pub mod render;
 pub mod site;
+pub mod standby;
 pub mod tickets;
 pub mod times;
 pub mod trust;
@@ -198,6 +199,12 @@ pub enum Command {
     Verify(client::NodeDir),
     /// Make this standby the site's primary (a new epoch; the old primary is fenced by it).
     Promote(client::NodeDir),
+    /// This site's hot standby: clone one from a running primary.
+    Standby {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: standby::StandbyCommand,
+    },
     /// Manage operators and their tokens.
     Operator {
         /// What to do.
@@ -343,6 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(a) => node::status(a, json),
         Command::Verify(a) => site::verify(a, json),
         Command::Promote(a) => site::promote(a, json),
+        Command::Standby { cmd } => standby::run(cmd, json),
         Command::Operator { cmd } => node::operator(cmd, json),
         Command::New(a) => tickets::new(a, json),
         Command::Note(a) => tickets::note(a, json),

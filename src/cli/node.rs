@@ -19,31 +19,48 @@ pub struct InitArgs {
     /// The data directory to create.
     #[arg(value_name = "DIR")]
     pub data_dir: PathBuf,
-    /// This site's name (a-z, 0-9, '-').
-    #[arg(long)]
-    pub site: String,
+    /// Site, federation and API address.
+    #[command(flatten)]
+    pub new: NewNodeArgs,
     /// This node's name within the site.
     #[arg(long, default_value = "primary")]
     pub node: String,
+    /// UDP address partners will reach (QUIC).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// What every new node is given (`ttx init`, `ttx standby clone`).
+#[derive(Debug, clap::Args)]
+pub struct NewNodeArgs {
+    /// This site's name (a-z, 0-9, '-').
+    #[arg(long)]
+    pub site: String,
     /// The federation whose CA will sign this node's certificate.
     #[arg(long, default_value = "default")]
     pub federation: String,
     /// Local API address (port 0: any free port).
     #[arg(long = "api-addr", value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub api_addr: SocketAddr,
-    /// UDP address partners will reach (QUIC).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+}
+
+impl NewNodeArgs {
+    /// The config of the new node `node` listening (QUIC) on `listen`; everything else is
+    /// the default.
+    pub fn config(&self, node: &str, listen: Option<SocketAddr>) -> Config {
+        let mut config = Config::new(&self.site, node);
+        config.node.federation = self.federation.clone();
+        config.api.addr = self.api_addr;
+        config.transport.listen = listen;
+        config
+    }
 }
 
 /// `ttx init DIR --site SITE`: a new data dir with config, store and admin token, all or
 /// nothing (a failure leaves DIR as it was).
 pub fn init(a: InitArgs, json: bool) -> anyhow::Result<()> {
     let dir = DataDir::new(&a.data_dir);
-    let mut config = Config::new(&a.site, &a.node);
-    config.node.federation = a.federation;
-    config.api.addr = a.api_addr;
-    config.transport.listen = a.listen;
+    let config = a.new.config(&a.node, a.listen);
     crate::node::init_data_dir(&dir, &config).map_err(|e| match e {
         NodeError::Exists(_) | NodeError::InTheWay { .. } => {
             Failure::new(FailureKind::Refused, e.to_string()).into()

@@ -14,17 +14,69 @@ use crate::store::{WriteOp, WriteRequest};
 /// and the first admin's token (`DIR/admin.token`, 0600), which it also returns. Refuses a
 /// directory that already holds a config or a store; leaves nothing behind when it fails.
 pub fn init_data_dir(dir: &DataDir, config: &Config) -> Result<String, NodeError> {
+    refuse_existing(dir)?;
+    config.validate()?;
+    let staging = Staging::create(dir.root())?;
+    let token = build(&staging.dir(), config)?;
+    staging.install(dir.root())?;
+    Ok(token)
+}
+
+/// Refuses a directory that already holds a node's config or store.
+pub fn refuse_existing(dir: &DataDir) -> Result<(), NodeError> {
     if dir.database().exists() || dir.config().exists() {
         return Err(NodeError::Exists(dir.root().to_path_buf()));
     }
-    config.validate()?;
-    let staging = create_staging(dir.root())?;
-    let result = build(&DataDir::new(&staging), config)
-        .and_then(|token| move_into_place(&staging, dir.root()).map(|()| token));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    Ok(())
+}
+
+/// A data dir being built in an owner-only staging directory beside its target, moved into
+/// place by [`Staging::install`] only once every step worked; dropped without installing, it
+/// is removed, so a failure (or a refusal) leaves the target as it was. `ttx init` and
+/// `ttx standby clone` both build through it.
+pub struct Staging {
+    path: PathBuf,
+    installed: bool,
+}
+
+impl Staging {
+    /// Creates `PARENT/.NAME.init-PID` beside `root`.
+    pub fn create(root: &Path) -> Result<Staging, NodeError> {
+        Ok(Staging {
+            path: create_staging(root)?,
+            installed: false,
+        })
     }
-    result
+
+    /// The staging directory, laid out as a data dir.
+    pub fn dir(&self) -> DataDir {
+        DataDir::new(&self.path)
+    }
+
+    /// Moves everything built into `root` (refusing, and moving nothing, if any entry is
+    /// already there).
+    pub fn install(mut self, root: &Path) -> Result<(), NodeError> {
+        move_into_place(&self.path, root)?;
+        self.installed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Writes the node's config file `DIR/ttx.toml`.
+pub fn write_config(dir: &DataDir, config: &Config) -> Result<(), NodeError> {
+    let text = format!(
+        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
+        config.to_toml()
+    );
+    std::fs::write(dir.config(), text).map_err(io_err(&dir.config()))
 }
 
 /// `PARENT/.NAME.init-PID` beside `root`, owner-only (its parents are created if need be).
@@ -49,11 +101,7 @@ fn create_staging(root: &Path) -> Result<PathBuf, NodeError> {
 
 /// Every step of a new data dir, in `dir` (the staging directory).
 fn build(dir: &DataDir, config: &Config) -> Result<String, NodeError> {
-    let text = format!(
-        "# ttx node config. See config/node.example.toml in the ttx source for every option.\n{}",
-        config.to_toml()
-    );
-    std::fs::write(dir.config(), text).map_err(io_err(&dir.config()))?;
+    write_config(dir, config)?;
     let token = crate::api::auth::new_token();
     {
         let (store, _lock) = open_exclusive(dir, config)?;

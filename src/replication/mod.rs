@@ -16,15 +16,20 @@
 //! - [`serve`]: the `ttx-repl/1` handler on the primary (one long-lived stream per standby).
 //! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
 //! - [`offline`]: a standby made from a copy of its primary's store on the same machine.
+//! - [`send_snapshot`]: the primary's side of cloning (a consistent snapshot streamed in chunks).
+//! - [`clone`]: `ttx standby clone`: a new standby's data dir made from a running primary
+//!   ([`clone::clone_standby`], the one function the CLI and other tools call).
 //!
 //! The role and epoch state machine lives in `model/` with the site log.
 
 pub mod backlog;
+pub mod clone;
 pub mod follow;
 pub mod gate;
 pub mod lease;
 pub mod offline;
 pub mod primary;
+pub mod send_snapshot;
 pub mod serve;
 #[cfg(test)]
 mod tests;

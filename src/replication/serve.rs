@@ -15,11 +15,14 @@ use std::time::Duration;
 
 use super::gate::Ack;
 use super::primary::{Next, Primary};
+use super::send_snapshot::SnapshotSender;
 use crate::model::clock;
 use crate::net::{BoxFuture, FramedRecv, FramedSend, Handler, IncomingStream, NetError, PeerCtx};
 use crate::store::{ship, Store, StoreError, WriteOp, WriteRequest};
 use crate::wire::codec;
-use crate::wire::repl::{Batch, Subscribe, Subscribed, ToPrimary, ToStandby};
+use crate::wire::repl::{
+    decode_open, Batch, OpenRequest, Subscribe, Subscribed, ToPrimary, ToStandby,
+};
 use crate::wire::{ErrorCode, Role, StreamOpen};
 
 /// Most envelopes read from the log per catch-up batch.
@@ -58,6 +61,7 @@ pub struct ReplV1 {
     store: Store,
     primary: Arc<Primary>,
     heartbeat: Duration,
+    snapshots: SnapshotSender,
 }
 
 impl ReplV1 {
@@ -65,6 +69,7 @@ impl ReplV1 {
     pub fn new(site: &str, store: Store, primary: Arc<Primary>, heartbeat: Duration) -> Self {
         ReplV1 {
             site: site.to_string(),
+            snapshots: SnapshotSender::new(site, store.clone()),
             store,
             primary,
             heartbeat,
@@ -300,6 +305,14 @@ impl Handler for ReplV1 {
         open: StreamOpen,
         incoming: IncomingStream,
     ) -> BoxFuture<'a, ()> {
+        if let Ok(OpenRequest::Snapshot(req)) = decode_open(&open.body) {
+            let span =
+                tracing::info_span!("snapshot", standby = %peer.identity, remote = %peer.remote);
+            return Box::pin(tracing::Instrument::instrument(
+                async move { self.snapshots.serve(peer, req, incoming).await },
+                span,
+            ));
+        }
         let span = tracing::info_span!("repl", standby = %peer.identity, remote = %peer.remote);
         Box::pin(tracing::Instrument::instrument(
             self.serve(peer, open, incoming),

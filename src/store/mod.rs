@@ -192,9 +192,25 @@ impl Store {
     /// INTO` on a read snapshot, so writes go on meanwhile): what a standby is made from, with
     /// [`site_log::make_standby`]. Returns the copy's site position.
     pub fn snapshot_into(&self, dest: &Path) -> Result<i64, StoreError> {
-        snapshot::take(&self.path, dest).map_err(|e| StoreError::Schema(e.to_string()))?;
+        Ok(self.snapshot(dest)?.1.position as i64)
+    }
+
+    /// [`Self::snapshot_into`] with the copy's length and SHA-256 and what it holds (site,
+    /// position, epoch), for streaming it to a new standby. Blocking: call it off the runtime.
+    pub fn snapshot(
+        &self,
+        dest: &Path,
+    ) -> Result<(snapshot::Snapshot, site_log::Holds), StoreError> {
+        let snap =
+            snapshot::take(&self.path, dest).map_err(|e| StoreError::Schema(e.to_string()))?;
         let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        Ok(copy.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+        let holds = site_log::holds(&copy)?;
+        Ok((snap, holds))
+    }
+
+    /// The directory the store file is in (the node's data dir).
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 }
 

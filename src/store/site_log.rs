@@ -115,6 +115,28 @@ pub fn make_standby(conn: &Connection, node: &str, primary: &str) -> Result<(), 
     Ok(())
 }
 
+/// What a store (or a snapshot of one) holds of its site's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holds {
+    /// The site it belongs to.
+    pub site: String,
+    /// Its last site position (0: empty).
+    pub position: u64,
+    /// Its epoch.
+    pub epoch: u64,
+}
+
+/// Reads site, head position and epoch.
+pub fn holds(conn: &Connection) -> Result<Holds, StoreError> {
+    let position: i64 =
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+    Ok(Holds {
+        site: meta(conn, "site")?.unwrap_or_default(),
+        position: position as u64,
+        epoch: load_role(conn)?.epoch,
+    })
+}
+
 impl SiteLog {
     /// Reads head, counters and role from the store.
     pub(crate) fn load(conn: &Connection, stamp: &NodeStamp) -> Result<SiteLog, StoreError> {

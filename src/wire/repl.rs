@@ -6,8 +6,11 @@
 //! standby sends [`ToPrimary`] frames (acks of what it has durably and what it applied). Every
 //! frame carries the sender's epoch: a node that sees a higher epoch than its own stops writing.
 //!
-//! Cloning uses the same ALPN: `Open` with a [`CloneRequest`] body, then the primary streams
-//! [`SnapshotFrame`]s (a header with the snapshot's position, length and SHA-256, chunks, an end).
+//! Cloning uses the same ALPN: `Open` with a [`SnapshotRequest`] body (told apart from a
+//! [`Subscribe`] by its first eight bytes, [`SNAPSHOT_TAG`]), answered `Opened` with a
+//! [`SnapshotAccepted`] body; then the primary streams [`SnapshotFrame`]s (`Preparing` while it
+//! makes the copy, a `Header` with the snapshot's position, length and SHA-256, the chunks, an
+//! `End`).
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +78,90 @@ pub enum ToPrimary {
         /// Every position up to here is applied there.
         applied: u64,
     },
+}
+
+/// The first eight bytes of a [`SnapshotRequest`] (`ttx-snap`): an `Open` body starting with
+/// them asks for a snapshot, any other is a [`Subscribe`]. Read as a `Subscribe`, they would be an
+/// epoch above 8 * 10^18, which no site reaches.
+pub const SNAPSHOT_TAG: [u8; 8] = *b"ttx-snap";
+
+/// `Open` body: a new standby asks for a consistent copy of the primary's store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// Always [`SNAPSHOT_TAG`].
+    pub tag: [u8; 8],
+    /// The largest snapshot the asker will take (bytes): a larger one is refused by the
+    /// primary before it makes the copy, if it knows its store is larger.
+    pub max_bytes: u64,
+}
+
+impl SnapshotRequest {
+    /// A request for a snapshot of at most `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        SnapshotRequest {
+            tag: SNAPSHOT_TAG,
+            max_bytes,
+        }
+    }
+}
+
+/// What a `ttx-repl/1` `Open` body asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenRequest {
+    /// The log from a position on (a standby following its primary).
+    Subscribe(Subscribe),
+    /// A snapshot (a standby being cloned).
+    Snapshot(SnapshotRequest),
+}
+
+/// Reads an `Open` body: a [`SnapshotRequest`] when it starts with [`SNAPSHOT_TAG`], else a
+/// [`Subscribe`].
+pub fn decode_open(body: &[u8]) -> Result<OpenRequest, super::WireError> {
+    if body.starts_with(&SNAPSHOT_TAG) {
+        super::codec::decode(body).map(OpenRequest::Snapshot)
+    } else {
+        super::codec::decode(body).map(OpenRequest::Subscribe)
+    }
+}
+
+/// `Opened` body of a snapshot stream: the primary's epoch when it accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotAccepted {
+    /// The primary's epoch.
+    pub epoch: u64,
+}
+
+/// What the snapshot holds, sent once before its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// The primary's epoch in the snapshot.
+    pub epoch: u64,
+    /// The site position the snapshot holds (its last event): the standby follows from the
+    /// next one.
+    pub position: u64,
+    /// The snapshot's length in bytes.
+    pub len: u64,
+    /// The SHA-256 of its bytes.
+    pub sha256: [u8; 32],
+    /// The largest chunk that follows.
+    pub chunk_bytes: u32,
+}
+
+/// Primary → new standby on a snapshot stream. Variant indexes are stable: append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotFrame {
+    /// Index 0: the copy is being made (sent every second until the header, so the stream's
+    /// idle timeout does not end it).
+    Preparing {
+        /// Milliseconds since the primary started the copy.
+        elapsed_ms: u64,
+    },
+    /// Index 1: the snapshot's position, length and digest.
+    Header(SnapshotHeader),
+    /// Index 2: the next bytes of the snapshot, in order.
+    Chunk(#[serde(with = "super::bytes")] Vec<u8>),
+    /// Index 3: every byte was sent.
+    End,
 }
 
 #[cfg(test)]
@@ -166,6 +253,57 @@ mod golden {
         assert_eq!(hex::encode(&bytes[..28]), head);
         assert_eq!(&bytes[28..], &encode(&env).unwrap()[..]);
         assert_eq!(decode::<ToStandby>(&bytes).unwrap(), batch);
+    }
+
+    #[test]
+    fn snapshot_frames() {
+        check(
+            SnapshotRequest::new(1 << 30),
+            "7474782d736e6170 0000004000000000",
+        );
+        check(SnapshotAccepted { epoch: 2 }, "0200000000000000");
+        check(
+            SnapshotFrame::Preparing { elapsed_ms: 1000 },
+            "00000000 e803000000000000",
+        );
+        check(
+            SnapshotFrame::Header(SnapshotHeader {
+                epoch: 2,
+                position: 7,
+                len: 4096,
+                sha256: [0xab; 32],
+                chunk_bytes: 262_144,
+            }),
+            "01000000 0200000000000000 0700000000000000 0010000000000000
+             abababababababababababababababababababababababababababababababab
+             00000400",
+        );
+        check(
+            SnapshotFrame::Chunk(vec![1, 2, 3]),
+            "02000000 0300000000000000 010203",
+        );
+        check(SnapshotFrame::End, "03000000");
+    }
+
+    #[test]
+    fn an_open_body_is_a_subscription_unless_it_carries_the_snapshot_tag() {
+        let sub = Subscribe {
+            epoch: 2,
+            from: 8,
+            head_id: [7; 16],
+            head_epoch: 2,
+        };
+        assert_eq!(
+            decode_open(&encode(&sub).unwrap()).unwrap(),
+            OpenRequest::Subscribe(sub)
+        );
+        let req = SnapshotRequest::new(5);
+        assert_eq!(
+            decode_open(&encode(&req).unwrap()).unwrap(),
+            OpenRequest::Snapshot(req)
+        );
+        assert!(decode_open(b"ttx-snap").is_err());
+        assert!(decode_open(&[1, 2, 3]).is_err());
     }
 
     #[test]

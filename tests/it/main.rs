@@ -7,6 +7,7 @@ mod bench;
 mod bounded_reads;
 mod browser;
 mod cli_resets;
+mod clone;
 mod common;
 mod crash;
 mod demo;

@@ -1,5 +1,5 @@
 //! The hot standby across real `ttx` processes over real QUIC with real certificates: a primary
-//! and a standby made from its snapshot, streaming over `ttx-repl/1`; writes on the primary
+//! and a standby cloned from it, streaming over `ttx-repl/1`; writes on the primary
 //! become visible on the standby, the standby refuses writes naming the primary, and a
 //! standby killed with SIGKILL resumes from its head when it comes back.
 
@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use ttx::replication::{Mode, WhenGone};
 
+use crate::clone::clone_of;
 use crate::common::{http_with, TestNode};
 use crate::federation::Ca;
-use crate::site::standby_from_snapshot;
 
 /// A primary `noc-a/primary` and its standby `noc-a/standby`, both certified by one CA, the
-/// standby authorized in the registry (`peer add noc-a --allow standby`), made from a snapshot
-/// of the primary and following it. Both are started.
+/// standby authorized in the registry (`peer add noc-a --allow standby`), cloned from the
+/// running primary (`ttx standby clone`) and following it. Both are started.
 pub(crate) struct Pair {
     pub(crate) _ca: Option<Ca>,
     pub(crate) primary: TestNode,
@@ -28,33 +28,18 @@ impl Pair {
     /// Sets the pair up; `edit` adjusts both configs (mode, timeouts) before they start.
     pub(crate) fn new(edit: impl Fn(&mut ttx::config::Config)) -> Pair {
         let ca = Ca::new("fed");
-        let mut primary = ca.node("fed", "noc-a");
+        let mut primary = crate::clone::primary(&ca);
         let primary_addr = primary.listen_addr();
-        primary
-            .cli(&[
-                "peer",
-                "add",
-                "noc-a",
-                "--addr",
-                "127.0.0.1:1",
-                "--allow",
-                "standby",
-            ])
-            .ok();
-        primary.cli(&["new", "core1 bgp flap"]).ok();
+        // `ttx standby clone` from the running primary.
+        let mut standby = clone_of(&primary, &ca);
         primary.stop();
         // The primary keeps its UDP port across the restart: the standby dials it.
         primary.configure(|c| {
             c.transport.listen = Some(primary_addr);
             edit(c);
         });
-        let mut standby = standby_from_snapshot(
-            &primary,
-            &["--federation", "fed", "--listen", "127.0.0.1:0"],
-        );
-        ca.issue(&standby, "noc-a", "standby");
         standby.configure(|c| {
-            c.replication.primary = Some(primary_addr.to_string());
+            assert_eq!(c.replication.primary, Some(primary_addr.to_string()));
             edit(c);
         });
         primary.start();

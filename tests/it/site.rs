@@ -15,7 +15,7 @@ fn standby_of(primary: &TestNode) -> TestNode {
 
 /// [`standby_of`] with more `ttx init` arguments for the standby (its federation, listen
 /// address).
-pub(crate) fn standby_from_snapshot(primary: &TestNode, extra: &[&str]) -> TestNode {
+fn standby_from_snapshot(primary: &TestNode, extra: &[&str]) -> TestNode {
     let mut args = vec!["--node", "standby"];
     args.extend_from_slice(extra);
     let standby = TestNode::init_with("noc-a", &args);

@@ -207,9 +207,19 @@ impl RunningNode {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let primary = start_primary(&config, &store).await?;
         let routes = vec![repl_route(&config, &store, &primary)];
-        let federation =
-            FederationSlot::start(&dir, &config, store.clone(), shutdown_rx.clone(), routes)
-                .await?;
+        let hint = crate::replication::PrimaryHint::default();
+        let federation = FederationSlot::start(
+            &dir,
+            &config,
+            store.clone(),
+            shutdown_rx.clone(),
+            routes,
+            crate::federation::exchange::SiteLink {
+                primary: primary.clone(),
+                hint: hint.clone(),
+            },
+        )
+        .await?;
         let follower =
             config.replication.primary.as_deref().map(|addr| {
                 crate::replication::Follower::new(store.clone(), federation.clone(), addr)
@@ -285,6 +295,12 @@ impl RunningNode {
             )),
             tokio::spawn(alarm_clock(store.clone(), shutdown_rx.clone())),
             tokio::spawn(primary.run_deadlines(shutdown_rx.clone())),
+            tokio::spawn(hint.follow_role(
+                store.clone(),
+                federation.clone(),
+                config.replication.primary.clone(),
+                shutdown_rx.clone(),
+            )),
         ];
         tasks.extend(follower.map(|f| tokio::spawn(f.run(shutdown_rx))));
         tasks.extend(web.map(|w| w.task));

@@ -12,31 +12,60 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::FederationSlot;
+use super::{Federation, FederationSlot};
 use crate::exchange::edge::retry_delay;
 use crate::exchange::RateLimit;
 use crate::model::clock;
 use crate::model::peer::PeerState;
+use crate::model::role::NodeRole;
 use crate::net::{BoxFuture, Handler, NetError, Peer, PeerCtx};
+use crate::replication::{Primary, PrimaryHint};
 use crate::store::{query, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 use crate::wire::codec::{decode, encode};
 use crate::wire::exchange::{Answer, ExchangeCode, Message, Refused};
 use crate::wire::{ErrorCode, Request};
+
+/// What the exchange needs of the site's replication.
+#[derive(Clone)]
+pub struct SiteLink {
+    /// The hub whose gate a partner's ack waits in: in `sync` modes a partner is told a
+    /// message is taken only once the standby has it durably, so a promoted standby never
+    /// expects again what the partner already dropped from its outbox.
+    pub primary: Arc<Primary>,
+    /// Where this site's primary is, named in the refusals of a node that is not it.
+    pub hint: PrimaryHint,
+}
+
+impl SiteLink {
+    /// A node without a standby (async: acks leave after the local commit).
+    pub fn standalone() -> Self {
+        SiteLink {
+            primary: Primary::new(
+                &crate::config::ReplicationSection::default(),
+                crate::replication::Mode::Async,
+                0,
+            ),
+            hint: PrimaryHint::default(),
+        }
+    }
+}
 
 /// Serves `ttx-exchange/1`: one [`Message`] per request, answered with an [`Answer`]. The
 /// endpoint has already checked the peer's certificate and its exchange permission; the sender
 /// site is the one its certificate names, never one the message claims.
 pub struct ExchangeV1 {
     store: Store,
+    site: SiteLink,
     /// Each peer's token bucket (its policy's rate and burst).
     buckets: Mutex<HashMap<String, RateLimit>>,
 }
 
 impl ExchangeV1 {
-    /// A handler writing through `store`.
-    pub fn new(store: Store) -> Self {
+    /// A handler writing through `store`, acknowledging through `site`'s gate.
+    pub fn new(store: Store, site: SiteLink) -> Self {
         ExchangeV1 {
             store,
+            site,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -52,8 +81,28 @@ impl ExchangeV1 {
             .is_ok()
     }
 
+    /// The refusal of a node that is not its site's primary (`None` on the primary): the
+    /// primary's address when known, so the partner moves over at once.
+    fn not_primary(&self) -> Option<Refused> {
+        let role = self.store.writer.role.borrow().clone();
+        let code = match role.role {
+            NodeRole::Primary => return None,
+            NodeRole::Standby { .. } => ExchangeCode::NotPrimary,
+            NodeRole::Fenced { .. } => ExchangeCode::Fenced,
+        };
+        Some(Refused {
+            primary: self.site.hint.get(),
+            epoch: Some(role.epoch),
+            ..Refused::code(code)
+        })
+    }
+
     async fn answer(&self, site: &str, body: &[u8]) -> Result<Answer, ErrorCode> {
         let message: Message = decode(body).map_err(|_| ErrorCode::Malformed)?;
+        if let Some(refused) = self.not_primary() {
+            tracing::info!(peer = %site, seq = message.seq, code = ?refused.code, primary = refused.primary.as_deref().unwrap_or("-"), "partner message refused: not the primary");
+            return Ok(Answer::Refused(refused));
+        }
         let record = {
             let site = site.to_string();
             self.store
@@ -69,6 +118,7 @@ impl ExchangeV1 {
             tracing::warn!(peer = %site, seq = message.seq, "partner over its message rate");
             return Ok(Answer::Refused(Refused::code(ExchangeCode::RateLimited)));
         }
+        let message_seq = message.seq;
         let req = WriteRequest {
             actor: format!("exchange:{site}"),
             idempotency: None,
@@ -79,7 +129,21 @@ impl ExchangeV1 {
             },
         };
         match self.store.writer.write(req).await {
-            Ok(WriteOutcome::Exchange { answer }) => Ok(answer),
+            // Deposed between the check above and the write: the refusal names the primary.
+            Ok(WriteOutcome::Exchange {
+                answer: Answer::Refused(r),
+            }) if matches!(r.code, ExchangeCode::NotPrimary | ExchangeCode::Fenced) => {
+                Ok(Answer::Refused(self.not_primary().unwrap_or(r)))
+            }
+            Ok(WriteOutcome::Exchange { answer }) => {
+                // The head after the commit covers the message's events and the mark.
+                let head = *self.store.writer.head.borrow() as u64;
+                if let Err(e) = self.site.primary.acknowledged(head).await {
+                    tracing::warn!(peer = %site, seq = message_seq, error = %e, "partner message not yet on the standby: not acknowledged");
+                    return Err(ErrorCode::Timeout);
+                }
+                Ok(answer)
+            }
             Ok(other) => {
                 tracing::error!(?other, "unexpected answer to a partner message");
                 Err(ErrorCode::Internal)
@@ -121,6 +185,9 @@ pub async fn run_outboxes(
 ) {
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut wake = shippable.clone();
+    // A promotion starts the workers at once (a role change stops them: each checks the role
+    // before every message).
+    let mut role = store.writer.role.clone();
     loop {
         workers.retain(|_, w| !w.is_finished());
         let primary = store.writer.role.borrow().is_primary();
@@ -135,13 +202,13 @@ pub async fn run_outboxes(
                         if workers.contains_key(&peer) {
                             continue;
                         }
-                        let worker = Worker {
-                            slot: slot.clone(),
-                            store: store.clone(),
-                            peer: peer.clone(),
-                            shippable: shippable.clone(),
-                            shutdown: shutdown.clone(),
-                        };
+                        let worker = Worker::new(
+                            slot.clone(),
+                            store.clone(),
+                            peer.clone(),
+                            shippable.clone(),
+                            shutdown.clone(),
+                        );
                         let span = tracing::info_span!("outbox", peer = %peer);
                         workers.insert(peer, tokio::spawn(worker.run().instrument(span)));
                     }
@@ -152,6 +219,7 @@ pub async fn run_outboxes(
         }
         tokio::select! {
             r = wake.changed() => if r.is_err() { return },
+            r = role.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.wait_for(|s| *s) => break,
         }
@@ -168,6 +236,11 @@ struct Worker {
     peer: String,
     shippable: watch::Receiver<i64>,
     shutdown: watch::Receiver<bool>,
+    /// The connection in use and the address it was dialed at (or the peer's address on it).
+    conn: Option<(Peer, String)>,
+    /// The address to dial first next time: where the peer's last answer said its primary is,
+    /// or the registered address after the one that failed (a site's nodes in turn).
+    first: Option<String>,
 }
 
 /// How a round of sending ended.
@@ -182,25 +255,53 @@ enum Round {
     Failed(String),
     /// The connection failed (not the peer's answer): close it, back off, dial a new one.
     Broken(String),
+    /// The node answering is not its site's primary (a standby, or a deposed primary): dial
+    /// the primary it names, else the site's next address, at once.
+    Redirect(Option<String>),
+    /// This node is no longer its site's primary: it sends nothing more.
+    Deposed,
 }
 
 impl Worker {
+    fn new(
+        slot: Arc<FederationSlot>,
+        store: Store,
+        peer: String,
+        shippable: watch::Receiver<i64>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Worker {
+            slot,
+            store,
+            peer,
+            shippable,
+            shutdown,
+            conn: None,
+            first: None,
+        }
+    }
+
+    fn is_primary(&self) -> bool {
+        self.store.writer.role.borrow().is_primary()
+    }
+
     async fn run(mut self) {
-        let mut conn: Option<Peer> = None;
         let mut attempt: u32 = 0;
         // After a broken connection, dial a new one rather than reuse a live one (it may be
         // the same dead connection, still registered until its idle timeout).
         let mut dial_new = false;
+        // Redirects in a row without progress: the first is followed at once, later ones
+        // back off (both nodes of a site may say "not me" while a promotion is under way).
+        let mut redirects: u32 = 0;
         loop {
-            if *self.shutdown.borrow() || !self.store.writer.role.borrow().is_primary() {
+            if *self.shutdown.borrow() || !self.is_primary() {
                 return;
             }
-            let round = self.round(&mut conn, dial_new).await;
+            let round = self.round(dial_new).await;
             let wait = match round {
-                Round::Empty => return,
+                Round::Empty | Round::Deposed => return,
                 Round::Progress => {
-                    attempt = 0;
-                    dial_new = false;
+                    (attempt, redirects, dial_new) = (0, 0, false);
                     continue;
                 }
                 Round::WaitShippable => {
@@ -212,14 +313,32 @@ impl Worker {
                     }
                     continue;
                 }
-                Round::Failed(ref why) | Round::Broken(ref why) => {
-                    let why = why.clone();
-                    if let (Round::Broken(_), Some(c)) = (&round, conn.take()) {
-                        c.close(ErrorCode::Timeout);
-                        dial_new = true;
+                Round::Redirect(primary) => {
+                    let refused_at = self.conn.take().map(|(_, addr)| addr);
+                    self.first = match primary {
+                        Some(p) => Some(p),
+                        None => self.next_addr(refused_at.as_deref()).await,
+                    };
+                    tracing::info!(peer = %self.peer, refused_at = refused_at.as_deref().unwrap_or("-"), next = self.first.as_deref().unwrap_or("-"), "partner node is not its site's primary: moving over");
+                    dial_new = true;
+                    redirects += 1;
+                    if redirects == 1 {
+                        continue;
                     }
                     attempt = attempt.saturating_add(1);
-                    conn = None;
+                    retry_delay(attempt, jitter())
+                }
+                Round::Failed(ref why) | Round::Broken(ref why) => {
+                    let why = why.clone();
+                    if let Some((c, addr)) = self.conn.take() {
+                        if matches!(round, Round::Broken(_)) {
+                            c.close(ErrorCode::Timeout);
+                            dial_new = true;
+                            // A dead node: try the site's next address first.
+                            self.first = self.next_addr(Some(&addr)).await;
+                        }
+                    }
+                    attempt = attempt.saturating_add(1);
                     let delay = retry_delay(attempt, jitter());
                     if attempt == 1 || attempt.is_power_of_two() {
                         tracing::warn!(peer = %self.peer, attempt, retry_in_ms = delay.as_millis() as u64, reason = %why, "cannot deliver to partner; will retry");
@@ -242,6 +361,7 @@ impl Worker {
                 }
                 if self.addrs().await != before {
                     attempt = 0;
+                    self.first = None;
                     break;
                 }
             }
@@ -260,7 +380,40 @@ impl Worker {
             .map(|r| r.addrs)
     }
 
-    async fn round(&mut self, conn: &mut Option<Peer>, dial_new: bool) -> Round {
+    /// The registered address after `failed` (in turn, wrapping), or `None` to dial in the
+    /// registry's order.
+    async fn next_addr(&self, failed: Option<&str>) -> Option<String> {
+        let addrs = self.addrs().await?;
+        let at = addrs.iter().position(|a| Some(a.as_str()) == failed)?;
+        addrs.get((at + 1) % addrs.len()).cloned()
+    }
+
+    /// The connection to use: the one in hand, a live one (unless `dial_new`), or a new one
+    /// dialed from `first`.
+    async fn connect(&mut self, fed: &Federation, dial_new: bool) -> Result<Peer, String> {
+        if let Some((p, _)) = &self.conn {
+            return Ok(p.clone());
+        }
+        let live = if dial_new || self.first.is_some() {
+            None
+        } else {
+            fed.live_exchange_peer(&self.peer)
+        };
+        let (p, addr) = match live {
+            Some(p) => {
+                let addr = p.ctx().remote.to_string();
+                (p, addr)
+            }
+            None => fed
+                .dial_from(&self.peer, self.first.as_deref())
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        self.conn = Some((p.clone(), addr));
+        Ok(p)
+    }
+
+    async fn round(&mut self, dial_new: bool) -> Round {
         let peer = self.peer.clone();
         let shippable = *self.shippable.borrow();
         let read = self
@@ -293,23 +446,15 @@ impl Worker {
         let Some(fed) = self.slot.get() else {
             return Round::Failed("the federation is down".into());
         };
-        if conn.is_none() {
-            let live = if dial_new {
-                None
-            } else {
-                fed.live_exchange_peer(&self.peer)
-            };
-            let dialed = match live {
-                Some(p) => Ok(p),
-                None => fed.dial(&self.peer).await.map(|(p, _)| p),
-            };
-            match dialed {
-                Ok(p) => *conn = Some(p),
-                Err(e) => return Round::Failed(e.to_string()),
-            }
-        }
-        let link = conn.as_ref().expect("connected above");
+        let link = match self.connect(&fed, dial_new).await {
+            Ok(p) => p,
+            Err(e) => return Round::Failed(e),
+        };
         for msg in msgs {
+            // A deposed primary sends nothing: the role is checked before every message.
+            if !self.is_primary() {
+                return Round::Deposed;
+            }
             let body = match encode(&msg) {
                 Ok(b) => b,
                 Err(e) => return Round::Failed(e.to_string()),
@@ -337,6 +482,9 @@ impl Worker {
                         Some(e) if e > out.acked + 1 => (e - 1, None),
                         _ => return Round::Failed("out of order".into()),
                     },
+                    ExchangeCode::NotPrimary | ExchangeCode::Fenced => {
+                        return Round::Redirect(r.primary)
+                    }
                     code => return Round::Failed(code.text().to_string()),
                 },
             };

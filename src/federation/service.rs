@@ -226,6 +226,7 @@ impl Federation {
         store: Store,
         shutdown: watch::Receiver<bool>,
         routes: &[Route],
+        site: &super::exchange::SiteLink,
     ) -> Result<Option<(Federation, Vec<JoinHandle<()>>)>, FederationError> {
         let Some(listen) = config.transport.listen else {
             return Ok(None);
@@ -246,7 +247,10 @@ impl Federation {
         let records = store.reader.read(query::peers).await?;
         let (policy, seen) = StorePolicy::new(&wanted.site, records.clone());
         let policy = Arc::new(policy);
-        let handler = Arc::new(super::exchange::ExchangeV1::new(store.clone()));
+        let handler = Arc::new(super::exchange::ExchangeV1::new(
+            store.clone(),
+            site.clone(),
+        ));
         let mut router = Router::new().route(EXCHANGE_V1, Permission::Exchange, handler);
         for r in routes {
             router = router.route_limited(r.protocol, r.permission, r.limits, r.handler.clone());
@@ -576,6 +580,16 @@ impl Federation {
         })
     }
 
+    /// The address of a live connection with `node` of this node's own site (the node that
+    /// fenced this one, say), if there is one.
+    pub(crate) fn own_node_addr(&self, node: &str) -> Option<SocketAddr> {
+        self.endpoint
+            .peers()
+            .into_iter()
+            .find(|p| p.identity.site == self.identity.site && p.identity.node == node)
+            .map(|p| p.remote)
+    }
+
     /// The live connection to `site` for the exchange, if there is one (either direction).
     pub(crate) fn live_exchange_peer(&self, site: &str) -> Option<Peer> {
         let info = self
@@ -586,10 +600,20 @@ impl Federation {
         self.endpoint.peer(&info.identity)
     }
 
-    /// A new connection to `site` (speaking the exchange), trying each registered address in
-    /// turn; returns it with the address that answered.
-    pub(crate) async fn dial(&self, site: &str) -> Result<(Peer, String), FederationError> {
-        let record = self.record(site).await?;
+    /// A new connection to `site` (speaking the exchange), trying `first` (where the site's
+    /// standby or deposed primary said its primary is; the certificate check still decides
+    /// whether the node there is of that site), then each registered address in turn; returns
+    /// it with the address that answered.
+    pub(crate) async fn dial_from(
+        &self,
+        site: &str,
+        first: Option<&str>,
+    ) -> Result<(Peer, String), FederationError> {
+        let mut record = self.record(site).await?;
+        if let Some(first) = first {
+            record.addrs.retain(|a| a != first);
+            record.addrs.insert(0, first.to_string());
+        }
         self.over_addrs(&record, |peer| async move { Ok(peer) })
             .await
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::exchange::SiteLink;
 use super::service::{Federation, FederationError, ReloadAnswer};
 use crate::config::Config;
 use crate::datadir::DataDir;
@@ -28,6 +29,7 @@ pub struct FederationSlot {
     store: Store,
     shutdown: watch::Receiver<bool>,
     routes: Vec<Route>,
+    site: SiteLink,
 }
 
 /// Whether a start failure is the federation's own (the node goes on without it) rather than
@@ -53,15 +55,18 @@ impl FederationSlot {
     /// Starts the federation if `transport.listen` is set. A problem with the TLS material or
     /// the UDP port leaves it broken (logged with how to fix it) and the node running; a store
     /// failure is returned.
-    /// `routes` are served beside the exchange (see [`Federation::start`]).
+    /// `routes` are served beside the exchange (see [`Federation::start`]); `site` is what
+    /// the exchange needs of the site's replication (the gate, the primary's address).
     pub async fn start(
         dir: &DataDir,
         config: &Config,
         store: Store,
         shutdown: watch::Receiver<bool>,
         routes: Vec<Route>,
+        site: SiteLink,
     ) -> Result<Arc<Self>, FederationError> {
-        let started = Federation::start(dir, config, store.clone(), shutdown.clone(), &routes);
+        let started =
+            Federation::start(dir, config, store.clone(), shutdown.clone(), &routes, &site);
         let state = match started.await {
             Ok(None) => State::Off,
             Ok(Some((f, tasks))) => State::Up(Box::new(f), tasks),
@@ -78,6 +83,7 @@ impl FederationSlot {
             store,
             shutdown,
             routes,
+            site,
         }))
     }
 
@@ -89,6 +95,7 @@ impl FederationSlot {
             store,
             shutdown,
             routes: Vec::new(),
+            site: SiteLink::standalone(),
         })
     }
 
@@ -125,6 +132,7 @@ impl FederationSlot {
             self.store.clone(),
             self.shutdown.clone(),
             &self.routes,
+            &self.site,
         )
         .await;
         match started {

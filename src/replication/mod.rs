@@ -19,6 +19,8 @@
 //! - [`send_snapshot`]: the primary's side of cloning (a consistent snapshot streamed in chunks).
 //! - [`clone`]: `ttx standby clone`: a new standby's data dir made from a running primary
 //!   ([`clone::clone_standby`], the one function the CLI and other tools call).
+//! - [`hint`]: where the site's primary is, for the refusals a standby or fenced node gives
+//!   partners.
 //!
 //! The role and epoch state machine lives in `model/` with the site log.
 
@@ -26,6 +28,7 @@ pub mod backlog;
 pub mod clone;
 pub mod follow;
 pub mod gate;
+pub mod hint;
 pub mod lease;
 pub mod offline;
 pub mod primary;
@@ -41,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use backlog::{Backlog, ByteSize, Plan};
 pub use follow::{FollowStatus, Follower};
 pub use gate::{Ack, Gate, Lag, Mode, Outcome, WhenGone};
+pub use hint::PrimaryHint;
 pub use lease::{HeldLease, LeaseError, LeaseTiming, Witness};
 pub use primary::{GateError, Primary, PrimaryStatus};
 

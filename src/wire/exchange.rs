@@ -380,6 +380,21 @@ mod golden {
         );
     }
 
+    /// The refusal a standby gives (docs/protocol.md §5c, "A site with a standby"): it names
+    /// the primary's address and its epoch.
+    #[test]
+    fn not_primary_naming_the_primary() {
+        check(
+            Answer::Refused(Refused {
+                primary: Some("10.0.0.1:4433".into()),
+                epoch: Some(2),
+                ..Refused::code(ExchangeCode::NotPrimary)
+            }),
+            "01000000 00000000 00 01 0d00000000000000 31302e302e302e313a34343333
+             01 0200000000000000",
+        );
+    }
+
     /// A whole `ttx-exchange/1` request frame as it goes on a QUIC stream: the frame length,
     /// `ClientFrame::Request` with its id, the message as the request body.
     #[test]

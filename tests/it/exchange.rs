@@ -22,7 +22,7 @@ fn pair() -> (Ca, TestNode, TestNode) {
 }
 
 /// `ttx referrals --json` on `node`.
-fn referrals(node: &TestNode) -> Vec<serde_json::Value> {
+pub(crate) fn referrals(node: &TestNode) -> Vec<serde_json::Value> {
     node.cli(&["--json", "referrals"])
         .json()
         .as_array()
@@ -31,7 +31,7 @@ fn referrals(node: &TestNode) -> Vec<serde_json::Value> {
 }
 
 /// Waits (bounded) until `node` lists a referral in state `state`; returns it.
-fn wait_state(node: &TestNode, state: &str) -> serde_json::Value {
+pub(crate) fn wait_state(node: &TestNode, state: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let list = referrals(node);
@@ -47,7 +47,7 @@ fn wait_state(node: &TestNode, state: &str) -> serde_json::Value {
 }
 
 /// Waits (bounded) until ticket `number`'s history on `node` holds a line containing `text`.
-fn wait_history(node: &TestNode, number: i64, text: &str) -> serde_json::Value {
+pub(crate) fn wait_history(node: &TestNode, number: i64, text: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let chart = node.cli(&["--json", "show", &number.to_string()]).json();
@@ -59,6 +59,19 @@ fn wait_history(node: &TestNode, number: i64, text: &str) -> serde_json::Value {
             "{text:?} never reached ticket {number}: {chart}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (bounded) until `ttx alerts` on `node` holds `text`.
+fn wait_alert(node: &TestNode, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let alerts = node.cli(&["--json", "alerts"]).json().to_string();
+        if alerts.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no alert {text:?}: {alerts}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -74,11 +87,27 @@ fn each_once(history: &str, prefix: &str, n: usize) {
     }
 }
 
-fn new_ticket(node: &TestNode, subject: &str) -> i64 {
+pub(crate) fn new_ticket(node: &TestNode, subject: &str) -> i64 {
     node.cli(&["--json", "new", subject, "--circuit", "LON-PAR-3"])
         .json()["number"]
         .as_i64()
         .expect("a number")
+}
+
+/// A new ticket on `a` referred to telco `b`, which accepts it: our number and B's referral
+/// row (B's own ticket in `ticket`). Returns once A saw the acceptance.
+pub(crate) fn refer_accepted(
+    a: &TestNode,
+    b: &TestNode,
+    subject: &str,
+) -> (i64, serde_json::Value) {
+    let ours = new_ticket(a, subject);
+    a.cli(&["refer", &ours.to_string(), "--to", "telco-b"]).ok();
+    let theirs = wait_state(b, "delivered");
+    b.cli(&["referral", "accept", theirs["id"].as_str().unwrap()])
+        .ok();
+    wait_state(a, "accepted");
+    (ours, theirs)
 }
 
 #[test]
@@ -308,15 +337,7 @@ fn an_unanswered_referral_escalates_at_the_respond_by_time() {
     let n = new_ticket(&a, "nobody answers").to_string();
     a.cli(&["refer", &n, "--to", "telco-b", "--respond-within", "2s"])
         .ok();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let alerts = a.cli(&["--json", "alerts"]).json().to_string();
-        if alerts.contains("no answer by the respond-by time") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no escalation: {alerts}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_alert(&a, "no answer by the respond-by time");
     let r = &referrals(&a)[0];
     assert_eq!(r["label"], "overdue");
     assert_eq!(r["overdue"], true);

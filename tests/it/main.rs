@@ -13,6 +13,7 @@ mod crash;
 mod demo;
 mod docs;
 mod exchange;
+mod exchange_failover;
 mod faults;
 mod federation;
 mod noc;

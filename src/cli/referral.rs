@@ -42,8 +42,9 @@ pub enum ReferralCommand {
     Cancel(WithReason),
     /// Ask the other side for information (it answers with a shared note).
     Ask(WithQuestion),
-    /// Show or change what a partner may see of our tickets (admin to change): auto-accept,
-    /// shared notes, the header fields sent with a referral.
+    /// Show or change what a partner may see of our tickets and how much it may send us
+    /// (admin to change): auto-accept, shared notes, the header fields sent with a referral,
+    /// the message size and rate caps.
     Policy(PolicyArgs),
 }
 
@@ -63,6 +64,16 @@ pub struct PolicyArgs {
     /// for the subject only.
     #[arg(long, value_name = "FIELDS")]
     pub fields: Option<String>,
+    /// The largest message it may send us, in bytes (over it: refused `too large`).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_bytes: Option<u32>,
+    /// Messages a second it may send us on average (over it: refused `rate limited`, and
+    /// its node sends again later).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u32>,
+    /// Messages it may send in a burst above that rate.
+    #[arg(long, value_name = "N")]
+    pub burst: Option<u32>,
     /// Which node.
     #[command(flatten)]
     pub node: NodeDir,
@@ -87,16 +98,20 @@ fn policy(a: PolicyArgs, json: bool) -> anyhow::Result<()> {
             f.split(',').map(|s| s.trim().to_string()).collect()
         }
     });
-    let policy: crate::exchange::SharingPolicy = if a.auto_accept.is_none()
-        && a.shared_notes.is_none()
-        && fields.is_none()
-    {
-        c.get(&path, &[])?
-    } else {
-        let body =
-            json!({"auto_accept": a.auto_accept, "shared_notes": a.shared_notes, "fields": fields});
-        c.post(&path, &body)?
+    let change = crate::exchange::policy::SharingChange {
+        auto_accept: a.auto_accept,
+        shared_notes: a.shared_notes,
+        fields,
+        max_message_bytes: a.max_message_bytes,
+        rate_per_sec: a.rate,
+        burst: a.burst,
     };
+    let policy: crate::exchange::SharingPolicy =
+        if change == crate::exchange::policy::SharingChange::default() {
+            c.get(&path, &[])?
+        } else {
+            c.post(&path, &change)?
+        };
     if json {
         return print_json(&policy);
     }

@@ -136,7 +136,20 @@ pub struct SharingChange {
     pub shared_notes: Option<bool>,
     /// The header fields sent with a referral (replaces the list).
     pub fields: Option<Vec<String>>,
+    /// The largest message the peer may send us, in bytes (1 to [`MAX_MESSAGE_CAP`]).
+    pub max_message_bytes: Option<u32>,
+    /// Messages a second the peer may send us on average (1 to [`MAX_RATE`]).
+    pub rate_per_sec: Option<u32>,
+    /// Messages it may send in a burst above that rate (1 to [`MAX_RATE`]).
+    pub burst: Option<u32>,
 }
+
+/// The highest message-size cap a policy may set: the transport's default frame limit (a larger
+/// message could not arrive anyway).
+pub const MAX_MESSAGE_CAP: u32 = 16 * 1024 * 1024;
+
+/// The highest rate or burst a policy may set (messages a second).
+pub const MAX_RATE: u32 = 1_000_000;
 
 impl SharingChange {
     /// The policy after the change, or why the change is invalid (an unknown field name).
@@ -147,6 +160,19 @@ impl SharingChange {
         }
         if let Some(v) = self.shared_notes {
             next.shared_notes = v;
+        }
+        let within = |what: &str, v: Option<u32>, max: u32| match v {
+            Some(v) if v == 0 || v > max => Err(format!("{what} {v} is out of range: 1 to {max}")),
+            _ => Ok(v),
+        };
+        if let Some(v) = within("max message bytes", self.max_message_bytes, MAX_MESSAGE_CAP)? {
+            next.max_message_bytes = v;
+        }
+        if let Some(v) = within("rate", self.rate_per_sec, MAX_RATE)? {
+            next.rate_per_sec = v;
+        }
+        if let Some(v) = within("burst", self.burst, MAX_RATE)? {
+            next.burst = v;
         }
         if let Some(fields) = &self.fields {
             let mut set = BTreeSet::new();
@@ -324,6 +350,41 @@ mod tests {
         .apply(&base)
         .unwrap_err();
         assert!(e.contains("unknown field \"phone\""), "{e}");
+    }
+
+    #[test]
+    fn caps_change_within_their_ranges() {
+        let base = SharingPolicy::default();
+        let next = SharingChange {
+            max_message_bytes: Some(4096),
+            rate_per_sec: Some(5),
+            burst: Some(10),
+            ..SharingChange::default()
+        }
+        .apply(&base)
+        .unwrap();
+        assert_eq!(
+            (next.max_message_bytes, next.rate_per_sec, next.burst),
+            (4096, 5, 10)
+        );
+        assert_eq!(next.fields, base.fields, "the rest is kept");
+        for bad in [
+            SharingChange {
+                rate_per_sec: Some(0),
+                ..SharingChange::default()
+            },
+            SharingChange {
+                max_message_bytes: Some(MAX_MESSAGE_CAP + 1),
+                ..SharingChange::default()
+            },
+            SharingChange {
+                burst: Some(0),
+                ..SharingChange::default()
+            },
+        ] {
+            let e = bad.apply(&base).unwrap_err();
+            assert!(e.contains("out of range"), "{e}");
+        }
     }
 
     #[test]

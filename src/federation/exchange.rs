@@ -25,6 +25,9 @@ use crate::wire::codec::{decode, encode};
 use crate::wire::exchange::{Answer, ExchangeCode, Message, Refused};
 use crate::wire::{ErrorCode, Request};
 
+/// A policy's rate caps: (messages a second, burst).
+type Caps = (u32, u32);
+
 /// What the exchange needs of the site's replication.
 #[derive(Clone)]
 pub struct SiteLink {
@@ -56,8 +59,8 @@ impl SiteLink {
 pub struct ExchangeV1 {
     store: Store,
     site: SiteLink,
-    /// Each peer's token bucket (its policy's rate and burst).
-    buckets: Mutex<HashMap<String, RateLimit>>,
+    /// Each peer's token bucket, with the policy's caps it was made for.
+    buckets: Mutex<HashMap<String, (Caps, RateLimit)>>,
 }
 
 impl ExchangeV1 {
@@ -70,15 +73,20 @@ impl ExchangeV1 {
         }
     }
 
-    /// Takes a token from `site`'s bucket (made from its policy on first use).
+    /// Takes a token from `site`'s bucket (made from its policy on first use, and again when
+    /// the policy's caps change).
     fn take_token(&self, site: &str, policy: &crate::exchange::SharingPolicy) -> bool {
         let now = clock::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets
+        let caps = (policy.rate_per_sec, policy.burst);
+        let (held, bucket) = buckets
             .entry(site.to_string())
-            .or_insert_with(|| RateLimit::new(policy.rate_per_sec, policy.burst, now))
-            .take(now)
-            .is_ok()
+            .or_insert_with(|| (caps, RateLimit::new(caps.0, caps.1, now)));
+        // The admin changed the peer's caps: a new, full bucket at the new rate.
+        if *held != caps {
+            (*held, *bucket) = (caps, RateLimit::new(caps.0, caps.1, now));
+        }
+        bucket.take(now).is_ok()
     }
 
     /// The refusal of a node that is not its site's primary (`None` on the primary): the

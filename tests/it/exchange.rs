@@ -483,3 +483,56 @@ fn the_sharing_policy_decides_what_leaves_and_auto_accepts() {
     assert_eq!(chart["ticket"]["circuit"], serde_json::Value::Null);
     assert!(!chart.to_string().contains("LON-PAR-3"), "{chart}");
 }
+
+#[test]
+fn per_peer_caps_set_from_the_cli_refuse_what_is_over_them() {
+    let (_ca, a, b) = pair();
+    let (ours, r) = refer_accepted(&a, &b, "capped");
+    let n = ours.to_string();
+    // B caps what A may send: 400-byte messages, 2 a second in bursts of 1.
+    let out = b
+        .cli(&[
+            "referral",
+            "policy",
+            "noc-a",
+            "--max-message-bytes",
+            "400",
+            "--rate",
+            "2",
+            "--burst",
+            "1",
+        ])
+        .ok()
+        .to_string();
+    assert!(
+        out.contains("400 bytes a message, 2/s (bursts of 1)"),
+        "{out}"
+    );
+    let p = b.cli(&["--json", "referral", "policy", "noc-a"]).json();
+    assert_eq!(
+        (&p["max_message_bytes"], &p["rate_per_sec"], &p["burst"]),
+        (
+            &serde_json::json!(400),
+            &serde_json::json!(2),
+            &serde_json::json!(1)
+        )
+    );
+    b.cli(&["referral", "policy", "noc-a", "--rate", "0"])
+        .fails(2, "rate 0 is out of range");
+    b.cli(&["referral", "policy", "noc-a", "--burst", "many"])
+        .fails(2, "invalid value");
+    // Over the size cap: refused for good with `too large`, which A's operators see.
+    let big = "x".repeat(600);
+    a.cli(&["note", &n, "--shared", &big]).ok();
+    wait_alert(&a, "telco-b refused our note: too large");
+    // Over the rate: refused for now (`rate limited`), so A sends again later; every note
+    // arrives once, in order.
+    for i in 0..6 {
+        a.cli(&["note", &n, "--shared", &format!("paced {i}")]).ok();
+    }
+    let t = r["ticket"].as_i64().unwrap();
+    let chart = wait_history(&b, t, "[noc-a] paced 5");
+    let history = chart["history"].to_string();
+    each_once(&history, "paced", 6);
+    assert!(!history.contains(&big), "the oversize note was not applied");
+}

@@ -1,7 +1,9 @@
 //! The site log's endpoints: `GET /v1/verify` (compare two nodes of a site) and
 //! `POST /v1/promote` (make this standby the site's primary). Both are admin-only.
 
-use axum::extract::State;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use super::auth::{require_admin, Caller};
 use super::error::ApiError;
 use super::AppState;
 use crate::model::role::RoleState;
+use crate::replication::compare::{self, Comparison};
 use crate::store::verify::Verification;
 use crate::store::{WriteOp, WriteOutcome, WriteRequest};
 
@@ -27,22 +30,59 @@ pub struct VerifyAnswer {
     pub verification: Verification,
     /// Whether `quick_check` and the search index check both said `ok`.
     pub ok: bool,
+    /// With `?against=HOST:PORT`: the comparison with that node of the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against: Option<Comparison>,
 }
+
+/// `GET /v1/verify` parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct VerifyQuery {
+    /// Another node of the site (its QUIC address) to compare with.
+    pub against: Option<String>,
+    /// How long to wait for both to be at one position (ms, at most 60 s; default 10 s).
+    pub wait_ms: Option<u64>,
+}
+
+/// The longest `?wait_ms` taken.
+const MAX_COMPARE_WAIT_MS: u64 = 60_000;
 
 /// `GET /v1/verify` (admin): the site position, the digest of the state there, `quick_check`
 /// and the FTS5 integrity check.
+///
+/// With `?against=HOST:PORT`, also compares the state with that node of the site at one
+/// position (`replication::compare`) and names the first difference. A node it cannot reach
+/// is a 502 `unreachable`; two nodes that do not meet at one position (or move while the
+/// difference is searched) a 409 `refused`, each with why.
 pub async fn verify(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Query(q): Query<VerifyQuery>,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
     require_admin(&caller)?;
     let verification = state.store.verify().await?;
+    let against = match &q.against {
+        Some(addr) => {
+            let wait = Duration::from_millis(q.wait_ms.unwrap_or(10_000).min(MAX_COMPARE_WAIT_MS));
+            let compared =
+                compare::compare_against(&state.store, state.federation.get(), addr, wait).await;
+            Some(compared.map_err(|e| match e {
+                compare::CompareError::Store(s) => ApiError::from(s),
+                compare::CompareError::NotSamePosition { .. } | compare::CompareError::Moved(_) => {
+                    ApiError::Refused(e.to_string())
+                }
+                other => ApiError::Unreachable(other.to_string()),
+            })?)
+        }
+        None => None,
+    };
     Ok(Json(VerifyAnswer {
         site: state.config.node.site.clone(),
         node: state.config.node.node.clone(),
         role: state.store.writer.role.borrow().clone(),
         ok: verification.ok(),
         verification,
+        against,
     }))
 }
 

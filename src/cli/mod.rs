@@ -195,8 +195,9 @@ pub enum Command {
     Serve(node::ServeArgs),
     /// Show the running node's site, addresses, uptime and counts.
     Status(client::NodeDir),
-    /// The site position, a digest of the state there, quick_check and the search index check.
-    Verify(client::NodeDir),
+    /// The site position, a digest of the state there, quick_check and the search index check;
+    /// --against another node of the site: the first difference.
+    Verify(site::VerifyArgs),
     /// Make this standby the site's primary (a new epoch; the old primary is fenced by it).
     Promote(client::NodeDir),
     /// This site's hot standby: clone one from a running primary.

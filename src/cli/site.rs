@@ -3,10 +3,30 @@
 use super::client::{print_json, Client, NodeDir};
 use crate::api::site::{PromoteAnswer, VerifyAnswer};
 
+/// Arguments of `ttx verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Also compare with another node of this site at the same position (its QUIC address,
+    /// HOST:PORT) and print the first difference; exits 1 when they differ.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub against: Option<String>,
+    /// How long to wait for both nodes to be at one position, in seconds (at most 60).
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "against")]
+    pub wait: u64,
+    /// Which node.
+    #[command(flatten)]
+    pub node: NodeDir,
+}
+
 /// `ttx verify`: the site position, the digest of the state there, and the integrity checks.
-/// Exits 1 when a check fails.
-pub fn verify(node: NodeDir, json: bool) -> anyhow::Result<()> {
-    let v: VerifyAnswer = Client::connect(&node.resolve()?)?.get("/v1/verify", &[])?;
+/// Exits 1 when a check fails, or (with `--against`) when the other node's state differs.
+pub fn verify(a: VerifyArgs, json: bool) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(addr) = &a.against {
+        query.push(("against", addr.clone()));
+        query.push(("wait_ms", (a.wait.min(60) * 1000).to_string()));
+    }
+    let v: VerifyAnswer = Client::connect(&a.node.resolve()?)?.get("/v1/verify", &query)?;
     if json {
         print_json(&v)?;
     } else {
@@ -29,11 +49,37 @@ pub fn verify(node: NodeDir, json: bool) -> anyhow::Result<()> {
             r.quick_check, r.search_index
         );
     }
+    if let (Some(c), false) = (&v.against, json) {
+        if c.same {
+            println!(
+                "against {} ({}): the same state at position {}",
+                c.against, c.node, c.position
+            );
+        } else {
+            println!(
+                "against {} ({}): DIFFERENT at position {}: its digest {}",
+                c.against, c.node, c.position, c.digest
+            );
+        }
+    }
     if !v.ok {
         anyhow::bail!(
             "the store failed its checks: quick_check {}, search index {}",
             v.verification.quick_check,
             v.verification.search_index
+        );
+    }
+    if let Some(c) = v.against.as_ref().filter(|c| !c.same) {
+        let first = c
+            .first_difference
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "not found".into());
+        anyhow::bail!(
+            "this node's state differs from {} ({}) at position {}: first difference {first}",
+            c.against,
+            c.node,
+            c.position
         );
     }
     Ok(())

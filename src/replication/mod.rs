@@ -16,6 +16,8 @@
 //! - [`serve`]: the `ttx-repl/1` handler on the primary (one long-lived stream per standby).
 //! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
 //! - [`offline`]: a standby made from a copy of its primary's store on the same machine.
+//! - [`compare`]: `ttx verify --against`: two nodes' digests at one position, and the first
+//!   differing row found top-down.
 //! - [`send_snapshot`]: the primary's side of cloning (a consistent snapshot streamed in chunks).
 //! - [`clone`]: `ttx standby clone`: a new standby's data dir made from a running primary
 //!   ([`clone::clone_standby`], the one function the CLI and other tools call).
@@ -26,6 +28,7 @@
 
 pub mod backlog;
 pub mod clone;
+pub mod compare;
 pub mod follow;
 pub mod gate;
 pub mod hint;

@@ -297,8 +297,19 @@ impl ReplV1 {
 }
 
 impl Handler for ReplV1 {
-    // `ttx-repl/1` has no one-shot requests (the default `handle` refuses them): everything
-    // runs on the long-lived stream.
+    /// One-shot requests: comparing two nodes of the site (`ttx verify --against`).
+    fn handle<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        request: crate::wire::Request,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
+        let span = tracing::info_span!("compare", peer = %peer.identity, remote = %peer.remote);
+        Box::pin(tracing::Instrument::instrument(
+            async move { super::compare::answer(&self.store, &self.site, peer, &request.body).await },
+            span,
+        ))
+    }
+
     fn stream<'a>(
         &'a self,
         peer: &'a PeerCtx,

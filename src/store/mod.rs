@@ -65,6 +65,10 @@ pub enum StoreError {
     /// Shipped events refused (another site, out of order, a lower epoch, a missing ticket...).
     #[error("shipped events refused: {0}")]
     Apply(#[from] apply::ApplyError),
+    /// A read asked for the state at a position the store is no longer (or not yet) at, or
+    /// for a part of the state that does not exist (comparing two nodes).
+    #[error("{0}")]
+    Stale(String),
 }
 
 impl StoreError {

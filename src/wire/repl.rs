@@ -164,6 +164,109 @@ pub enum SnapshotFrame {
     End,
 }
 
+/// One-shot requests on `ttx-repl/1` (a `Request` frame, answered by a `Response` with a
+/// [`ReplAnswer`]): comparing two nodes of a site (`ttx verify --against`). Variant indexes are
+/// stable: append only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplRequest {
+    /// Index 0: the digest of the state, once the head is at least `at_least` (waiting at
+    /// most `wait_ms`, capped by the answering node).
+    Digest {
+        /// The position the asker is at.
+        at_least: u64,
+        /// How long to wait for it.
+        wait_ms: u64,
+    },
+    /// Index 1: the digests of `parts` consecutive slices of the rows `[lo, hi)` (in the
+    /// table's canonical order) of the state table number `table`, at `position`.
+    Ranges {
+        /// The position both nodes are at.
+        position: u64,
+        /// The table, by its index in [`StateDigest::tables`].
+        table: u32,
+        /// First row.
+        lo: u64,
+        /// One past the last row.
+        hi: u64,
+        /// Slices (at most [`MAX_PARTS`]).
+        parts: u32,
+    },
+    /// Index 2: each row of `[lo, hi)` (at most [`MAX_ROWS`]) of table `table`, at `position`:
+    /// its key and digest.
+    Rows {
+        /// The position both nodes are at.
+        position: u64,
+        /// The table.
+        table: u32,
+        /// First row.
+        lo: u64,
+        /// One past the last row.
+        hi: u64,
+    },
+}
+
+/// Most slices one [`ReplRequest::Ranges`] asks for.
+pub const MAX_PARTS: u32 = 64;
+/// Most rows one [`ReplRequest::Rows`] asks for.
+pub const MAX_ROWS: u64 = 64;
+
+/// The answer to a [`ReplRequest`], of the same index. Every answer names the position it was
+/// computed at: an asker that finds it moved starts again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplAnswer {
+    /// Index 0: the state's digest.
+    Digest(StateDigest),
+    /// Index 1: one digest per slice.
+    Ranges {
+        /// The position they are of.
+        position: u64,
+        /// SHA-256 of each slice's rows.
+        digests: Vec<[u8; 32]>,
+    },
+    /// Index 2: the rows.
+    Rows {
+        /// The position they are of.
+        position: u64,
+        /// Each row's key and digest.
+        rows: Vec<RowDigest>,
+    },
+}
+
+/// The digest of a node's state at a site position (as `ttx verify`), per table too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDigest {
+    /// The site position.
+    pub position: u64,
+    /// The id of the event there (zero for an empty log).
+    pub head_id: [u8; 16],
+    /// Its epoch.
+    pub head_epoch: u64,
+    /// The digest `ttx verify` shows.
+    pub digest: [u8; 32],
+    /// Each state table's part, in the digest's order.
+    pub tables: Vec<TableDigest>,
+}
+
+/// One state table's rows and digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDigest {
+    /// The table's name.
+    pub name: String,
+    /// How many rows it has.
+    pub rows: u64,
+    /// SHA-256 of its rows.
+    pub sha256: [u8; 32],
+}
+
+/// One row: what names it (a ticket's number, a note's id) and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowDigest {
+    /// What names the row, for people (`ticket #12`, `note 0190…`).
+    pub key: String,
+    /// SHA-256 of its values.
+    pub sha256: [u8; 32],
+}
+
 #[cfg(test)]
 mod golden {
     //! Golden bytes of the replication frames: a change here is a protocol break.
@@ -304,6 +407,48 @@ mod golden {
         );
         assert!(decode_open(b"ttx-snap").is_err());
         assert!(decode_open(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn verify_requests_and_answers() {
+        check(
+            ReplRequest::Digest {
+                at_least: 7,
+                wait_ms: 5000,
+            },
+            "00000000 0700000000000000 8813000000000000",
+        );
+        check(
+            ReplRequest::Ranges {
+                position: 7,
+                table: 0,
+                lo: 0,
+                hi: 100,
+                parts: 16,
+            },
+            "01000000 0700000000000000 00000000 0000000000000000 6400000000000000 10000000",
+        );
+        check(
+            ReplRequest::Rows {
+                position: 7,
+                table: 1,
+                lo: 96,
+                hi: 100,
+            },
+            "02000000 0700000000000000 01000000 6000000000000000 6400000000000000",
+        );
+        check(
+            ReplAnswer::Rows {
+                position: 7,
+                rows: vec![RowDigest {
+                    key: "ticket #1".into(),
+                    sha256: [0xcd; 32],
+                }],
+            },
+            "02000000 0700000000000000 0100000000000000
+             0900000000000000 7469636b6574202331
+             cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod browser;
 mod cli_resets;
 mod clone;
 mod common;
+mod compare;
 mod crash;
 mod demo;
 mod docs;

@@ -17,7 +17,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use super::http::KeepAlive;
-use super::node::{this_thread_cpu, BenchNode, ThreadCpu};
+use super::node::{this_thread_cpu, thread_bytes_written, BenchNode, ThreadCpu};
 use super::store::text::{self, Rng};
 use super::{rate, BenchError, Goal, Latencies, MachineInfo, Report, ScratchDir, Section, Target};
 use crate::model::command::Command;
@@ -266,6 +266,8 @@ struct Measured {
     run: Run,
     cpu: ThreadCpu,
     group_commit: f64,
+    /// Bytes the writer thread wrote (WAL frames, checkpoints, the note index) per note.
+    writer_bytes_per_note: f64,
 }
 
 fn measure(
@@ -278,8 +280,11 @@ fn measure(
         stats.commits.load(Ordering::Relaxed),
     );
     let cpu0 = ThreadCpu::now();
+    let bytes0 = thread_bytes_written("ttx-writer");
     let run = f()?;
     let mut cpu = ThreadCpu::now().since(&cpu0);
+    let bytes = thread_bytes_written("ttx-writer").saturating_sub(bytes0);
+    let writer_bytes_per_note = bytes as f64 / run.count.max(1) as f64;
     cpu.0.insert("bench-client".into(), run.client_cpu_secs);
     let requests = stats.requests.load(Ordering::Relaxed) - r0;
     let commits = (stats.commits.load(Ordering::Relaxed) - c0).max(1);
@@ -287,6 +292,7 @@ fn measure(
         run,
         cpu,
         group_commit: requests as f64 / commits as f64,
+        writer_bytes_per_note,
     })
 }
 
@@ -382,6 +388,11 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
             value: TARGET_WRITER_CPU_US_PER_NOTE,
         },
     );
+    concurrent.figure(
+        "api writer KiB written per note",
+        api.writer_bytes_per_note / 1024.0,
+        "KiB",
+    );
     concurrent.figure("api note latency p50", a.p50_us / 1000.0, "ms");
     concurrent.figure("api note latency p99", a.p99_us / 1000.0, "ms");
     concurrent.figure("api average group commit", api.group_commit, "writes");
@@ -402,6 +413,11 @@ pub fn run(opts: &ApiBenchOptions) -> Result<Report, BenchError> {
         "keyed api writer CPU per note",
         keyed_writer_cpu * 1e6 / (keyed.run.count.max(1) as f64),
         "µs",
+    );
+    concurrent.figure(
+        "keyed api writer KiB written per note",
+        keyed.writer_bytes_per_note / 1024.0,
+        "KiB",
     );
     concurrent.figure("keyed api note latency p50", k.p50_us / 1000.0, "ms");
     concurrent.figure("keyed api note latency p99", k.p99_us / 1000.0, "ms");

@@ -3,7 +3,9 @@
 //! own (API on 127.0.0.1 port 0, store with the default `synchronous = full`).
 //!
 //! Also [`ThreadCpu`]: CPU time per thread name from `/proc/self/task`, so a benchmark can say
-//! where its time went (tokio workers, the writer thread, the clients).
+//! where its time went (tokio workers, the writer thread, the clients); and
+//! [`thread_bytes_written`]: the bytes a thread handed to `write`/`pwrite` (the writer's WAL
+//! frames and checkpoints), a figure the machine's load does not move.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -132,6 +134,29 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
 pub fn this_thread_cpu() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     parse_stat(&stat).map(|(_, s)| s)
+}
+
+/// Bytes the live threads named `name` have passed to `write`-family calls so far (`wchar` of
+/// `/proc/self/task/*/io`; 0 off Linux).
+pub fn thread_bytes_written(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let named = std::fs::read_to_string(t.path().join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == name);
+        if !named {
+            continue;
+        }
+        let io = std::fs::read_to_string(t.path().join("io")).unwrap_or_default();
+        total += io
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
 }
 
 impl ThreadCpu {

@@ -716,8 +716,7 @@ fn history_page(
     );
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {columns}, CASE WHEN {by_reference} THEN
-             (SELECT octet_length(n.text) FROM notes n
-              WHERE n.ticket_id = events.ticket_id AND n.event_seq = events.seq) END
+             (SELECT octet_length(n.text) FROM notes n WHERE n.event_seq = events.seq) END
          FROM events WHERE ticket_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?4"
     ))?;
     let after = page.after.unwrap_or(0);

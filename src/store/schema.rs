@@ -241,6 +241,13 @@ INSERT INTO meta (key, value)
     SELECT 'note_fts_indexed', CAST(COALESCE(MAX(rowid), 0) AS TEXT) FROM notes WHERE true
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 "#,
+    r#"
+-- Fewer pages per commit: a note's row is found from its event (`event_seq`, which only
+-- grows, so the index is appended to at its end), not through an index by ticket, whose
+-- entries for a busy ticket sit on a page of their own that every note to it rewrote.
+DROP INDEX notes_ticket;
+CREATE INDEX notes_event ON notes (event_seq);
+"#,
 ];
 
 /// The schema version this build writes.

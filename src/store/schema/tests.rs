@@ -250,3 +250,35 @@ fn a_store_migrated_from_v3_equals_a_fresh_replay_of_its_log() {
     assert_eq!(cancelled, [[Value::Integer(1)]]);
     assert_eq!(query::next_due(&old).unwrap(), None);
 }
+
+/// Migration 13: a note writes no index entry by ticket (one page more per ticket in a commit),
+/// and the one lookup that used it, a long note's length in a ticket's history, goes through
+/// `notes_event` instead of scanning the notes.
+#[test]
+fn notes_have_no_index_by_ticket_and_are_found_from_their_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn =
+        open_connection(&dir.path().join("s.db"), &StoreSection::default(), false).unwrap();
+    migrate(&mut conn).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'notes' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["notes_event", "sqlite_autoindex_notes_1"]);
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT octet_length(n.text) FROM notes n WHERE n.event_seq = 7",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("USING INDEX notes_event")),
+        "{plan:?}"
+    );
+}

@@ -444,6 +444,13 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Keeps the directory (for a post-mortem) and returns its path.
+    pub fn keep(self) -> std::path::PathBuf {
+        let path = self.path.clone();
+        std::mem::forget(self);
+        path
+    }
 }
 
 impl Drop for ScratchDir {

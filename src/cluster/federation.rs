@@ -125,9 +125,10 @@ impl Site {
         })?;
         primary.start()?;
         standby.start()?;
-        // The standby keeps its port across restarts too (partners have it registered).
+        // Both keep their ports across restarts (partners have them registered).
+        primary.pin_ports()?;
+        standby.pin_ports()?;
         let standby_listen = standby.listen_addr()?;
-        standby.configure(|c| c.transport.listen = Some(standby_listen))?;
         Ok(Site {
             name: name.to_string(),
             primary,

@@ -90,6 +90,22 @@ impl Node {
     }
 }
 
+impl Node {
+    /// `GET /v1/verify`'s position and digest without the integrity checks' verdict: what a
+    /// comparison of two nodes needs even when one fails its checks.
+    pub fn digest(&self) -> Result<(i64, String), ClusterError> {
+        let out = self.run(&["--json", "verify"])?;
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        match (v["position"].as_i64(), v["digest"].as_str()) {
+            (Some(p), Some(d)) => Ok((p, d.to_string())),
+            _ => Err(ClusterError::Answer {
+                command: "--json verify".into(),
+                detail: format!("{} {}", out.stdout, out.stderr),
+            }),
+        }
+    }
+}
+
 /// How many notes in a chart's history have exactly `text` (a shared note's text also
 /// appears in the exchange records that carried it; those do not count).
 pub fn notes_with_text(chart: &Value, text: &str) -> usize {

@@ -313,6 +313,18 @@ impl Node {
             .map_err(ClusterError::io(format!("write {}", path.display())))
     }
 
+    /// Keeps the ports the running node bound (API and QUIC) across its restarts: partners
+    /// and standbys have its QUIC address, clients its API address.
+    pub fn pin_ports(&self) -> Result<(), ClusterError> {
+        let info = self.runtime()?;
+        self.configure(|c| {
+            c.api.addr = info.api_addr;
+            if info.listen_addr.is_some() {
+                c.transport.listen = info.listen_addr;
+            }
+        })
+    }
+
     /// Runs a CLI command against this node.
     pub fn run(&self, args: &[&str]) -> Result<Output, ClusterError> {
         self.ttx.run(Some(&self.dir), args)

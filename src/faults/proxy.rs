@@ -106,7 +106,7 @@ impl Shared {
 }
 
 /// A draw in [0, 1) from a xorshift64* generator (deterministic per seed; not for secrets).
-fn next_unit(state: &mut u64) -> f64 {
+pub(crate) fn next_unit(state: &mut u64) -> f64 {
     let mut x = *state;
     x ^= x >> 12;
     x ^= x << 25;

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod bounded_reads;
 mod browser;
+mod campaign;
 mod cli_resets;
 mod clone;
 mod common;

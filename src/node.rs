@@ -220,13 +220,23 @@ impl RunningNode {
             },
         )
         .await?;
-        let follower =
-            config.replication.primary.as_deref().map(|addr| {
-                crate::replication::Follower::new(store.clone(), federation.clone(), addr)
-            });
+        let follower = crate::replication::Follower::new(
+            store.clone(),
+            federation.clone(),
+            &config.node.site,
+            config.replication.primary.as_deref(),
+        );
+        let switchover = crate::replication::Switchover::new(
+            &config.node.node,
+            store.clone(),
+            primary.clone(),
+            follower.clone(),
+            Duration::from_millis(config.replication.block_timeout_ms.max(1_000)),
+        );
         let replication = Arc::new(Replication {
             primary: primary.clone(),
-            follower: follower.clone(),
+            follower: Some(follower.clone()),
+            switchover: Some(switchover.clone()),
         });
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
@@ -302,7 +312,8 @@ impl RunningNode {
                 shutdown_rx.clone(),
             )),
         ];
-        tasks.extend(follower.map(|f| tokio::spawn(f.run(shutdown_rx))));
+        tasks.push(tokio::spawn(switchover.serve_requests(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(follower.run(shutdown_rx)));
         tasks.extend(web.map(|w| w.task));
         Ok(RunningNode {
             bound,

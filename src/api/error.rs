@@ -31,6 +31,10 @@ pub enum ApiError {
     /// names the primary.
     #[error("{0}")]
     NotPrimary(String),
+    /// A local write while this primary hands its role to the standby (`ttx switchover`):
+    /// 503, code `switching_over`; retry in a moment (at the new primary once it is done).
+    #[error("{0}")]
+    SwitchingOver(String),
     /// No or bad token: 401.
     #[error("{0}")]
     Unauthorized(String),
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Refused(_) => (StatusCode::CONFLICT, "refused"),
             ApiError::NotPrimary(_) => (StatusCode::CONFLICT, "not_primary"),
+            ApiError::SwitchingOver(_) => (StatusCode::SERVICE_UNAVAILABLE, "switching_over"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -98,6 +103,9 @@ impl From<StoreError> for ApiError {
             StoreError::Command(CommandError::NotFound(m)) => ApiError::NotFound(m),
             StoreError::Command(CommandError::Refused(m)) => ApiError::Refused(m),
             StoreError::Closed => ApiError::Unavailable,
+            StoreError::NotPrimary(e @ crate::model::role::RoleError::HandingOver { .. }) => {
+                ApiError::SwitchingOver(e.to_string())
+            }
             StoreError::NotPrimary(e) => ApiError::NotPrimary(e.to_string()),
             other => {
                 tracing::error!(error = %other, "store error");

@@ -9,7 +9,7 @@
 //! - [`referrals`]: refer a ticket to a partner, act on a referral, list referrals.
 //! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
 //!   errors in the JSON shape).
-//! - [`site`]: the site log: verify (position, digest, checks) and promote (admin).
+//! - [`site`]: the site log: verify (position, digest, checks), promote and switchover (admin).
 //!
 //! `docs/api.md` lists the endpoints.
 
@@ -131,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pki/reload", post(peers::reload))
         .route("/v1/verify", get(site::verify))
         .route("/v1/promote", post(site::promote))
+        .route("/v1/switchover", post(site::switchover))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

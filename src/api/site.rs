@@ -1,5 +1,6 @@
-//! The site log's endpoints: `GET /v1/verify` (compare two nodes of a site) and
-//! `POST /v1/promote` (make this standby the site's primary). Both are admin-only.
+//! The site log's endpoints: `GET /v1/verify` (compare two nodes of a site),
+//! `POST /v1/promote` (make this standby the site's primary) and `POST /v1/switchover` (hand
+//! the primary role to the standby, planned and lossless). All are admin-only.
 
 use std::time::Duration;
 
@@ -93,6 +94,52 @@ pub struct PromoteAnswer {
     pub epoch: u64,
     /// The site position of its `EpochStarted` event.
     pub position: i64,
+}
+
+/// `POST /v1/switchover` body: `{}` to switch over, `{"abort": true}` to abandon a hand-over
+/// the standby did not take.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchoverRequest {
+    /// Abandon a hand-over: this node (handing over) becomes the primary again.
+    #[serde(default)]
+    pub abort: bool,
+}
+
+/// `POST /v1/switchover` (admin): on the primary, hand the role to the connected standby and
+/// become its standby; on the standby, ask the primary to do so and answer once this node is
+/// the primary. `{"abort": true}` on a primary stuck handing over makes it primary again.
+pub async fn switchover(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<SwitchoverRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&caller)?;
+    let Some(driver) = state.replication.switchover.clone() else {
+        return Err(ApiError::Refused(
+            "this node runs without replication: no switchover".into(),
+        ));
+    };
+    use crate::replication::SwitchoverError as E;
+    let answer = if req.abort {
+        driver
+            .abort()
+            .await
+            .map(|role| serde_json::json!({ "aborted": true, "role": role.role_text(), "epoch": role.epoch }))
+    } else {
+        driver
+            .run()
+            .await
+            .map(|a| serde_json::to_value(a).expect("the answer serializes"))
+    };
+    answer.map(Json).map_err(|e| match e {
+        E::Store(e) => e.into(),
+        E::Unconfirmed { .. } | E::Ask(crate::replication::follow::AskError::Timeout(_)) => {
+            ApiError::Unreachable(e.to_string())
+        }
+        E::Role(m) => ApiError::NotPrimary(m),
+        other => ApiError::Refused(other.to_string()),
+    })
 }
 
 /// `POST /v1/promote` (admin): a standby becomes the primary of the next epoch. The answer comes

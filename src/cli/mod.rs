@@ -206,6 +206,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: standby::StandbyCommand,
     },
+    /// Hand the primary role to the standby, planned and lossless (run on either node): writes
+    /// pause, the standby catches up and is promoted, this primary becomes its standby.
+    Switchover(site::SwitchoverArgs),
     /// Manage operators and their tokens.
     Operator {
         /// What to do.
@@ -352,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => site::verify(a, json),
         Command::Promote(a) => site::promote(a, json),
         Command::Standby { cmd } => standby::run(cmd, json),
+        Command::Switchover(a) => site::switchover(a, json),
         Command::Operator { cmd } => node::operator(cmd, json),
         Command::New(a) => tickets::new(a, json),
         Command::Note(a) => tickets::note(a, json),

@@ -302,7 +302,10 @@ pub fn status(node: NodeDir, json: bool) -> anyhow::Result<()> {
         );
     }
     if let Some(r) = &s.replication {
-        out!("{}", super::render::replication(r, &super::times()));
+        out!(
+            "{}",
+            super::render::replication(r, &s.role, &super::times())
+        );
     }
     Ok(())
 }

@@ -568,12 +568,19 @@ fn history(o: &mut String, c: &Chart, reference: &str, times: &Times, layout: &C
 
 /// `ttx status`'s replication lines: on a primary the mode, the standby and its lag (or
 /// `DEGRADED` / no standby); on a standby the primary it follows and how far it has applied.
-pub fn replication(r: &crate::replication::ReplicationStatus, times: &Times) -> String {
+pub fn replication(r: &crate::replication::ReplicationStatus, role: &str, times: &Times) -> String {
     let mut out = String::new();
     let p = &r.primary;
     let mode = p.mode.as_str();
     let gone = p.when_standby_gone.as_str();
-    if let Some(f) = &r.following {
+    if let Some(to) = role.strip_prefix("handing-over:") {
+        let _ = writeln!(
+            out,
+            "SWITCHOVER in progress: handing the primary role to {to}; local writes pause"
+        );
+    }
+    let follows = role.starts_with("standby:") || role.starts_with("fenced:");
+    if let Some(f) = r.following.as_ref().filter(|_| follows) {
         let state = if f.connected {
             "connected"
         } else {

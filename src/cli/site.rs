@@ -85,6 +85,51 @@ pub fn verify(a: VerifyArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ttx switchover [--abort]`.
+#[derive(Debug, clap::Args)]
+pub struct SwitchoverArgs {
+    #[command(flatten)]
+    node: NodeDir,
+    /// Abandon a hand-over the standby did not take: this node becomes the primary again.
+    /// Only when `ttx status` on the standby shows it is still a standby.
+    #[arg(long)]
+    abort: bool,
+}
+
+/// `ttx switchover`: on the primary, hand over to the standby and follow it; on the standby,
+/// ask the primary to hand over and take over.
+pub fn switchover(a: SwitchoverArgs, json: bool) -> anyhow::Result<()> {
+    let client = Client::connect(&a.node.resolve()?)?;
+    let body = serde_json::json!({ "abort": a.abort });
+    let answer: serde_json::Value = client.post("/v1/switchover", &body)?;
+    if json {
+        return print_json(&answer);
+    }
+    if a.abort {
+        println!(
+            "switchover abandoned: this node is {} at epoch {}",
+            answer["role"].as_str().unwrap_or("-"),
+            answer["epoch"]
+        );
+        return Ok(());
+    }
+    let a: crate::replication::SwitchoverAnswer = serde_json::from_value(answer)?;
+    match a.ran_on.as_str() {
+        "primary" => println!(
+            "switched over: {} is the primary of epoch {}; this node is its standby, following it at {} (writes paused {} ms here)",
+            a.new_primary,
+            a.epoch,
+            a.follows.as_deref().unwrap_or("-"),
+            a.paused_ms.unwrap_or_default()
+        ),
+        _ => println!(
+            "switched over: this node ({}) is the primary of epoch {}; the old primary is its standby",
+            a.new_primary, a.epoch
+        ),
+    }
+    Ok(())
+}
+
 /// `ttx promote`: make this standby the site's primary (a new epoch, durable before it answers).
 pub fn promote(node: NodeDir, json: bool) -> anyhow::Result<()> {
     let a: PromoteAnswer =

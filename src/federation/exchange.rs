@@ -95,7 +95,7 @@ impl ExchangeV1 {
         let role = self.store.writer.role.borrow().clone();
         let code = match role.role {
             NodeRole::Primary => return None,
-            NodeRole::Standby { .. } => ExchangeCode::NotPrimary,
+            NodeRole::Standby { .. } | NodeRole::HandingOver { .. } => ExchangeCode::NotPrimary,
             NodeRole::Fenced { .. } => ExchangeCode::Fenced,
         };
         Some(Refused {

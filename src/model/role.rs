@@ -8,6 +8,10 @@
 //!
 //! Transitions:
 //! - `standby --promote--> primary` at `epoch + 1` (an `EpochStarted` event is written first);
+//! - `primary --hand over to S--> handing-over:S` (a planned switchover: no local writes, the
+//!   log still ships to S), and back with `resume` (the switchover was abandoned);
+//! - `handing-over:S --sees S's higher epoch--> standby of S` (the switchover completed; any
+//!   other node's higher epoch fences it);
 //! - `primary --sees a higher epoch--> fenced` (at that epoch);
 //! - `standby --applies a higher epoch--> standby` of the node that wrote it;
 //! - `fenced --sees a higher epoch--> fenced` (at that epoch).
@@ -31,6 +35,14 @@ pub enum NodeRole {
     Fenced {
         /// The node that holds the higher epoch.
         by: String,
+    },
+    /// A primary handing its role to its standby `to` (`ttx switchover`): it still holds the
+    /// epoch's log and ships it, but takes no local write; it becomes `to`'s standby when
+    /// `to`'s new epoch reaches it.
+    #[serde(rename = "handing-over")]
+    HandingOver {
+        /// The standby taking over.
+        to: String,
     },
 }
 
@@ -61,6 +73,23 @@ pub enum RoleError {
         /// The node holding the higher epoch.
         by: String,
         /// That epoch.
+        epoch: u64,
+    },
+    /// A local write during a switchover: retry in a moment (at `to` once it is done).
+    #[error("a switchover to {to:?} is in progress (epoch {epoch}): writes pause for a moment; retry, at {to:?} once it is the primary")]
+    HandingOver {
+        /// The standby taking over.
+        to: String,
+        /// The epoch being handed over.
+        epoch: u64,
+    },
+    /// A switchover asked of a node that cannot start one (not the primary, or already
+    /// handing over to another node).
+    #[error("this node cannot hand over the primary role: it is {role} (epoch {epoch})")]
+    CannotHandOver {
+        /// The role it is in.
+        role: String,
+        /// The epoch.
         epoch: u64,
     },
     /// Promotion of a node that is already primary.
@@ -104,9 +133,55 @@ impl RoleState {
         }
     }
 
-    /// Whether this node is the primary.
+    /// Whether this node is the primary (taking writes and deciding).
     pub fn is_primary(&self) -> bool {
         self.role == NodeRole::Primary
+    }
+
+    /// Whether this node holds its epoch's log and ships it to a standby: the primary, and a
+    /// primary handing over (until its standby's new epoch arrives).
+    pub fn ships(&self) -> bool {
+        matches!(self.role, NodeRole::Primary | NodeRole::HandingOver { .. })
+    }
+
+    /// Whether this node follows a primary's log (a standby; a fenced node too, which may catch
+    /// up while its log is a prefix of the primary's).
+    pub fn follows(&self) -> bool {
+        matches!(
+            self.role,
+            NodeRole::Standby { .. } | NodeRole::Fenced { .. }
+        )
+    }
+
+    /// A planned switchover starts: the primary stops taking local writes and hands its role
+    /// to its standby `to`. Asking again for the same standby changes nothing.
+    pub fn hand_over(&self, to: &str) -> Result<RoleState, RoleError> {
+        match &self.role {
+            NodeRole::Primary => Ok(RoleState {
+                role: NodeRole::HandingOver { to: to.into() },
+                epoch: self.epoch,
+            }),
+            NodeRole::HandingOver { to: already } if already == to => Ok(self.clone()),
+            other => Err(RoleError::CannotHandOver {
+                role: other.to_string(),
+                epoch: self.epoch,
+            }),
+        }
+    }
+
+    /// A switchover abandoned before the standby took over: primary again, same epoch. A
+    /// primary stays as it is.
+    pub fn resume(&self) -> Result<RoleState, RoleError> {
+        match &self.role {
+            NodeRole::Primary | NodeRole::HandingOver { .. } => Ok(RoleState {
+                role: NodeRole::Primary,
+                epoch: self.epoch,
+            }),
+            other => Err(RoleError::CannotHandOver {
+                role: other.to_string(),
+                epoch: self.epoch,
+            }),
+        }
     }
 
     /// Whether a local write (anything but applying shipped events) may run here.
@@ -121,13 +196,19 @@ impl RoleState {
                 by: by.clone(),
                 epoch: self.epoch,
             }),
+            NodeRole::HandingOver { to } => Err(RoleError::HandingOver {
+                to: to.clone(),
+                epoch: self.epoch,
+            }),
         }
     }
 
     /// Promotion: a standby becomes primary of the next epoch.
     pub fn promote(&self) -> Result<RoleState, RoleError> {
         match &self.role {
-            NodeRole::Primary => Err(RoleError::AlreadyPrimary { epoch: self.epoch }),
+            NodeRole::Primary | NodeRole::HandingOver { .. } => {
+                Err(RoleError::AlreadyPrimary { epoch: self.epoch })
+            }
             NodeRole::Fenced { by } => Err(RoleError::FencedPromotion {
                 by: by.clone(),
                 epoch: self.epoch,
@@ -146,7 +227,12 @@ impl RoleState {
             return None;
         }
         let role = match &self.role {
-            NodeRole::Primary | NodeRole::Fenced { .. } => NodeRole::Fenced { by: node.into() },
+            NodeRole::HandingOver { to } if to == node => NodeRole::Standby {
+                primary: node.into(),
+            },
+            NodeRole::Primary | NodeRole::Fenced { .. } | NodeRole::HandingOver { .. } => {
+                NodeRole::Fenced { by: node.into() }
+            }
             NodeRole::Standby { .. } => NodeRole::Standby {
                 primary: node.into(),
             },
@@ -163,13 +249,14 @@ impl RoleState {
                 epoch: self.epoch,
             });
         }
-        if epoch == self.epoch && self.is_primary() {
+        if epoch == self.epoch && self.ships() {
             return Err(RoleError::PrimaryOfEpoch { epoch: self.epoch });
         }
         Ok(self.observe(epoch, node))
     }
 
-    /// The role as stored in `meta.role`: `primary`, `standby:NODE` or `fenced:NODE`.
+    /// The role as stored in `meta.role`: `primary`, `standby:NODE`, `fenced:NODE` or
+    /// `handing-over:NODE`.
     pub fn role_text(&self) -> String {
         self.role.to_string()
     }
@@ -182,6 +269,9 @@ impl RoleState {
                 primary: node.into(),
             },
             Some(("fenced", node)) if !node.is_empty() => NodeRole::Fenced { by: node.into() },
+            Some(("handing-over", node)) if !node.is_empty() => {
+                NodeRole::HandingOver { to: node.into() }
+            }
             _ => return Err(format!("unknown node role {role:?} in the store")),
         };
         Ok(RoleState { role, epoch })
@@ -194,6 +284,7 @@ impl fmt::Display for NodeRole {
             NodeRole::Primary => f.write_str("primary"),
             NodeRole::Standby { primary } => write!(f, "standby:{primary}"),
             NodeRole::Fenced { by } => write!(f, "fenced:{by}"),
+            NodeRole::HandingOver { to } => write!(f, "handing-over:{to}"),
         }
     }
 }
@@ -295,10 +386,69 @@ mod tests {
                 role: NodeRole::Fenced { by: "b".into() },
                 epoch: 9,
             },
+            RoleState {
+                role: NodeRole::HandingOver { to: "s".into() },
+                epoch: 4,
+            },
         ] {
             assert_eq!(RoleState::parse(&s.role_text(), s.epoch).unwrap(), s);
         }
         assert!(RoleState::parse("standby:", 1).is_err());
         assert!(RoleState::parse("leader", 1).is_err());
+    }
+
+    #[test]
+    fn a_switchover_pauses_writes_ships_on_and_ends_as_the_new_primarys_standby() {
+        let p = RoleState::first_primary();
+        let h = p.hand_over("standby").unwrap();
+        assert_eq!(h.epoch, 1);
+        assert!(!h.is_primary() && h.ships() && !h.follows());
+        assert_eq!(h.hand_over("standby").unwrap(), h);
+        assert!(h.hand_over("other").is_err());
+        let refused = h.may_write().unwrap_err().to_string();
+        assert!(
+            refused.contains("switchover to \"standby\" is in progress"),
+            "{refused}"
+        );
+        assert!(refused.contains("retry"), "{refused}");
+        // It is still the primary of its epoch: no promotion, no shipped events of epoch 1.
+        assert_eq!(h.promote(), Err(RoleError::AlreadyPrimary { epoch: 1 }));
+        assert_eq!(
+            h.may_apply(1, "standby"),
+            Err(RoleError::PrimaryOfEpoch { epoch: 1 })
+        );
+        // The standby's new epoch arrives: this node is now its standby, following it.
+        let done = h.observe(2, "standby").unwrap();
+        assert_eq!(
+            done,
+            RoleState {
+                role: NodeRole::Standby {
+                    primary: "standby".into()
+                },
+                epoch: 2
+            }
+        );
+        assert!(done.follows());
+        // Another node's higher epoch fences it instead.
+        assert_eq!(
+            h.observe(2, "intruder").unwrap().role,
+            NodeRole::Fenced {
+                by: "intruder".into()
+            }
+        );
+        // Abandoned: primary again at the same epoch; only a primary can start one.
+        assert_eq!(h.resume().unwrap(), p);
+        assert_eq!(p.resume().unwrap(), p);
+        assert!(standby(1).hand_over("x").is_err());
+        assert!(standby(1).resume().is_err());
+        assert!(done.hand_over("x").is_err());
+        // The switchover back: the new primary (promoted) hands over to the old one.
+        let back = standby(2).promote().unwrap().hand_over("primary").unwrap();
+        assert_eq!(
+            back.observe(4, "primary").unwrap().role,
+            NodeRole::Standby {
+                primary: "primary".into()
+            }
+        );
     }
 }

@@ -47,7 +47,9 @@ const APPLY_QUEUE: usize = 64;
 /// The standby's replication state, for `ttx status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FollowStatus {
-    /// The primary's address it follows (`replication.primary`).
+    /// The address of the site's other node: the primary it follows while a standby, the old
+    /// primary it knocks at once promoted (`replication.primary`, else the first address of
+    /// this site's own registry record; empty when neither is set).
     pub primary_addr: String,
     /// The primary's node name, once a stream was up.
     pub primary_node: Option<String>,
@@ -81,6 +83,8 @@ enum SessionEnd {
     NoFederation,
     #[error("cannot resolve {0}")]
     Resolve(String),
+    #[error("no address to follow: set `replication.primary` in the config, or this site's standby address in the registry (`ttx peer add SITE --addr`)")]
+    NoAddress,
     #[error(transparent)]
     Net(#[from] NetError),
     #[error("applying a batch: {0}")]
@@ -97,33 +101,110 @@ enum SessionEnd {
     Closed,
 }
 
-/// The follower of a standby node.
+/// The follower of a standby node (every node has one: it idles while the node is primary
+/// and has nobody to knock at).
 pub struct Follower {
     store: Store,
     federation: Arc<FederationSlot>,
-    primary_addr: String,
+    site: String,
+    config_addr: Option<String>,
     status: Mutex<FollowStatus>,
+    /// `ttx switchover` on this standby: ask the primary over the stream.
+    switchover: tokio::sync::Notify,
 }
 
 enum ToApplier {
     Batch(Vec<Envelope>, Millis),
     Reack,
+    TakeOver { epoch: u64, head: u64 },
+}
+
+/// Why `ttx switchover` on a standby did not make it the primary.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// The stream to the primary is down: the request cannot reach it.
+    #[error("this standby is not connected to its primary ({0}): nothing changed; a switchover needs both nodes up")]
+    NotConnected(String),
+    /// The primary did not hand over in time.
+    #[error("the primary did not hand over within {0} ms: see `ttx status` on both nodes")]
+    Timeout(u64),
 }
 
 impl Follower {
-    /// A follower of the primary at `primary_addr`.
-    pub fn new(store: Store, federation: Arc<FederationSlot>, primary_addr: &str) -> Arc<Self> {
+    /// The follower of a node of `site`: it follows `config_addr` (`replication.primary`) or,
+    /// without one, the first address of the site's own registry record (where the admin said
+    /// the site's other node is), read each time it dials.
+    pub fn new(
+        store: Store,
+        federation: Arc<FederationSlot>,
+        site: &str,
+        config_addr: Option<&str>,
+    ) -> Arc<Self> {
         let applied = *store.writer.head.borrow() as u64;
         Arc::new(Follower {
             status: Mutex::new(FollowStatus {
-                primary_addr: primary_addr.to_string(),
+                primary_addr: config_addr.unwrap_or_default().to_string(),
                 applied,
                 ..FollowStatus::default()
             }),
             store,
             federation,
-            primary_addr: primary_addr.to_string(),
+            site: site.to_string(),
+            config_addr: config_addr.map(str::to_string),
+            switchover: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The address of the site's other node: `replication.primary`, else the first address
+    /// of this site's registry record. The role never comes from here (the store's role
+    /// decides whether to follow it or knock at it).
+    pub async fn target(&self) -> Option<String> {
+        if let Some(a) = &self.config_addr {
+            return Some(a.clone());
+        }
+        let site = self.site.clone();
+        let addr = self
+            .store
+            .reader
+            .read(move |c| {
+                Ok(crate::store::query::peers(c)?
+                    .into_iter()
+                    .find(|r| r.site == site && r.standby)
+                    .and_then(|r| r.addrs.into_iter().next()))
+            })
+            .await
+            .ok()
+            .flatten();
+        if let Some(a) = &addr {
+            self.lock().primary_addr = a.clone();
+        }
+        addr
+    }
+
+    /// `ttx switchover` run on this standby: asks the primary over the stream to hand over,
+    /// then waits (at most `timeout`) until this node is the primary.
+    pub async fn ask_switchover(&self, timeout: Duration) -> Result<u64, AskError> {
+        let status = self.status();
+        if !status.connected {
+            let why = status
+                .last_error
+                .unwrap_or_else(|| "never connected".into());
+            return Err(AskError::NotConnected(why));
+        }
+        let mut role = self.store.writer.role.clone();
+        self.switchover.notify_one();
+        let promoted = tokio::time::timeout(timeout, role.wait_for(|r| r.is_primary()))
+            .await
+            .map(|r| r.map(|r| r.epoch));
+        match promoted {
+            Ok(Ok(epoch)) => Ok(epoch),
+            _ => Err(AskError::Timeout(timeout.as_millis() as u64)),
+        }
+    }
+
+    /// Whether the node follows a primary now (a standby or fenced: its role says so).
+    pub fn follows(&self) -> bool {
+        self.store.writer.role.borrow().follows()
     }
 
     /// The state for `ttx status`.
@@ -132,6 +213,11 @@ impl Follower {
         s.applied = *self.store.writer.head.borrow() as u64;
         s.lag_events = s.primary_head.saturating_sub(s.applied);
         s
+    }
+
+    /// The address last resolved (for the log).
+    fn addr(&self) -> String {
+        self.lock().primary_addr.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FollowStatus> {
@@ -187,10 +273,10 @@ impl Follower {
                 SessionEnd::Apply(_)
                 | SessionEnd::OlderPrimary { .. }
                 | SessionEnd::Diverged { .. } => {
-                    tracing::error!(error = %end, primary = %self.primary_addr, "replication stream stopped")
+                    tracing::error!(error = %end, primary = %self.addr(), "replication stream stopped")
                 }
                 _ => {
-                    tracing::warn!(error = %end, primary = %self.primary_addr, "replication stream down")
+                    tracing::warn!(error = %end, primary = %self.addr(), "replication stream down")
                 }
             }
             if subscribed {
@@ -226,16 +312,16 @@ impl Follower {
                 let mut s = self.lock();
                 if !s.old_primary_fenced {
                     s.old_primary_fenced = true;
-                    tracing::warn!(old_primary = %self.primary_addr, epoch, "the old primary is back and holds an older epoch: it is fenced");
+                    tracing::warn!(old_primary = %s.primary_addr, epoch, "the old primary is back and holds an older epoch: it is fenced");
                 }
                 true
             }
             Err(SessionEnd::Net(NetError::Remote(code))) => {
-                tracing::warn!(old_primary = %self.primary_addr, %code, "the old primary refused the knock");
+                tracing::warn!(old_primary = %self.addr(), %code, "the old primary refused the knock");
                 true
             }
             Ok(()) => {
-                tracing::error!(old_primary = %self.primary_addr, "the old primary accepted a subscription of a newer epoch");
+                tracing::error!(old_primary = %self.addr(), "the old primary accepted a subscription of a newer epoch");
                 true
             }
             Err(e) => {
@@ -262,11 +348,12 @@ impl Follower {
     }
 
     async fn resolve(&self) -> Result<SocketAddr, SessionEnd> {
-        tokio::net::lookup_host(self.primary_addr.as_str())
+        let target = self.target().await.ok_or(SessionEnd::NoAddress)?;
+        tokio::net::lookup_host(target.as_str())
             .await
             .ok()
             .and_then(|mut a| a.next())
-            .ok_or_else(|| SessionEnd::Resolve(self.primary_addr.clone()))
+            .ok_or(SessionEnd::Resolve(target))
     }
 
     /// One stream: dial, subscribe from our head, apply and ack until something fails.
@@ -336,6 +423,7 @@ impl Follower {
                     s.primary_head = s.primary_head.max(head);
                     ToApplier::Reack
                 }
+                ToStandby::TakeOver { epoch, head } => ToApplier::TakeOver { epoch, head },
             };
             if tx.send(msg).await.is_err() {
                 return Ok(());
@@ -359,23 +447,36 @@ impl Follower {
                     None => return Ok(()),
                 },
                 _ = role.changed() => {
-                    if !follows(&role.borrow_and_update()) {
+                    if !role.borrow_and_update().follows() {
                         return Err(SessionEnd::NotStandby);
                     }
+                    continue;
+                }
+                _ = self.switchover.notified() => {
+                    let epoch = self.store.writer.role.borrow().epoch;
+                    tracing::warn!(epoch, "asking the primary for a switchover");
+                    send.send(&ToPrimary::Switchover { epoch }).await?;
                     continue;
                 }
             };
             let mut envelopes = Vec::new();
             let mut committed_at = None;
-            let mut take = |m: ToApplier| {
-                if let ToApplier::Batch(mut e, at) = m {
-                    envelopes.append(&mut e);
-                    committed_at = Some(at);
+            let mut takeover = None;
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    ToApplier::Batch(mut e, at) => {
+                        envelopes.append(&mut e);
+                        committed_at = Some(at);
+                    }
+                    ToApplier::Reack => {}
+                    // Nothing follows a TakeOver on the stream (the primary takes no writes).
+                    ToApplier::TakeOver { epoch, head } => {
+                        takeover = Some((epoch, head));
+                        break;
+                    }
                 }
-            };
-            take(first);
-            while let Ok(m) = rx.try_recv() {
-                take(m);
+                next = rx.try_recv().ok();
             }
             if !envelopes.is_empty() {
                 let req = WriteRequest {
@@ -390,15 +491,68 @@ impl Follower {
                     .map_err(SessionEnd::Apply)?;
                 self.lock().last_batch_committed_at = committed_at;
             }
+            if let Some((epoch, head)) = takeover {
+                return self.take_over(&mut send, epoch, head).await;
+            }
             self.ack(&mut send).await?;
         }
+    }
+
+    /// A switchover: the primary (of `epoch`, log ending at `head`) hands over. With exactly
+    /// that log here, promote (durably, `EpochStarted` at `head + 1`) and answer `Promoted`;
+    /// otherwise refuse by closing the stream (the primary's switchover then times out).
+    async fn take_over(
+        &self,
+        send: &mut FramedSend<ToPrimary>,
+        epoch: u64,
+        head: u64,
+    ) -> Result<(), SessionEnd> {
+        let ours = self.store.writer.role.borrow().clone();
+        let our_head = *self.store.writer.head.borrow() as u64;
+        if ours.epoch != epoch || our_head != head {
+            tracing::error!(
+                epoch,
+                head,
+                our_epoch = ours.epoch,
+                our_head,
+                "switchover refused: this standby's log does not end where the primary's does"
+            );
+            return Err(SessionEnd::Closed);
+        }
+        let req = WriteRequest {
+            actor: "system".into(),
+            idempotency: None,
+            op: WriteOp::Promote,
+        };
+        let out = self
+            .store
+            .writer
+            .write(req)
+            .await
+            .map_err(SessionEnd::Apply)?;
+        if let crate::store::WriteOutcome::Promoted { epoch, position } = out {
+            tracing::warn!(
+                epoch,
+                position,
+                "switchover: this node took over as the primary"
+            );
+            send.send(&ToPrimary::Promoted {
+                epoch,
+                position: position as u64,
+            })
+            .await?;
+            send.finish();
+            // The connection closes when the session ends: let the answer arrive first.
+            let _ = tokio::time::timeout(Duration::from_secs(1), send.flushed()).await;
+        }
+        Err(SessionEnd::NotStandby)
     }
 
     /// Acks the head. Applying commits the events and the head in one transaction, so durable
     /// and applied move together on the standby.
     async fn ack(&self, send: &mut FramedSend<ToPrimary>) -> Result<(), SessionEnd> {
         let r = self.store.writer.role.borrow().clone();
-        if !follows(&r) {
+        if !r.follows() {
             return Err(SessionEnd::NotStandby);
         }
         let head = *self.store.writer.head.borrow() as u64;
@@ -410,10 +564,4 @@ impl Follower {
         .await?;
         Ok(())
     }
-}
-
-/// Whether a node in this role follows a primary: a standby, and a fenced node (which may
-/// catch up while its log is a prefix of the primary's; a diverged one is refused).
-fn follows(r: &crate::model::role::RoleState) -> bool {
-    !r.is_primary()
 }

@@ -52,7 +52,9 @@ impl PrimaryHint {
             let now = role.borrow_and_update().role.clone();
             let mut poll = false;
             match now {
-                NodeRole::Primary => self.set(None),
+                // Handing over (`ttx switchover`): partners retry for a moment, then learn
+                // the new primary from this node as a standby.
+                NodeRole::Primary | NodeRole::HandingOver { .. } => self.set(None),
                 NodeRole::Standby { .. } => self.set(following.clone()),
                 NodeRole::Fenced { by } => {
                     let seen = federation

@@ -23,6 +23,7 @@
 //!   ([`clone::clone_standby`], the one function the CLI and other tools call).
 //! - [`hint`]: where the site's primary is, for the refusals a standby or fenced node gives
 //!   partners.
+//! - [`switchover`]: `ttx switchover`, the planned hand-over of the primary role to the standby.
 //!
 //! The role and epoch state machine lives in `model/` with the site log.
 
@@ -37,6 +38,7 @@ pub mod offline;
 pub mod primary;
 pub mod send_snapshot;
 pub mod serve;
+pub mod switchover;
 #[cfg(test)]
 mod tests;
 
@@ -50,14 +52,18 @@ pub use gate::{Ack, Gate, Lag, Mode, Outcome, WhenGone};
 pub use hint::PrimaryHint;
 pub use lease::{HeldLease, LeaseError, LeaseTiming, Witness};
 pub use primary::{GateError, Primary, PrimaryStatus};
+pub use switchover::{Switchover, SwitchoverAnswer, SwitchoverError};
 
 /// A node's replication: the primary's hub (every node has one; a standby's is idle until it
 /// is promoted) and, on a standby, its follower.
 pub struct Replication {
     /// The primary's side.
     pub primary: Arc<Primary>,
-    /// The standby's side, when `replication.primary` is set.
+    /// The follower (every served node has one: it follows while the node is a standby or
+    /// fenced, and knocks at the old primary once promoted).
     pub follower: Option<Arc<Follower>>,
+    /// `ttx switchover` on this node.
+    pub switchover: Option<Arc<Switchover>>,
 }
 
 /// What `ttx status` shows of replication.
@@ -65,8 +71,13 @@ pub struct Replication {
 pub struct ReplicationStatus {
     /// The primary's side (mode, standby, lag).
     pub primary: PrimaryStatus,
-    /// The standby's side (the primary it follows, applied position), on a standby.
+    /// The standby's side (the primary it follows, applied position), while this node follows
+    /// a primary (a standby, or a fenced node).
     pub following: Option<FollowStatus>,
+    /// After a promotion: the old primary answered this node's knock (it holds this node's
+    /// epoch now: fenced, or a standby).
+    #[serde(default)]
+    pub old_primary_fenced: bool,
 }
 
 impl Replication {
@@ -77,6 +88,7 @@ impl Replication {
         Replication {
             primary: Primary::new(&cfg, Mode::Async, head),
             follower: None,
+            switchover: None,
         }
     }
 
@@ -84,7 +96,15 @@ impl Replication {
     pub fn status(&self) -> ReplicationStatus {
         ReplicationStatus {
             primary: self.primary.status(),
-            following: self.follower.as_ref().map(|f| f.status()),
+            following: self
+                .follower
+                .as_ref()
+                .filter(|f| f.follows())
+                .map(|f| f.status()),
+            old_primary_fenced: self
+                .follower
+                .as_ref()
+                .is_some_and(|f| f.status().old_primary_fenced),
         }
     }
 }

@@ -116,6 +116,12 @@ pub struct Primary {
     deadlines: Notify,
     mode: Mode,
     when_gone: WhenGone,
+    /// A switchover's request to the standby: take over at (epoch, head).
+    takeover: watch::Sender<Option<(u64, u64)>>,
+    /// The lowest of the standby's last durable and applied positions.
+    caught_up: watch::Sender<u64>,
+    /// The standby asked for a switchover (`ttx switchover` run there).
+    switchover_asked: Notify,
 }
 
 impl Primary {
@@ -142,6 +148,9 @@ impl Primary {
             deadlines: Notify::new(),
             mode,
             when_gone: cfg.when_standby_gone,
+            takeover: watch::channel(None).0,
+            caught_up: watch::channel(0).0,
+            switchover_asked: Notify::new(),
         });
         primary.update(&mut primary.lock(), Vec::new());
         primary
@@ -230,6 +239,33 @@ impl Primary {
         s.last_ack_at = Some(clock::now());
         let out = s.gate.acked_to(ack);
         self.update(&mut s, out);
+        self.caught_up.send_replace(ack.durable.min(ack.applied));
+    }
+
+    /// Follows how far the standby has the log both durably and applied (its last ack).
+    pub fn watch_caught_up(&self) -> watch::Receiver<u64> {
+        self.caught_up.subscribe()
+    }
+
+    /// A switchover asks the standby's stream to send `TakeOver { epoch, head }`; `None`
+    /// withdraws the request.
+    pub fn request_takeover(&self, at: Option<(u64, u64)>) {
+        self.takeover.send_replace(at);
+    }
+
+    /// Follows the switchover's request (the standby's stream sends it when set).
+    pub fn watch_takeover(&self) -> watch::Receiver<Option<(u64, u64)>> {
+        self.takeover.subscribe()
+    }
+
+    /// The standby asked for a switchover over its stream.
+    pub fn ask_switchover(&self) {
+        self.switchover_asked.notify_one();
+    }
+
+    /// Waits until the standby asks for a switchover.
+    pub async fn switchover_asked(&self) {
+        self.switchover_asked.notified().await
     }
 
     /// Waits until the write whose answer covers position `pos` may be acknowledged to the

@@ -111,7 +111,7 @@ impl ReplV1 {
             self.fence(sub.epoch, &peer.identity.node).await;
             return Err(ErrorCode::NotPrimary);
         }
-        if !own.is_primary() {
+        if !own.ships() {
             return Err(ErrorCode::NotPrimary);
         }
         let head = *self.store.writer.head.borrow() as u64;
@@ -198,10 +198,12 @@ impl ReplV1 {
     async fn ship(&self, send: &mut FramedSend<ToStandby>, mut next: u64) -> Result<(), StreamEnd> {
         let mut head = self.primary.watch_head();
         let mut role = self.store.writer.role.clone();
+        let mut takeover = self.primary.watch_takeover();
+        let mut told = None;
         loop {
             let epoch = {
                 let r = role.borrow_and_update();
-                if !r.is_primary() {
+                if !r.ships() {
                     return Err(StreamEnd::NotPrimary);
                 }
                 r.epoch
@@ -209,9 +211,17 @@ impl ReplV1 {
             head.borrow_and_update();
             let (envelopes, committed_at) = match self.primary.next(next, BATCH_BYTES) {
                 Next::UpToDate => {
+                    // A switchover: everything up to its head is shipped; tell the standby once.
+                    let asked = *takeover.borrow_and_update();
+                    if let Some((epoch, head)) = asked.filter(|&(_, h)| next > h && told != asked) {
+                        tracing::warn!(epoch, head, "switchover: telling the standby to take over");
+                        send.send(&ToStandby::TakeOver { epoch, head }).await?;
+                        told = asked;
+                    }
                     tokio::select! {
                         _ = head.changed() => {}
                         _ = role.changed() => {}
+                        _ = takeover.changed() => {}
                         _ = tokio::time::sleep(self.heartbeat) => {
                             let beat = ToStandby::Heartbeat {
                                 epoch,
@@ -270,11 +280,30 @@ impl ReplV1 {
     /// Reads acks until the standby finishes its half or the stream fails.
     async fn acks(&self, mut recv: FramedRecv<ToPrimary>, node: &str) -> Result<(), StreamEnd> {
         while let Some(frame) = recv.recv().await? {
-            let ToPrimary::Ack {
-                epoch,
-                durable,
-                applied,
-            } = frame;
+            let (epoch, durable, applied) = match frame {
+                ToPrimary::Ack {
+                    epoch,
+                    durable,
+                    applied,
+                } => (epoch, durable, applied),
+                ToPrimary::Promoted { epoch, position } => {
+                    // The answer to TakeOver: the standby is the primary of `epoch` now. This
+                    // node (handing over to it) becomes its standby, durably.
+                    tracing::warn!(
+                        epoch,
+                        position,
+                        new_primary = node,
+                        "switchover: the standby took over"
+                    );
+                    self.fence(epoch, node).await;
+                    return Err(StreamEnd::NotPrimary);
+                }
+                ToPrimary::Switchover { epoch } => {
+                    tracing::warn!(epoch, standby = node, "the standby asks for a switchover");
+                    self.primary.ask_switchover();
+                    continue;
+                }
+            };
             if epoch > self.epoch() {
                 tracing::error!(epoch, standby = node, "the standby holds a higher epoch");
                 self.fence(epoch, node).await;

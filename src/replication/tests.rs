@@ -181,7 +181,7 @@ async fn positions_until(recv: &mut crate::net::FramedRecv<ToStandby>, upto: u64
     while got.last().copied().unwrap_or(0) < upto {
         match recv.recv().await.unwrap().unwrap() {
             ToStandby::Batch(b) => got.extend(b.envelopes.iter().map(|e| e.position)),
-            ToStandby::Heartbeat { .. } => {}
+            ToStandby::Heartbeat { .. } | ToStandby::TakeOver { .. } => {}
         }
     }
     got

@@ -53,6 +53,15 @@ pub enum ToStandby {
         /// The primary's clock (unix ms) when sent.
         at: i64,
     },
+    /// Index 2: a planned switchover. The primary takes no more writes; its log ends at `head`.
+    /// The standby, once it has applied `head`, promotes itself (epoch + 1) and answers
+    /// [`ToPrimary::Promoted`].
+    TakeOver {
+        /// The primary's epoch (the one handed over).
+        epoch: u64,
+        /// The primary's last position: the standby must have exactly this head.
+        head: u64,
+    },
 }
 
 /// A run of envelopes.
@@ -77,6 +86,19 @@ pub enum ToPrimary {
         durable: u64,
         /// Every position up to here is applied there.
         applied: u64,
+    },
+    /// Index 1: the answer to [`ToStandby::TakeOver`]: the standby is the primary of `epoch`
+    /// (durably), its `EpochStarted` at `position`. The old primary becomes its standby.
+    Promoted {
+        /// The new epoch.
+        epoch: u64,
+        /// The position of its `EpochStarted` event.
+        position: u64,
+    },
+    /// Index 2: `ttx switchover` was run on the standby: it asks the primary to hand over.
+    Switchover {
+        /// The standby's epoch.
+        epoch: u64,
     },
 }
 
@@ -326,6 +348,25 @@ mod golden {
                 envelopes: Vec::new(),
             }),
             "00000000 0200000000000000 0080d35492010000 0000000000000000",
+        );
+    }
+
+    #[test]
+    fn the_switchover_frames() {
+        check(
+            ToStandby::TakeOver { epoch: 2, head: 9 },
+            "02000000 0200000000000000 0900000000000000",
+        );
+        check(
+            ToPrimary::Promoted {
+                epoch: 3,
+                position: 10,
+            },
+            "01000000 0300000000000000 0a00000000000000",
+        );
+        check(
+            ToPrimary::Switchover { epoch: 2 },
+            "02000000 0200000000000000",
         );
     }
 

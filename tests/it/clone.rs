@@ -31,15 +31,15 @@ pub(crate) fn clone_of(primary: &TestNode, ca: &Ca) -> TestNode {
 
 /// A running primary `noc-a/primary` that authorizes its site's standby, with one ticket.
 pub(crate) fn primary(ca: &Ca) -> TestNode {
+    primary_with_standby_at(ca, "127.0.0.1:1")
+}
+
+/// [`primary`], the registry naming the standby's address `standby_at` (where a switchover's
+/// old primary follows it).
+pub(crate) fn primary_with_standby_at(ca: &Ca, standby_at: &str) -> TestNode {
     let p = ca.node("fed", "noc-a");
     p.cli(&[
-        "peer",
-        "add",
-        "noc-a",
-        "--addr",
-        "127.0.0.1:1",
-        "--allow",
-        "standby",
+        "peer", "add", "noc-a", "--addr", standby_at, "--allow", "standby",
     ])
     .ok();
     p.cli(&["new", "core1 bgp flap"]).ok();

@@ -452,9 +452,10 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
     let r = ReplicationStatus {
         primary: primary.clone(),
         following: None,
+        old_primary_fenced: false,
     };
     assert_eq!(
-        render::replication(&r, &times()),
+        render::replication(&r, "primary", &times()),
         "replication mode sync (when the standby is gone: degrade)  standby standby at 127.0.0.1:7801 connected since 2026-12-01 10:55 +01:00\n\
          \x20 acked durable 41 applied 40  lag 2 events 3 ms  waiting answers 1\n"
     );
@@ -464,7 +465,9 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         &ReplicationStatus {
             primary: primary.clone(),
             following: None,
+            old_primary_fenced: false,
         },
+        "primary",
         &times(),
     );
     assert!(text.contains("standby NOT connected"), "{text}");
@@ -487,9 +490,11 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
     };
     let text = render::replication(
         &ReplicationStatus {
-            primary,
-            following: Some(following),
+            primary: primary.clone(),
+            following: Some(following.clone()),
+            old_primary_fenced: false,
         },
+        "standby:primary",
         &times(),
     );
     assert!(
@@ -498,6 +503,21 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
     );
     assert!(
         text.contains("last error: the primary closed the stream"),
+        "{text}"
+    );
+    // A primary's follower (it only knocks at its old primary) is not shown as following;
+    // a primary handing over says so.
+    let text = render::replication(
+        &ReplicationStatus {
+            primary,
+            following: Some(following),
+            old_primary_fenced: false,
+        },
+        "handing-over:standby",
+        &times(),
+    );
+    assert!(
+        text.starts_with("SWITCHOVER in progress: handing the primary role to standby; local writes pause\nreplication mode sync"),
         "{text}"
     );
 }

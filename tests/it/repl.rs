@@ -12,9 +12,19 @@ use crate::clone::clone_of;
 use crate::common::{http_with, TestNode};
 use crate::federation::Ca;
 
+/// A free UDP port on loopback (bound, read, released).
+pub(crate) fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A primary `noc-a/primary` and its standby `noc-a/standby`, both certified by one CA, the
-/// standby authorized in the registry (`peer add noc-a --allow standby`), cloned from the
-/// running primary (`ttx standby clone`) and following it. Both are started.
+/// standby authorized in the registry at its own fixed address (`peer add noc-a --addr
+/// STANDBY --allow standby`), cloned from the running primary (`ttx standby clone`) and
+/// following it. Both are started.
 pub(crate) struct Pair {
     pub(crate) _ca: Option<Ca>,
     pub(crate) primary: TestNode,
@@ -28,10 +38,11 @@ impl Pair {
     /// Sets the pair up; `edit` adjusts both configs (mode, timeouts) before they start.
     pub(crate) fn new(edit: impl Fn(&mut ttx::config::Config)) -> Pair {
         let ca = Ca::new("fed");
-        let mut primary = crate::clone::primary(&ca);
-        let primary_addr = primary.listen_addr();
+        let standby_addr: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let mut primary = crate::clone::primary_with_standby_at(&ca, &standby_addr.to_string());
         // `ttx standby clone` from the running primary.
         let mut standby = clone_of(&primary, &ca);
+        let primary_addr = primary.listen_addr();
         primary.stop();
         // The primary keeps its UDP port across the restart: the standby dials it.
         primary.configure(|c| {
@@ -40,12 +51,11 @@ impl Pair {
         });
         standby.configure(|c| {
             assert_eq!(c.replication.primary, Some(primary_addr.to_string()));
+            c.transport.listen = Some(standby_addr);
             edit(c);
         });
         primary.start();
         standby.start();
-        let standby_addr = standby.listen_addr();
-        standby.configure(|c| c.transport.listen = Some(standby_addr));
         Pair {
             _ca: Some(ca),
             primary,
@@ -281,8 +291,5 @@ fn a_deposed_primary_restarted_is_fenced_by_the_promoted_standby_and_takes_no_wr
 #[track_caller]
 pub(crate) fn assert_old_primary_fenced(promoted: &TestNode) {
     let s = promoted.cli(&["--json", "status"]).json();
-    assert_eq!(
-        s["replication"]["following"]["old_primary_fenced"], true,
-        "{s}"
-    );
+    assert_eq!(s["replication"]["old_primary_fenced"], true, "{s}");
 }

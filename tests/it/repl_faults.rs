@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ttx::replication::{Mode, WhenGone};
 
 use crate::common::{open_db, try_http_with, TestNode};
-use crate::repl::{wait_caught_up, wait_until, Pair};
+use crate::repl::{free_udp_port, wait_caught_up, wait_until, Pair};
 
 /// Concurrent writers per trial.
 const WRITERS: usize = 16;
@@ -27,15 +27,6 @@ impl Seeded {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-/// A free UDP port on loopback (bound, read, released).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Copies a stopped node's data dir into a fresh temp dir.
@@ -63,7 +54,11 @@ struct History {
 }
 
 /// Creates a ticket whose subject is its key; `(0, null)` when the node refused the connection.
-fn create(addr: std::net::SocketAddr, token: &str, key: &str) -> (u16, serde_json::Value) {
+pub(crate) fn create(
+    addr: std::net::SocketAddr,
+    token: &str,
+    key: &str,
+) -> (u16, serde_json::Value) {
     let body = format!(r#"{{"subject": "{key}"}}"#);
     try_http_with(
         addr,
@@ -77,7 +72,7 @@ fn create(addr: std::net::SocketAddr, token: &str, key: &str) -> (u16, serde_jso
 }
 
 /// Tickets by subject in a stopped node's store.
-fn subjects(dir: &Path) -> BTreeMap<String, Vec<i64>> {
+pub(crate) fn subjects(dir: &Path) -> BTreeMap<String, Vec<i64>> {
     let db = open_db(dir);
     let mut stmt = db.prepare("SELECT subject, number FROM tickets").unwrap();
     let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();

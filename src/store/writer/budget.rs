@@ -65,7 +65,9 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         | WriteOp::FireDueTimers
         | WriteOp::Promote
         | WriteOp::Fence { .. }
+        | WriteOp::ResumePrimary
         | WriteOp::CheckSearchIndex => 0,
+        WriteOp::HandOver { to } => to.len(),
     };
     REQUEST_OVERHEAD_BYTES + req.actor.len() + key + payload
 }

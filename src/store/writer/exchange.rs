@@ -494,7 +494,9 @@ impl InBatch<'_> {
         let answer = |answer| Ok(WriteOutcome::Exchange { answer });
         match &self.log.role.role {
             NodeRole::Primary => {}
-            NodeRole::Standby { .. } => {
+            // A primary handing over takes no partner message either: the partner retries,
+            // at the new primary once the switchover is done.
+            NodeRole::Standby { .. } | NodeRole::HandingOver { .. } => {
                 return answer(Answer::Refused(Refused::code(ExchangeCode::NotPrimary)))
             }
             NodeRole::Fenced { .. } => {

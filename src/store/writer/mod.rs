@@ -146,6 +146,15 @@ pub enum WriteOp {
         /// The node that holds it.
         by: String,
     },
+    /// A planned switchover starts (`ttx switchover`): this primary stops taking local writes
+    /// and hands its role to its standby `to`, durably (`meta.role = handing-over:TO`). It
+    /// becomes `to`'s standby when `to`'s new epoch reaches it.
+    HandOver {
+        /// The standby's node name.
+        to: String,
+    },
+    /// The switchover is abandoned before the standby took over: primary again, same epoch.
+    ResumePrimary,
     /// Run FTS5's `integrity-check` on the search indexes (a check, not a change; it runs on
     /// the writer because SQLite takes the write lock for it).
     CheckSearchIndex,

@@ -11,6 +11,7 @@ use crate::config::LimitsSection;
 use crate::model::clock::{self, Millis};
 use crate::model::command::{self, Command, CommandError, Context};
 use crate::model::event::{Event, EventKind};
+use crate::model::role::RoleState;
 use crate::model::ticket::Ticket;
 use crate::store::apply::{apply_event_on, event_body};
 use crate::store::idempotency::{self, Lookup};
@@ -47,7 +48,11 @@ impl InBatch<'_> {
     pub(super) fn handle(&mut self, req: &WriteRequest) -> Result<WriteOutcome, StoreError> {
         let now = clock::now();
         match &req.op {
-            WriteOp::Replicate(_) | WriteOp::Promote | WriteOp::Fence { .. } => {}
+            WriteOp::Replicate(_)
+            | WriteOp::Promote
+            | WriteOp::Fence { .. }
+            | WriteOp::HandOver { .. }
+            | WriteOp::ResumePrimary => {}
             // A partner is answered with the exchange's own codes (not primary, fenced).
             WriteOp::Inbound { .. } => {}
             WriteOp::CheckSearchIndex => return self.check_search_index(),
@@ -65,6 +70,19 @@ impl InBatch<'_> {
             self.emit(None, kind, &req.actor, now)?;
         }
         Ok(out)
+    }
+
+    /// Moves to `next` (a role change without an event: the epoch stays), durably in this
+    /// transaction, and answers the role.
+    fn change_role(&mut self, next: RoleState, why: &str) -> Result<WriteOutcome, StoreError> {
+        if next != self.log.role {
+            tracing::warn!(role = %next.role, epoch = next.epoch, "{why}");
+            self.log.set_role(self.conn, next)?;
+            self.effects.role = true;
+        }
+        Ok(WriteOutcome::Role {
+            role: self.log.role.clone(),
+        })
     }
 
     fn check_search_index(&self) -> Result<WriteOutcome, StoreError> {
@@ -401,6 +419,21 @@ impl InBatch<'_> {
                 Ok(WriteOutcome::Role {
                     role: self.log.role.clone(),
                 })
+            }
+            WriteOp::HandOver { to } => {
+                let next = self
+                    .log
+                    .role
+                    .hand_over(to)
+                    .map_err(StoreError::NotPrimary)?;
+                self.change_role(
+                    next,
+                    "switchover: handing the primary role over; local writes pause",
+                )
+            }
+            WriteOp::ResumePrimary => {
+                let next = self.log.role.resume().map_err(StoreError::NotPrimary)?;
+                self.change_role(next, "switchover abandoned: primary again")
             }
             WriteOp::CheckSearchIndex => self.check_search_index(),
             WriteOp::Refer(req) => self.refer(req, actor, now),

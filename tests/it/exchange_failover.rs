@@ -13,7 +13,7 @@ use ttx::replication::{Mode, WhenGone};
 
 use crate::common::{try_http_with, TestNode};
 use crate::exchange::{refer_accepted, referrals, wait_history, wait_state};
-use crate::repl::{wait_caught_up, wait_until, Pair};
+use crate::repl::{position_and_digest, wait_caught_up, wait_until, Pair};
 
 /// Notes each side writes.
 const NOTES: usize = 40;
@@ -191,10 +191,21 @@ fn failover_mid_stream(kill_b: bool) {
             .count(),
         1
     );
+    // The deposed primary took no partner message itself: its log is a prefix of the new
+    // primary's (a sync pair), so, fenced, it follows the new primary and holds exactly its
+    // log (a message it had taken would have forked it: another digest, or `diverged`).
+    wait_until(
+        "the deposed primary to hold exactly the new primary's log",
+        || position_and_digest(&primary) == position_and_digest(&standby),
+    );
     let deposed = notes(&primary, ours);
-    assert!(
-        !deposed.iter().any(|t| t.contains("after the fence")),
-        "the deposed primary took a partner's message"
+    assert_eq!(
+        deposed
+            .iter()
+            .filter(|t| t.contains("after the fence"))
+            .count(),
+        1,
+        "the deposed primary holds the note once, from the new primary's log"
     );
     // The referral carries on with the new primary: B resolves, A confirms, B sees it closed.
     b.cli(&[

@@ -113,6 +113,14 @@ impl<T: Serialize> FramedSend<T> {
         Ok(())
     }
 
+    /// Writes `bytes` as they are, bypassing the codec and the frame limit: only for tests
+    /// that play a broken peer (a truncated frame, a bad length prefix, garbage).
+    #[doc(hidden)]
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
     /// Says that no more frames follow (the peer reads `None` after the last one).
     pub fn finish(&mut self) {
         // Finishing twice or after a reset is harmless.

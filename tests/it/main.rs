@@ -16,6 +16,7 @@ mod demo;
 mod docs;
 mod exchange;
 mod exchange_failover;
+mod fake_primary;
 mod faults;
 mod federation;
 mod noc;

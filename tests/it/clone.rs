@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{run, ttx, Out, TestNode};
-use crate::federation::Ca;
+use crate::federation::{spki, Ca};
 use crate::repl::{position_and_digest, wait_until};
 
 /// `ttx standby clone DIR --from PRIMARY` for `noc-a/NODE` with `trust` arguments.
@@ -203,4 +203,34 @@ fn a_clone_from_an_unreachable_primary_fails_clearly() {
     )
     .fails(1, "is unreachable");
     no_node(&dir);
+}
+
+#[test]
+fn a_standby_record_pinned_to_the_clones_key_admits_it_and_the_pair_trusts_by_those_pins() {
+    let ca = Ca::new("fed");
+    let mut p = primary(&ca);
+    let from = p.listen_addr().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("standby");
+    // First run: the key and CSR are made; the message gives the key's fingerprint.
+    clone_cmd(&dir, &from, "noc-a", "standby", &[]).fails(2, "add --pin");
+    let standby_key = spki(&dir.join("tls/node.csr"));
+    let primary_key = spki(&p.dir.join("tls/node.crt"));
+    // The primary's admin admits only this key (and its own) as the site's nodes.
+    let pins = format!("{standby_key},{primary_key}");
+    p.cli(&["peer", "add", "noc-a", "--allow", "standby", "--pin", &pins])
+        .ok();
+    let cloned = clone_cmd(&dir, &from, "noc-a", "standby", &["--ca", ca.path()]).json();
+    assert_eq!(cloned["spki_sha256"], standby_key.as_str(), "{cloned}");
+    // The record replicated: the standby trusts its primary by the same pins and follows it.
+    std::fs::copy(p.data().admin_token(), dir.join("admin.token")).unwrap();
+    let mut s = TestNode::at(tmp, dir);
+    s.start();
+    p.cli(&["new", "after the pinned clone"]).ok();
+    let want = position_and_digest(&p);
+    wait_until("the pinned standby to catch up", || {
+        position_and_digest(&s) == want
+    });
+    s.stop();
+    p.stop();
 }

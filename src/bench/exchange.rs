@@ -221,11 +221,14 @@ async fn run_async(
     let mut b = start_node(b_dir).await?;
     add_peer(&a.store, "telco-b", listen(&b)?).await?;
     add_peer(&b.store, "noc-a", listen(&a)?).await?;
-    // The partner accepts by policy, so referrals reach `accepted` without an operator.
+    // The partner accepts by policy, so referrals reach `accepted` without an operator, and
+    // lifts its caps on what noc-a sends (the default 200 messages/s would be the figure).
     let auto = WriteOp::PeerSharing {
         site: "noc-a".into(),
         change: SharingChange {
             auto_accept: Some(true),
+            rate_per_sec: Some(crate::exchange::policy::MAX_RATE),
+            burst: Some(crate::exchange::policy::MAX_RATE),
             ..SharingChange::default()
         },
     };
@@ -320,7 +323,7 @@ async fn run_async(
         },
     );
     sustained.note(format!(
-        "{n_refs} referrals, {} notes, {} writers at noc-a; one outbox worker sends in order, one message per request",
+        "{n_refs} referrals, {} notes, {} writers at noc-a; one outbox worker per edge, up to 64 requests in flight, applied in order at the partner; the partner's rate cap lifted",
         opts.notes, opts.writers
     ));
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -179,7 +180,11 @@ impl Handler for ExchangeV1 {
 }
 
 /// How many queued messages one round of a worker reads.
-const ROUND: usize = 256;
+const ROUND: usize = 1024;
+
+/// How many requests a worker keeps in flight on its edge (each on its own stream, below the
+/// partner's per-connection stream limit).
+const WINDOW: usize = 64;
 
 /// Runs one outbox worker per peer with messages waiting, for as long as the node runs. Only
 /// messages whose queuing event is at a log position at most `shippable` leave (the store's
@@ -249,6 +254,9 @@ struct Worker {
     /// The address to dial first next time: where the peer's last answer said its primary is,
     /// or the registered address after the one that failed (a site's nodes in turn).
     first: Option<String>,
+    /// Requests kept in flight: [`WINDOW`], down to 1 after the partner's rate cap refused
+    /// one, doubling again with each round it does not.
+    window: usize,
 }
 
 /// How a round of sending ended.
@@ -268,6 +276,12 @@ enum Round {
     Redirect(Option<String>),
     /// This node is no longer its site's primary: it sends nothing more.
     Deposed,
+    /// The partner refused a message as over its rate cap (after taking those before it when
+    /// `progressed`): send again soon, with a smaller window.
+    RateLimited {
+        /// Whether the round got any acknowledgement before the refusal.
+        progressed: bool,
+    },
 }
 
 impl Worker {
@@ -286,6 +300,7 @@ impl Worker {
             shutdown,
             conn: None,
             first: None,
+            window: WINDOW,
         }
     }
 
@@ -310,7 +325,17 @@ impl Worker {
                 Round::Empty | Round::Deposed => return,
                 Round::Progress => {
                     (attempt, redirects, dial_new) = (0, 0, false);
+                    self.window = (self.window * 2).min(WINDOW);
                     continue;
+                }
+                Round::RateLimited { progressed } => {
+                    self.window = 1;
+                    attempt = if progressed {
+                        1
+                    } else {
+                        attempt.saturating_add(1)
+                    };
+                    retry_delay(attempt, jitter())
                 }
                 Round::WaitShippable => {
                     attempt = 0;
@@ -458,52 +483,87 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return Round::Failed(e),
         };
-        for msg in msgs {
-            // A deposed primary sends nothing: the role is checked before every message.
-            if !self.is_primary() {
-                return Round::Deposed;
+        self.pipeline(&link, msgs, out.acked).await
+    }
+
+    /// Sends `msgs` (consecutive, from `acked + 1`) with up to `window` requests in flight,
+    /// reads the answers in sequence order, and records the highest acknowledgement once at
+    /// the end (a refusal for good is recorded on its own, for its alert). The partner applies
+    /// strictly in order, so a message that overtook its predecessor is refused `OutOfOrder`:
+    /// the round then ends and the next one resends from the partner's mark.
+    async fn pipeline(&self, link: &Peer, msgs: Vec<Message>, acked: u64) -> Round {
+        let window = self.window.clamp(1, WINDOW);
+        let mut pending = msgs.into_iter();
+        let mut inflight = FuturesOrdered::new();
+        let (mut highest, mut written) = (acked, acked);
+        let end = loop {
+            while inflight.len() < window {
+                let Some(msg) = pending.next() else { break };
+                // A deposed primary sends nothing: the role is checked before every message.
+                if !self.is_primary() {
+                    return Round::Deposed;
+                }
+                let body = match encode(&msg) {
+                    Ok(b) => b,
+                    Err(e) => return Round::Failed(e.to_string()),
+                };
+                let link = link.clone();
+                inflight.push_back(async move { (msg.seq, link.request(body).await) });
             }
-            let body = match encode(&msg) {
-                Ok(b) => b,
-                Err(e) => return Round::Failed(e.to_string()),
+            let Some((seq, result)) = inflight.next().await else {
+                break Round::Progress;
             };
-            let answer = match link.request(body).await {
+            let answer = match result {
                 Ok(bytes) => match decode::<Answer>(&bytes) {
                     Ok(a) => a,
-                    Err(e) => return Round::Failed(format!("a malformed answer: {e}")),
+                    Err(e) => break Round::Failed(format!("a malformed answer: {e}")),
                 },
                 Err(NetError::Remote(code)) => {
-                    return Round::Failed(format!("refused: {}", code.text()))
+                    break Round::Failed(format!("refused: {}", code.text()))
                 }
-                Err(e) => return Round::Broken(e.to_string()),
+                Err(e) => break Round::Broken(e.to_string()),
             };
-            let (up_to, refused) = match answer {
-                Answer::Ack { up_to } => (up_to, None),
+            match answer {
+                Answer::Ack { up_to } => highest = highest.max(up_to),
                 Answer::Refused(r) => match r.code {
-                    // Consumed for good at the partner: the edge goes on.
+                    // Consumed for good at the partner: the edge goes on past it.
                     ExchangeCode::NotParty
                     | ExchangeCode::UnknownReferral
                     | ExchangeCode::InvalidState
-                    | ExchangeCode::TooLarge => (msg.seq, Some(r.code)),
-                    // The partner has everything before `expected`: resend from there.
-                    ExchangeCode::OutOfOrder => match r.expected {
-                        Some(e) if e > out.acked + 1 => (e - 1, None),
-                        _ => return Round::Failed("out of order".into()),
-                    },
-                    ExchangeCode::NotPrimary | ExchangeCode::Fenced => {
-                        return Round::Redirect(r.primary)
+                    | ExchangeCode::TooLarge => {
+                        if let Err(e) = self.acked(seq, Some(r.code)).await {
+                            return Round::Failed(e);
+                        }
+                        (highest, written) = (seq, seq);
                     }
-                    code => return Round::Failed(code.text().to_string()),
+                    // The partner has everything before `expected`: resend from there.
+                    ExchangeCode::OutOfOrder => {
+                        highest = highest.max(r.expected.unwrap_or(1).saturating_sub(1));
+                        break if highest > acked {
+                            Round::Progress
+                        } else {
+                            // It expects less than it acknowledged: it lost messages.
+                            Round::Failed("out of order".into())
+                        };
+                    }
+                    ExchangeCode::NotPrimary | ExchangeCode::Fenced => {
+                        break Round::Redirect(r.primary)
+                    }
+                    ExchangeCode::RateLimited => {
+                        break Round::RateLimited {
+                            progressed: highest > acked,
+                        }
+                    }
+                    code => break Round::Failed(code.text().to_string()),
                 },
-            };
-            if let Err(e) = self.acked(up_to, refused).await {
+            }
+        };
+        if highest > written {
+            if let Err(e) = self.acked(highest, None).await {
                 return Round::Failed(e);
             }
-            if up_to != msg.seq {
-                return Round::Progress;
-            }
         }
-        Round::Progress
+        end
     }
 
     async fn acked(&self, up_to: u64, refused: Option<ExchangeCode>) -> Result<(), String> {

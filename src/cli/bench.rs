@@ -228,7 +228,7 @@ pub struct FaultsArgs {
     #[arg(long, default_value_t = 3)]
     pub clients: usize,
     /// Each client's pause between two writes, in milliseconds.
-    #[arg(long = "pace-ms", default_value_t = 20)]
+    #[arg(long = "pace-ms", default_value_t = 100)]
     pub pace_ms: u64,
     /// Directory for scratch files (removed afterwards); the system temp dir by default.
     #[arg(long = "work-dir", value_name = "DIR")]

@@ -1,12 +1,10 @@
 //! A federation of real nodes: a CA made with `ttx pki init-ca`, certificates issued into each
 //! node's data dir, partners registered with `ttx peer add`, and a site with a primary and a
-//! hot standby made from a copy of the primary's store.
+//! hot standby cloned from it with `ttx standby clone`.
 
 use std::path::{Path, PathBuf};
 
 use super::{ClusterError, Node, Ttx};
-use crate::datadir::DataDir;
-use crate::replication::offline::standby_from_copy;
 
 /// A federation CA in `DIR` (its key stays there).
 #[derive(Debug)]
@@ -87,9 +85,9 @@ pub struct Site {
 
 impl Site {
     /// Sets the site up in `root` and starts both nodes: the primary (which authorizes the
-    /// standby: `peer add SITE --allow standby`), then the standby made from a copy of the
-    /// primary's store. `edit` adjusts both configs (replication mode, timeouts) before they
-    /// start.
+    /// standby: `peer add SITE --allow standby`), then the standby cloned from the running
+    /// primary over `ttx-repl/1` (`ttx standby clone --ca`, the operator's way). `edit` adjusts
+    /// both configs (replication mode, timeouts) before they start.
     pub fn start(
         ca: &Ca,
         root: &Path,
@@ -98,42 +96,57 @@ impl Site {
     ) -> Result<Site, ClusterError> {
         let mut primary = ca.node(root, name, "primary")?;
         primary.start()?;
-        let listen = primary.listen_addr()?;
         add_peer(
             &primary,
             name,
             &["127.0.0.1:1".to_string()],
             &["--allow", "standby"],
         )?;
-        // Stopped for the copy, and to keep its UDP port across restarts.
+        // Restarted with the site's replication settings, on the ports it bound (partners
+        // and the standby have its QUIC address).
+        primary.pin_ports()?;
+        let listen = primary.listen_addr()?.to_string();
         if !primary.stop() {
             return Err(ClusterError::Setup(format!(
                 "{} did not stop cleanly",
                 primary.label
             )));
         }
-        primary.configure(|c| {
-            c.transport.listen = Some(listen);
-            edit(c);
-        })?;
-        let mut standby = ca.node(root, name, "standby")?;
-        standby_from_copy(&primary.data(), &DataDir::new(standby.dir()))
-            .map_err(|e| ClusterError::Setup(e.to_string()))?;
-        standby.configure(|c| {
-            c.replication.primary = Some(listen.to_string());
-            edit(c);
-        })?;
+        primary.configure(&edit)?;
         primary.start()?;
+        let dir = root.join(format!("{name}-standby"));
+        let (d, ca_dir) = (dir.to_string_lossy(), ca.dir.to_string_lossy());
+        ca.ttx.ok(
+            None,
+            &[
+                "standby",
+                "clone",
+                &d,
+                "--from",
+                &listen,
+                "--site",
+                name,
+                "--federation",
+                &ca.federation,
+                "--ca",
+                &ca_dir,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        )?;
+        let mut standby = Node::existing(&ca.ttx, &dir, &format!("{name}/standby"));
+        // The site's operators came with the snapshot: the CLI beside it uses the site's token.
+        std::fs::copy(primary.data().admin_token(), standby.data().admin_token())
+            .map_err(ClusterError::io("copy the site's admin token"))?;
+        standby.configure(&edit)?;
         standby.start()?;
-        // Both keep their ports across restarts (partners have them registered).
-        primary.pin_ports()?;
         standby.pin_ports()?;
         let standby_listen = standby.listen_addr()?;
         Ok(Site {
             name: name.to_string(),
             primary,
             standby,
-            primary_addr: listen.to_string(),
+            primary_addr: listen,
             standby_addr: standby_listen.to_string(),
         })
     }

@@ -4,7 +4,7 @@
 //! - [`process`]: [`Ttx`] (the binary, every run bounded in time) and [`Node`] (a data dir
 //!   and its `ttx serve` child: start, SIGKILL, SIGTERM, CLI commands against it).
 //! - [`federation`]: [`Ca`] (a federation CA made with `ttx pki`), partners that know each
-//!   other, and [`federation::Site`]: a primary with a hot standby made from a copy of it.
+//!   other, and [`federation::Site`]: a primary with a hot standby cloned from it.
 //! - [`look`]: what the drivers read back (referrals, charts, position and digest) and wait
 //!   for, each wait bounded.
 //!

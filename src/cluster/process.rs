@@ -170,6 +170,17 @@ impl Node {
         })
     }
 
+    /// A node on the existing data dir `dir` (made by `ttx standby clone`, say), labelled
+    /// `label` (not started).
+    pub fn existing(ttx: &Ttx, dir: &Path, label: &str) -> Node {
+        Node {
+            ttx: ttx.clone(),
+            label: label.to_string(),
+            dir: dir.to_path_buf(),
+            child: None,
+        }
+    }
+
     /// The binary it runs.
     pub fn ttx(&self) -> &Ttx {
         &self.ttx

@@ -112,6 +112,7 @@ pub fn set_up(n: &mut Narrator, ttx: &Ttx, root: &Path) -> Result<Cast, StoryErr
         telco,
         carrier,
     };
+    n.say("noc-a/standby was cloned from the running primary: ttx standby clone --from PRIMARY --ca CA_DIR");
     n.say("four `ttx serve` processes, each with its own SQLite store and certificate:");
     show_node(n, &cast.noc.primary)?;
     show_node(n, &cast.noc.standby)?;

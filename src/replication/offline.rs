@@ -3,8 +3,9 @@
 //! store with a consistent copy of the primary's and makes it a standby of it. The primary may
 //! be running (the copy is one read snapshot, `VACUUM INTO`); the standby must not be.
 //!
-//! The tests, `ttx bench replication`, `ttx demo` and the fault campaign set their standbys up
-//! this way; an operator uses `ttx standby clone`, which does the same over the network.
+//! The tests, `ttx bench replication` and the fault campaign's rejoin (a deposed primary made
+//! the new primary's standby) set standbys up this way; an operator uses `ttx standby clone`,
+//! which does the same over the network.
 
 use std::path::PathBuf;
 

@@ -27,13 +27,13 @@ fn a_seeded_campaign_of_crashes_failovers_and_partitions_loses_nothing() {
         seed,
         duration: Duration::from_secs(45),
         site_clients: 3,
-        pace: Duration::from_millis(20),
+        pace: Duration::from_millis(100),
     };
     let ttx = Ttx::at(env!("CARGO_BIN_EXE_ttx"));
     let report = campaign::run(&ttx, root.path(), &opts, |line| eprintln!("{line}"))
         .unwrap_or_else(|e| panic!("seed {seed}: the campaign could not run: {e}"));
     eprintln!("{report}");
     assert!(report.faults.len() >= 5, "too few faults: {report}");
-    assert!(report.verdict.acked >= 500, "too few writes: {report}");
+    assert!(report.verdict.acked >= 100, "too few writes: {report}");
     assert!(report.holds(), "seed {seed}: {report}");
 }

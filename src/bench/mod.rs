@@ -18,6 +18,7 @@
 pub mod api;
 pub mod cli;
 pub mod exchange;
+pub mod failover;
 pub mod http;
 pub mod node;
 pub mod replication;

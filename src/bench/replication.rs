@@ -136,6 +136,12 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
         .map_err(BenchError::io("pick a UDP port"))?
         .port();
     let listen = format!("127.0.0.1:{port}");
+    // The standby's own fixed port, named in the registry: after a switchover the first
+    // primary follows it there.
+    let standby_listen = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|u| u.local_addr())
+        .map_err(BenchError::io("pick a UDP port"))?
+        .to_string();
     let fed = ["--federation", "bench"];
     ttx(exe, &["pki", "init-ca", fed[0], fed[1], "--out", &s(&ca)])?;
     ttx(
@@ -173,7 +179,7 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
         "add",
         "bench",
         "--addr",
-        "127.0.0.1:1",
+        &standby_listen,
         "--allow",
         "standby",
     ];
@@ -189,7 +195,7 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
             &init[..1],
             &[&sdir],
             &init[1..],
-            &["--listen", "127.0.0.1:0"],
+            &["--listen", &standby_listen],
         ]
         .concat(),
     )?;
@@ -272,6 +278,19 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
         wait_standby(api, &token)?;
         primary.stop();
     }
+    // Role changes, timed as a client sees them: a switchover there and back (run on the
+    // primary, then on the node that became the standby), then `ttx promote` on the standby
+    // with its primary stopped.
+    configure(&primary_dir, |c| c.replication.mode = None)?;
+    let primary = Served::start(&opts.exe, &primary_dir)?;
+    let (p_api, s_api) = (primary.api()?, standby.api()?);
+    wait_standby(p_api, &token)?;
+    let there = super::failover::switchover_pause(p_api, [p_api, s_api], &token)?;
+    wait_standby(s_api, &token)?;
+    let back = super::failover::switchover_pause(p_api, [p_api, s_api], &token)?;
+    wait_standby(p_api, &token)?;
+    primary.stop();
+    let promote = super::failover::promote_to_first_write(s_api, &token)?;
     standby.stop();
     let mut section = Section::new(format!(
         "{clients} clients writing notes through the primary's API, standby in its own process"
@@ -312,9 +331,51 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
             "target: note p99 at most 2x the local fdatasync p99 plus the loopback round trip",
         );
     }
+    let mut roles = Section::new("role changes, timed by a client writing without pause");
+    for (name, p) in [
+        ("there (run on the primary)", there),
+        ("back (run on the standby)", back),
+    ] {
+        roles.target(
+            format!("switchover {name}: longest gap between writes"),
+            p.client_gap_ms,
+            "ms",
+            Target {
+                goal: Goal::AtMost,
+                value: 500.0,
+            },
+        );
+        roles.figure(
+            format!("switchover {name}: baseline, longest gap in the 300 ms before"),
+            p.baseline_gap_ms,
+            "ms",
+        );
+        if let Some(ms) = p.reported_ms {
+            roles.figure(
+                format!("switchover {name}: the old primary's own pause"),
+                ms,
+                "ms",
+            );
+        }
+    }
+    roles.target(
+        "ttx promote to the first accepted write",
+        promote.to_first_write_ms,
+        "ms",
+        Target {
+            goal: Goal::AtMost,
+            value: 50.0,
+        },
+    );
+    roles.figure(
+        "baseline: the next ordinary write on the promoted node",
+        promote.next_write_ms,
+        "ms",
+    );
+    roles.note("PostgreSQL here: pg_ctl promote to the first write about 44 ms");
     Ok(Report {
         bench: "replication".into(),
         machine,
-        sections: vec![section, single],
+        sections: vec![section, single, roles],
     })
 }

@@ -303,7 +303,7 @@ fn sync_when_gone(c: &mut ttx::config::Config, when: WhenGone) {
 }
 
 /// A pair whose standby reaches the primary through an in-test UDP proxy.
-fn pair_through_proxy(
+pub(crate) fn pair_through_proxy(
     rt: &tokio::runtime::Runtime,
     edit: impl Fn(&mut ttx::config::Config),
 ) -> (Pair, ttx::faults::UdpProxy) {

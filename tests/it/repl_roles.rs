@@ -14,7 +14,7 @@ use crate::common::TestNode;
 use crate::repl::{
     assert_old_primary_fenced, position_and_digest, wait_caught_up, wait_until, Pair,
 };
-use crate::repl_faults::{create, subjects};
+use crate::repl_faults::{create, pair_through_proxy, subjects};
 
 fn async_mode(c: &mut ttx::config::Config) {
     c.replication.mode = Some(Mode::Async);
@@ -260,4 +260,63 @@ fn a_switchover_without_the_standby_is_refused_and_changes_nothing() {
     assert_eq!(out["role"], "primary", "{out}");
     p.standby.stop();
     p.primary.stop();
+}
+
+#[test]
+fn two_primaries_after_a_partition_the_higher_epoch_fences_the_other_and_only_its_writes_count() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The standby reaches its primary through a proxy; the partition cuts it.
+    let (mut p, proxy) = pair_through_proxy(&rt, |c| c.replication.block_timeout_ms = 300);
+    proxy.set(ttx::faults::Faults::CUT);
+    let token = p.primary.admin_token();
+    // The cut-off primary goes on (sync + degrade: acknowledged without the standby, loudly).
+    for i in 0..3 {
+        let (code, body) = create(p.primary.api_addr(), &token, &format!("old-{i}"));
+        assert_eq!(code, 201, "{body}");
+    }
+    // The backup NOC promotes its standby: two nodes now take writes.
+    let promoted = p.standby.cli(&["--json", "promote"]).json();
+    assert_eq!(promoted["epoch"], 2, "{promoted}");
+    for i in 0..3 {
+        let (code, body) = create(p.standby.api_addr(), &token, &format!("new-{i}"));
+        assert_eq!(code, 201, "{body}");
+    }
+    // The old primary cannot be promoted over it: it is (it believes) the primary already.
+    p.primary
+        .cli(&["promote"])
+        .fails(4, "this node is already the primary (epoch 1)");
+    // The partition heals: the first frame with epoch 2 that reaches the old primary fences it.
+    proxy.set(ttx::faults::Faults::NONE);
+    wait_until("the epoch-1 primary to be fenced", || {
+        role(&p.primary) == ("fenced:standby".into(), 2)
+    });
+    assert_old_primary_fenced(&p.standby);
+    let (code, body) = create(p.primary.api_addr(), &token, "old-after-heal");
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("not_primary")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fenced"),
+        "{body}"
+    );
+    let (code, _) = create(p.standby.api_addr(), &token, "new-after-heal");
+    assert_eq!(code, 201);
+    // What counts is the epoch-2 primary's log: its writes, none of the loser's partition
+    // writes (those stay in the loser's store, for review, and never reach the site's log).
+    p.standby.stop();
+    p.primary.stop();
+    let winner = subjects(&p.standby.dir);
+    let loser = subjects(&p.primary.dir);
+    for i in 0..3 {
+        assert_eq!(winner.get(&format!("new-{i}")).map(Vec::len), Some(1));
+        assert!(!winner.contains_key(&format!("old-{i}")), "{winner:?}");
+        assert_eq!(loser.get(&format!("old-{i}")).map(Vec::len), Some(1));
+    }
+    assert!(winner.contains_key("new-after-heal"));
+    assert!(!loser.contains_key("old-after-heal"));
 }

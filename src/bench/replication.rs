@@ -6,15 +6,13 @@
 //! come from its own script, run in the same hour (`docs/benchmarks.md`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::api::{drive, ApiClient, Limit};
 use super::http::KeepAlive;
 use super::{rate, BenchError, Goal, MachineInfo, Report, ScratchDir, Section, Target};
-use crate::config::Config;
+use crate::cluster::{ClusterError, Node, Ttx};
 use crate::datadir::DataDir;
-use crate::node::RuntimeInfo;
 use crate::replication::Mode;
 
 /// What `ttx bench replication` runs.
@@ -36,89 +34,14 @@ fn failed(what: &str) -> impl FnOnce(String) -> BenchError + '_ {
     move |e| BenchError::Invalid(format!("{what}: {e}"))
 }
 
-/// Runs `exe args` to completion; an error with its stderr unless it succeeded.
-fn ttx(exe: &Path, args: &[&str]) -> Result<String, BenchError> {
-    let out = Command::new(exe)
-        .args(args)
-        .env("TTX_LOG", "warn")
-        .env_remove("TTX_DIR")
-        .env_remove("TTX_TOKEN")
-        .output()
-        .map_err(BenchError::io(format!("run ttx {}", args.join(" "))))?;
-    if !out.status.success() {
-        return Err(failed("ttx")(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// A cluster driver's failure (a `ttx` command or a `ttx serve` child), as the bench's.
+fn cluster(e: ClusterError) -> BenchError {
+    BenchError::Invalid(e.to_string())
 }
 
-/// A `ttx serve` child.
-struct Served {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Served {
-    fn start(exe: &Path, dir: &Path) -> Result<Served, BenchError> {
-        let data = DataDir::new(dir);
-        let _ = std::fs::remove_file(data.runtime_info());
-        let log = std::fs::File::create(dir.join("serve.log"))
-            .map_err(BenchError::io("create serve.log"))?;
-        let child = Command::new(exe)
-            .arg("serve")
-            .arg(dir)
-            .env("TTX_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(BenchError::io("spawn ttx serve"))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while RuntimeInfo::read(&data).ok().map(|i| i.pid) != Some(child.id()) {
-            if Instant::now() > deadline {
-                return Err(failed("ttx serve")(format!(
-                    "{} did not start (see its serve.log)",
-                    dir.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Served {
-            child,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn api(&self) -> Result<std::net::SocketAddr, BenchError> {
-        RuntimeInfo::read(&DataDir::new(&self.dir))
-            .map(|i| i.api_addr)
-            .map_err(BenchError::io("read run/node.json"))
-    }
-
-    fn stop(mut self) {
-        // SIGTERM: drain and stop.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn configure(dir: &Path, edit: impl FnOnce(&mut Config)) -> Result<(), BenchError> {
-    let path = DataDir::new(dir).config();
-    let mut c = Config::load(&path).map_err(|e| failed("load the config")(e.to_string()))?;
-    edit(&mut c);
-    std::fs::write(&path, c.to_toml()).map_err(BenchError::io("write the config"))
+/// The node's API address, from its `run/node.json`.
+fn api_of(node: &Node) -> Result<std::net::SocketAddr, BenchError> {
+    Ok(node.runtime().map_err(cluster)?.api_addr)
 }
 
 fn status(addr: std::net::SocketAddr, token: &str) -> Result<serde_json::Value, BenchError> {
@@ -128,8 +51,9 @@ fn status(addr: std::net::SocketAddr, token: &str) -> Result<serde_json::Value, 
 
 /// Sets up the pair in `root`: CA, both data dirs with certificates, the standby authorized
 /// and made from a snapshot. Returns the primary's and the standby's dirs and the admin token.
-fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchError> {
+fn set_up(ttx: &Ttx, root: &Path) -> Result<(Node, Node, String), BenchError> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
+    let run = |args: &[&str]| ttx.ok(None, args).map(drop).map_err(cluster);
     let (ca, primary, standby) = (root.join("ca"), root.join("primary"), root.join("standby"));
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|u| u.local_addr())
@@ -143,20 +67,17 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
         .map_err(BenchError::io("pick a UDP port"))?
         .to_string();
     let fed = ["--federation", "bench"];
-    ttx(exe, &["pki", "init-ca", fed[0], fed[1], "--out", &s(&ca)])?;
-    ttx(
-        exe,
-        &[
-            "init",
-            &s(&primary),
-            "--site",
-            "bench",
-            fed[0],
-            fed[1],
-            "--listen",
-            &listen,
-        ],
-    )?;
+    run(&["pki", "init-ca", fed[0], fed[1], "--out", &s(&ca)])?;
+    run(&[
+        "init",
+        &s(&primary),
+        "--site",
+        "bench",
+        fed[0],
+        fed[1],
+        "--listen",
+        &listen,
+    ])?;
     let issue = |dir: &Path, node: &str| {
         let args = [
             "pki",
@@ -169,36 +90,34 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
             node,
         ];
         let dir = s(dir);
-        ttx(exe, &[&args[..], &["--dir", &dir]].concat())
+        run(&[&args[..], &["--dir", &dir]].concat())
     };
     issue(&primary, "primary")?;
-    let served = Served::start(exe, &primary)?;
-    let dir = s(&primary);
-    let peer = [
-        "peer",
-        "add",
-        "bench",
-        "--addr",
-        &standby_listen,
-        "--allow",
-        "standby",
-    ];
-    ttx(exe, &[&peer[..], &["--dir", &dir]].concat())?;
-    served.stop();
+    let mut first = Node::existing(ttx, &primary, "bench/primary");
+    first.start().map_err(cluster)?;
+    first
+        .ok(&[
+            "peer",
+            "add",
+            "bench",
+            "--addr",
+            &standby_listen,
+            "--allow",
+            "standby",
+        ])
+        .map_err(cluster)?;
+    first.stop();
     let init = [
         "init", "--site", "bench", "--node", "standby", fed[0], fed[1],
     ];
     let sdir = s(&standby);
-    ttx(
-        exe,
-        &[
-            &init[..1],
-            &[&sdir],
-            &init[1..],
-            &["--listen", &standby_listen],
-        ]
-        .concat(),
-    )?;
+    run(&[
+        &init[..1],
+        &[&sdir],
+        &init[1..],
+        &["--listen", &standby_listen],
+    ]
+    .concat())?;
     issue(&standby, "standby")?;
     crate::replication::offline::standby_from_copy(
         &DataDir::new(&primary),
@@ -209,8 +128,11 @@ fn set_up(exe: &Path, root: &Path) -> Result<(PathBuf, PathBuf, String), BenchEr
         .map_err(BenchError::io("read admin.token"))?
         .trim()
         .to_string();
-    configure(&standby, |c| c.replication.primary = Some(listen.clone()))?;
-    Ok((primary, standby, token))
+    let second = Node::existing(ttx, &standby, "bench/standby");
+    second
+        .configure(|c| c.replication.primary = Some(listen.clone()))
+        .map_err(cluster)?;
+    Ok((first, second, token))
 }
 
 /// Waits until the primary reports its standby connected and caught up.
@@ -233,19 +155,22 @@ fn wait_standby(api: std::net::SocketAddr, token: &str) -> Result<(), BenchError
 pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     let scratch = ScratchDir::new(opts.dir.as_deref())?;
     let machine = MachineInfo::collect(scratch.path(), 200)?;
-    let (primary_dir, standby_dir, token) = set_up(&opts.exe, scratch.path())?;
+    let ttx = Ttx::at(&opts.exe);
+    let (mut primary, mut standby, token) = set_up(&ttx, scratch.path())?;
     let clients = opts.clients.max(1);
     let limit = Limit::For(Duration::from_secs_f64(opts.secs.max(0.1)));
-    let standby = Served::start(&opts.exe, &standby_dir)?;
+    standby.start().map_err(cluster)?;
     let mut rates = Vec::new();
     let mut one = None;
     for (i, mode) in [Mode::Async, Mode::Sync, Mode::SyncVisible]
         .into_iter()
         .enumerate()
     {
-        configure(&primary_dir, |c| c.replication.mode = Some(mode))?;
-        let primary = Served::start(&opts.exe, &primary_dir)?;
-        let api = primary.api()?;
+        primary
+            .configure(|c| c.replication.mode = Some(mode))
+            .map_err(cluster)?;
+        primary.start().map_err(cluster)?;
+        let api = api_of(&primary)?;
         wait_standby(api, &token)?;
         let mut conn = KeepAlive::connect(api, &token)?;
         let mut tickets = Vec::new();
@@ -281,9 +206,11 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     // Role changes, timed as a client sees them: a switchover there and back (run on the
     // primary, then on the node that became the standby), then `ttx promote` on the standby
     // with its primary stopped.
-    configure(&primary_dir, |c| c.replication.mode = None)?;
-    let primary = Served::start(&opts.exe, &primary_dir)?;
-    let (p_api, s_api) = (primary.api()?, standby.api()?);
+    primary
+        .configure(|c| c.replication.mode = None)
+        .map_err(cluster)?;
+    primary.start().map_err(cluster)?;
+    let (p_api, s_api) = (api_of(&primary)?, api_of(&standby)?);
     wait_standby(p_api, &token)?;
     let there = super::failover::switchover_pause(p_api, [p_api, s_api], &token)?;
     wait_standby(s_api, &token)?;

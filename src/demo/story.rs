@@ -193,28 +193,27 @@ pub fn tell(n: &mut Narrator, cast: &mut Cast) -> Result<(), StoryError> {
 
     n.chapter("Updates travel both ways along the chain (shared notes)");
     let from_carrier = "fibre cut at km 42, splicing crew dispatched";
-    cast.carrier
-        .ok(&["note", &carriers.to_string(), "--shared", from_carrier])?;
-    let reached = cast
-        .telco
-        .wait_history(theirs, from_carrier)
-        .and_then(|_| cast.noc.primary.wait_history(ours, from_carrier));
+    let reached = share(
+        &cast.carrier,
+        carriers,
+        from_carrier,
+        &[(&cast.telco, theirs), (&cast.noc.primary, ours)],
+    )?;
     n.claim(
         "carrier-c's shared note reached telco-b and, through it, noc-a",
-        reached.map(drop),
+        reached,
     )?;
     let from_noc = "customer confirms the outage, 3 sites affected";
-    cast.noc
-        .primary
-        .ok(&["note", &ours.to_string(), "--shared", from_noc])?;
+    let reached = share(
+        &cast.noc.primary,
+        ours,
+        from_noc,
+        &[(&cast.telco, theirs), (&cast.carrier, carriers)],
+    )?;
     acked.push(from_noc.to_string());
-    let reached = cast
-        .telco
-        .wait_history(theirs, from_noc)
-        .and_then(|_| cast.carrier.wait_history(carriers, from_noc));
     n.claim(
         "noc-a's shared note reached telco-b and, through it, carrier-c",
-        reached.map(drop),
+        reached,
     )?;
     let internal = "internal: customer is on a 4h SLA";
     cast.noc
@@ -266,25 +265,19 @@ pub fn tell(n: &mut Narrator, cast: &mut Cast) -> Result<(), StoryError> {
 
     n.chapter("The referral carries on with the new primary");
     let after = "after the failover: our standby has taken over";
-    cast.noc
-        .standby
-        .ok(&["note", &ours.to_string(), "--shared", after])?;
-    let reached = cast
-        .telco
-        .wait_history(theirs, after)
-        .and_then(|_| cast.carrier.wait_history(carriers, after));
+    let reached = share(
+        &cast.noc.standby,
+        ours,
+        after,
+        &[(&cast.telco, theirs), (&cast.carrier, carriers)],
+    )?;
     n.claim(
         "a shared note written on the new primary reached telco-b and carrier-c",
-        reached.map(drop),
+        reached,
     )?;
     let back = "splice done, light is back at our POP";
-    cast.telco
-        .ok(&["note", &theirs.to_string(), "--shared", back])?;
-    let reached = cast.noc.standby.wait_history(ours, back);
-    n.claim(
-        "telco-b's shared note reached noc-a's new primary",
-        reached.map(drop),
-    )?;
+    let reached = share(&cast.telco, theirs, back, &[(&cast.noc.standby, ours)])?;
+    n.claim("telco-b's shared note reached noc-a's new primary", reached)?;
 
     n.chapter("Resolve and close along the chain");
     cast.carrier.ok(&[
@@ -332,6 +325,21 @@ pub fn tell(n: &mut Narrator, cast: &mut Cast) -> Result<(), StoryError> {
         check(status == "closed", || format!("it is {status}")),
     )?;
     Ok(())
+}
+
+/// Writes `text` as a shared note on `writer`'s ticket `number`, then waits (bounded) until it
+/// is in the history of each `(node, ticket)` of `reaches`, in order. The outer error is the
+/// write's (the story cannot go on); the inner one is the claim's (the note did not arrive).
+fn share(
+    writer: &Node,
+    number: i64,
+    text: &str,
+    reaches: &[(&Node, i64)],
+) -> Result<Result<(), ClusterError>, ClusterError> {
+    writer.ok(&["note", &number.to_string(), "--shared", text])?;
+    Ok(reaches
+        .iter()
+        .try_for_each(|(node, ticket)| node.wait_history(*ticket, text).map(drop)))
 }
 
 fn check(holds: bool, why: impl FnOnce() -> String) -> Result<(), String> {

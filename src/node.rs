@@ -308,7 +308,7 @@ impl RunningNode {
             tokio::spawn(hint.follow_role(
                 store.clone(),
                 federation.clone(),
-                config.replication.primary.clone(),
+                follower.clone(),
                 shutdown_rx.clone(),
             )),
         ];

@@ -2,7 +2,8 @@
 //! names in the `not_primary` / `fenced` refusals it gives partners, so they move over at once
 //! instead of waiting out their retries.
 //!
-//! A standby names the address it follows (`[replication] primary`). A fenced node names the
+//! A standby names the address it follows (`[replication] primary`, else the site's registry
+//! record: what its follower dials). A fenced node names the
 //! address of the node that fenced it (the promoted node dials its old primary, which is how the
 //! fence happens, so that node's connection shows where it is). A primary names nobody.
 
@@ -38,13 +39,14 @@ impl PrimaryHint {
     }
 
     /// Keeps the hint in step with the node's role until `shutdown`: none on the primary, the
-    /// followed address (`following`) on a standby, the fencing node's address on a fenced
+    /// address `follower` follows on a standby (`replication.primary`, else the site's registry
+    /// record, so an old primary made a standby by `ttx switchover` names its successor too), the fencing node's address on a fenced
     /// node (looked for each second until it is seen).
     pub async fn follow_role(
         self,
         store: Store,
         federation: Arc<FederationSlot>,
-        following: Option<String>,
+        follower: Arc<super::Follower>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut role = store.writer.role.clone();
@@ -55,7 +57,7 @@ impl PrimaryHint {
                 // Handing over (`ttx switchover`): partners retry for a moment, then learn
                 // the new primary from this node as a standby.
                 NodeRole::Primary | NodeRole::HandingOver { .. } => self.set(None),
-                NodeRole::Standby { .. } => self.set(following.clone()),
+                NodeRole::Standby { .. } => self.set(follower.target().await),
                 NodeRole::Fenced { by } => {
                     let seen = federation
                         .get()

@@ -287,9 +287,11 @@ fn a_deposed_primary_restarted_is_fenced_by_the_promoted_standby_and_takes_no_wr
     p.standby.stop();
 }
 
-/// Asserts that `promoted`'s status says its old primary came back and was fenced.
+/// Waits until `promoted`'s status says its old primary came back and was fenced (its knocks
+/// back off up to 10 s, so the answer may come a while after the old primary is up).
 #[track_caller]
 pub(crate) fn assert_old_primary_fenced(promoted: &TestNode) {
-    let s = promoted.cli(&["--json", "status"]).json();
-    assert_eq!(s["replication"]["old_primary_fenced"], true, "{s}");
+    wait_until("the promoted node to see its old primary fenced", || {
+        promoted.cli(&["--json", "status"]).json()["replication"]["old_primary_fenced"] == true
+    });
 }

@@ -149,23 +149,21 @@ impl Store {
         })
     }
 
-    /// `ttx verify`: position, digest and `quick_check` from one read snapshot, then the FTS5
-    /// check on the writer.
+    /// `ttx verify`: position, digest and the FTS5 check of one state (on the writer, between
+    /// batches: [`WriteOp::Verify`]), then `quick_check` on a connection of its own.
     pub async fn verify(&self) -> Result<verify::Verification, StoreError> {
-        let mut v = self.reader.read(verify::digest).await?;
+        let mut v = verified(self.writer.write(verify_request()).await?)?;
         let path = self.path.clone();
         v.quick_check = tokio::task::spawn_blocking(move || verify::quick_check(&path))
             .await
             .map_err(|_| StoreError::Closed)??;
-        v.search_index = search_index_answer(self.writer.write(check_search_index()).await?)?;
         Ok(v)
     }
 
     /// [`Self::verify`], blocking the calling thread (tools and tests).
     pub fn verify_blocking(&self) -> Result<verify::Verification, StoreError> {
-        let mut v = self.reader.read_blocking(verify::digest)?;
+        let mut v = verified(self.writer.write_blocking(verify_request())?)?;
         v.quick_check = verify::quick_check(&self.path)?;
-        v.search_index = search_index_answer(self.writer.write_blocking(check_search_index())?)?;
         Ok(v)
     }
 
@@ -218,19 +216,19 @@ impl Store {
     }
 }
 
-fn check_search_index() -> WriteRequest {
+fn verify_request() -> WriteRequest {
     WriteRequest {
         actor: "system".into(),
         idempotency: None,
-        op: WriteOp::CheckSearchIndex,
+        op: WriteOp::Verify,
     }
 }
 
-fn search_index_answer(out: WriteOutcome) -> Result<String, StoreError> {
+fn verified(out: WriteOutcome) -> Result<verify::Verification, StoreError> {
     match out {
-        WriteOutcome::SearchIndex { search_index } => Ok(search_index),
+        WriteOutcome::Verified(v) => Ok(*v),
         other => Err(StoreError::Corrupt(format!(
-            "unexpected answer to the search index check: {other:?}"
+            "unexpected answer to a verification: {other:?}"
         ))),
     }
 }

@@ -66,7 +66,7 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         | WriteOp::Promote
         | WriteOp::Fence { .. }
         | WriteOp::ResumePrimary
-        | WriteOp::CheckSearchIndex => 0,
+        | WriteOp::Verify => 0,
         WriteOp::HandOver { to } => to.len(),
     };
     REQUEST_OVERHEAD_BYTES + req.actor.len() + key + payload

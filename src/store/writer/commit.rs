@@ -148,10 +148,12 @@ impl WriterState {
         }
         if batch
             .iter()
-            .any(|p| matches!(p.req.op, super::WriteOp::CheckSearchIndex))
+            .any(|p| matches!(p.req.op, super::WriteOp::Verify))
         {
-            // The check compares the index with the notes: index them all first.
-            self.index_notes()?;
+            self.answer_verifications(batch)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
         }
         let mut results = Vec::with_capacity(batch.len());
         let mut effects = Effects::default();
@@ -213,6 +215,30 @@ impl WriterState {
                 Err(e) => Err(StoreError::Schema(format!(
                     "the write was not committed: {e}"
                 ))),
+            };
+            let _ = p.reply.send(answer);
+        }
+        Ok(())
+    }
+
+    /// Takes the [`super::WriteOp::Verify`] requests out of `batch` and answers them, before
+    /// the rest of the batch runs: every note indexed first (the check compares the index with
+    /// the notes), then the digest and the check of one state on a connection of their own.
+    fn answer_verifications(&mut self, batch: &mut Vec<Pending>) -> Result<(), Fatal> {
+        self.index_notes()?;
+        let path = self.conn.path().map(std::path::PathBuf::from);
+        let (checks, rest): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .partition(|p| matches!(p.req.op, super::WriteOp::Verify));
+        *batch = rest;
+        let found = match &path {
+            Some(path) => crate::store::verify::digest_and_search_index(path),
+            None => Err(StoreError::Schema("the store has no file to verify".into())),
+        };
+        for p in checks {
+            let answer = match &found {
+                Ok(v) => Ok(WriteOutcome::Verified(Box::new(v.clone()))),
+                Err(e) => Err(StoreError::Stale(format!("cannot verify: {e}"))),
             };
             let _ = p.reply.send(answer);
         }

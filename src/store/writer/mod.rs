@@ -155,9 +155,11 @@ pub enum WriteOp {
     },
     /// The switchover is abandoned before the standby took over: primary again, same epoch.
     ResumePrimary,
-    /// Run FTS5's `integrity-check` on the search indexes (a check, not a change; it runs on
-    /// the writer because SQLite takes the write lock for it).
-    CheckSearchIndex,
+    /// `ttx verify`'s position, digest and FTS5 `integrity-check` of the search indexes, of one
+    /// state ([`crate::store::verify::digest_and_search_index`]; a check, not a change). The
+    /// writer runs it between batches, once every note is indexed, because FTS5's check takes
+    /// the write lock and compares the index with every note.
+    Verify,
     /// Refer a ticket to a partner site: the referral, our ticket's move to `referred` and the
     /// `Refer` message for the outbox, in one transaction.
     Refer(Box<crate::exchange::action::ReferTicket>),
@@ -233,11 +235,8 @@ pub enum WriteOutcome {
         /// Role and epoch.
         role: RoleState,
     },
-    /// The search indexes' integrity check: `ok`, or what FTS5 said.
-    SearchIndex {
-        /// `ok` or the error.
-        search_index: String,
-    },
+    /// What [`WriteOp::Verify`] found (without `quick_check`, which `Store::verify` adds).
+    Verified(Box<crate::store::verify::Verification>),
     /// A referral was made or moved.
     Referral(ReferralAck),
     /// The answer to a partner's message.

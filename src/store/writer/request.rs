@@ -55,7 +55,7 @@ impl InBatch<'_> {
             | WriteOp::ResumePrimary => {}
             // A partner is answered with the exchange's own codes (not primary, fenced).
             WriteOp::Inbound { .. } => {}
-            WriteOp::CheckSearchIndex => return self.check_search_index(),
+            WriteOp::Verify => return Err(between_batches()),
             // Only the primary decides: every other write is refused, naming the primary.
             _ => self.log.role.may_write().map_err(StoreError::NotPrimary)?,
         }
@@ -82,20 +82,6 @@ impl InBatch<'_> {
         }
         Ok(WriteOutcome::Role {
             role: self.log.role.clone(),
-        })
-    }
-
-    fn check_search_index(&self) -> Result<WriteOutcome, StoreError> {
-        let mut result = String::from("ok");
-        for table in ["ticket_fts", "note_fts"] {
-            let sql = format!("INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)");
-            if let Err(e) = self.conn.execute(&sql, []) {
-                result = format!("{table}: {e}");
-                break;
-            }
-        }
-        Ok(WriteOutcome::SearchIndex {
-            search_index: result,
         })
     }
 
@@ -435,7 +421,7 @@ impl InBatch<'_> {
                 let next = self.log.role.resume().map_err(StoreError::NotPrimary)?;
                 self.change_role(next, "switchover abandoned: primary again")
             }
-            WriteOp::CheckSearchIndex => self.check_search_index(),
+            WriteOp::Verify => Err(between_batches()),
             WriteOp::Refer(req) => self.refer(req, actor, now),
             WriteOp::Referral { id, action } => self.act_on_referral(id, action, actor, now),
             WriteOp::Inbound {
@@ -451,4 +437,10 @@ impl InBatch<'_> {
             WriteOp::PeerSharing { site, change } => self.set_sharing(site, change, actor, now),
         }
     }
+}
+
+/// [`WriteOp::Verify`] is answered by the writer between batches
+/// ([`super::commit::WriterState::commit_batch`]), never inside one.
+fn between_batches() -> StoreError {
+    StoreError::Stale("a verification runs between the writer's batches, not in one".into())
 }

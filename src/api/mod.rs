@@ -7,6 +7,7 @@
 //! - [`admin`]: status and operators.
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
 //! - [`referrals`]: refer a ticket to a partner, act on a referral, list referrals.
+//! - [`review`]: the review list of a deposed primary's unshipped events, and its decisions.
 //! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
 //!   errors in the JSON shape).
 //! - [`site`]: the site log: verify (position, digest, checks), promote and switchover (admin).
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod peers;
 pub mod referrals;
+pub mod review;
 pub mod server;
 pub mod site;
 pub mod tickets;
@@ -120,6 +122,9 @@ pub fn router(state: AppState) -> Router {
             get(referrals::sharing).post(referrals::set_sharing),
         )
         .route("/v1/referrals/{id}/{action}", post(referrals::act))
+        .route("/v1/review", get(review::list))
+        .route("/v1/review/{number}", get(review::show))
+        .route("/v1/review/{number}/{action}", post(review::decide))
         .route("/v1/search", get(tickets::search))
         .route("/v1/alerts", get(tickets::alerts))
         .route("/v1/peers", get(peers::list).post(peers::add))

@@ -50,6 +50,7 @@ pub mod pki;
 pub mod profile;
 pub mod referral;
 pub mod render;
+pub mod review;
 pub mod site;
 pub mod standby;
 pub mod tickets;
@@ -200,11 +201,18 @@ pub enum Command {
     Verify(site::VerifyArgs),
     /// Make this standby the site's primary (a new epoch; the old primary is fenced by it).
     Promote(client::NodeDir),
-    /// This site's hot standby: clone one from a running primary.
+    /// This site's hot standby: clone one from a running primary; rejoin a deposed primary.
     Standby {
         /// What to do.
         #[command(subcommand)]
         cmd: standby::StandbyCommand,
+    },
+    /// A deposed primary's events that never reached the site's log (kept by `ttx standby
+    /// rejoin`): list, show, apply or discard each (admin).
+    Review {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: review::ReviewCommand,
     },
     /// Hand the primary role to the standby, planned and lossless (run on either node): writes
     /// pause, the standby catches up and is promoted, this primary becomes its standby.
@@ -355,6 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => site::verify(a, json),
         Command::Promote(a) => site::promote(a, json),
         Command::Standby { cmd } => standby::run(cmd, json),
+        Command::Review { cmd } => review::run(cmd, json),
         Command::Switchover(a) => site::switchover(a, json),
         Command::Operator { cmd } => node::operator(cmd, json),
         Command::New(a) => tickets::new(a, json),

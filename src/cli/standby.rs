@@ -8,6 +8,7 @@ use super::{Failure, FailureKind};
 use crate::replication::clone::{
     clone_standby, CloneError, CloneOptions, CloneProgress, CloneTrust, Cloned, DEFAULT_MAX_BYTES,
 };
+use crate::replication::rejoin::{RejoinError, RejoinOptions};
 use crate::wire::ErrorCode;
 
 /// `ttx standby ...`.
@@ -15,7 +16,29 @@ use crate::wire::ErrorCode;
 pub enum StandbyCommand {
     /// Make a new standby in DIR from the running primary at --from: key and CSR, trust, a
     /// consistent snapshot streamed over ttx-repl/1, the config; all or nothing.
-    Clone(CloneArgs),
+    Clone(Box<CloneArgs>),
+    /// Make this deposed primary (stopped) the new primary's standby: its events that never
+    /// reached the new primary go to the primary's review list (`ttx review`), its store is
+    /// replaced by a snapshot of the primary and kept as ttx.db.deposed-epochN.
+    Rejoin(RejoinArgs),
+}
+
+/// Arguments of `ttx standby rejoin`.
+#[derive(Debug, clap::Args)]
+pub struct RejoinArgs {
+    /// The deposed node's data directory (default: --dir / TTX_DIR).
+    #[arg(value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The site's primary's QUIC address, HOST:PORT (default: the address the node follows,
+    /// replication.primary or its site's registry record); written as replication.primary.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub from: Option<String>,
+    /// The largest snapshot to take, in bytes.
+    #[arg(long = "max-bytes", value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    pub max_bytes: u64,
+    /// Which node (when DIR is not given).
+    #[command(flatten)]
+    pub node: super::client::NodeDir,
 }
 
 /// Arguments of `ttx standby clone`.
@@ -55,8 +78,97 @@ pub struct CloneArgs {
 /// Runs a standby command.
 pub fn run(cmd: StandbyCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
-        StandbyCommand::Clone(a) => clone(a, json),
+        StandbyCommand::Clone(a) => clone(*a, json),
+        StandbyCommand::Rejoin(a) => rejoin(a, json),
     }
+}
+
+fn rejoin(a: RejoinArgs, json: bool) -> anyhow::Result<()> {
+    let dir = match a.data_dir {
+        Some(d) => d,
+        None => a.node.resolve()?.root().to_path_buf(),
+    };
+    let opts = RejoinOptions {
+        dir,
+        from: a.from,
+        max_bytes: a.max_bytes,
+    };
+    let done = with_progress(json, async |p| {
+        crate::replication::rejoin::rejoin(&opts, p).await
+    })?
+    .map_err(rejoin_failure)?;
+    if json {
+        return print_json(&done);
+    }
+    if done.already_standby {
+        outln!(
+            "{} is already the standby of {} ({}): nothing to do",
+            done.dir.display(),
+            done.primary,
+            done.primary_addr
+        );
+        return Ok(());
+    }
+    outln!(
+        "rejoined {} to {} ({}, epoch {}): the logs agree up to position {}",
+        done.dir.display(),
+        done.primary,
+        done.primary_addr,
+        done.epoch,
+        done.fork
+    );
+    if done.tail == 0 {
+        outln!("this node's log was a prefix of the primary's: no event of its own to review; it is a standby now");
+    } else {
+        outln!(
+            "{} event(s) of this node never reached the primary: kept for review there ({} new, {} already held): `ttx review list` on the primary",
+            done.tail,
+            done.queued,
+            done.known
+        );
+    }
+    if let Some(kept) = &done.kept {
+        outln!(
+            "the store was replaced by a snapshot of the primary; the deposed store is kept as {}",
+            kept.display()
+        );
+    }
+    outln!(
+        "next: ttx serve {} (it follows the primary as its standby)",
+        done.dir.display()
+    );
+    Ok(())
+}
+
+/// Maps a rejoin error to the CLI's exit codes.
+fn rejoin_failure(e: RejoinError) -> anyhow::Error {
+    let e = match e {
+        RejoinError::Clone(c) => return failure(c),
+        other => other,
+    };
+    let kind = match &e {
+        RejoinError::Clone(_) => FailureKind::Failed,
+        RejoinError::Running(_)
+        | RejoinError::IsPrimary { .. }
+        | RejoinError::NotPrimary { .. }
+        | RejoinError::Itself(_)
+        | RejoinError::Older { .. } => FailureKind::Refused,
+        RejoinError::NoNode(_) => FailureKind::NotFound,
+        RejoinError::NoTarget => FailureKind::Invalid,
+        RejoinError::Remote {
+            source: crate::net::NetError::Remote(ErrorCode::NotAuthorized),
+            ..
+        } => FailureKind::Unauthorized,
+        RejoinError::Remote {
+            source: crate::net::NetError::Remote(ErrorCode::NotPrimary),
+            ..
+        } => FailureKind::Refused,
+        RejoinError::Remote { .. }
+        | RejoinError::BadAnswer(_)
+        | RejoinError::Store(_)
+        | RejoinError::Io { .. } => FailureKind::Failed,
+    };
+    Failure::new(kind, e.to_string()).into()
 }
 
 fn clone(a: CloneArgs, json: bool) -> anyhow::Result<()> {
@@ -72,6 +184,20 @@ fn clone(a: CloneArgs, json: bool) -> anyhow::Result<()> {
         trust,
         max_bytes: a.max_bytes,
     };
+    let cloned = with_progress(json, async |p| clone_standby(&opts, p).await)?.map_err(failure)?;
+    if json {
+        return print_json(&cloned);
+    }
+    report(&cloned);
+    Ok(())
+}
+
+/// Runs `work` on a runtime of its own, showing the snapshot's progress on a terminal (not
+/// with --json).
+fn with_progress<T>(
+    json: bool,
+    work: impl AsyncFnOnce(&mut (dyn FnMut(CloneProgress) + Send)) -> T,
+) -> anyhow::Result<T> {
     let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(progress_bar);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,17 +208,12 @@ fn clone(a: CloneArgs, json: bool) -> anyhow::Result<()> {
                 show(bar, p)
             }
         };
-        clone_standby(&opts, &mut on_progress).await
+        work(&mut on_progress).await
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let cloned = result.map_err(failure)?;
-    if json {
-        return print_json(&cloned);
-    }
-    report(&cloned);
-    Ok(())
+    Ok(result)
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

@@ -219,6 +219,12 @@ pub enum EventKind {
         /// What was recorded.
         record: crate::exchange::record::ExchangeRecord,
     },
+    /// The review list of a deposed primary's unshipped events: an item queued, applied or
+    /// discarded (`ttx review`).
+    Review {
+        /// What was recorded.
+        record: super::review::ReviewRecord,
+    },
 }
 
 impl EventKind {
@@ -281,6 +287,7 @@ impl EventKind {
                 timer_text(*timer_id).unwrap_or_else(|| "?".into())
             ),
             EventKind::Exchange { record } => return record.describe(),
+            EventKind::Review { record } => return record.describe(),
             EventKind::TicketCreated { .. }
             | EventKind::NoteAdded { .. }
             | EventKind::OperatorAdded { .. }
@@ -319,6 +326,7 @@ impl EventKind {
             EventKind::EpochStarted { .. } => "epoch-started",
             EventKind::Answered { .. } => "answered",
             EventKind::Exchange { .. } => "exchange",
+            EventKind::Review { .. } => "review",
         }
     }
 }

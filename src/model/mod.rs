@@ -9,6 +9,7 @@
 //! - [`rules`]: rules across tickets and operators (dependencies on resolve, known people).
 //! - [`summary`]: one line per event saying what changed, for write answers.
 //! - [`role`]: the node's role in its site (primary, standby, fenced) and the epoch.
+//! - [`review`]: a deposed primary's unshipped events kept for review, and what applying one means.
 //! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
 
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod command;
 pub mod event;
 pub mod lifecycle;
 pub mod peer;
+pub mod review;
 pub mod role;
 pub mod rules;
 pub mod summary;

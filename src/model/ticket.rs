@@ -654,7 +654,8 @@ impl Ticket {
             | EventKind::PeerRemoved { .. }
             | EventKind::EpochStarted { .. }
             | EventKind::Answered { .. }
-            | EventKind::Exchange { .. } => {}
+            | EventKind::Exchange { .. }
+            | EventKind::Review { .. } => {}
         }
         self.updated_at = self.updated_at.max(at);
     }

@@ -298,7 +298,7 @@ fn bootstrap_trust(
     Ok(requested.spki_sha256)
 }
 
-async fn resolve(from: &str) -> Result<SocketAddr, CloneError> {
+pub(crate) async fn resolve(from: &str) -> Result<SocketAddr, CloneError> {
     tokio::net::lookup_host(from)
         .await
         .ok()
@@ -308,7 +308,7 @@ async fn resolve(from: &str) -> Result<SocketAddr, CloneError> {
 
 /// The clone's own QUIC endpoint: it only dials (no protocol is served), trusts what the
 /// node's trust material says, and admits a node of its own site as the primary it dialed.
-fn client_endpoint(
+pub(crate) fn client_endpoint(
     identity: &NodeIdentity,
     config: &Config,
     material: &TrustMaterial,
@@ -374,43 +374,63 @@ async fn fetch(
     config: &Config,
     progress: &mut (dyn FnMut(CloneProgress) + Send),
 ) -> Result<(String, crate::wire::repl::SnapshotHeader, Staging), CloneError> {
-    let from = opts.from.clone();
+    let peer = dial(endpoint, addr, &identity.site, &opts.from).await?;
+    let primary = peer.ctx().identity.clone();
+    let staging = Staging::create(&opts.dir)?;
+    let header = snapshot_into(&peer, &opts.from, &staging.dir(), opts.max_bytes, progress).await;
+    peer.close(ErrorCode::Closed);
+    let header = header?;
+    make_standby(&staging.dir(), config, &primary.node)?;
+    write_config(&staging.dir(), config)?;
+    Ok((primary.to_uri(), header, staging))
+}
+
+/// Dials the node at `addr` (`from` as the operator typed it) over `ttx-repl/1` as this site's
+/// standby, within [`DIAL_TIMEOUT`].
+pub(crate) async fn dial(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    site: &str,
+    from: &str,
+) -> Result<crate::net::Peer, CloneError> {
     let alpns = vec![crate::wire::alpn::REPL_V1.alpn()];
     let dial = endpoint.connect_with(
         addr,
-        &identity.site,
+        site,
         ConnectOptions {
             hello_versions: alpns.clone(),
             alpns,
             role: Role::Standby,
         },
     );
-    let peer = match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-        Err(_) => {
-            return Err(CloneError::Unreachable {
-                addr: from,
-                reason: format!("no answer within {} s", DIAL_TIMEOUT.as_secs()),
-            })
-        }
-        Ok(Err(e)) => return Err(dial_error(&from, e)),
-        Ok(Ok(peer)) => peer,
-    };
-    let primary = peer.ctx().identity.clone();
-    let body = codec::encode(&SnapshotRequest::new(opts.max_bytes)).expect("encodes");
+    match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+        Err(_) => Err(CloneError::Unreachable {
+            addr: from.to_string(),
+            reason: format!("no answer within {} s", DIAL_TIMEOUT.as_secs()),
+        }),
+        Ok(Err(e)) => Err(dial_error(from, e)),
+        Ok(Ok(peer)) => Ok(peer),
+    }
+}
+
+/// Asks `peer` (the primary) for a snapshot and receives it as `dir`'s store (length and
+/// SHA-256 checked; nothing is left at `dir`'s store path unless it is whole).
+pub(crate) async fn snapshot_into(
+    peer: &crate::net::Peer,
+    from: &str,
+    dir: &DataDir,
+    max_bytes: u64,
+    progress: &mut (dyn FnMut(CloneProgress) + Send),
+) -> Result<crate::wire::repl::SnapshotHeader, CloneError> {
+    let body = codec::encode(&SnapshotRequest::new(max_bytes)).expect("encodes");
     let (answer, stream) = peer
         .open_stream::<ToPrimary, SnapshotFrame>(body)
         .await
-        .map_err(|e| dial_error(&from, e))?;
+        .map_err(|e| dial_error(from, e))?;
     let _accepted: SnapshotAccepted = codec::decode(&answer)
         .map_err(|e| CloneError::Stream(format!("the primary's answer does not decode: {e}")))?;
     let (_send, recv) = stream.split();
-    let staging = Staging::create(&opts.dir)?;
-    let header = receive(recv, &staging.dir(), opts.max_bytes, progress).await;
-    peer.close(ErrorCode::Closed);
-    let header = header?;
-    make_standby(&staging.dir(), config, &primary.node)?;
-    write_config(&staging.dir(), config)?;
-    Ok((primary.to_uri(), header, staging))
+    receive(recv, dir, max_bytes, progress).await
 }
 
 fn dial_error(addr: &str, e: NetError) -> CloneError {
@@ -529,7 +549,11 @@ fn frame_name(f: &SnapshotFrame) -> &'static str {
 }
 
 /// Makes the received copy this site's standby named as the config says, of `primary`.
-fn make_standby(dir: &DataDir, config: &Config, primary: &str) -> Result<(), CloneError> {
+pub(crate) fn make_standby(
+    dir: &DataDir,
+    config: &Config,
+    primary: &str,
+) -> Result<(), CloneError> {
     let conn = rusqlite::Connection::open(dir.database())?;
     let holds = site_log::holds(&conn)?;
     if holds.site != config.node.site {

@@ -165,6 +165,12 @@ pub async fn answer(
                 .map_err(stale)?;
             ReplAnswer::Rows { position, rows }
         }
+        ReplRequest::EventIds { positions } => {
+            super::rejoin::answer_event_ids(store, positions).await?
+        }
+        ReplRequest::Review { node, envelopes } => {
+            super::rejoin::answer_review(store, peer, node, envelopes).await?
+        }
     };
     Ok(codec::encode(&answer).expect("answers encode"))
 }
@@ -284,6 +290,7 @@ impl Remote<'_> {
                         *position
                     }
                     ReplRequest::Digest { at_least, .. } => *at_least,
+                    ReplRequest::EventIds { .. } | ReplRequest::Review { .. } => 0,
                 };
                 return Err(CompareError::Moved(position));
             }

@@ -21,6 +21,8 @@
 //! - [`send_snapshot`]: the primary's side of cloning (a consistent snapshot streamed in chunks).
 //! - [`clone`]: `ttx standby clone`: a new standby's data dir made from a running primary
 //!   ([`clone::clone_standby`], the one function the CLI and other tools call).
+//! - [`rejoin`]: `ttx standby rejoin`: a deposed primary made the new primary's standby, its
+//!   unshipped events handed to the new primary's review list (and the primary's answers).
 //! - [`hint`]: where the site's primary is, for the refusals a standby or fenced node gives
 //!   partners.
 //! - [`switchover`]: `ttx switchover`, the planned hand-over of the primary role to the standby.
@@ -36,6 +38,7 @@ pub mod hint;
 pub mod lease;
 pub mod offline;
 pub mod primary;
+pub mod rejoin;
 pub mod send_snapshot;
 pub mod serve;
 pub mod switchover;

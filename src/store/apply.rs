@@ -511,6 +511,9 @@ fn project(
         EventKind::Exchange { record } => {
             return super::exchange::project(tx, event, seq, record);
         }
+        EventKind::Review { record } => {
+            return super::review::project(tx, event, seq, record);
+        }
         EventKind::FieldsChanged { .. }
         | EventKind::StatusChanged { .. }
         | EventKind::Resolved { .. }

@@ -15,6 +15,7 @@
 //! - [`site_log`]: the node's place in its site's log: head position, counters, role, epoch.
 //! - [`ship`]: events as shipping envelopes, and the strict checks a shipped event passes.
 //! - [`idempotency`]: idempotency keys and answers as events of the log.
+//! - [`review`]: the review list of a deposed primary's unshipped events, and its reads.
 //! - [`verify`]: the site position, a digest of the logical state, and the integrity checks.
 
 pub mod apply;
@@ -24,6 +25,7 @@ pub mod idempotency;
 pub mod note_index;
 pub mod query;
 pub mod reader;
+pub mod review;
 pub mod schema;
 pub mod ship;
 pub mod site_log;

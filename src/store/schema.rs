@@ -248,6 +248,28 @@ INSERT INTO meta (key, value)
 DROP INDEX notes_ticket;
 CREATE INDEX notes_event ON notes (event_seq);
 "#,
+    r#"
+-- The review list: a deposed primary's events that never reached the site's log, handed over
+-- by `ttx standby rejoin` (one row per original event id), and the admin's decision on each.
+CREATE TABLE review_items (
+    number      INTEGER PRIMARY KEY,
+    id          BLOB NOT NULL UNIQUE,
+    position    INTEGER NOT NULL,
+    epoch       INTEGER NOT NULL,
+    node        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    ticket_id   BLOB,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    queued_seq  INTEGER NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    decided_by  TEXT,
+    decided_at  INTEGER,
+    outcome     TEXT,
+    new_ticket  INTEGER
+) STRICT;
+"#,
 ];
 
 /// The schema version this build writes.

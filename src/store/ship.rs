@@ -76,6 +76,15 @@ pub fn event_at(conn: &Connection, position: u64) -> Result<Option<([u8; 16], u6
         .optional()?)
 }
 
+/// Whether the log holds the event with this id.
+pub fn has_event(conn: &Connection, id: Uuid) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The log's last position with the id and epoch of the event there (`(0, zeros, 0)` for an
 /// empty log): what a standby names when it subscribes.
 pub fn tip(conn: &Connection) -> Result<(u64, [u8; 16], u64), StoreError> {

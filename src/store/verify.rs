@@ -114,6 +114,14 @@ const TABLES: &[Table] = &[
         key: &[0],
     },
     Table {
+        name: "review_items",
+        sql: "SELECT number, id, position, epoch, node, at, actor, ticket_id, kind, body,
+                queued_seq, state, decided_by, decided_at, outcome, new_ticket
+         FROM review_items ORDER BY number",
+        label: "review item ",
+        key: &[0],
+    },
+    Table {
         name: "idempotency",
         sql: "SELECT key, response, at, request_sha256 FROM idempotency WHERE at >= ?1 ORDER BY key",
         label: "idempotency record ",

@@ -225,6 +225,36 @@ pub enum ReplRequest {
         /// One past the last row.
         hi: u64,
     },
+    /// Index 3: `ttx standby rejoin` looks for where its log forks from this node's: the id
+    /// and epoch of the event at each of `positions` (at most [`MAX_POSITIONS`]), with this
+    /// node's role and head.
+    EventIds {
+        /// The positions asked about.
+        positions: Vec<u64>,
+    },
+    /// Index 4: `ttx standby rejoin` hands this primary the deposed node's own events past the
+    /// fork, to keep as review items (`ttx review`). Idempotent by each event's id: a rerun
+    /// queues nothing twice.
+    Review {
+        /// The node they come from (its log), for the review list.
+        node: String,
+        /// The events, as the deposed node's log holds them (at most [`MAX_REVIEW_BATCH`]).
+        envelopes: Vec<Envelope>,
+    },
+}
+
+/// Most positions one [`ReplRequest::EventIds`] asks about.
+pub const MAX_POSITIONS: usize = 64;
+/// Most envelopes one [`ReplRequest::Review`] carries.
+pub const MAX_REVIEW_BATCH: usize = 256;
+
+/// The event at a position: its id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventId {
+    /// The event's id (16 bytes).
+    pub id: [u8; 16],
+    /// Its epoch.
+    pub epoch: u64,
 }
 
 /// Most slices one [`ReplRequest::Ranges`] asks for.
@@ -251,6 +281,25 @@ pub enum ReplAnswer {
         position: u64,
         /// Each row's key and digest.
         rows: Vec<RowDigest>,
+    },
+    /// Index 3: the events at the positions asked, `None` where this node's log has none.
+    EventIds {
+        /// This node's role (`primary`, `standby:NODE`, `fenced:NODE`, `handing-over:NODE`).
+        role: String,
+        /// Its epoch.
+        epoch: u64,
+        /// Its head.
+        head: u64,
+        /// One per position asked, in order.
+        ids: Vec<Option<EventId>>,
+    },
+    /// Index 4: the review items were recorded (`queued` new ones, `known` already held or
+    /// in this node's log).
+    Reviewed {
+        /// Items recorded now.
+        queued: u32,
+        /// Items this node already had.
+        known: u32,
     },
 }
 
@@ -489,6 +538,48 @@ mod golden {
             "02000000 0700000000000000 0100000000000000
              0900000000000000 7469636b6574202331
              cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+        );
+    }
+
+    #[test]
+    fn rejoin_requests_and_answers() {
+        check(
+            ReplRequest::EventIds {
+                positions: vec![7, 9],
+            },
+            "03000000 0200000000000000 0700000000000000 0900000000000000",
+        );
+        check(
+            ReplAnswer::EventIds {
+                role: "primary".into(),
+                epoch: 2,
+                head: 9,
+                ids: vec![
+                    Some(EventId {
+                        id: [0xab; 16],
+                        epoch: 1,
+                    }),
+                    None,
+                ],
+            },
+            "03000000 0700000000000000 7072696d617279 0200000000000000 0900000000000000
+             0200000000000000
+             01 abababababababababababababababab 0100000000000000
+             00",
+        );
+        check(
+            ReplRequest::Review {
+                node: "p".into(),
+                envelopes: Vec::new(),
+            },
+            "04000000 0100000000000000 70 0000000000000000",
+        );
+        check(
+            ReplAnswer::Reviewed {
+                queued: 3,
+                known: 1,
+            },
+            "04000000 03000000 01000000",
         );
     }
 

@@ -21,6 +21,7 @@ mod faults;
 mod federation;
 mod noc;
 mod pki;
+mod rejoin;
 mod render;
 mod repl;
 mod repl_faults;

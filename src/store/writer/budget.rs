@@ -34,17 +34,9 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         } => text.len(),
         WriteOp::Ticket { command, .. } => json_len(command),
         WriteOp::Create(create) => json_len(create),
-        // An envelope's body is the event's JSON as stored; its fixed fields are 64 bytes.
-        WriteOp::Replicate(envelopes) => envelopes
-            .iter()
-            .map(|e| {
-                64 + e.body.len()
-                    + e.origin_site.len()
-                    + e.origin_node.len()
-                    + e.actor.len()
-                    + e.kind.len()
-            })
-            .sum(),
+        WriteOp::Replicate(envelopes) => envelopes_bytes(envelopes),
+        WriteOp::QueueReview { node, envelopes } => node.len() + envelopes_bytes(envelopes),
+        WriteOp::DecideReview { decision, .. } => json_len(decision),
         WriteOp::AddOperator {
             name, token_sha256, ..
         } => name.len() + token_sha256.len(),
@@ -70,6 +62,21 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         WriteOp::HandOver { to } => to.len(),
     };
     REQUEST_OVERHEAD_BYTES + req.actor.len() + key + payload
+}
+
+/// What envelopes weigh: an envelope's body is the event's JSON as stored; its fixed fields are
+/// 64 bytes.
+fn envelopes_bytes(envelopes: &[crate::wire::envelope::Envelope]) -> usize {
+    envelopes
+        .iter()
+        .map(|e| {
+            64 + e.body.len()
+                + e.origin_site.len()
+                + e.origin_node.len()
+                + e.actor.len()
+                + e.kind.len()
+        })
+        .sum()
 }
 
 /// The length of `v` as JSON, counted without building it.

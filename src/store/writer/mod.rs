@@ -12,6 +12,7 @@
 //! - [`commit`]: the batch's transaction, its commit, and what is published after it;
 //! - [`request`]: what one request decides, stamps and applies inside the transaction;
 //! - [`exchange`]: the referral exchange's writes (refer, act, a partner's message, an ack);
+//! - [`review`]: the review list of a deposed primary's tail (queue, apply, discard);
 //! - [`indexer`]: when note text is indexed for search (after the commits, in batches).
 
 pub mod budget;
@@ -21,6 +22,7 @@ pub mod indexer;
 mod publish;
 mod queue;
 mod request;
+mod review;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -198,6 +200,21 @@ pub enum WriteOp {
         /// Why it did not apply the message, if it did not.
         refused: Option<crate::wire::exchange::ExchangeCode>,
     },
+    /// Keep a deposed node's unshipped events (from `ttx standby rejoin`) as review items: each
+    /// queued once by its original id; an event already in the site's log is not queued.
+    QueueReview {
+        /// The node they come from.
+        node: String,
+        /// Its events past the fork, in its log's order.
+        envelopes: Vec<Envelope>,
+    },
+    /// An admin's decision on review item `number` (`ttx review apply|discard`).
+    DecideReview {
+        /// The item.
+        number: i64,
+        /// Apply or discard.
+        decision: crate::model::review::ReviewDecision,
+    },
 }
 
 /// The answer to a write.
@@ -244,6 +261,30 @@ pub enum WriteOutcome {
         /// What the partner is told.
         answer: crate::wire::exchange::Answer,
     },
+    /// Review items queued from a deposed node's tail.
+    Reviewed {
+        /// New items.
+        queued: u32,
+        /// Items already on the list (or events already in the log).
+        known: u32,
+    },
+    /// A review item was decided.
+    Review(ReviewAck),
+}
+
+/// What a decision on a review item answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewAck {
+    /// The item's number.
+    pub item: i64,
+    /// `applied` or `discarded`.
+    pub review_state: String,
+    /// What applying did, or why it was discarded.
+    pub outcome: Option<String>,
+    /// The ticket applying it wrote to (its number).
+    pub ticket: Option<i64>,
+    /// Site positions of the events written.
+    pub events: Vec<i64>,
 }
 
 /// What a referral write answers.

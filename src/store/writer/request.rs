@@ -127,6 +127,29 @@ impl InBatch<'_> {
         Ok(position)
     }
 
+    /// Writes the events a command (or `None`: a link, a status move) decided for ticket `t`,
+    /// with what the ticket rules add, and tells partners of a referred ticket in the same
+    /// transaction.
+    pub(super) fn ticket_write(
+        &mut self,
+        t: Ticket,
+        command: Option<&Command>,
+        events: Vec<EventKind>,
+        actor: &str,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let events = crate::store::facts::complete(self.conn, actor, &t, command, events)?;
+        // Partners hear of shared notes and status moves of referred tickets, in this
+        // same transaction (the check is one index probe for tickets never referred).
+        let told = crate::store::exchange::has_referrals(self.conn, t.id)?.then(|| events.clone());
+        let id = t.id;
+        let out = self.ticket_events(t, events, actor, now)?;
+        if let Some(kinds) = told {
+            self.after_ticket_command(id, &kinds, actor, now)?;
+        }
+        Ok(out)
+    }
+
     fn ticket_events(
         &mut self,
         mut t: Ticket,
@@ -214,18 +237,7 @@ impl InBatch<'_> {
                     }
                 }
                 let events = command::decide(&t, command, &ctx)?;
-                let events =
-                    crate::store::facts::complete(self.conn, actor, &t, Some(command), events)?;
-                // Partners hear of shared notes and status moves of referred tickets, in this
-                // same transaction (the check is one index probe for tickets never referred).
-                let told =
-                    crate::store::exchange::has_referrals(self.conn, t.id)?.then(|| events.clone());
-                let id = t.id;
-                let out = self.ticket_events(t, events, actor, now)?;
-                if let Some(kinds) = told {
-                    self.after_ticket_command(id, &kinds, actor, now)?;
-                }
-                Ok(out)
+                self.ticket_write(t, Some(command), events, actor, now)
             }
             WriteOp::Link {
                 number,
@@ -435,6 +447,12 @@ impl InBatch<'_> {
                 refused,
             } => self.acked(peer, *up_to, *refused, now),
             WriteOp::PeerSharing { site, change } => self.set_sharing(site, change, actor, now),
+            WriteOp::QueueReview { node, envelopes } => {
+                self.queue_review(node, envelopes, actor, now)
+            }
+            WriteOp::DecideReview { number, decision } => {
+                self.decide_review(*number, decision, actor, now)
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `ttx-repl/1` handler over real QUIC with real certificates and a real store: who is
 //! refused (another site's node, a partner, a node of this site without the standby
 //! permission, a Partner-role dial), and a corrupt or truncated frame from the standby stops the
-//! stream with `malformed` while a new subscription from its head resumes cleanly.
+//! stream with `malformed` while a new subscription from its head resumes cleanly; what a
+//! rejoining node asks (the events at positions, its tail queued for review once by id) and
+//! what a node that is no longer the primary answers it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,5 +299,150 @@ async fn a_subscriber_whose_head_event_differs_from_ours_is_diverged() {
     assert!(
         matches!(epoch_differs, Some(NetError::Remote(ErrorCode::Diverged))),
         "{epoch_differs:?}"
+    );
+}
+
+/// A one-shot `ttx-repl/1` request, decoded.
+async fn ask(
+    peer: &Peer,
+    req: &crate::wire::repl::ReplRequest,
+) -> Result<crate::wire::repl::ReplAnswer, NetError> {
+    let answer = peer.request(codec::encode(req).unwrap()).await?;
+    Ok(codec::decode(&answer).unwrap())
+}
+
+/// An event of a deposed node's tail: this site's, written by `node`, never in our log.
+fn tail_event(node: &str, seq: u64) -> crate::wire::envelope::Envelope {
+    crate::wire::envelope::Envelope {
+        position: 100 + seq,
+        id: *uuid::Uuid::now_v7().as_bytes(),
+        origin_site: "noc-a".into(),
+        origin_node: node.into(),
+        epoch: 1,
+        origin_seq: seq,
+        at: 1_000,
+        actor: "alice".into(),
+        ticket: None,
+        kind: "operator-removed".into(),
+        body: br#"{"OperatorRemoved":{"name":"x"}}"#.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn a_rejoining_node_reads_event_ids_and_its_tail_is_queued_once_by_id() {
+    use crate::wire::repl::{ReplAnswer, ReplRequest, MAX_POSITIONS};
+    let mut w = world();
+    w.add_operators(&["a", "b"]).await;
+    let peer = w.standby().await;
+    let first = w
+        .store
+        .reader
+        .read(|c| crate::store::ship::event_at(c, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = ask(
+        &peer,
+        &ReplRequest::EventIds {
+            positions: vec![1, 999],
+        },
+    )
+    .await
+    .unwrap();
+    let ReplAnswer::EventIds {
+        role, epoch, ids, ..
+    } = answer
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!((role.as_str(), epoch), ("primary", 1));
+    assert_eq!(ids[0].map(|e| (e.id, e.epoch)), Some(first));
+    assert_eq!(ids[1], None);
+    let too_many = ReplRequest::EventIds {
+        positions: vec![1; MAX_POSITIONS + 1],
+    };
+    let err = ask(&peer, &too_many).await.err();
+    assert!(
+        matches!(err, Some(NetError::Remote(ErrorCode::Malformed))),
+        "{err:?}"
+    );
+
+    // The tail: queued once; a rerun (and an event already in the log) is known.
+    let mut tail = vec![tail_event("standby", 1), tail_event("standby", 2)];
+    let review = |envelopes| ReplRequest::Review {
+        node: "standby".into(),
+        envelopes,
+    };
+    let answer = ask(&peer, &review(tail.clone())).await.unwrap();
+    assert_eq!(
+        answer,
+        ReplAnswer::Reviewed {
+            queued: 2,
+            known: 0
+        }
+    );
+    let in_log = w
+        .store
+        .reader
+        .read(|c| crate::store::ship::envelopes_after(c, 0, 1))
+        .await
+        .unwrap();
+    tail.extend(in_log);
+    let answer = ask(&peer, &review(tail)).await.unwrap();
+    assert_eq!(
+        answer,
+        ReplAnswer::Reviewed {
+            queued: 0,
+            known: 3
+        }
+    );
+    let items = w
+        .store
+        .reader
+        .read(|c| crate::store::review::list(c, 100))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+
+    // Another site's event, or a batch naming another node than the sender: refused.
+    let mut foreign = tail_event("standby", 3);
+    foreign.origin_site = "noc-b".into();
+    let err = ask(&peer, &review(vec![foreign])).await.err();
+    assert!(
+        matches!(err, Some(NetError::Remote(ErrorCode::Malformed))),
+        "{err:?}"
+    );
+    let other_node = ReplRequest::Review {
+        node: "primary".into(),
+        envelopes: vec![tail_event("standby", 4)],
+    };
+    let err = ask(&peer, &other_node).await.err();
+    assert!(
+        matches!(err, Some(NetError::Remote(ErrorCode::NotAuthorized))),
+        "{err:?}"
+    );
+
+    // A node that is no longer the primary names its role and takes no review items.
+    w.store
+        .writer
+        .write(crate::store::tests::req(WriteOp::Fence {
+            epoch: 2,
+            by: "standby".into(),
+        }))
+        .await
+        .unwrap();
+    let answer = ask(&peer, &ReplRequest::EventIds { positions: vec![] })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&answer, ReplAnswer::EventIds { role, epoch: 2, .. } if role == "fenced:standby"),
+        "{answer:?}"
+    );
+    let err = ask(&peer, &review(vec![tail_event("standby", 5)]))
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(NetError::Remote(ErrorCode::NotPrimary))),
+        "{err:?}"
     );
 }

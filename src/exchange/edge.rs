@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::exchange::{ExchangeCode, Refused};
+use crate::wire::exchange::{Answer, ExchangeCode, Refused};
 
 /// What the receiver knows of one peer's edge towards it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +143,65 @@ impl Outbox {
     }
 }
 
+/// Whether a refusal consumes the message for good (the receiver's mark moved past it, the
+/// sender must not send it again) rather than refusing it for now (nothing taken; resend later).
+pub fn consumed_for_good(code: ExchangeCode) -> bool {
+    matches!(
+        code,
+        ExchangeCode::NotParty
+            | ExchangeCode::UnknownReferral
+            | ExchangeCode::InvalidState
+            | ExchangeCode::TooLarge
+    )
+}
+
+/// The answers to a window of messages taken together, as a stream sends them back: runs of
+/// acknowledgements collapse into one cumulative `Ack` (the highest), a refusal for good is kept
+/// in its place (it is about the message after the last `Ack`), and a refusal for now ends the
+/// window (nothing after it was taken). Returns the answers and whether the window ended early.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WindowAnswers {
+    answers: Vec<Answer>,
+    ended: bool,
+}
+
+impl WindowAnswers {
+    /// No answer yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the answer to the window's next message; `false` once the window has ended (the
+    /// caller takes nothing more of it).
+    pub fn push(&mut self, answer: Answer) -> bool {
+        if self.ended {
+            return false;
+        }
+        match (&answer, self.answers.last_mut()) {
+            (Answer::Ack { up_to }, Some(Answer::Ack { up_to: last })) => {
+                *last = (*last).max(*up_to);
+            }
+            (Answer::Refused(r), _) if !consumed_for_good(r.code) => {
+                self.answers.push(answer);
+                self.ended = true;
+                return false;
+            }
+            _ => self.answers.push(answer),
+        }
+        true
+    }
+
+    /// Whether a refusal for now ended the window.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The answers, in order.
+    pub fn into_answers(self) -> Vec<Answer> {
+        self.answers
+    }
+}
+
 /// How long to wait before the `attempt`-th retry (1-based) of an unacknowledged send: 100 ms
 /// doubling up to 30 s, spread by `jitter` (a number in [0, 1) the caller draws) over the upper
 /// half so that many senders retrying after one outage do not move in step.
@@ -205,6 +264,35 @@ mod tests {
         assert_eq!(out.ack(4), Err(AckBeyondSent { up_to: 4, last: 3 }));
         assert_eq!(out.ack(3), Ok(true));
         assert!(out.unacked().is_empty());
+    }
+
+    #[test]
+    fn a_window_collapses_acks_keeps_refusals_for_good_and_ends_at_one_for_now() {
+        let refused = |code| Answer::Refused(Refused::code(code));
+        let mut w = WindowAnswers::new();
+        assert!(w.push(Answer::Ack { up_to: 1 }));
+        assert!(w.push(Answer::Ack { up_to: 3 }));
+        // A duplicate in the window acknowledges the mark again: never lower.
+        assert!(w.push(Answer::Ack { up_to: 2 }));
+        assert!(w.push(refused(ExchangeCode::TooLarge)));
+        assert!(w.push(Answer::Ack { up_to: 5 }));
+        assert!(!w.push(refused(ExchangeCode::RateLimited)));
+        assert!(
+            !w.push(Answer::Ack { up_to: 7 }),
+            "nothing after a refusal for now"
+        );
+        assert!(w.ended());
+        assert_eq!(
+            w.into_answers(),
+            vec![
+                Answer::Ack { up_to: 3 },
+                refused(ExchangeCode::TooLarge),
+                Answer::Ack { up_to: 5 },
+                refused(ExchangeCode::RateLimited),
+            ]
+        );
+        assert!(consumed_for_good(ExchangeCode::NotParty));
+        assert!(!consumed_for_good(ExchangeCode::OutOfOrder));
     }
 
     #[test]

@@ -33,5 +33,5 @@ pub mod record;
 pub mod referral;
 
 pub use edge::{Arrival, InboundMark, Outbox};
-pub use policy::{RateLimit, SharingPolicy};
+pub use policy::{PeerRates, RateLimit, SharingPolicy};
 pub use referral::{Effect, Referral, ReferralError, ReferralState, Side, Step};

@@ -34,7 +34,8 @@ pub struct SharingPolicy {
 
 impl Default for SharingPolicy {
     /// What a new peer gets: the fields a telco needs to find the fault, shared notes, no
-    /// reporter contact, no custom fields, operator acceptance, 1 MiB messages, 200/s.
+    /// reporter contact, no custom fields, operator acceptance, 1 MiB messages,
+    /// [`DEFAULT_RATE`] messages a second in bursts of [`DEFAULT_BURST`].
     fn default() -> Self {
         SharingPolicy {
             fields: [
@@ -51,8 +52,8 @@ impl Default for SharingPolicy {
             shared_notes: true,
             auto_accept: false,
             max_message_bytes: 1 << 20,
-            rate_per_sec: 200,
-            burst: 1000,
+            rate_per_sec: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
         }
     }
 }
@@ -191,6 +192,53 @@ impl SharingChange {
             next.fields = set;
         }
         Ok(next)
+    }
+}
+
+/// The default cap on what a new peer may send us, in messages a second: twice the exchange's
+/// sustained target (10,000 shared notes a second on one edge), so neither a busy edge nor a
+/// backlog after an outage (100,000 messages in well under 30 s) is throttled by default, while a
+/// runaway or hostile partner still meets a wall well below what the writer takes.
+pub const DEFAULT_RATE: u32 = 20_000;
+
+/// The default burst above [`DEFAULT_RATE`]: one second's worth.
+pub const DEFAULT_BURST: u32 = 20_000;
+
+/// A policy's rate caps: (messages a second, burst).
+type Caps = (u32, u32);
+
+/// Every peer's token bucket, each made from that peer's policy on its first message (and again
+/// when the policy's caps change). Shared by all of a node's connections, so a peer cannot
+/// escape its cap by opening more of them.
+#[derive(Debug, Default)]
+pub struct PeerRates {
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (Caps, RateLimit)>>,
+}
+
+impl PeerRates {
+    /// No bucket yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a token from `site`'s bucket at `now`, with `policy`'s caps, or says
+    /// `RateLimited`.
+    pub fn take(
+        &self,
+        site: &str,
+        policy: &SharingPolicy,
+        now: Millis,
+    ) -> Result<(), ExchangeCode> {
+        let caps = (policy.rate_per_sec, policy.burst);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (held, bucket) = buckets
+            .entry(site.to_string())
+            .or_insert_with(|| (caps, RateLimit::new(caps.0, caps.1, now)));
+        // The admin changed the peer's caps: a new, full bucket at the new rate.
+        if *held != caps {
+            (*held, *bucket) = (caps, RateLimit::new(caps.0, caps.1, now));
+        }
+        bucket.take(now)
     }
 }
 

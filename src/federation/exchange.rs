@@ -6,28 +6,25 @@
 //! transaction) and the worker reports acknowledgements back (`WriteOp::ExchangeAcked`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::edge_stream::{EdgeStream, Opened};
 use super::{Federation, FederationSlot};
-use crate::exchange::edge::retry_delay;
-use crate::exchange::RateLimit;
-use crate::model::clock;
+use crate::exchange::edge::{consumed_for_good, retry_delay};
+use crate::exchange::PeerRates;
 use crate::model::peer::PeerState;
 use crate::model::role::NodeRole;
-use crate::net::{BoxFuture, Handler, NetError, Peer, PeerCtx};
+use crate::net::{BoxFuture, Handler, IncomingStream, NetError, Peer, PeerCtx};
 use crate::replication::{Primary, PrimaryHint};
-use crate::store::{query, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
+use crate::store::{query, InboundMessage, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 use crate::wire::codec::{decode, encode};
 use crate::wire::exchange::{Answer, ExchangeCode, Message, Refused};
-use crate::wire::{ErrorCode, Request};
-
-/// A policy's rate caps: (messages a second, burst).
-type Caps = (u32, u32);
+use crate::wire::{ErrorCode, Request, StreamOpen};
 
 /// What the exchange needs of the site's replication.
 #[derive(Clone)]
@@ -54,14 +51,15 @@ impl SiteLink {
     }
 }
 
-/// Serves `ttx-exchange/1`: one [`Message`] per request, answered with an [`Answer`]. The
-/// endpoint has already checked the peer's certificate and its exchange permission; the sender
-/// site is the one its certificate names, never one the message claims.
+/// Serves `ttx-exchange/1`: one [`Message`] per request, answered with an [`Answer`], or many
+/// on one long-lived edge stream ([`super::edge_stream`]). The endpoint has already checked the
+/// peer's certificate and its exchange permission; the sender site is the one its certificate
+/// names, never one the message claims.
 pub struct ExchangeV1 {
     store: Store,
     site: SiteLink,
-    /// Each peer's token bucket, with the policy's caps it was made for.
-    buckets: Mutex<HashMap<String, (Caps, RateLimit)>>,
+    /// Each peer's token bucket (taken in the writer, against the policy it reads there).
+    rates: Arc<PeerRates>,
 }
 
 impl ExchangeV1 {
@@ -70,24 +68,8 @@ impl ExchangeV1 {
         ExchangeV1 {
             store,
             site,
-            buckets: Mutex::new(HashMap::new()),
+            rates: Arc::new(PeerRates::new()),
         }
-    }
-
-    /// Takes a token from `site`'s bucket (made from its policy on first use, and again when
-    /// the policy's caps change).
-    fn take_token(&self, site: &str, policy: &crate::exchange::SharingPolicy) -> bool {
-        let now = clock::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let caps = (policy.rate_per_sec, policy.burst);
-        let (held, bucket) = buckets
-            .entry(site.to_string())
-            .or_insert_with(|| (caps, RateLimit::new(caps.0, caps.1, now)));
-        // The admin changed the peer's caps: a new, full bucket at the new rate.
-        if *held != caps {
-            (*held, *bucket) = (caps, RateLimit::new(caps.0, caps.1, now));
-        }
-        bucket.take(now).is_ok()
     }
 
     /// The refusal of a node that is not its site's primary (`None` on the primary): the
@@ -106,52 +88,45 @@ impl ExchangeV1 {
         })
     }
 
-    async fn answer(&self, site: &str, body: &[u8]) -> Result<Answer, ErrorCode> {
-        let message: Message = decode(body).map_err(|_| ErrorCode::Malformed)?;
+    /// Takes a window of `site`'s messages (consecutive, as they arrived) in one write, and
+    /// answers once the local standby has them durably (the gate). Nothing is read before the
+    /// write: requests reach the writer in the order they arrived.
+    pub(super) async fn take(
+        &self,
+        site: &str,
+        messages: Vec<InboundMessage>,
+    ) -> Result<Vec<Answer>, ErrorCode> {
+        let first = messages.first().map_or(0, |m| m.message.seq);
         if let Some(refused) = self.not_primary() {
-            tracing::info!(peer = %site, seq = message.seq, code = ?refused.code, primary = refused.primary.as_deref().unwrap_or("-"), "partner message refused: not the primary");
-            return Ok(Answer::Refused(refused));
+            tracing::info!(peer = %site, seq = first, code = ?refused.code, primary = refused.primary.as_deref().unwrap_or("-"), "partner message refused: not the primary");
+            return Ok(vec![Answer::Refused(refused)]);
         }
-        let record = {
-            let site = site.to_string();
-            self.store
-                .reader
-                .read(move |c| query::peer(c, &site))
-                .await
-                .map_err(|_| ErrorCode::Internal)?
-        };
-        let Some(record) = record.filter(|r| r.state == PeerState::Accepted && r.exchange) else {
-            return Ok(Answer::Refused(Refused::code(ExchangeCode::NotParty)));
-        };
-        if !self.take_token(site, &record.sharing) {
-            tracing::warn!(peer = %site, seq = message.seq, "partner over its message rate");
-            return Ok(Answer::Refused(Refused::code(ExchangeCode::RateLimited)));
-        }
-        let message_seq = message.seq;
         let req = WriteRequest {
             actor: format!("exchange:{site}"),
             idempotency: None,
             op: WriteOp::Inbound {
                 peer: site.to_string(),
-                bytes: body.len(),
-                message: Box::new(message),
+                messages,
+                rates: self.rates.clone(),
             },
         };
         match self.store.writer.write(req).await {
-            // Deposed between the check above and the write: the refusal names the primary.
-            Ok(WriteOutcome::Exchange {
-                answer: Answer::Refused(r),
-            }) if matches!(r.code, ExchangeCode::NotPrimary | ExchangeCode::Fenced) => {
-                Ok(Answer::Refused(self.not_primary().unwrap_or(r)))
-            }
-            Ok(WriteOutcome::Exchange { answer }) => {
-                // The head after the commit covers the message's events and the mark.
+            Ok(WriteOutcome::Exchange { mut answers }) => {
+                // Deposed between the check above and the write: the refusal names the primary.
+                if let Some(Answer::Refused(r)) = answers.last_mut() {
+                    if matches!(r.code, ExchangeCode::NotPrimary | ExchangeCode::Fenced) {
+                        if let Some(named) = self.not_primary() {
+                            *r = named;
+                        }
+                    }
+                }
+                // The head after the commit covers the messages' events and the mark.
                 let head = *self.store.writer.head.borrow() as u64;
                 if let Err(e) = self.site.primary.acknowledged(head).await {
-                    tracing::warn!(peer = %site, seq = message_seq, error = %e, "partner message not yet on the standby: not acknowledged");
+                    tracing::warn!(peer = %site, seq = first, error = %e, "partner messages not yet on the standby: not acknowledged");
                     return Err(ErrorCode::Timeout);
                 }
-                Ok(answer)
+                Ok(answers)
             }
             Ok(other) => {
                 tracing::error!(?other, "unexpected answer to a partner message");
@@ -163,6 +138,18 @@ impl ExchangeV1 {
                 Err(ErrorCode::Internal)
             }
         }
+    }
+
+    async fn answer(&self, site: &str, body: &[u8]) -> Result<Answer, ErrorCode> {
+        let message: Message = decode(body).map_err(|_| ErrorCode::Malformed)?;
+        let one = InboundMessage {
+            bytes: body.len(),
+            message,
+        };
+        self.take(site, vec![one])
+            .await?
+            .pop()
+            .ok_or(ErrorCode::Internal)
     }
 }
 
@@ -176,6 +163,24 @@ impl Handler for ExchangeV1 {
             let answer = self.answer(&peer.identity.site, &request.body).await?;
             encode(&answer).map_err(|_| ErrorCode::Internal)
         })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        peer: &'a PeerCtx,
+        open: StreamOpen,
+        incoming: IncomingStream,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(super::edge_stream::serve(self, peer, open, incoming))
+    }
+}
+
+/// The exchange's frame limits: an edge stream's frame is one message, as large as a request.
+pub fn limits() -> crate::net::ProtocolLimits {
+    let d = crate::net::ProtocolLimits::default();
+    crate::net::ProtocolLimits {
+        max_stream_frame_bytes: d.max_request_bytes,
+        ..d
     }
 }
 
@@ -257,6 +262,10 @@ struct Worker {
     /// Requests kept in flight: [`WINDOW`], down to 1 after the partner's rate cap refused
     /// one, doubling again with each round it does not.
     window: usize,
+    /// The edge stream in use, if the partner serves them.
+    stream: Option<EdgeStream>,
+    /// The connection whose partner refused an edge stream (one request per message there).
+    no_stream_on: Option<u64>,
 }
 
 /// How a round of sending ended.
@@ -301,6 +310,8 @@ impl Worker {
             conn: None,
             first: None,
             window: WINDOW,
+            stream: None,
+            no_stream_on: None,
         }
     }
 
@@ -321,6 +332,11 @@ impl Worker {
                 return;
             }
             let round = self.round(dial_new).await;
+            // A stream outlives only a round that went well (the partner finishes it after a
+            // refusal for now, and a failure may have broken it).
+            if !matches!(round, Round::Progress | Round::WaitShippable) {
+                self.stream = None;
+            }
             let wait = match round {
                 Round::Empty | Round::Deposed => return,
                 Round::Progress => {
@@ -483,7 +499,114 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return Round::Failed(e),
         };
-        self.pipeline(&link, msgs, out.acked).await
+        let connection = link.ctx().connection_id;
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| !s.usable_on(connection))
+        {
+            self.stream = None;
+        }
+        if self.stream.is_none() && self.no_stream_on != Some(connection) {
+            match EdgeStream::open(&link, self.store.writer.role.clone()).await {
+                Ok(Opened::Stream(s)) => self.stream = Some(s),
+                Ok(Opened::Unsupported) => {
+                    tracing::info!(peer = %self.peer, "partner serves no edge stream: one request per message");
+                    self.no_stream_on = Some(connection);
+                }
+                Err(e) => return Round::Broken(e.to_string()),
+            }
+        }
+        match self.stream.take() {
+            Some(stream) => self.stream_round(stream, msgs, out.acked).await,
+            None => self.pipeline(&link, msgs, out.acked).await,
+        }
+    }
+
+    /// Sends `msgs` (consecutive, from `acked + 1`) on the edge stream and reads the answers
+    /// until the last is acknowledged, then records the highest acknowledgement once (a refusal
+    /// for good on its own, for its alert). Keeps the stream for the next round when it went
+    /// well.
+    async fn stream_round(
+        &mut self,
+        mut stream: EdgeStream,
+        msgs: Vec<Message>,
+        acked: u64,
+    ) -> Round {
+        let last = msgs.last().map_or(acked, |m| m.seq);
+        if !self.is_primary() {
+            return Round::Deposed;
+        }
+        if let Err(e) = stream.send(msgs).await {
+            return Round::Broken(e);
+        }
+        let mut window = Window::new(acked);
+        let end = loop {
+            if window.highest >= last {
+                break Round::Progress;
+            }
+            let answer = match stream.answer().await {
+                Ok(Some(a)) => a,
+                Ok(None) => break Round::Failed("the partner ended the edge stream".into()),
+                Err(e) => break Round::Broken(e.to_string()),
+            };
+            // A refusal for good is about the message after the last acknowledged one.
+            let about = window.highest + 1;
+            if let Some(round) = self.on_answer(&mut window, about, answer).await {
+                break round;
+            }
+        };
+        let end = self.record(&window, end).await;
+        if matches!(end, Round::Progress) {
+            self.stream = Some(stream);
+        }
+        end
+    }
+
+    /// What one answer does to the window being read: `Some` ends the round.
+    async fn on_answer(&self, w: &mut Window, about: u64, answer: Answer) -> Option<Round> {
+        let r = match answer {
+            Answer::Ack { up_to } => {
+                w.highest = w.highest.max(up_to);
+                return None;
+            }
+            Answer::Refused(r) => r,
+        };
+        match r.code {
+            // Consumed for good at the partner: the edge goes on past it.
+            code if consumed_for_good(code) => {
+                if let Err(e) = self.acked(about, Some(code)).await {
+                    return Some(Round::Failed(e));
+                }
+                (w.highest, w.written) = (about, about);
+                None
+            }
+            // The partner has everything before `expected`: resend from there.
+            ExchangeCode::OutOfOrder => {
+                w.highest = w.highest.max(r.expected.unwrap_or(1).saturating_sub(1));
+                Some(if w.highest > w.acked {
+                    Round::Progress
+                } else {
+                    // It expects less than it acknowledged: it lost messages.
+                    Round::Failed("out of order".into())
+                })
+            }
+            ExchangeCode::NotPrimary | ExchangeCode::Fenced => Some(Round::Redirect(r.primary)),
+            ExchangeCode::RateLimited => Some(Round::RateLimited {
+                progressed: w.highest > w.acked,
+            }),
+            code => Some(Round::Failed(code.text().to_string())),
+        }
+    }
+
+    /// Records the window's highest acknowledgement (if not yet written) and ends the round.
+    async fn record(&self, w: &Window, end: Round) -> Round {
+        if w.highest > w.written {
+            if let Err(e) = self.acked(w.highest, None).await {
+                return Round::Failed(e);
+            }
+        }
+        end
     }
 
     /// Sends `msgs` (consecutive, from `acked + 1`) with up to `window` requests in flight,
@@ -495,7 +618,7 @@ impl Worker {
         let window = self.window.clamp(1, WINDOW);
         let mut pending = msgs.into_iter();
         let mut inflight = FuturesOrdered::new();
-        let (mut highest, mut written) = (acked, acked);
+        let mut w = Window::new(acked);
         let end = loop {
             while inflight.len() < window {
                 let Some(msg) = pending.next() else { break };
@@ -523,47 +646,11 @@ impl Worker {
                 }
                 Err(e) => break Round::Broken(e.to_string()),
             };
-            match answer {
-                Answer::Ack { up_to } => highest = highest.max(up_to),
-                Answer::Refused(r) => match r.code {
-                    // Consumed for good at the partner: the edge goes on past it.
-                    ExchangeCode::NotParty
-                    | ExchangeCode::UnknownReferral
-                    | ExchangeCode::InvalidState
-                    | ExchangeCode::TooLarge => {
-                        if let Err(e) = self.acked(seq, Some(r.code)).await {
-                            return Round::Failed(e);
-                        }
-                        (highest, written) = (seq, seq);
-                    }
-                    // The partner has everything before `expected`: resend from there.
-                    ExchangeCode::OutOfOrder => {
-                        highest = highest.max(r.expected.unwrap_or(1).saturating_sub(1));
-                        break if highest > acked {
-                            Round::Progress
-                        } else {
-                            // It expects less than it acknowledged: it lost messages.
-                            Round::Failed("out of order".into())
-                        };
-                    }
-                    ExchangeCode::NotPrimary | ExchangeCode::Fenced => {
-                        break Round::Redirect(r.primary)
-                    }
-                    ExchangeCode::RateLimited => {
-                        break Round::RateLimited {
-                            progressed: highest > acked,
-                        }
-                    }
-                    code => break Round::Failed(code.text().to_string()),
-                },
+            if let Some(round) = self.on_answer(&mut w, seq, answer).await {
+                break round;
             }
         };
-        if highest > written {
-            if let Err(e) = self.acked(highest, None).await {
-                return Round::Failed(e);
-            }
-        }
-        end
+        self.record(&w, end).await
     }
 
     async fn acked(&self, up_to: u64, refused: Option<ExchangeCode>) -> Result<(), String> {
@@ -582,6 +669,26 @@ impl Worker {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The acknowledgements of one round as its answers are read.
+struct Window {
+    /// What was acknowledged before the round.
+    acked: u64,
+    /// The highest acknowledgement seen.
+    highest: u64,
+    /// The highest acknowledgement already recorded in the store.
+    written: u64,
+}
+
+impl Window {
+    fn new(acked: u64) -> Self {
+        Window {
+            acked,
+            highest: acked,
+            written: acked,
+        }
     }
 }
 

@@ -9,9 +9,12 @@
 //! - [`exchange`]: the `ttx-exchange/1` handler (a partner's message into the writer, its answer
 //!   back) and the per-peer outbox workers (queued messages out in order, retried with back-off,
 //!   acknowledgements recorded), fed with the shippable log position.
+//! - [`edge_stream`]: one ordered long-lived stream per directed edge: the sender's window of
+//!   messages in flight, the receiver's windows taken in one transaction each, cumulative acks.
 //! - [`slot`]: [`FederationSlot`], the federation as it stands (off, up, broken): broken TLS
 //!   material or a taken port leave the node serving tickets, and a reload brings it up.
 
+pub mod edge_stream;
 pub mod exchange;
 pub mod policy;
 pub mod service;
@@ -23,5 +26,7 @@ pub use service::{
 };
 pub use slot::FederationSlot;
 
+#[cfg(test)]
+mod edge_stream_tests;
 #[cfg(test)]
 mod tests;

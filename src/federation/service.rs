@@ -251,7 +251,12 @@ impl Federation {
             store.clone(),
             site.clone(),
         ));
-        let mut router = Router::new().route(EXCHANGE_V1, Permission::Exchange, handler);
+        let mut router = Router::new().route_limited(
+            EXCHANGE_V1,
+            Permission::Exchange,
+            super::exchange::limits(),
+            handler,
+        );
         for r in routes {
             router = router.route_limited(r.protocol, r.permission, r.limits, r.handler.clone());
         }

@@ -60,15 +60,22 @@ async fn wait_connections(f: &crate::federation::Federation, want: usize) {
     }
 }
 
+/// Nodes `noc-a` and `telco-b` under `tmp`, with certificates from one CA, each the other's
+/// registered peer.
+pub(super) async fn pair(tmp: &Path) -> (RunningNode, RunningNode) {
+    let ca = tmp.join("ca");
+    tokio::task::block_in_place(|| crate::pki::init_ca("eu", &ca, 365).unwrap());
+    let a = node(tmp, &ca, "noc-a").await;
+    let b = node(tmp, &ca, "telco-b").await;
+    add_peer(&a, "telco-b", &b).await;
+    add_peer(&b, "noc-a", &a).await;
+    (a, b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_whose_certificate_expired_are_closed() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = tmp.path().join("ca");
-    crate::pki::init_ca("eu", &ca, 365).unwrap();
-    let a = node(tmp.path(), &ca, "noc-a").await;
-    let b = node(tmp.path(), &ca, "telco-b").await;
-    add_peer(&a, "telco-b", &b).await;
-    add_peer(&b, "noc-a", &a).await;
+    let (a, b) = pair(tmp.path()).await;
     let (fa, fb) = (a.federation.get().unwrap(), b.federation.get().unwrap());
     fa.ping("telco-b").await.unwrap();
     assert_eq!(fb.status().peers_connected, 1);

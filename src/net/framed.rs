@@ -147,6 +147,11 @@ impl<T: DeserializeOwned> FramedRecv<T> {
     /// limit, a truncated or undecodable frame, or no frame within the idle timeout is an error
     /// (and the peer is told to stop sending, with the code).
     pub async fn recv(&mut self) -> Result<Option<T>, NetError> {
+        Ok(self.recv_sized().await?.map(|(frame, _)| frame))
+    }
+
+    /// [`FramedRecv::recv`], with the frame's payload size (for caps on what a peer sends).
+    pub async fn recv_sized(&mut self) -> Result<Option<(T, usize)>, NetError> {
         let outcome = match tokio::time::timeout(self.idle, self.next()).await {
             Ok(r) => r,
             Err(_) => Err(NetError::Timeout("the next frame on a stream")),
@@ -164,7 +169,7 @@ impl<T: DeserializeOwned> FramedRecv<T> {
         outcome
     }
 
-    async fn next(&mut self) -> Result<Option<T>, NetError> {
+    async fn next(&mut self) -> Result<Option<(T, usize)>, NetError> {
         let mut prefix = [0u8; LEN_PREFIX];
         // A clean end is the end of the stream exactly between frames.
         match self.stream.read(&mut prefix).await? {
@@ -178,7 +183,7 @@ impl<T: DeserializeOwned> FramedRecv<T> {
         let read = read_exact(&mut self.stream, &mut payload).await;
         let frame = read.and_then(|()| Ok(codec::decode(&payload)?));
         self.buf = payload;
-        frame.map(Some)
+        frame.map(|f| Some((f, len)))
     }
 
     /// Tells the peer to stop sending (QUIC `STOP_SENDING`) with a code.

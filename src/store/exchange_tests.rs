@@ -62,12 +62,15 @@ fn deliver_sized(to: &Store, from_site: &str, msg: &Message, bytes: usize) -> An
         .writer
         .write_blocking(req(WriteOp::Inbound {
             peer: from_site.into(),
-            bytes,
-            message: Box::new(msg.clone()),
+            messages: vec![crate::store::InboundMessage {
+                bytes,
+                message: msg.clone(),
+            }],
+            rates: std::sync::Arc::new(crate::exchange::PeerRates::new()),
         }))
         .unwrap()
     {
-        WriteOutcome::Exchange { answer } => answer,
+        WriteOutcome::Exchange { mut answers } if answers.len() == 1 => answers.remove(0),
         other => panic!("{other:?}"),
     }
 }

@@ -41,7 +41,7 @@ use crate::config::{StoreSection, Synchronous};
 use crate::model::command::CommandError;
 
 pub use reader::ReadPool;
-pub use writer::{Idempotency, WriteOp, WriteOutcome, WriteRequest, Writer};
+pub use writer::{Idempotency, InboundMessage, WriteOp, WriteOutcome, WriteRequest, Writer};
 
 /// Errors of the store layer. SQLite's own text stays inside (logged), never sent to peers.
 #[derive(Debug, thiserror::Error)]

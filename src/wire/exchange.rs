@@ -395,17 +395,22 @@ mod golden {
         );
     }
 
-    /// A whole `ttx-exchange/1` request frame as it goes on a QUIC stream: the frame length,
-    /// `ClientFrame::Request` with its id, the message as the request body.
-    #[test]
-    fn accepted_in_a_request_frame() {
-        let msg = Message {
+    /// The worked example's `Accepted`: seq 3, message id `44…44`, epoch 1.
+    fn accepted_seq_3() -> Message {
+        Message {
             seq: 3,
             id: [0x44; 16],
             epoch: 1,
             referral: REF,
             body: Body::Accepted,
-        };
+        }
+    }
+
+    /// A whole `ttx-exchange/1` request frame as it goes on a QUIC stream: the frame length,
+    /// `ClientFrame::Request` with its id, the message as the request body.
+    #[test]
+    fn accepted_in_a_request_frame() {
+        let msg = accepted_seq_3();
         let req = crate::wire::ClientFrame::Request(crate::wire::Request {
             id: 5,
             body: encode(&msg).unwrap(),
@@ -418,6 +423,57 @@ mod golden {
             .split_whitespace()
             .collect();
         assert_eq!(hex(&frame), want);
+    }
+
+    /// An edge stream (§5c) as it goes on a QUIC stream: `Open` with request id 9 and an empty
+    /// body, its `Opened`, then each frame the bare message (no `Request` wrapper) one way and
+    /// the bare answer the other.
+    #[test]
+    fn an_edge_stream_open_a_message_and_a_cumulative_ack() {
+        let framed = |frame: &dyn erased::Frame| hex(&frame.framed());
+        let open = crate::wire::ClientFrame::Open(crate::wire::StreamOpen {
+            id: 9,
+            body: vec![],
+        });
+        let opened = crate::wire::ServerFrame::Opened(crate::wire::StreamOpened {
+            id: 9,
+            body: vec![],
+        });
+        let msg = accepted_seq_3();
+        let want = |s: &str| s.split_whitespace().collect::<String>();
+        assert_eq!(
+            framed(&open),
+            want("00000014 03000000 0900000000000000 0000000000000000")
+        );
+        assert_eq!(
+            framed(&opened),
+            want("00000014 05000000 0900000000000000 0000000000000000")
+        );
+        assert_eq!(
+            framed(&msg),
+            want(
+                "00000034
+                 0300000000000000 44444444444444444444444444444444
+                 0100000000000000 22222222222222222222222222222222
+                 02000000"
+            )
+        );
+        assert_eq!(
+            framed(&Answer::Ack { up_to: 3 }),
+            want("0000000c 00000000 0300000000000000")
+        );
+    }
+
+    mod erased {
+        //! Any encodable frame, for the edge stream's golden test.
+        pub trait Frame {
+            fn framed(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Frame for T {
+            fn framed(&self) -> Vec<u8> {
+                crate::wire::codec::encode_framed(self, 1 << 20).unwrap()
+            }
+        }
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         WriteOp::WatchQueues { name, queues } => name.len() + queues.len(),
         WriteOp::Refer(r) => json_len(r),
         WriteOp::Referral { id, action } => id.len() + action.text().len(),
-        WriteOp::Inbound { peer, bytes, .. } => peer.len() + bytes,
+        WriteOp::Inbound { peer, messages, .. } => {
+            peer.len() + messages.iter().map(|m| m.bytes).sum::<usize>()
+        }
         WriteOp::ExchangeAcked { peer, .. } => peer.len(),
         WriteOp::PeerSharing { site, change } => site.len() + json_len(change),
         WriteOp::Link { .. }

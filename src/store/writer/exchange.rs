@@ -11,13 +11,14 @@
 use uuid::Uuid;
 
 use super::request::InBatch;
-use super::{ReferralAck, WriteOutcome};
+use super::{InboundMessage, ReferralAck, WriteOutcome};
 use crate::exchange::action::{ReferTicket, ReferralAction};
+use crate::exchange::edge::WindowAnswers;
 use crate::exchange::forward::{self, Edge};
 use crate::exchange::inbound::{self, Inbound};
 use crate::exchange::record::{short, ExchangeRecord};
 use crate::exchange::referral::{self, Effect, Referral, Side, Step};
-use crate::exchange::SharingPolicy;
+use crate::exchange::{PeerRates, SharingPolicy};
 use crate::model::clock::Millis;
 use crate::model::command::{CommandError, DEFAULT_QUEUE};
 use crate::model::event::{EventKind, NewTicket};
@@ -482,55 +483,82 @@ impl InBatch<'_> {
         Ok(())
     }
 
-    /// A message from partner site `peer`: decided by [`inbound::decide`], written with the
-    /// advance of the peer's mark, answered for the wire.
+    /// Messages from partner site `peer`, consecutive as they arrived: each decided by
+    /// [`inbound::decide`] and written with the advance of the peer's mark, in turn, until one
+    /// is refused for now (nothing after it is taken); answered as one window.
     pub(super) fn inbound(
+        &mut self,
+        peer: &str,
+        messages: &[InboundMessage],
+        rates: &PeerRates,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut window = WindowAnswers::new();
+        for m in messages {
+            let answer = self.inbound_one(peer, m.bytes, &m.message, rates, now)?;
+            if !window.push(answer) {
+                break;
+            }
+        }
+        Ok(WriteOutcome::Exchange {
+            answers: window.into_answers(),
+        })
+    }
+
+    /// One message from partner site `peer`, `bytes` long as encoded.
+    fn inbound_one(
         &mut self,
         peer: &str,
         bytes: usize,
         msg: &Message,
+        rates: &PeerRates,
         now: Millis,
-    ) -> Result<WriteOutcome, StoreError> {
-        let answer = |answer| Ok(WriteOutcome::Exchange { answer });
+    ) -> Result<Answer, StoreError> {
         match &self.log.role.role {
             NodeRole::Primary => {}
             // A primary handing over takes no partner message either: the partner retries,
             // at the new primary once the switchover is done.
             NodeRole::Standby { .. } | NodeRole::HandingOver { .. } => {
-                return answer(Answer::Refused(Refused::code(ExchangeCode::NotPrimary)))
+                return Ok(Answer::Refused(Refused::code(ExchangeCode::NotPrimary)))
             }
             NodeRole::Fenced { .. } => {
-                return answer(Answer::Refused(Refused {
+                return Ok(Answer::Refused(Refused {
                     epoch: Some(self.log.role.epoch),
                     ..Refused::code(ExchangeCode::Fenced)
                 }))
             }
         }
-        let Some(policy) = self.policy_of(peer)? else {
-            return answer(Answer::Refused(Refused::code(ExchangeCode::NotParty)));
+        // Only a registered, accepted peer with the exchange permission is party to anything.
+        let policy = match query::peer(self.conn, peer)? {
+            Some(p) if p.state == PeerState::Accepted && p.exchange => p.sharing,
+            _ => return Ok(Answer::Refused(Refused::code(ExchangeCode::NotParty))),
         };
         let (_, mark) = tables::edge(self.conn, peer)?;
         let id = Uuid::from_bytes(msg.referral);
         let existing = tables::referral(self.conn, id)?;
         let mut decision = inbound::decide(&mark, peer, msg, existing.as_ref(), now);
-        if policy.check_size(bytes).is_err()
-            && matches!(
-                decision,
-                Inbound::Open(_) | Inbound::Step(_) | Inbound::Consume(_)
-            )
-        {
+        let new = matches!(
+            decision,
+            Inbound::Open(_) | Inbound::Step(_) | Inbound::Consume(_)
+        );
+        // A new message takes a token of the peer's rate (a duplicate or a gap takes none).
+        if new && rates.take(peer, &policy, now).is_err() {
+            tracing::warn!(%peer, seq = msg.seq, "partner over its message rate");
+            return Ok(Answer::Refused(Refused::code(ExchangeCode::RateLimited)));
+        }
+        if new && policy.check_size(bytes).is_err() {
             decision = Inbound::Consume(ExchangeCode::TooLarge);
         }
         let actor = format!("exchange:{peer}");
         let ticket = match decision {
             Inbound::Duplicate => {
-                return answer(Answer::Ack {
+                return Ok(Answer::Ack {
                     up_to: mark.applied,
                 })
             }
             Inbound::Refuse(r) => {
                 tracing::info!(%peer, seq = msg.seq, code = ?r.code, "partner message not taken");
-                return answer(Answer::Refused(r));
+                return Ok(Answer::Refused(r));
             }
             Inbound::Open(refer) => Some(self.open_for(peer, id, &refer, &policy, &actor, now)?),
             Inbound::Step(step) => {
@@ -542,11 +570,11 @@ impl InBatch<'_> {
                 tracing::warn!(%peer, seq = msg.seq, referral = %id, message = msg.body.name(), code = ?code, "partner message refused");
                 let record = received(peer, msg, Some(code));
                 self.exchange_event(None, record, &actor, now)?;
-                return answer(Answer::Refused(Refused::code(code)));
+                return Ok(Answer::Refused(Refused::code(code)));
             }
         };
         self.exchange_event(ticket, received(peer, msg, None), &actor, now)?;
-        answer(Answer::Ack { up_to: msg.seq })
+        Ok(Answer::Ack { up_to: msg.seq })
     }
 
     /// Opens our own ticket for a partner's referral and takes the referral (accepted at once

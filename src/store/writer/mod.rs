@@ -172,16 +172,17 @@ pub enum WriteOp {
         /// What to do.
         action: crate::exchange::action::ReferralAction,
     },
-    /// A message from partner site `peer` (authenticated by the transport), `bytes` long as
-    /// encoded: decided, applied and the peer's mark advanced in one transaction; answered
-    /// with the wire answer.
+    /// Messages from partner site `peer` (authenticated by the transport), consecutive on its
+    /// edge as they arrived together: each decided and applied in turn with the advance of the
+    /// peer's mark, all in one transaction, until one is refused for now; answered with the
+    /// window's answers (see [`crate::exchange::edge::WindowAnswers`]).
     Inbound {
         /// The sending site.
         peer: String,
-        /// The message's encoded size.
-        bytes: usize,
-        /// The message.
-        message: Box<crate::wire::exchange::Message>,
+        /// The messages, in the order they arrived.
+        messages: Vec<InboundMessage>,
+        /// The peers' rate buckets (each new message takes a token from its peer's).
+        rates: Arc<crate::exchange::PeerRates>,
     },
     /// Change what peer `site` may see of our tickets (its sharing policy, in the registry).
     PeerSharing {
@@ -256,10 +257,10 @@ pub enum WriteOutcome {
     Verified(Box<crate::store::verify::Verification>),
     /// A referral was made or moved.
     Referral(ReferralAck),
-    /// The answer to a partner's message.
+    /// The answers to partners' messages (one window: cumulative acks, refusals in place).
     Exchange {
-        /// What the partner is told.
-        answer: crate::wire::exchange::Answer,
+        /// What the partner is told, in order.
+        answers: Vec<crate::wire::exchange::Answer>,
     },
     /// Review items queued from a deposed node's tail.
     Reviewed {
@@ -285,6 +286,16 @@ pub struct ReviewAck {
     pub ticket: Option<i64>,
     /// Site positions of the events written.
     pub events: Vec<i64>,
+}
+
+/// One partner message as it arrived: decoded, with its encoded size (the per-peer size cap is
+/// on the bytes the peer sent).
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    /// Its encoded size.
+    pub bytes: usize,
+    /// The message.
+    pub message: crate::wire::exchange::Message,
 }
 
 /// What a referral write answers.

@@ -438,9 +438,9 @@ impl InBatch<'_> {
             WriteOp::Referral { id, action } => self.act_on_referral(id, action, actor, now),
             WriteOp::Inbound {
                 peer,
-                bytes,
-                message,
-            } => self.inbound(peer, *bytes, message, now),
+                messages,
+                rates,
+            } => self.inbound(peer, messages, rates, now),
             WriteOp::ExchangeAcked {
                 peer,
                 up_to,

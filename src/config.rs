@@ -293,6 +293,8 @@ pub struct LimitsSection {
     pub max_field_bytes: usize,
     /// Most timers pending on one ticket.
     pub max_timers_per_ticket: usize,
+    /// Largest attachment (`ttx attach`, or from a partner), in bytes.
+    pub max_attachment_bytes: usize,
 }
 
 /// Worst-case growth of a note's text when it is JSON-escaped in its event's body: a control
@@ -305,6 +307,14 @@ pub const JSON_ESCAPE_FACTOR: usize = 6;
 pub const NOTE_EVENT_OVERHEAD_BYTES: usize = 16 * 1024;
 
 impl LimitsSection {
+    /// The largest request an attachment the node accepts makes: its bytes as base64 (4 for
+    /// every 3) with 64 KiB for the JSON and names around them.
+    pub fn largest_attachment_request_bytes(&self) -> usize {
+        (self.max_attachment_bytes / 3 + 1)
+            .saturating_mul(4)
+            .saturating_add(64 * 1024)
+    }
+
     /// The largest frame a note the node accepts can need, as a shipped event.
     pub fn largest_note_event_bytes(&self) -> usize {
         self.max_note_bytes
@@ -320,6 +330,7 @@ impl Default for LimitsSection {
             max_subject_bytes: 1024,
             max_field_bytes: 64 * 1024,
             max_timers_per_ticket: 100,
+            max_attachment_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -496,6 +507,18 @@ impl Config {
                  ({largest_request}), so the largest note fits, and at most {}",
                 s.write_queue_bytes,
                 u32::MAX
+            )));
+        }
+        let attachment = self.limits.largest_attachment_request_bytes();
+        if self.limits.max_attachment_bytes == 0
+            || self.api.max_body_bytes < attachment
+            || s.write_queue_bytes < self.limits.max_attachment_bytes / 3 * 7 + 64 * 1024
+        {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_attachment_bytes ({}) must be positive, and as base64 with its JSON \
+                 ({attachment} bytes) fit in api.max_body_bytes ({}); the writer holds it as bytes and base64 (7 bytes for \
+                 every 3) in store.write_queue_bytes ({})",
+                self.limits.max_attachment_bytes, self.api.max_body_bytes, s.write_queue_bytes
             )));
         }
         if s.group_commit_max_bytes == 0 {

@@ -4,6 +4,7 @@
 //! - [`auth`]: bearer token → operator and role; the per-request span carries the operator.
 //! - [`tickets`]: ticket endpoints (create, note, set, take, link, timer, resolve, close,
 //!   reopen, show, list, search, alerts).
+//! - [`attachments`]: attach a file to a ticket, list and download attachments.
 //! - [`admin`]: status and operators.
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
 //! - [`referrals`]: refer a ticket to a partner, act on a referral, list referrals.
@@ -15,6 +16,7 @@
 //! `docs/api.md` lists the endpoints.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod error;
 pub mod peers;
@@ -101,6 +103,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/tickets/{number}/notes/{note_id}",
             get(tickets::note_body),
         )
+        .route(
+            "/v1/tickets/{number}/attachments",
+            get(attachments::list).post(attachments::attach),
+        )
+        .route("/v1/attachments/{id}", get(attachments::show))
+        .route("/v1/attachments/{id}/content", get(attachments::content))
         .route("/v1/tickets/{number}/set", post(tickets::set))
         .route("/v1/tickets/{number}/take", post(tickets::take))
         .route("/v1/tickets/{number}/links", post(tickets::link))

@@ -425,6 +425,9 @@ pub struct ShowAnswer {
     /// The chart.
     #[serde(flatten)]
     pub chart: Chart,
+    /// The ticket's attachments, oldest first.
+    #[serde(default)]
+    pub attachments: Vec<crate::store::attachment::AttachmentRow>,
 }
 
 /// `GET /v1/tickets/{n}?after=&limit=`: the chart with one page of its history (long notes by
@@ -435,14 +438,20 @@ pub async fn show(
     ApiQuery(page): ApiQuery<HistoryPage>,
 ) -> Result<Json<ShowAnswer>, ApiError> {
     let number = ticket_number(&number)?;
-    let chart = state
+    let (chart, attachments) = state
         .store
         .reader
-        .read(move |c| query::chart_page(c, number, page))
+        .read(move |c| {
+            Ok((
+                query::chart_page(c, number, page)?,
+                crate::store::attachment::list(c, number)?,
+            ))
+        })
         .await?;
     Ok(Json(ShowAnswer {
         reference: chart.ticket.reference(&state.config.node.site),
         chart,
+        attachments,
     }))
 }
 

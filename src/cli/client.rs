@@ -135,6 +135,23 @@ impl Client {
         &self,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<T> {
+        let mut resp = self.succeeded(result)?;
+        if resp.status().as_u16() == 204 {
+            return serde_json::from_value(serde_json::Value::Null).context("empty answer");
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_json()
+            .context("the node's answer is not the expected JSON")
+    }
+
+    /// The answer if it is a success (2xx); otherwise the node's error as a [`Failure`] with
+    /// the exit code its status means.
+    fn succeeded(
+        &self,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let mut resp = result.map_err(|e| match e {
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 anyhow::anyhow!(
@@ -153,15 +170,10 @@ impl Client {
             other => anyhow::anyhow!("request to the node at {} failed: {other}", self.base),
         })?;
         let status = resp.status().as_u16();
-        let body = resp.body_mut().with_config().limit(MAX_ANSWER_BYTES);
         if (200..300).contains(&status) {
-            if status == 204 {
-                return serde_json::from_value(serde_json::Value::Null).context("empty answer");
-            }
-            return body
-                .read_json()
-                .context("the node's answer is not the expected JSON");
+            return Ok(resp);
         }
+        let body = resp.body_mut().with_config().limit(MAX_ANSWER_BYTES);
         let answer: serde_json::Value = body.read_json().unwrap_or_default();
         let message = answer["error"]["message"]
             .as_str()
@@ -238,6 +250,20 @@ impl Client {
             }
             return self.finish(result);
         }
+    }
+
+    /// `GET path` answered with bytes (a download), at most `limit` of them.
+    pub fn get_bytes(&self, path: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
+        let req = self
+            .agent
+            .get(self.url(path))
+            .header("Authorization", self.auth());
+        let mut resp = self.succeeded(req.call())?;
+        resp.body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .context("reading the node's answer")
     }
 
     /// `DELETE path`.

@@ -41,6 +41,7 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::cli::write_stdout(&format!("{}\n", format!($($arg)*))) };
 }
 
+pub mod attach;
 pub mod bench;
 pub mod client;
 pub mod node;
@@ -227,6 +228,16 @@ pub enum Command {
     New(tickets::NewArgs),
     /// Add an incident update to a ticket ("update this ticket with this message").
     Note(tickets::NoteArgs),
+    /// Attach a file to a ticket (internal unless --shared), bounded by limits.max_attachment_bytes.
+    Attach(attach::AttachArgs),
+    /// List a ticket's attachments.
+    Attachments(attach::ListArgs),
+    /// Download an attachment.
+    Attachment {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: attach::AttachmentCommand,
+    },
     /// Show a ticket's chart in sections (header, next action, links, history, resolution).
     Show(tickets::ShowArgs),
     /// List open work by priority.
@@ -369,6 +380,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::New(a) => tickets::new(a, json),
         Command::Note(a) => tickets::note(a, json),
         Command::Show(a) => tickets::show(a, json),
+        Command::Attach(a) => attach::attach(a, json),
+        Command::Attachments(a) => attach::list(a, json),
+        Command::Attachment {
+            cmd: attach::AttachmentCommand::Get(a),
+        } => attach::get(a, json),
         Command::List(a) => tickets::list(a, json),
         Command::Search(a) => tickets::search(a, json),
         Command::Set(a) => tickets::set(a, json),

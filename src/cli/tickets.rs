@@ -565,7 +565,13 @@ pub fn show(a: ShowArgs, json: bool) -> anyhow::Result<()> {
         width: render::terminal_width(),
         full: a.full,
     };
-    let text = render::chart(&answer.chart, &answer.reference, &super::times(), &layout);
+    let mut text = render::chart(&answer.chart, &answer.reference, &super::times(), &layout);
+    if !answer.attachments.is_empty() {
+        text.push_str(&format!(
+            "\nATTACHMENTS (ttx attachment get ID)\n{}",
+            super::attach::lines(&answer.attachments)
+        ));
+    }
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let text = if tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
         render::colour_chart(&text, answer.chart.ticket.priority)

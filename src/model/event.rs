@@ -225,6 +225,12 @@ pub enum EventKind {
         /// What was recorded.
         record: super::review::ReviewRecord,
     },
+    /// An attachment: one chunk of its bytes (a site event), or the attachment itself once
+    /// every chunk is written (a ticket event).
+    Attachment {
+        /// What was recorded.
+        record: super::attachment::AttachmentRecord,
+    },
 }
 
 impl EventKind {
@@ -288,6 +294,7 @@ impl EventKind {
             ),
             EventKind::Exchange { record } => return record.describe(),
             EventKind::Review { record } => return record.describe(),
+            EventKind::Attachment { record } => return record.describe(),
             EventKind::TicketCreated { .. }
             | EventKind::NoteAdded { .. }
             | EventKind::OperatorAdded { .. }
@@ -327,6 +334,7 @@ impl EventKind {
             EventKind::Answered { .. } => "answered",
             EventKind::Exchange { .. } => "exchange",
             EventKind::Review { .. } => "review",
+            EventKind::Attachment { record } => record.name(),
         }
     }
 }

@@ -10,8 +10,10 @@
 //! - [`summary`]: one line per event saying what changed, for write answers.
 //! - [`role`]: the node's role in its site (primary, standby, fenced) and the epoch.
 //! - [`review`]: a deposed primary's unshipped events kept for review, and what applying one means.
+//! - [`attachment`]: files on tickets, chunked into events, bounded in size.
 //! - [`clock`]: timestamps (unix milliseconds) and their parsing and formatting.
 
+pub mod attachment;
 pub mod clock;
 pub mod command;
 pub mod event;

@@ -655,7 +655,8 @@ impl Ticket {
             | EventKind::EpochStarted { .. }
             | EventKind::Answered { .. }
             | EventKind::Exchange { .. }
-            | EventKind::Review { .. } => {}
+            | EventKind::Review { .. }
+            | EventKind::Attachment { .. } => {}
         }
         self.updated_at = self.updated_at.max(at);
     }

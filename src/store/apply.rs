@@ -514,6 +514,9 @@ fn project(
         EventKind::Review { record } => {
             return super::review::project(tx, event, seq, record);
         }
+        EventKind::Attachment { record } => {
+            return super::attachment::project(tx, event, seq, record);
+        }
         EventKind::FieldsChanged { .. }
         | EventKind::StatusChanged { .. }
         | EventKind::Resolved { .. }

@@ -19,6 +19,7 @@
 //! - [`verify`]: the site position, a digest of the logical state, and the integrity checks.
 
 pub mod apply;
+pub mod attachment;
 pub mod exchange;
 pub mod facts;
 pub mod idempotency;

@@ -270,6 +270,30 @@ CREATE TABLE review_items (
     new_ticket  INTEGER
 ) STRICT;
 "#,
+    r#"
+-- Attachments, projected from the log's attachment events: the chunks as written (each event's
+-- bytes), and the attachment itself once every chunk is there and its digest checked.
+CREATE TABLE attachment_chunks (
+    attachment_id BLOB NOT NULL,
+    "offset"      INTEGER NOT NULL,
+    data          BLOB NOT NULL,
+    PRIMARY KEY (attachment_id, "offset")
+) STRICT;
+CREATE TABLE attachments (
+    id          BLOB PRIMARY KEY,
+    ticket_id   BLOB NOT NULL,
+    event_seq   INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    shared      INTEGER NOT NULL,
+    author      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    origin_site TEXT NOT NULL,
+    origin_id   BLOB NOT NULL
+) STRICT;
+CREATE INDEX attachments_ticket ON attachments (ticket_id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -122,6 +122,10 @@ pub fn router(state: WebState) -> Router {
             post(ticket::timer_action),
         )
         .route("/tickets/{number}/notes/{id}", get(ticket::full_note))
+        .route(
+            "/tickets/{number}/attachments/{id}",
+            get(ticket::attachment),
+        )
         .route("/tickets/{number}/link", post(ticket::link))
         .route("/referrals", get(referrals::list))
         .route("/admin/peers", get(admin::peers))

@@ -89,6 +89,8 @@ fn a_ten_mib_note_is_accepted_up_to_the_configured_maximum() {
     node.configure(|c| {
         c.limits.max_note_bytes = 1024 * 1024;
         c.api.max_body_bytes = 2 * 1024 * 1024;
+        // A maximal attachment (as base64) must fit in the body too.
+        c.limits.max_attachment_bytes = 1024 * 1024;
     });
     node.start();
     let mut body = br#"{"text":""#.to_vec();
@@ -411,6 +413,10 @@ fn config_limits_that_cannot_work_are_refused_before_start() {
         (
             |c: &mut ttx::config::Config| c.limits.max_timers_per_ticket = 0,
             "limits.max_timers_per_ticket must be at least 1",
+        ),
+        (
+            |c: &mut ttx::config::Config| c.limits.max_attachment_bytes = 16 * 1024 * 1024,
+            "limits.max_attachment_bytes (16777216) must be positive, and as base64",
         ),
     ] {
         let node = TestNode::init("noc-a");

@@ -2,6 +2,7 @@
 //! and runs the real `ttx` binary or the library against real files.
 
 mod api_limits;
+mod attachments;
 mod bad_input;
 mod bench;
 mod bounded_reads;

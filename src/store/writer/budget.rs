@@ -53,6 +53,8 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         }
         WriteOp::ExchangeAcked { peer, .. } => peer.len(),
         WriteOp::PeerSharing { site, change } => site.len() + json_len(change),
+        // Each chunk is held as bytes and as base64 in its event's body.
+        WriteOp::Attach { name, data, .. } => name.len() + data.len() / 3 * 7,
         WriteOp::Link { .. }
         | WriteOp::RemoveOperator { .. }
         | WriteOp::Peer(_)

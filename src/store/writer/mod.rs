@@ -13,8 +13,10 @@
 //! - [`request`]: what one request decides, stamps and applies inside the transaction;
 //! - [`exchange`]: the referral exchange's writes (refer, act, a partner's message, an ack);
 //! - [`review`]: the review list of a deposed primary's tail (queue, apply, discard);
+//! - [`attachment`]: `ttx attach`: an attachment's chunks and the attachment, whole or not at all;
 //! - [`indexer`]: when note text is indexed for search (after the commits, in batches).
 
+mod attachment;
 pub mod budget;
 mod commit;
 mod exchange;
@@ -45,6 +47,7 @@ use budget::ByteBudget;
 use commit::WriterState;
 use queue::{Job, Pending};
 
+pub use attachment::AttachmentAck;
 pub use publish::CommitHook;
 pub use request::ticket_by_number;
 
@@ -184,6 +187,17 @@ pub enum WriteOp {
         /// The peers' rate buckets (each new message takes a token from its peer's).
         rates: Arc<crate::exchange::PeerRates>,
     },
+    /// Attach a file to ticket `number` (`ttx attach`).
+    Attach {
+        /// The ticket.
+        number: i64,
+        /// The file name.
+        name: String,
+        /// The bytes (shared: a retried request does not copy them).
+        data: Arc<Vec<u8>>,
+        /// Shared with partners (false: internal).
+        shared: bool,
+    },
     /// Change what peer `site` may see of our tickets (its sharing policy, in the registry).
     PeerSharing {
         /// The peer.
@@ -271,6 +285,8 @@ pub enum WriteOutcome {
     },
     /// A review item was decided.
     Review(ReviewAck),
+    /// A file was attached.
+    Attachment(AttachmentAck),
 }
 
 /// What a decision on a review item answers.

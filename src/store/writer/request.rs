@@ -453,6 +453,12 @@ impl InBatch<'_> {
             WriteOp::DecideReview { number, decision } => {
                 self.decide_review(*number, decision, actor, now)
             }
+            WriteOp::Attach {
+                number,
+                name,
+                data,
+                shared,
+            } => self.attach(*number, name, data, *shared, actor, now),
         }
     }
 }

@@ -298,11 +298,16 @@ pub async fn show(
         })
         .transpose()?;
     let page_of = query::HistoryPage { after, limit: None };
-    let chart = state
+    let (chart, attachments) = state
         .app
         .store
         .reader
-        .read(move |c| query::chart_page(c, number, page_of))
+        .read(move |c| {
+            Ok((
+                query::chart_page(c, number, page_of)?,
+                crate::store::attachment::list(c, number)?,
+            ))
+        })
         .await?;
     let t = &chart.ticket;
     let reference = t.reference(&state.app.config.node.site);
@@ -317,6 +322,7 @@ pub async fn show(
                     (header(&chart))
                     (timers(&who, &chart))
                     @if !chart.referrals.is_empty() { h2 { "Referrals" } (super::referrals::table(&chart.referrals)) }
+                    @if !attachments.is_empty() { h2 { "Attachments" } (attachment_list(t.number, &attachments)) }
                 }
                 @if who.can_write() { (actions(&who, &chart)) }
                 div #chart-history { (history(&chart)) (more_history(&chart)) }
@@ -466,16 +472,23 @@ pub async fn timer_action(
     Ok(back(number))
 }
 
+/// The ticket number and the id (of a note or an attachment: `what`) of a `/tickets/{n}/…/{id}`
+/// path.
+fn number_and_id(n: &str, id: &str, what: &str) -> Result<(i64, uuid::Uuid), WebError> {
+    let number = ticket_number(n)?;
+    let id = id
+        .parse()
+        .map_err(|_| invalid(format!("invalid {what} id {id:?}")))?;
+    Ok((number, id))
+}
+
 /// `GET /tickets/{n}/notes/{id}`: one long update in full, as plain text (never markup).
 pub async fn full_note(
     State(state): State<WebState>,
     Viewer(_who): Viewer,
     Path((n, id)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
-    let number = ticket_number(&n)?;
-    let id: uuid::Uuid = id
-        .parse()
-        .map_err(|_| invalid(format!("invalid note id {id:?}")))?;
+    let (number, id) = number_and_id(&n, &id, "note")?;
     let note = state
         .app
         .store
@@ -490,6 +503,42 @@ pub async fn full_note(
         note.text,
     )
         .into_response())
+}
+
+/// A ticket's attachments: each a download link (never shown inline: the bytes are untrusted).
+fn attachment_list(number: i64, rows: &[crate::store::attachment::AttachmentRow]) -> Markup {
+    html! {
+        ul #attachments {
+            @for a in rows {
+                li {
+                    a href={ "/tickets/" (number) "/attachments/" (a.id) } download=(a.name) { (a.name) }
+                    " " span.meta { (a.size) " bytes, " (if a.shared { "shared" } else { "internal" }) ", by " (a.author) " at " (a.origin_site) ", sha256 " (a.sha256) }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /tickets/{n}/attachments/{id}`: an attachment of ticket `n` as a download
+/// (`Content-Disposition: attachment`, octet-stream, `nosniff`), never rendered.
+pub async fn attachment(
+    State(state): State<WebState>,
+    Viewer(_who): Viewer,
+    Path((n, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let (number, id) = number_and_id(&n, &id, "attachment")?;
+    let (row, bytes) = state
+        .app
+        .store
+        .reader
+        .read(move |c| crate::store::attachment::get(c, id))
+        .await?;
+    if row.ticket != number {
+        return Err(invalid(format!(
+            "attachment {id} is not on ticket {number}"
+        )));
+    }
+    Ok(crate::api::attachments::download(&row, bytes))
 }
 
 /// Fields of the resolve form.

@@ -179,9 +179,9 @@ pub(crate) struct ApiClient {
     rng: Rng,
     notes: Vec<(Vec<u8>, String)>,
     paths: Vec<String>,
-    /// With a key, every note carries `Idempotency-Key: {key}-{sent}` (a new key each time).
-    key: Option<String>,
-    sent: u64,
+    /// Whether every note carries a fresh `Idempotency-Key`: a new UUIDv7 each time, the key
+    /// the CLI sends (time-ordered, so the store's key b-tree is appended to at its end).
+    keyed: bool,
 }
 
 impl ApiClient {
@@ -205,15 +205,14 @@ impl ApiClient {
                 .map(|n| format!("/v1/tickets/{n}/notes"))
                 .collect(),
             rng,
-            key: None,
-            sent: 0,
+            keyed: false,
         })
     }
 
     /// A client whose every note carries a fresh idempotency key.
     fn keyed(node: &BenchNode, tickets: &[i64], seed: u64) -> Result<Self, BenchError> {
         let mut client = Self::new(node, tickets, seed)?;
-        client.key = Some(format!("bench-{seed}-{}", uuid::Uuid::now_v7()));
+        client.keyed = true;
         Ok(client)
     }
 
@@ -221,8 +220,7 @@ impl ApiClient {
     pub(crate) fn note(&mut self) -> Result<(), BenchError> {
         let path = &self.paths[self.rng.below(self.paths.len())];
         let body = &self.notes[self.rng.below(self.notes.len())].0;
-        self.sent += 1;
-        let key = self.key.as_ref().map(|k| format!("{k}-{}", self.sent));
+        let key = self.keyed.then(|| uuid::Uuid::now_v7().to_string());
         let answer = self.conn.post_json_keyed(path, body, key.as_deref())?;
         if answer.status != 200 {
             return Err(BenchError::Invalid(format!(

@@ -25,6 +25,7 @@ pub mod replication;
 pub mod store;
 mod streams;
 pub mod transport;
+pub mod visible;
 pub mod web;
 
 use std::io::Write;

@@ -2,7 +2,8 @@
 //! loopback (real QUIC, real certificates from a fresh CA, the standby made from a snapshot of
 //! the primary), 16 keep-alive clients writing notes through the primary's API in `async`,
 //! `sync` and `sync-visible` mode in the same run (the primary restarted between modes, the
-//! standby kept running), then one client in `sync` mode for its latency. PostgreSQL's figures
+//! standby kept running), then one client in `sync` mode for its latency, and in `async` mode
+//! notes paced at 1,000/s timed from their send to the standby showing them ([`super::visible`]). PostgreSQL's figures
 //! come from its own script, run in the same hour (`docs/benchmarks.md`).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,11 @@ use super::{rate, BenchError, Goal, MachineInfo, Report, ScratchDir, Section, Ta
 use crate::cluster::{ClusterError, Node, Ttx};
 use crate::datadir::DataDir;
 use crate::replication::Mode;
+
+/// Notes per second in the async commit → visible phase (issue 9: 1,000 events/s).
+pub const VISIBLE_RATE: f64 = 1_000.0;
+/// Target: commit on the primary to visible on the standby, p99, at [`VISIBLE_RATE`] (ms).
+pub const VISIBLE_P99_MS: f64 = 5.0;
 
 /// What `ttx bench replication` runs.
 #[derive(Debug, Clone)]
@@ -162,6 +168,7 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     standby.start().map_err(cluster)?;
     let mut rates = Vec::new();
     let mut one = None;
+    let mut visible = None;
     for (i, mode) in [Mode::Async, Mode::Sync, Mode::SyncVisible]
         .into_iter()
         .enumerate()
@@ -191,6 +198,18 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
         )?;
         let run = drive(clients, limit, client, ApiClient::note)?;
         rates.push((mode, rate(run.count, run.elapsed)));
+        if mode == Mode::Async {
+            wait_standby(api, &token)?;
+            let standby_api = api_of(&standby)?;
+            visible = Some(super::visible::commit_to_visible(
+                api,
+                standby_api,
+                &token,
+                tickets[0],
+                VISIBLE_RATE,
+                opts.secs.clamp(1.0, 10.0),
+            )?);
+        }
         if mode == Mode::Sync {
             let seq = drive(
                 1,
@@ -258,6 +277,27 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
             "target: note p99 at most 2x the local fdatasync p99 plus the loopback round trip",
         );
     }
+    let mut seen = Section::new(format!(
+        "async, {VISIBLE_RATE:.0} notes/s: commit on the primary to visible on the standby"
+    ));
+    if let Some(v) = &visible {
+        seen.figure("notes/s sent (paced)", v.rate, "notes/s");
+        seen.latency(
+            "sent to the primary -> seen applied on the standby",
+            &v.to_visible,
+            Some(VISIBLE_P99_MS),
+        );
+        seen.latency("sent to the primary -> its answer", &v.acked, None);
+        seen.figure(
+            "standby status poll interval (resolution)",
+            v.poll_interval_us / 1000.0,
+            "ms",
+        );
+        seen.note(
+            "one clock (both nodes on this host): from the request's send, so the figure holds \
+             the primary's own commit and up to one poll interval (an upper bound)",
+        );
+    }
     let mut roles = Section::new("role changes, timed by a client writing without pause");
     for (name, p) in [
         ("there (run on the primary)", there),
@@ -303,6 +343,6 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     Ok(Report {
         bench: "replication".into(),
         machine,
-        sections: vec![section, single, roles],
+        sections: vec![section, single, seen, roles],
     })
 }

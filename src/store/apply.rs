@@ -500,12 +500,8 @@ fn project(
             // The writer records the new epoch and role in `meta` in this same transaction.
             return Ok(());
         }
-        EventKind::Answered {
-            key,
-            fingerprint,
-            answer,
-        } => {
-            super::idempotency::project(tx, event, key, fingerprint, answer)?;
+        EventKind::Answered { key, .. } => {
+            super::idempotency::project(tx, event, seq, key)?;
             return Ok(());
         }
         EventKind::Exchange { record } => {

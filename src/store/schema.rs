@@ -294,6 +294,30 @@ CREATE TABLE attachments (
 ) STRICT;
 CREATE INDEX attachments_ticket ON attachments (ticket_id);
 "#,
+    r#"
+-- A keyed write's answer and fingerprint are stored once, in its `answered` event: the record
+-- keeps the key, its time and that event's position, in one b-tree keyed by the key (no rowid
+-- table beside a key index). A record whose event is in the log is linked to it, as a replay
+-- of the log would project it; one without (from before the site log) keeps its own answer.
+CREATE TABLE idempotency_v16 (
+    key            TEXT PRIMARY KEY,
+    at             INTEGER NOT NULL,
+    event_seq      INTEGER,
+    response       TEXT,
+    request_sha256 TEXT
+) STRICT, WITHOUT ROWID;
+INSERT INTO idempotency_v16 (key, at, event_seq, response, request_sha256)
+    SELECT i.key, i.at, e.seq,
+           CASE WHEN e.seq IS NULL THEN i.response END,
+           CASE WHEN e.seq IS NULL THEN i.request_sha256 END
+    FROM idempotency i
+    LEFT JOIN (SELECT actor || ':' || json_extract(body, '$.Answered.key') AS key,
+                      MAX(seq) AS seq
+               FROM events WHERE kind = 'answered' GROUP BY 1) e ON e.key = i.key;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_v16 RENAME TO idempotency;
+CREATE INDEX idempotency_at ON idempotency (at);
+"#,
 ];
 
 /// The schema version this build writes.

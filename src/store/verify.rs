@@ -123,7 +123,8 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "idempotency",
-        sql: "SELECT key, response, at, request_sha256 FROM idempotency WHERE at >= ?1 ORDER BY key",
+        sql: "SELECT key, at, event_seq, response, request_sha256 FROM idempotency
+         WHERE at >= ?1 ORDER BY key",
         label: "idempotency record ",
         key: &[0],
     },

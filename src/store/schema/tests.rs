@@ -282,3 +282,116 @@ fn notes_have_no_index_by_ticket_and_are_found_from_their_event() {
         "{plan:?}"
     );
 }
+
+/// Migration 16: an idempotency record keeps the key, its time and its `answered` event's
+/// position; the answer is read from the event. A v15 record whose event is in the log is linked
+/// to it (as a replay would project it), one without an event keeps its own answer, and both
+/// still answer a retry after the migration.
+#[test]
+fn idempotency_records_migrated_to_v16_answer_retries_from_their_event() {
+    use crate::store::{Idempotency, WriteOutcome, WriteRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = |op, key: &str| WriteRequest {
+        idempotency: Some(Idempotency {
+            key: key.into(),
+            fingerprint: format!("fp-{key}"),
+        }),
+        ..req(op)
+    };
+    let first = {
+        let store = open(dir.path(), "noc-a");
+        let a = create(&store, "core1 bgp flap");
+        store
+            .writer
+            .write_blocking(keyed(note(a.number, "flapping again"), "k1"))
+            .unwrap()
+    };
+    let path = dir.path().join("ttx.db");
+    let answered_seq: i64 = {
+        let conn = Connection::open(&path).unwrap();
+        let (seq, fp, answer): (i64, String, String) = conn
+            .query_row(
+                "SELECT seq, json_extract(body, '$.Answered.fingerprint'),
+                        json_extract(body, '$.Answered.answer')
+                 FROM events WHERE kind = 'answered'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        // The v15 table: the answer and fingerprint in the row, and a record from before the
+        // site log whose answer is in no event.
+        conn.execute_batch(
+            "DROP TABLE idempotency;
+             CREATE TABLE idempotency (key TEXT PRIMARY KEY, response TEXT NOT NULL,
+                 at INTEGER NOT NULL, request_sha256 TEXT NOT NULL DEFAULT '') STRICT;
+             CREATE INDEX idempotency_at ON idempotency (at);
+             PRAGMA user_version = 15;",
+        )
+        .unwrap();
+        let now = crate::model::clock::now();
+        conn.execute(
+            "INSERT INTO idempotency (key, response, at, request_sha256) VALUES
+                 ('alice:k1', ?1, ?2, ?3), ('alice:old', ?1, ?2, 'fp-old')",
+            params![answer, now, fp],
+        )
+        .unwrap();
+        seq
+    };
+    let store = open(dir.path(), "noc-a");
+    let conn = Connection::open(&path).unwrap();
+    let records = rows(
+        &conn,
+        "SELECT key, event_seq, response IS NULL, request_sha256 IS NULL FROM idempotency ORDER BY key",
+    );
+    assert_eq!(
+        records,
+        [
+            vec![
+                Value::Text("alice:k1".into()),
+                Value::Integer(answered_seq),
+                Value::Integer(1),
+                Value::Integer(1)
+            ],
+            vec![
+                Value::Text("alice:old".into()),
+                Value::Null,
+                Value::Integer(0),
+                Value::Integer(0)
+            ],
+        ]
+    );
+    let number = match &first {
+        WriteOutcome::Ticket(ack) => ack.number,
+        other => panic!("{other:?}"),
+    };
+    for key in ["k1", "old"] {
+        let retry = store
+            .writer
+            .write_blocking(keyed(note(number, "flapping again"), key))
+            .unwrap();
+        match (&retry, &first) {
+            (WriteOutcome::Ticket(r), WriteOutcome::Ticket(f)) => {
+                assert!(r.replayed, "{key}: {r:?}");
+                assert_eq!((r.number, r.id, &r.events), (f.number, f.id, &f.events));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A key used for another request is still refused.
+    let mut other = keyed(note(number, "something else"), "k1");
+    other.idempotency.as_mut().unwrap().fingerprint = "fp-other".into();
+    let e = store.writer.write_blocking(other).unwrap_err();
+    assert!(e.to_string().contains("different request"), "{e}");
+    // A new keyed write after the migration is recorded by its event alone.
+    store
+        .writer
+        .write_blocking(keyed(note(number, "new"), "k2"))
+        .unwrap();
+    let new = rows(
+        &conn,
+        "SELECT i.event_seq = e.seq, i.response IS NULL FROM idempotency i
+         JOIN events e ON e.kind = 'answered' AND json_extract(e.body, '$.Answered.key') = 'k2'
+         WHERE i.key = 'alice:k2'",
+    );
+    assert_eq!(new, [[Value::Integer(1), Value::Integer(1)]]);
+}

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clone;
 pub mod exchange;
 pub mod failover;
 pub mod http;

@@ -190,7 +190,7 @@ pub fn run(opts: &WebBenchOptions) -> Result<Report, BenchError> {
     })
 }
 
-fn has_tickets(path: &Path) -> Result<bool, BenchError> {
+pub(crate) fn has_tickets(path: &Path) -> Result<bool, BenchError> {
     if !path.exists() {
         return Ok(false);
     }

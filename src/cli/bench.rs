@@ -38,6 +38,9 @@ pub enum BenchCommand {
     /// A primary and its hot standby as two processes: 16 clients through the primary's API in
     /// async, sync and sync-visible mode in the same run, then one client in sync mode.
     Replication(ReplicationArgs),
+    /// `ttx standby clone` of a large store (1,000,000 tickets by default) as a separate
+    /// process, end to end, against a local VACUUM INTO and a raw copy of the same store.
+    Clone(CloneArgs),
     /// The fault campaign: a site with a standby and two partners as real processes, clients
     /// writing with idempotency keys, a seeded schedule of SIGKILLs, failovers, partitions and
     /// packet loss; then every acknowledged write checked (exits 1 if one was lost or doubled).
@@ -214,6 +217,21 @@ pub struct ReplicationArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+/// Options of `ttx bench clone`.
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// Tickets in the store when it has to be built (as `ttx bench store`).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tickets: u64,
+    /// A store to clone (for example `ttx bench store --store`'s): copied into the primary
+    /// when it holds tickets (left as it is); otherwise a store of --tickets is built.
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Directory for scratch files (removed afterwards); the system temp dir by default.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
 /// Options of `ttx bench faults`.
 #[derive(Debug, Args)]
 pub struct FaultsArgs {
@@ -357,6 +375,16 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 dir: a.work_dir,
             };
             crate::bench::exchange::run(&opts).context("exchange benchmark")?
+        }
+        BenchCommand::Clone(a) => {
+            let exe = std::env::current_exe().context("cannot find the running ttx binary")?;
+            let opts = crate::bench::clone::CloneBenchOptions {
+                exe,
+                tickets: a.tickets,
+                store: a.store,
+                dir: a.dir,
+            };
+            crate::bench::clone::run(&opts).context("clone benchmark")?
         }
         BenchCommand::Web(a) => {
             let opts = crate::bench::web::WebBenchOptions {

@@ -1,4 +1,4 @@
-//! `ttx bench api|cli|transport|web|exchange` through the real binary at tiny sizes: the JSON report has
+//! `ttx bench api|cli|transport|web|exchange|clone` through the real binary at tiny sizes: the JSON report has
 //! the expected sections and figures. No timing is asserted (the machine may be busy).
 
 use crate::common::{run, ttx};
@@ -157,4 +157,18 @@ fn bench_exchange_reports_latency_throughput_backlog_and_baselines() {
     assert!(has(&f, "referrals/s (decided, sent, taken, acked)") > 0.0);
     assert!(has(&f, "shared notes/s") > 0.0);
     has(&f, "40 queued notes drained");
+}
+
+#[test]
+fn bench_clone_times_a_clone_process_against_vacuum_into_and_a_raw_copy() {
+    let r = bench(&["clone", "--tickets", "300"]);
+    let f = figures(&r, "clone");
+    for name in [
+        "ttx standby clone",
+        "baseline: VACUUM INTO of the same store",
+        "baseline: raw copy of the file (+ fsync)",
+        "snapshot",
+    ] {
+        assert!(has(&f, name) > 0.0, "{name}");
+    }
 }

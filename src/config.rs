@@ -86,6 +86,19 @@ pub struct ReplicationSection {
     pub backlog_bytes: usize,
     /// How often the primary tells an idle standby its head and clock, and the standby re-acks.
     pub heartbeat_ms: u64,
+    /// Automatic failover: the site (a peer in this site's registry with the `witness`
+    /// permission) whose node holds the lease on this site's primary role over
+    /// `ttx-witness/1`. Left out: no automatic failover, ever (promotion is `ttx promote`).
+    /// With one, the primary takes writes only while it holds the lease.
+    pub witness: Option<String>,
+    /// Where this node reaches the witness (`HOST:PORT`), when not at the addresses of the
+    /// witness's registry record (a node on another network path). Only this address then.
+    pub witness_addr: Option<String>,
+    /// How long a lease granted by the witness lasts (the witness's own term is what counts:
+    /// it answers it with every grant).
+    pub lease_term_ms: u64,
+    /// The clock drift allowed between the nodes and the witness over one term.
+    pub lease_margin_ms: u64,
 }
 
 impl Default for ReplicationSection {
@@ -97,6 +110,10 @@ impl Default for ReplicationSection {
             block_timeout_ms: 5_000,
             backlog_bytes: 64 * 1024 * 1024,
             heartbeat_ms: 1_000,
+            witness: None,
+            witness_addr: None,
+            lease_term_ms: 2_000,
+            lease_margin_ms: 500,
         }
     }
 }
@@ -466,6 +483,30 @@ impl Config {
                     })
                 }),
                 "replication.primary must be HOST:PORT (the primary's transport.listen address)",
+            ),
+            (
+                self.replication.lease_term_ms >= 300
+                    && self.replication.lease_term_ms <= 60_000
+                    && self.replication.lease_margin_ms > 0
+                    && self.replication.lease_margin_ms * 3 <= self.replication.lease_term_ms,
+                "replication.lease_term_ms must be 300 to 60000 and lease_margin_ms 1 to a third \
+                 of it",
+            ),
+            (
+                self.replication.witness_addr.as_deref().is_none_or(|a| {
+                    a.rsplit_once(':').is_some_and(|(h, p)| {
+                        !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                    })
+                }) && (self.replication.witness_addr.is_none()
+                    || self.replication.witness.is_some()),
+                "replication.witness_addr must be HOST:PORT, and only beside replication.witness",
+            ),
+            (
+                self.replication.witness.as_deref().is_none_or(|w| {
+                    crate::identity::validate_name("site", w).is_ok() && w != self.node.site
+                }),
+                "replication.witness must name another site (a peer of this site's registry \
+                 allowed `witness`)",
             ),
             (
                 self.api.max_body_bytes > self.limits.max_note_bytes,

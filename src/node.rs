@@ -206,7 +206,10 @@ impl RunningNode {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let primary = start_primary(&config, &store).await?;
-        let routes = vec![repl_route(&config, &store, &primary)];
+        let routes = vec![
+            repl_route(&config, &store, &primary),
+            witness_route(&dir, &config)?,
+        ];
         let hint = crate::replication::PrimaryHint::default();
         let federation = FederationSlot::start(
             &dir,
@@ -233,10 +236,25 @@ impl RunningNode {
             follower.clone(),
             Duration::from_millis(config.replication.block_timeout_ms.max(1_000)),
         );
+        let timing = crate::replication::LeaseTiming {
+            term_ms: config.replication.lease_term_ms as i64,
+            margin_ms: config.replication.lease_margin_ms as i64,
+        };
+        let lease = config.replication.witness.as_deref().map(|witness| {
+            crate::replication::witness::LeaseClient::new(
+                store.clone(),
+                federation.clone(),
+                primary.clone(),
+                (&config.node.site, &config.node.node),
+                (witness, config.replication.witness_addr.as_deref()),
+                timing,
+            )
+        });
         let replication = Arc::new(Replication {
             primary: primary.clone(),
             follower: Some(follower.clone()),
             switchover: Some(switchover.clone()),
+            lease: lease.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
@@ -313,6 +331,9 @@ impl RunningNode {
             )),
         ];
         tasks.push(tokio::spawn(switchover.serve_requests(shutdown_rx.clone())));
+        if let Some(lease) = lease {
+            tasks.push(tokio::spawn(lease.run(shutdown_rx.clone())));
+        }
         tasks.push(tokio::spawn(follower.run(shutdown_rx)));
         tasks.extend(web.map(|w| w.task));
         Ok(RunningNode {
@@ -413,6 +434,34 @@ fn repl_route(
             stream_idle_timeout: (heartbeat * 10).max(Duration::from_secs(10)),
         },
     }
+}
+
+/// The `ttx-witness/1` route every node serves: the lease on the primary role of each site
+/// its registry allows `witness`, kept in `DIR/witness.db`. Small frames, one-shot requests.
+fn witness_route(dir: &DataDir, config: &Config) -> Result<crate::net::handler::Route, NodeError> {
+    let timing = crate::replication::LeaseTiming {
+        term_ms: config.replication.lease_term_ms as i64,
+        margin_ms: config.replication.lease_margin_ms as i64,
+    };
+    let path = dir.root().join("witness.db");
+    let book =
+        crate::replication::witness_serve::WitnessBook::open(&path, timing).map_err(|e| {
+            NodeError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            }
+        })?;
+    let handler = crate::replication::witness_serve::WitnessV1::new(Arc::new(book));
+    Ok(crate::net::handler::Route {
+        protocol: crate::wire::alpn::WITNESS_V1,
+        permission: crate::net::Permission::Witness,
+        handler: Arc::new(handler),
+        limits: crate::net::ProtocolLimits {
+            max_request_bytes: 4 * 1024,
+            max_stream_frame_bytes: 4 * 1024,
+            stream_idle_timeout: Duration::from_secs(10),
+        },
+    })
 }
 
 /// Warns when the data dir is open to group or others (tickets hold candid internal notes).

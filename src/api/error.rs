@@ -55,6 +55,10 @@ pub enum ApiError {
     /// idempotency key answers it once the standby has it.
     #[error("committed here, not yet on the standby: retry with the same Idempotency-Key")]
     NotOnStandby,
+    /// The node names a witness and does not hold its lease: 503, code `no_lease`; retry in a
+    /// moment (here once it is renewed, or at the standby the witness promoted).
+    #[error("lost the witness's lease: not taking writes until it is renewed; retry with the same Idempotency-Key")]
+    NoLease,
     /// Something the node had to reach (a peer) did not answer: a failure, not a refusal.
     #[error("{0}")]
     Unreachable(String),
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NotOnStandby => (StatusCode::SERVICE_UNAVAILABLE, "not_on_standby"),
+            ApiError::NoLease => (StatusCode::SERVICE_UNAVAILABLE, "no_lease"),
             ApiError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "unreachable"),
             ApiError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -120,6 +125,7 @@ impl From<crate::replication::GateError> for ApiError {
         match e {
             crate::replication::GateError::NotOnStandby => ApiError::NotOnStandby,
             crate::replication::GateError::Closed => ApiError::Unavailable,
+            crate::replication::GateError::NoLease => ApiError::NoLease,
         }
     }
 }

@@ -104,22 +104,30 @@ fn parse_allow(allow: &[String], site: &str, own_site: &str) -> Result<Allow, Ap
     let mut a = Allow {
         exchange: false,
         standby: false,
+        witness: false,
     };
     for p in allow {
         match p.as_str() {
             "exchange" => a.exchange = true,
             "standby" => a.standby = true,
+            "witness" => a.witness = true,
             other => {
                 return Err(ApiError::Invalid(format!(
-                    "unknown permission {other:?}: use exchange or standby"
+                    "unknown permission {other:?}: use exchange, standby or witness"
                 )))
             }
         }
     }
-    if !a.exchange && !a.standby {
+    if !a.exchange && !a.standby && !a.witness {
         return Err(ApiError::Invalid(
-            "allow at least one of exchange, standby".into(),
+            "allow at least one of exchange, standby, witness".into(),
         ));
+    }
+    if a.witness && site == own_site {
+        return Err(ApiError::Invalid(format!(
+            "witness cannot apply to {site}: a witness is a node of another site (a site \
+             cannot witness itself)"
+        )));
     }
     if a.standby && site != own_site {
         return Err(ApiError::Invalid(format!(

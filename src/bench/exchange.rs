@@ -73,6 +73,7 @@ async fn add_peer(store: &Store, site: &str, addr: std::net::SocketAddr) -> Resu
         allow: Some(Allow {
             exchange: true,
             standby: false,
+            witness: false,
         }),
     });
     store.writer.write(req(op)).await?;

@@ -25,7 +25,9 @@ pub enum PeerCommand {
         #[arg(long)]
         unpin: bool,
         /// What it may do: exchange (a new peer's default), standby (only a node of this
-        /// site). Replaces the peer's permissions.
+        /// site), witness (another site: on the witness, that site's nodes may take the lease
+        /// on their primary role; on the witnessed site, that peer is its witness). Replaces
+        /// the peer's permissions.
         #[arg(long, value_delimiter = ',')]
         allow: Vec<String>,
         /// Which node.

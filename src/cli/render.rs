@@ -569,6 +569,43 @@ fn history(o: &mut String, c: &Chart, reference: &str, times: &Times, layout: &C
 /// `ttx status`'s replication lines: on a primary the mode, the standby and its lag (or
 /// `DEGRADED` / no standby); on a standby the primary it follows and how far it has applied.
 pub fn replication(r: &crate::replication::ReplicationStatus, role: &str, times: &Times) -> String {
+    let mut out = replication_sides(r, role, times);
+    if let Some(l) = &r.lease {
+        out.push_str(&lease(l));
+    }
+    out
+}
+
+/// The witness's lease line (automatic failover): who holds it, for how long, and why the
+/// witness last refused this node.
+fn lease(l: &crate::replication::witness::LeaseStatus) -> String {
+    let mut out = String::new();
+    let reach = if l.witness_reachable {
+        "reachable"
+    } else {
+        "NOT reachable"
+    };
+    let holder = l.holder.as_deref().unwrap_or("-");
+    let _ = write!(
+        out,
+        "witness {}: {reach}  lease holder {holder} (epoch {})",
+        l.witness, l.epoch
+    );
+    if let Some(ms) = l.expires_in_ms {
+        let _ = write!(out, "  expires in {ms} ms");
+    }
+    let _ = writeln!(out);
+    if let Some(why) = &l.last_refusal {
+        let _ = writeln!(out, "  witness: {why}");
+    }
+    out
+}
+
+fn replication_sides(
+    r: &crate::replication::ReplicationStatus,
+    role: &str,
+    times: &Times,
+) -> String {
     let mut out = String::new();
     let p = &r.primary;
     let mode = p.mode.as_str();
@@ -587,9 +624,10 @@ pub fn replication(r: &crate::replication::ReplicationStatus, role: &str, times:
             "NOT connected"
         };
         let node = f.primary_node.as_deref().unwrap_or("-");
+        let lag_ms = f.lag_ms.map(|ms| format!(" {ms} ms")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "following primary {node} at {}: {state}  applied {}  primary head {}  lag {} events",
+            "following primary {node} at {}: {state}  applied {}  primary head {}  lag {} events{lag_ms}",
             f.primary_addr, f.applied, f.primary_head, f.lag_events
         );
         if let Some(at) = f.last_heard_at {

@@ -80,6 +80,8 @@ impl StorePolicy {
             exchange: r.exchange,
             // Only a node of this very site may be its standby.
             standby: r.standby && id.site == self.own_site,
+            // A witness serves another site (a site cannot witness itself).
+            witness: r.witness && id.site != self.own_site,
         }
     }
 }

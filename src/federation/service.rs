@@ -91,6 +91,9 @@ pub struct PeerStatus {
     pub exchange: bool,
     /// May be this site's standby.
     pub standby: bool,
+    /// The witness relation (this node's witness, or a site this node witnesses).
+    #[serde(default)]
+    pub witness: bool,
     /// Connected now.
     pub connected: bool,
     /// The connected node's identity URI.
@@ -546,6 +549,7 @@ impl Federation {
                     pins: r.pins,
                     exchange: r.exchange,
                     standby: r.standby,
+                    witness: r.witness,
                     seen_spki: r.seen_spki,
                 }
             })
@@ -623,6 +627,25 @@ impl Federation {
             .await
     }
 
+    /// A new connection to `site` as this site's witness (`ttx-witness/1`), at `addr` when
+    /// given, else at each of its registered addresses in turn. The registry must allow it
+    /// `witness` either way (the certificate there must name `site`).
+    pub(crate) async fn dial_witness(
+        &self,
+        site: &str,
+        addr: Option<&str>,
+    ) -> Result<Peer, FederationError> {
+        let mut record = self.record(site).await?;
+        if let Some(addr) = addr {
+            record.addrs = vec![addr.to_string()];
+        }
+        self.over_addrs_of(&record, crate::wire::alpn::WITNESS, |peer| async move {
+            Ok(peer)
+        })
+        .await
+        .map(|(peer, _)| peer)
+    }
+
     /// The registry's record of `site`.
     async fn record(&self, site: &str) -> Result<PeerRecord, FederationError> {
         let found = {
@@ -647,6 +670,20 @@ impl Federation {
         F: Fn(Peer) -> Fut,
         Fut: std::future::Future<Output = Result<T, NetError>>,
     {
+        self.over_addrs_of(record, EXCHANGE, then).await
+    }
+
+    /// [`Self::over_addrs`] speaking the protocol `family`.
+    async fn over_addrs_of<T, F, Fut>(
+        &self,
+        record: &PeerRecord,
+        family: &str,
+        then: F,
+    ) -> Result<(T, String), FederationError>
+    where
+        F: Fn(Peer) -> Fut,
+        Fut: std::future::Future<Output = Result<T, NetError>>,
+    {
         let site = record.site.as_str();
         if record.addrs.is_empty() {
             return Err(FederationError::NoAddress(site.to_string()));
@@ -664,7 +701,7 @@ impl Federation {
                 }
             };
             let attempt = tokio::time::timeout(Duration::from_secs(10), async {
-                let peer = self.endpoint.connect(resolved, site, EXCHANGE).await?;
+                let peer = self.endpoint.connect(resolved, site, family).await?;
                 then(peer).await
             })
             .await;

@@ -45,6 +45,10 @@ pub struct PeerRecord {
     pub exchange: bool,
     /// May act as this site's standby (only a node of this same site).
     pub standby: bool,
+    /// The witness relation (only another site): on a witness, this site's nodes may renew and
+    /// take the lease on their primary role; on a witnessed site, this peer is its witness.
+    #[serde(default)]
+    pub witness: bool,
     /// The node and key last seen from it (for the pending list).
     pub seen_node: Option<String>,
     /// The key fingerprint last seen.
@@ -74,6 +78,8 @@ pub struct Allow {
     pub exchange: bool,
     /// May be this site's standby.
     pub standby: bool,
+    /// The witness relation.
+    pub witness: bool,
 }
 
 /// A sighting of a peer no admin has decided on: who it said it was and where it came from.
@@ -175,9 +181,9 @@ pub fn decide(
                     "at most {MAX_PINS} pins per peer"
                 )));
             }
-            if allow.is_some_and(|a| !a.exchange && !a.standby) {
+            if allow.is_some_and(|a| !a.exchange && !a.standby && !a.witness) {
                 return Err(CommandError::Invalid(
-                    "allow at least one of exchange, standby".into(),
+                    "allow at least one of exchange, standby, witness".into(),
                 ));
             }
             let mut r = match current {
@@ -191,6 +197,7 @@ pub fn decide(
                     let allow = allow.unwrap_or(Allow {
                         exchange: true,
                         standby: false,
+                        witness: false,
                     });
                     new_record(&site, PeerState::Accepted, allow, now)
                 }
@@ -202,7 +209,7 @@ pub fn decide(
                 r.pins = pins;
             }
             if let Some(a) = allow {
-                (r.exchange, r.standby) = (a.exchange, a.standby);
+                (r.exchange, r.standby, r.witness) = (a.exchange, a.standby, a.witness);
             }
             if r.addrs.is_empty() {
                 return Err(CommandError::Invalid(format!(
@@ -225,7 +232,7 @@ pub fn decide(
                 check_addrs(&addrs)?;
                 r.addrs = addrs;
             }
-            if r.state == PeerState::Pending && !r.exchange && !r.standby {
+            if r.state == PeerState::Pending && !r.exchange && !r.standby && !r.witness {
                 r.exchange = true;
             }
             r.state = PeerState::Accepted;
@@ -256,6 +263,7 @@ pub fn decide(
                 let none = Allow {
                     exchange: false,
                     standby: false,
+                    witness: false,
                 };
                 let mut r = current
                     .cloned()
@@ -280,6 +288,9 @@ impl PeerRecord {
         }
         if self.standby {
             a.push("standby");
+        }
+        if self.witness {
+            a.push("witness");
         }
         if a.is_empty() {
             "nothing".into()
@@ -329,7 +340,7 @@ pub fn changes(before: Option<&PeerRecord>, after: Option<&PeerRecord>) -> Vec<S
     if b.pins != a.pins {
         out.push(format!("pins {} -> {}", b.pins.len(), a.pins.len()));
     }
-    if (b.exchange, b.standby) != (a.exchange, a.standby) {
+    if (b.exchange, b.standby, b.witness) != (a.exchange, a.standby, a.witness) {
         out.push(format!("allow {} -> {}", b.allows(), a.allows()));
     }
     out
@@ -343,6 +354,7 @@ fn new_record(site: &str, state: PeerState, allow: Allow, now: Millis) -> PeerRe
         state,
         exchange: allow.exchange,
         standby: allow.standby,
+        witness: allow.witness,
         seen_node: None,
         seen_spki: None,
         seen_issuer: None,
@@ -445,6 +457,7 @@ mod tests {
             allow: Some(Allow {
                 exchange: true,
                 standby: true,
+                witness: false,
             }),
         };
         let r = record(decide(None, first, 0).unwrap());

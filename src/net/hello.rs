@@ -221,6 +221,8 @@ pub(crate) async fn client_hello(
 pub fn permission_of(p: ProtocolId) -> Permission {
     if p.family == alpn::REPL {
         Permission::Standby
+    } else if p.family == alpn::WITNESS {
+        Permission::Witness
     } else {
         Permission::Exchange
     }

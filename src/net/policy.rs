@@ -14,6 +14,10 @@ pub enum Permission {
     Exchange,
     /// Acting as this site's hot standby (`ttx-repl/*`, Hello role `Standby`).
     Standby,
+    /// The witness relation (`ttx-witness/*`): on the witness, the peer site's nodes may renew
+    /// and take the lease on their own site's primary role; on the witnessed site's nodes, the
+    /// peer may be dialed as their witness.
+    Witness,
 }
 
 /// A set of permissions.
@@ -23,6 +27,8 @@ pub struct Permissions {
     pub exchange: bool,
     /// May be this site's standby.
     pub standby: bool,
+    /// The witness relation (see [`Permission::Witness`]).
+    pub witness: bool,
 }
 
 impl Permissions {
@@ -30,11 +36,13 @@ impl Permissions {
     pub const EXCHANGE: Permissions = Permissions {
         exchange: true,
         standby: false,
+        witness: false,
     };
     /// Only standby.
     pub const STANDBY: Permissions = Permissions {
         exchange: false,
         standby: true,
+        witness: false,
     };
 
     /// Whether the set holds `p`.
@@ -42,6 +50,7 @@ impl Permissions {
         match p {
             Permission::Exchange => self.exchange,
             Permission::Standby => self.standby,
+            Permission::Witness => self.witness,
         }
     }
 }

@@ -61,6 +61,11 @@ pub struct FollowStatus {
     pub primary_head: u64,
     /// Events the primary has that are not applied here, as last heard.
     pub lag_events: u64,
+    /// How far behind this node is in the primary's milliseconds: the primary's clock now (its
+    /// greatest reading received, plus this node's monotonic time since) minus its commit time
+    /// of the oldest event not applied here; 0 when nothing is missing (`standby_lag.rs`).
+    #[serde(default)]
+    pub lag_ms: Option<i64>,
     /// The primary's commit time (its own clock) of the last batch applied here.
     pub last_batch_committed_at: Option<Millis>,
     /// When this node last heard from the primary (its own clock).
@@ -109,6 +114,8 @@ pub struct Follower {
     site: String,
     config_addr: Option<String>,
     status: Mutex<FollowStatus>,
+    /// The primary's clock readings and what is not applied yet, for the lag in ms.
+    lag: Mutex<super::standby_lag::StandbyLag>,
     /// `ttx switchover` on this standby: ask the primary over the stream.
     switchover: tokio::sync::Notify,
 }
@@ -147,6 +154,7 @@ impl Follower {
                 applied,
                 ..FollowStatus::default()
             }),
+            lag: Mutex::default(),
             store,
             federation,
             site: site.to_string(),
@@ -212,6 +220,9 @@ impl Follower {
         let mut s = self.lock().clone();
         s.applied = *self.store.writer.head.borrow() as u64;
         s.lag_events = s.primary_head.saturating_sub(s.applied);
+        s.lag_ms = self
+            .lag_lock()
+            .lag_ms(s.applied, s.primary_head, super::witness::mono_now());
         s
     }
 
@@ -222,6 +233,10 @@ impl Follower {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FollowStatus> {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lag_lock(&self) -> std::sync::MutexGuard<'_, super::standby_lag::StandbyLag> {
+        self.lag.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Follows the primary while this node is a standby, until `shutdown`.
@@ -408,19 +423,22 @@ impl Follower {
     ) -> Result<(), SessionEnd> {
         while let Some(frame) = recv.recv().await? {
             let now = clock::now();
+            let mono = super::witness::mono_now();
             let msg = match frame {
                 ToStandby::Batch(b) => {
                     let mut s = self.lock();
                     s.last_heard_at = Some(now);
                     if let Some(last) = b.envelopes.last() {
                         s.primary_head = s.primary_head.max(last.position);
+                        self.lag_lock().batch(last.position, b.committed_at, mono);
                     }
                     ToApplier::Batch(b.envelopes, b.committed_at)
                 }
-                ToStandby::Heartbeat { head, .. } => {
+                ToStandby::Heartbeat { head, at, .. } => {
                     let mut s = self.lock();
                     s.last_heard_at = Some(now);
                     s.primary_head = s.primary_head.max(head);
+                    self.lag_lock().heard(head, at, mono);
                     ToApplier::Reack
                 }
                 ToStandby::TakeOver { epoch, head } => ToApplier::TakeOver { epoch, head },

@@ -83,9 +83,46 @@ impl Witness {
         }
     }
 
+    /// A witness restarted with what it had stored durably (the holder, its epoch, whether it
+    /// was degraded), at `now` on its new clock. It counts the holder's lease as granted at
+    /// `now`: a lease may have been renewed just before the restart, so no promotion is granted
+    /// until a whole term and margin after it (and never a second one in an epoch).
+    pub fn restore(
+        timing: LeaseTiming,
+        holder: Option<(String, u64)>,
+        degraded: bool,
+        now: Millis,
+    ) -> Self {
+        Witness {
+            timing,
+            granted_at: if holder.is_some() {
+                now
+            } else {
+                Millis::MIN / 2
+            },
+            holder,
+            degraded,
+        }
+    }
+
     /// The holder and its epoch, if any.
     pub fn holder(&self) -> Option<(&str, u64)> {
         self.holder.as_ref().map(|(n, e)| (n.as_str(), *e))
+    }
+
+    /// Whether the holder said at its last renewal that it was degraded.
+    pub fn degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// The timing this witness grants with.
+    pub fn timing(&self) -> LeaseTiming {
+        self.timing
+    }
+
+    /// Milliseconds until the holder's lease (with the margin) runs out at `now`; 0 once it has.
+    pub fn expires_in(&self, now: Millis) -> Millis {
+        (self.granted_at + self.timing.term_ms + self.timing.margin_ms - now).max(0)
     }
 
     fn expired(&self, now: Millis) -> bool {
@@ -126,24 +163,36 @@ impl Witness {
     /// only when the holder's lease has run out and it was not degraded; the answer is the new
     /// epoch the node must write durably before its first write.
     pub fn promote(&mut self, node: &str, epoch: u64, now: Millis) -> Result<u64, LeaseError> {
-        if let Some((holder, held)) = &self.holder {
-            if epoch < *held {
-                return Err(LeaseError::Fenced {
-                    epoch: *held,
-                    holder: holder.clone(),
-                });
-            }
-            if !self.expired(now) {
-                return Err(LeaseError::Held {
-                    holder: holder.clone(),
-                    epoch: *held,
-                });
-            }
-            if self.degraded {
-                return Err(LeaseError::Degraded);
-            }
+        // No primary ever renewed here: the witness cannot know that one stopped (it may be
+        // running without naming this witness yet), so it promotes nobody.
+        let Some((holder, held)) = &self.holder else {
+            return Err(LeaseError::Held {
+                holder: String::new(),
+                epoch,
+            });
+        };
+        // The node already promoted in this epoch asks again (it restarted before it wrote
+        // the new epoch): the same answer, not a second promotion.
+        if holder == node && *held == epoch + 1 {
+            self.granted_at = now;
+            return Ok(*held);
         }
-        let next = self.holder.as_ref().map_or(epoch, |(_, e)| *e).max(epoch) + 1;
+        if epoch < *held {
+            return Err(LeaseError::Fenced {
+                epoch: *held,
+                holder: holder.clone(),
+            });
+        }
+        if !self.expired(now) {
+            return Err(LeaseError::Held {
+                holder: holder.clone(),
+                epoch: *held,
+            });
+        }
+        if self.degraded {
+            return Err(LeaseError::Degraded);
+        }
+        let next = (*held).max(epoch) + 1;
         self.holder = Some((node.to_string(), next));
         self.granted_at = now;
         self.degraded = false;
@@ -171,6 +220,11 @@ impl HeldLease {
         self.until.is_some_and(|u| now < u)
     }
 
+    /// Milliseconds left at `now` (0 once it ran out), if a lease was ever granted.
+    pub fn left(&self, now: Millis) -> Option<Millis> {
+        self.until.map(|u| (u - now).max(0))
+    }
+
     /// When to send the next renewal: a third of the term after the last one was sent.
     pub fn renew_at(last_sent: Millis, timing: LeaseTiming) -> Millis {
         last_sent + timing.term_ms / 3
@@ -185,6 +239,16 @@ mod tests {
         term_ms: 2_000,
         margin_ms: 500,
     };
+
+    #[test]
+    fn no_promotion_before_a_primary_ever_renewed() {
+        let mut w = Witness::new(T);
+        assert!(matches!(
+            w.promote("standby", 1, 1_000_000),
+            Err(LeaseError::Held { .. })
+        ));
+        assert_eq!(w.holder(), None);
+    }
 
     #[test]
     fn a_live_primary_keeps_its_lease_and_the_standby_cannot_take_it() {
@@ -261,6 +325,32 @@ mod tests {
         // Even with the primary's clock 500 ms behind the witness, it stopped earlier.
         assert!(2_500 + 500 <= first_grant);
         assert_eq!(HeldLease::renew_at(1_000, T), 1_666);
+    }
+
+    #[test]
+    fn a_restored_witness_waits_a_whole_term_and_never_promotes_twice_in_an_epoch() {
+        let mut w = Witness::new(T);
+        w.renew("primary", 1, false, 0).unwrap();
+        assert_eq!(w.promote("standby", 1, 3_000), Ok(2));
+        // Restarted (a new clock) with the stored holder: the standby asking again (it did
+        // not write its epoch before it restarted) gets the same epoch ...
+        let stored = w.holder().map(|(n, e)| (n.to_string(), e));
+        let mut back = Witness::restore(T, stored.clone(), false, 100);
+        assert_eq!(back.promote("standby", 1, 100), Ok(2));
+        // ... and nobody else gets epoch 3 until the holder's lease could have run out.
+        let mut back = Witness::restore(T, stored, false, 100);
+        assert!(matches!(
+            back.promote("other", 2, 2_599),
+            Err(LeaseError::Held { .. })
+        ));
+        assert_eq!(back.expires_in(2_000), 600);
+        // A degraded holder stays degraded across the restart.
+        let d = Witness::restore(T, Some(("primary".into(), 1)), true, 0);
+        assert!(d.degraded());
+        assert_eq!(
+            d.clone().promote("standby", 1, 10_000),
+            Err(LeaseError::Degraded)
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //!   API's answers wait in, the shippable position for the exchange, the status.
 //! - [`serve`]: the `ttx-repl/1` handler on the primary (one long-lived stream per standby).
 //! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
+//! - [`standby_lag`]: the standby's lag in milliseconds, from the primary's clock readings
+//!   paired with the standby's monotonic receive time (two hosts' clocks never compared).
 //! - [`offline`]: a standby made from a copy of its primary's store on the same machine.
 //! - [`compare`]: `ttx verify --against`: two nodes' digests at one position, and the first
 //!   differing row found top-down.
@@ -26,6 +28,10 @@
 //! - [`hint`]: where the site's primary is, for the refusals a standby or fenced node gives
 //!   partners.
 //! - [`switchover`]: `ttx switchover`, the planned hand-over of the primary role to the standby.
+//! - [`witness`]: automatic failover on the site's nodes: the primary renews the witness's
+//!   lease (and takes writes only while it holds it), the standby asks to be promoted.
+//! - [`witness_serve`]: the witness's side (`ttx-witness/1` on any node; its lease book is
+//!   durable in `DIR/witness.db`).
 //!
 //! The role and epoch state machine lives in `model/` with the site log.
 
@@ -41,9 +47,12 @@ pub mod primary;
 pub mod rejoin;
 pub mod send_snapshot;
 pub mod serve;
+pub mod standby_lag;
 pub mod switchover;
 #[cfg(test)]
 mod tests;
+pub mod witness;
+pub mod witness_serve;
 
 use std::sync::Arc;
 
@@ -67,6 +76,8 @@ pub struct Replication {
     pub follower: Option<Arc<Follower>>,
     /// `ttx switchover` on this node.
     pub switchover: Option<Arc<Switchover>>,
+    /// The witness's lease, when `replication.witness` names one.
+    pub lease: Option<Arc<witness::LeaseClient>>,
 }
 
 /// What `ttx status` shows of replication.
@@ -81,6 +92,9 @@ pub struct ReplicationStatus {
     /// epoch now: fenced, or a standby).
     #[serde(default)]
     pub old_primary_fenced: bool,
+    /// The witness's lease (automatic failover), when the node names a witness.
+    #[serde(default)]
+    pub lease: Option<witness::LeaseStatus>,
 }
 
 impl Replication {
@@ -92,6 +106,7 @@ impl Replication {
             primary: Primary::new(&cfg, Mode::Async, head),
             follower: None,
             switchover: None,
+            lease: None,
         }
     }
 
@@ -108,6 +123,7 @@ impl Replication {
                 .follower
                 .as_ref()
                 .is_some_and(|f| f.status().old_primary_fenced),
+            lease: self.lease.as_ref().map(|l| l.status()),
         }
     }
 }

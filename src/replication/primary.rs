@@ -30,6 +30,10 @@ pub enum GateError {
     /// The node is stopping.
     #[error("the node is shutting down")]
     Closed,
+    /// A witness is configured and this primary does not hold its lease (the witness is
+    /// unreachable, or has not granted a renewal yet): no write is taken or acknowledged.
+    #[error("lost the witness's lease: not taking writes until it is renewed")]
+    NoLease,
 }
 
 /// A committed envelope kept in memory, with the primary's commit time of its batch.
@@ -116,12 +120,15 @@ pub struct Primary {
     deadlines: Notify,
     mode: Mode,
     when_gone: WhenGone,
+    block_timeout_ms: u64,
     /// A switchover's request to the standby: take over at (epoch, head).
     takeover: watch::Sender<Option<(u64, u64)>>,
     /// The lowest of the standby's last durable and applied positions.
     caught_up: watch::Sender<u64>,
     /// The standby asked for a switchover (`ttx switchover` run there).
     switchover_asked: Notify,
+    /// The witness's lease (required only when the node names a witness).
+    lease: super::witness::LeaseGate,
 }
 
 impl Primary {
@@ -148,9 +155,11 @@ impl Primary {
             deadlines: Notify::new(),
             mode,
             when_gone: cfg.when_standby_gone,
+            block_timeout_ms: cfg.block_timeout_ms,
             takeover: watch::channel(None).0,
             caught_up: watch::channel(0).0,
             switchover_asked: Notify::new(),
+            lease: super::witness::LeaseGate::default(),
         });
         primary.update(&mut primary.lock(), Vec::new());
         primary
@@ -163,6 +172,17 @@ impl Primary {
     /// The configured mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// The witness's lease as this node holds it.
+    pub fn lease(&self) -> &super::witness::LeaseGate {
+        &self.lease
+    }
+
+    /// Whether the witness must be told this primary is degraded: it may acknowledge writes
+    /// the standby lacks (async mode, or sync degraded to async).
+    pub fn witness_should_know_degraded(&self) -> bool {
+        self.mode == Mode::Async || self.lock().degraded
     }
 
     /// The last position published by the writer.
@@ -272,7 +292,7 @@ impl Primary {
     /// operator (at once in async mode or when the standby already has it).
     pub async fn acknowledged(&self, pos: u64) -> Result<(), GateError> {
         if self.mode == Mode::Async {
-            return Ok(());
+            return self.lease.check();
         }
         let (tx, rx) = oneshot::channel();
         {
@@ -282,7 +302,15 @@ impl Primary {
         }
         self.deadlines.notify_one();
         match rx.await {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                // Released without the standby (degraded): only once the witness knows it, so
+                // that it never promotes a standby lacking this write.
+                if self.lease.required() && self.lock().degraded {
+                    let wait = Duration::from_millis(self.block_timeout_ms.max(1_000));
+                    self.lease.witness_knows_degraded(wait).await?;
+                }
+                self.lease.check()
+            }
             Ok(false) => Err(GateError::NotOnStandby),
             Err(_) => Err(GateError::Closed),
         }

@@ -55,6 +55,22 @@ pub enum StreamEnd {
     Missing(u64),
 }
 
+/// Fences this node at `epoch` (held by `by`), durably: the one write every path that sees a
+/// higher epoch makes (a subscriber, an ack, the witness's `fenced`).
+pub(crate) async fn record_fence(store: &Store, epoch: u64, by: &str) {
+    let req = WriteRequest {
+        actor: "system".into(),
+        idempotency: None,
+        op: WriteOp::Fence {
+            epoch,
+            by: by.to_string(),
+        },
+    };
+    if let Err(e) = store.writer.write(req).await {
+        tracing::error!(error = %e, epoch, by, "cannot record the fence");
+    }
+}
+
 /// The `ttx-repl/1` handler of a node.
 pub struct ReplV1 {
     site: String,
@@ -82,17 +98,7 @@ impl ReplV1 {
 
     /// A higher epoch seen from `by`: fence this node, durably, before anything else.
     async fn fence(&self, epoch: u64, by: &str) {
-        let req = WriteRequest {
-            actor: "system".into(),
-            idempotency: None,
-            op: WriteOp::Fence {
-                epoch,
-                by: by.to_string(),
-            },
-        };
-        if let Err(e) = self.store.writer.write(req).await {
-            tracing::error!(error = %e, epoch, by, "cannot record the fence");
-        }
+        record_fence(&self.store, epoch, by).await
     }
 
     /// What to answer a subscription, before accepting it.

@@ -37,6 +37,8 @@ impl fmt::Display for ProtocolId {
 pub const EXCHANGE: &str = "ttx-exchange";
 /// The hot-standby replication family.
 pub const REPL: &str = "ttx-repl";
+/// The witness family: a site's nodes renew and take the lease on their primary role.
+pub const WITNESS: &str = "ttx-witness";
 
 /// `ttx-exchange/1`: referrals between partner sites.
 pub const EXCHANGE_V1: ProtocolId = ProtocolId {
@@ -50,9 +52,15 @@ pub const REPL_V1: ProtocolId = ProtocolId {
     version: 1,
 };
 
+/// `ttx-witness/1`: the witness's lease on a site's primary role (automatic failover).
+pub const WITNESS_V1: ProtocolId = ProtocolId {
+    family: WITNESS,
+    version: 1,
+};
+
 /// Every protocol version this build speaks, newest first within a family. A node offers all of a
 /// family's versions so that peers can be upgraded one at a time.
-pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V1, REPL_V1];
+pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V1, REPL_V1, WITNESS_V1];
 
 /// The versions of one family this build speaks, newest first.
 pub fn versions_of(family: &str) -> Vec<ProtocolId> {
@@ -76,5 +84,7 @@ mod tests {
         assert_eq!(REPL_V1.alpn(), "ttx-repl/1");
         assert_eq!(ProtocolId::from_alpn(b"ttx-repl/1"), Some(REPL_V1));
         assert_eq!(versions_of(REPL), vec![REPL_V1]);
+        assert_eq!(WITNESS_V1.alpn(), "ttx-witness/1");
+        assert_eq!(ProtocolId::from_alpn(b"ttx-witness/1"), Some(WITNESS_V1));
     }
 }

@@ -19,6 +19,18 @@ pub(super) fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Encodes `msg` (a frame body, no length prefix), compares it with the hex `golden` (any
+/// whitespace in it ignored) and decodes it back: the golden-byte check of every protocol's
+/// bodies.
+pub(super) fn check_body<T>(msg: T, golden: &str)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let bytes = super::codec::encode(&msg).unwrap();
+    assert_eq!(hex(&bytes), hex(&unhex(golden)), "{msg:?}");
+    assert_eq!(super::codec::decode::<T>(&bytes).unwrap(), msg);
+}
+
 fn check_client(frame: ClientFrame, golden: &str) {
     let bytes = encode_framed(&frame, MAX).unwrap();
     assert_eq!(hex(&bytes), hex(&unhex(golden)), "{frame:?}");

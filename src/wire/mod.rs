@@ -11,6 +11,8 @@
 //! - [`envelope`]: the frozen envelope one event of a site's log is shipped in (`ttx-repl/1`).
 //! - [`repl`]: the hot standby's frames (`ttx-repl/1`: subscribe, batches of envelopes,
 //!   heartbeats, acks), pinned by golden bytes; served by `replication::serve`.
+//! - [`witness`]: the witness's frames (`ttx-witness/1`: renew the lease on a site's primary
+//!   role, ask to be promoted), pinned by golden bytes; served by `replication::witness_serve`.
 //! - [`error`]: stable error codes sent on the wire, and the codec's own error type.
 //!
 //! Evolution rule: bincode cannot add fields to a struct, so the protocol evolves only by appending
@@ -26,6 +28,7 @@ pub mod frame;
 pub mod hello;
 pub mod message;
 pub mod repl;
+pub mod witness;
 
 pub use error::{ErrorCode, WireError};
 pub use frame::{decode_frame, encode_frame, read_len_prefix, FRAME_CEILING, LEN_PREFIX};

@@ -342,17 +342,9 @@ pub struct RowDigest {
 mod golden {
     //! Golden bytes of the replication frames: a change here is a protocol break.
     use super::*;
-    use crate::wire::codec::{decode, encode};
 
-    fn check<T>(msg: T, golden: &str)
-    where
-        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-    {
-        let bytes = encode(&msg).unwrap();
-        let want: String = golden.split_whitespace().collect();
-        assert_eq!(hex::encode(&bytes), want, "{msg:?}");
-        assert_eq!(decode::<T>(&bytes).unwrap(), msg);
-    }
+    use crate::wire::codec::{decode, encode};
+    use crate::wire::golden::check_body as check;
 
     #[test]
     fn subscribe_and_subscribed() {

@@ -32,3 +32,4 @@ mod tickets;
 mod trust;
 mod web;
 mod web_views;
+mod witness;

@@ -93,6 +93,7 @@ fn the_peer_list_fills_every_column_it_names() {
         pins: vec![],
         exchange: true,
         standby: false,
+        witness: false,
         connected: seen.is_some(),
         identity: Some(format!("ttx://default/{site}/primary")),
         version: seen.map(|_| "ttx-exchange/1".into()),
@@ -398,6 +399,7 @@ fn the_pending_list_says_who_knocked_from_where_and_when() {
         addrs: vec![],
         pins: vec![],
         exchange: false,
+        witness: false,
         standby: false,
         connected: false,
         identity: Some("ttx://eu/carrier-c/primary".into()),
@@ -453,11 +455,34 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         primary: primary.clone(),
         following: None,
         old_primary_fenced: false,
+        lease: None,
     };
     assert_eq!(
         render::replication(&r, "primary", &times()),
         "replication mode sync (when the standby is gone: degrade)  standby standby at 127.0.0.1:7801 connected since 2026-12-01 10:55 +01:00\n\
          \x20 acked durable 41 applied 40  lag 2 events 3 ms  waiting answers 1\n"
+    );
+    // With a witness: who holds the lease, for how long, and the witness's last refusal.
+    let with_lease = ReplicationStatus {
+        lease: Some(ttx::replication::witness::LeaseStatus {
+            witness: "telco-w".into(),
+            witness_reachable: false,
+            holder: Some("primary".into()),
+            epoch: 3,
+            expires_in_ms: Some(0),
+            may_write: false,
+            last_refusal: Some("witness telco-w not reachable: timed out".into()),
+        }),
+        ..r.clone()
+    };
+    let text = render::replication(&with_lease, "primary", &times());
+    assert!(
+        text.ends_with(
+            "witness telco-w: NOT reachable  lease holder primary (epoch 3)  expires in 0 ms
+                          witness: witness telco-w not reachable: timed out
+"
+        ),
+        "{text}"
     );
     primary.standby = None;
     primary.degraded_since = Some(now - 2 * MIN);
@@ -466,6 +491,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
             primary: primary.clone(),
             following: None,
             old_primary_fenced: false,
+            lease: None,
         },
         "primary",
         &times(),
@@ -482,6 +508,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         applied: 40,
         primary_head: 42,
         lag_events: 2,
+        lag_ms: Some(1_250),
         last_batch_committed_at: None,
         last_heard_at: Some(now - 3 * MIN),
         last_error: Some("the primary closed the stream".into()),
@@ -493,12 +520,13 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
             primary: primary.clone(),
             following: Some(following.clone()),
             old_primary_fenced: false,
+            lease: None,
         },
         "standby:primary",
         &times(),
     );
     assert!(
-        text.starts_with("following primary primary at 10.0.0.1:7800: NOT connected  applied 40  primary head 42  lag 2 events\n"),
+        text.starts_with("following primary primary at 10.0.0.1:7800: NOT connected  applied 40  primary head 42  lag 2 events 1250 ms\n"),
         "{text}"
     );
     assert!(
@@ -512,6 +540,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
             primary,
             following: Some(following),
             old_primary_fenced: false,
+            lease: None,
         },
         "handing-over:standby",
         &times(),

@@ -118,6 +118,9 @@ fn writes_on_the_primary_stream_to_the_standby_which_resumes_after_a_sigkill() {
     assert_eq!(following["connected"], true, "{status}");
     assert_eq!(following["primary_node"], "primary", "{status}");
     assert_eq!(following["primary_addr"], p.primary_addr.to_string());
+    // Caught up: no lag, in events or in the primary's milliseconds.
+    assert_eq!(following["lag_events"], 0, "{status}");
+    assert_eq!(following["lag_ms"], 0, "{status}");
     let status = p.primary.cli(&["--json", "status"]).json();
     assert_eq!(
         status["replication"]["primary"]["standby"]["node"], "standby",

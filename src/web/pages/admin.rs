@@ -55,7 +55,7 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
                             tr {
                                 td { (p.site) }
                                 td { (format!("{:?}", p.state).to_lowercase()) }
-                                td { @if p.exchange { "exchange " } @if p.standby { "standby" } }
+                                td { @if p.exchange { "exchange " } @if p.standby { "standby " } @if p.witness { "witness" } }
                                 td { (p.addrs.join(", ")) }
                                 td.meta { @for pin in &p.pins { (pin.get(..16).unwrap_or(pin)) "… " } }
                                 td.meta { (p.seen_node.as_deref().unwrap_or("")) }

@@ -1,5 +1,6 @@
 //! The role changes of `ttx bench replication`, timed as a client sees them: how long writes
-//! pause during `ttx switchover`, and how long from `ttx promote` to the first accepted write.
+//! pause during `ttx switchover`, how long from `ttx promote` to the first accepted write, and
+//! how long from the primary's SIGKILL to the first write the witness's promotion lets in.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,33 +153,53 @@ pub fn promote_to_first_write(api: SocketAddr, token: &str) -> Result<Promotion,
             String::from_utf8_lossy(&promoted.body).into_owned(),
         ));
     }
+    first_write_since(&mut conn, start, "promote", Duration::ZERO)
+}
+
+/// Writes on `conn` until one is accepted (bounded: 30 s after `start`, `pause` between
+/// refused attempts): the time from `start` to that write's answer, then one more write timed
+/// alone as the baseline. `what` names the role change (and the writes' keys).
+pub fn first_write_since(
+    conn: &mut KeepAlive,
+    start: Instant,
+    what: &str,
+    pause: Duration,
+) -> Result<Promotion, BenchError> {
+    let (first, next) = (
+        format!("{what}-bench-first-write"),
+        format!("{what}-bench-next-write"),
+    );
     loop {
         let a = conn.post_json_keyed(
             "/v1/tickets",
-            br#"{"subject": "the first write after a promotion"}"#,
-            Some("promote-bench-first-write"),
+            br#"{"subject": "the first write after a role change"}"#,
+            Some(&first),
         )?;
         if a.status == 201 {
             let to_first_write_ms = start.elapsed().as_secs_f64() * 1e3;
-            let next = Instant::now();
+            let at = Instant::now();
             let b = conn.post_json_keyed(
                 "/v1/tickets",
-                br#"{"subject": "an ordinary write after the promotion"}"#,
-                Some("promote-bench-next-write"),
+                br#"{"subject": "an ordinary write after the role change"}"#,
+                Some(&next),
             )?;
             if b.status != 201 {
-                return Err(failed("promote bench", format!("HTTP {}", b.status)));
+                return Err(failed(
+                    &format!("{what} bench"),
+                    format!("HTTP {}", b.status),
+                ));
             }
             return Ok(Promotion {
                 to_first_write_ms,
-                next_write_ms: next.elapsed().as_secs_f64() * 1e3,
+                next_write_ms: at.elapsed().as_secs_f64() * 1e3,
             });
         }
         if start.elapsed() > Duration::from_secs(30) {
             return Err(failed(
-                "promote bench",
+                &format!("{what} bench"),
                 format!("no write accepted: HTTP {}", a.status),
             ));
         }
+        std::thread::sleep(pause);
     }
 }

@@ -141,6 +141,81 @@ fn set_up(ttx: &Ttx, root: &Path) -> Result<(Node, Node, String), BenchError> {
     Ok((first, second, token))
 }
 
+/// Witness failover: a fresh pair under `root` (the same set-up), a witness node of site
+/// `bench-w` certified by the same CA and allowed both ways, both nodes naming it; once the
+/// primary holds the lease it is SIGKILLed, and a client writes on the standby until the
+/// witness's promotion lets a write in.
+fn witness_failover(ttx: &Ttx, root: &Path) -> Result<super::failover::Promotion, BenchError> {
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let run = |args: &[&str]| ttx.ok(None, args).map(drop).map_err(cluster);
+    std::fs::create_dir_all(root).map_err(BenchError::io("make the witness bench's dir"))?;
+    let (mut primary, mut standby, token) = set_up(ttx, root)?;
+    let wdir = root.join("witness");
+    run(&[
+        "init",
+        &s(&wdir),
+        "--site",
+        "bench-w",
+        "--federation",
+        "bench",
+        "--listen",
+        "127.0.0.1:0",
+    ])?;
+    run(&[
+        "pki",
+        "issue",
+        "--ca",
+        &s(&root.join("ca")),
+        "--site",
+        "bench-w",
+        "--node",
+        "primary",
+        "--dir",
+        &s(&wdir),
+    ])?;
+    let mut witness = Node::existing(ttx, &wdir, "bench-w/primary");
+    witness.start().map_err(cluster)?;
+    let w_addr = witness.listen_addr().map_err(cluster)?.to_string();
+    primary.start().map_err(cluster)?;
+    let p_addr = primary.listen_addr().map_err(cluster)?.to_string();
+    witness
+        .ok(&[
+            "peer", "add", "bench", "--addr", &p_addr, "--allow", "witness",
+        ])
+        .map_err(cluster)?;
+    primary
+        .ok(&[
+            "peer", "add", "bench-w", "--addr", &w_addr, "--allow", "witness",
+        ])
+        .map_err(cluster)?;
+    primary.stop();
+    for n in [&primary, &standby] {
+        n.configure(|c| c.replication.witness = Some("bench-w".into()))
+            .map_err(cluster)?;
+    }
+    primary.start().map_err(cluster)?;
+    standby.start().map_err(cluster)?;
+    let (p_api, s_api) = (api_of(&primary)?, api_of(&standby)?);
+    wait_standby(p_api, &token)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(p_api, &token)?["replication"]["lease"]["may_write"] != true {
+        if Instant::now() > deadline {
+            return Err(failed("the witness")(
+                "the primary never held its lease".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut conn = KeepAlive::connect(s_api, &token)?;
+    primary.kill().map_err(cluster)?;
+    let killed = Instant::now();
+    let took =
+        super::failover::first_write_since(&mut conn, killed, "witness", Duration::from_millis(5));
+    standby.stop();
+    witness.stop();
+    took
+}
+
 /// Waits until the primary reports its standby connected and caught up.
 fn wait_standby(api: std::net::SocketAddr, token: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -238,6 +313,7 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     primary.stop();
     let promote = super::failover::promote_to_first_write(s_api, &token)?;
     standby.stop();
+    let witness = witness_failover(&ttx, &scratch.path().join("witness-failover"))?;
     let mut section = Section::new(format!(
         "{clients} clients writing notes through the primary's API, standby in its own process"
     ));
@@ -340,6 +416,24 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
         "ms",
     );
     roles.note("PostgreSQL here: pg_ctl promote to the first write about 44 ms");
+    roles.target(
+        "witness failover: primary SIGKILLed to the first write accepted on the standby",
+        witness.to_first_write_ms,
+        "ms",
+        Target {
+            goal: Goal::AtMost,
+            value: 3_000.0,
+        },
+    );
+    roles.figure(
+        "baseline: the next ordinary write on the node the witness promoted",
+        witness.next_write_ms,
+        "ms",
+    );
+    roles.note(
+        "witness failover: lease term 2 s, margin 0.5 s (the witness grants no promotion before \
+         2.5 s after the primary's last renewal, sent every 667 ms)",
+    );
     Ok(Report {
         bench: "replication".into(),
         machine,

@@ -395,6 +395,7 @@ impl Follower {
             });
         }
         *subscribed = true;
+        self.lag_lock().subscribed(sub.from - 1);
         {
             let mut s = self.lock();
             s.connected = true;

@@ -65,6 +65,14 @@ impl StandbyLag {
         }
     }
 
+    /// A stream opened from `head` (everything up to it is here already).
+    pub fn subscribed(&mut self, head: u64) {
+        self.received = self.received.max(head);
+        if self.ahead_since.is_some_and(|(h, _)| h <= head) {
+            self.ahead_since = None;
+        }
+    }
+
     /// The primary's clock now, as far as this node can tell, at its monotonic `mono`.
     fn primary_now(&self, mono: Millis) -> Option<Millis> {
         self.sample.map(|(at, received)| at + (mono - received))

@@ -88,6 +88,9 @@ impl StandbyLag {
         {
             self.pending.pop_front();
         }
+        if self.ahead_since.is_some_and(|(h, _)| h <= applied) {
+            self.ahead_since = None;
+        }
         let now = self.primary_now(mono)?;
         if applied >= primary_head {
             return Some(0);

@@ -478,9 +478,8 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
     let text = render::replication(&with_lease, "primary", &times());
     assert!(
         text.ends_with(
-            "witness telco-w: NOT reachable  lease holder primary (epoch 3)  expires in 0 ms
-                          witness: witness telco-w not reachable: timed out
-"
+            "witness telco-w: NOT reachable  lease holder primary (epoch 3)  expires in 0 ms\n  \
+             witness: witness telco-w not reachable: timed out\n"
         ),
         "{text}"
     );

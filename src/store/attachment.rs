@@ -152,7 +152,7 @@ pub fn list(conn: &Connection, number: i64) -> Result<Vec<AttachmentRow>, StoreE
         .query_row([number], |r| r.get(0))
         .optional()?;
     if exists.is_none() {
-        return Err(CommandError::NotFound(format!("no ticket {number}")).into());
+        return Err(super::query::no_such_ticket(number));
     }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {ROW_COLUMNS} FROM attachments a JOIN tickets t ON t.id = a.ticket_id

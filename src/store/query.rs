@@ -311,7 +311,8 @@ pub struct Chart {
     pub referrals: Vec<super::exchange::ReferralRow>,
 }
 
-fn not_found(number: i64) -> StoreError {
+/// The one "no ticket N" answer (a ticket number nobody has), for every reader and writer.
+pub(crate) fn no_such_ticket(number: i64) -> StoreError {
     StoreError::Command(CommandError::NotFound(format!("no ticket {number}")))
 }
 
@@ -357,7 +358,7 @@ pub fn chart(conn: &Connection, number: i64) -> Result<Chart, StoreError> {
 /// a long note's body is not even read out of SQLite (its text is replaced in SQL), and the
 /// page stops at [`HISTORY_PAGE_BYTES`].
 pub fn chart_page(conn: &Connection, number: i64, page: HistoryPage) -> Result<Chart, StoreError> {
-    let ticket = ticket_by_number(conn, number)?.ok_or_else(|| not_found(number))?;
+    let ticket = ticket_by_number(conn, number)?.ok_or_else(|| no_such_ticket(number))?;
     let id = ticket.id.as_bytes().to_vec();
     let (history, more_after) = history_page(conn, &id, page)?;
     let timers = timers_of(conn, ticket.id)?;

@@ -45,7 +45,7 @@ impl InBatch<'_> {
         now: Millis,
     ) -> Result<WriteOutcome, StoreError> {
         let t = ticket_by_number(self.conn, number)?
-            .ok_or_else(|| CommandError::NotFound(format!("no ticket {number}")))?;
+            .ok_or_else(|| crate::store::query::no_such_ticket(number))?;
         if t.status.is_final() {
             return Err(CommandError::Refused(format!(
                 "ticket {number} is {}: reopen it to attach files",

@@ -93,7 +93,7 @@ impl InBatch<'_> {
         now: Millis,
     ) -> Result<WriteOutcome, StoreError> {
         let t = super::request::ticket_by_number(self.conn, req.number)?
-            .ok_or_else(|| not_found(format!("no ticket {}", req.number)))?;
+            .ok_or_else(|| crate::store::query::no_such_ticket(req.number))?;
         if req.to == self.stamp.site {
             return Err(refused("a ticket cannot be referred to its own site"));
         }

@@ -28,9 +28,7 @@ pub(super) struct InBatch<'a> {
     pub(super) effects: Effects,
 }
 
-fn not_found_ticket(number: i64) -> StoreError {
-    StoreError::Command(CommandError::NotFound(format!("no ticket {number}")))
-}
+use crate::store::query::no_such_ticket as not_found_ticket;
 
 /// Loads a ticket by its number.
 pub fn ticket_by_number(conn: &Connection, number: i64) -> Result<Option<Ticket>, StoreError> {

@@ -64,6 +64,15 @@ impl InboundMark {
         }
     }
 
+    /// Whether a message sent in `epoch` tells the receiver of a later epoch of its sender's
+    /// site than any seen so far. The receiver records it even when the message itself is not
+    /// taken (a retry already applied, one after a gap): a new primary's first messages are
+    /// often retries of what its predecessor sent, and from then on the deposed primary's
+    /// messages are refused ([`Arrival::Stale`]).
+    pub fn learns_epoch(&self, epoch: u64) -> bool {
+        epoch > self.epoch
+    }
+
     /// The mark after applying `seq` in `epoch` (only valid after [`Arrival::Apply`]).
     pub fn advanced(self, seq: u64, epoch: u64) -> InboundMark {
         debug_assert_eq!(seq, self.applied + 1);
@@ -218,6 +227,22 @@ pub fn retry_delay(attempt: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_later_epoch_is_learnt_from_any_message_and_then_older_ones_are_stale() {
+        let mark = InboundMark {
+            applied: 5,
+            epoch: 1,
+        };
+        // A retry from a promoted standby: a duplicate, but it carries epoch 2.
+        assert_eq!(mark.check(5, 2), Arrival::Duplicate);
+        assert!(mark.learns_epoch(2));
+        assert!(!mark.learns_epoch(1));
+        let learnt = InboundMark { epoch: 2, ..mark };
+        // The deposed primary's next message, in epoch 1: refused, naming the epoch known.
+        assert_eq!(learnt.check(6, 1), Arrival::Stale { current: 2 });
+        assert_eq!(learnt.check(6, 2), Arrival::Apply);
+    }
 
     #[test]
     fn marks_apply_in_order_and_acknowledge_duplicates() {

@@ -10,9 +10,11 @@ use crate::wire::exchange::{Body, ExchangeCode, Message, Refer, Refused};
 /// The decision for one arriving message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    /// Already applied (a retry whose ack was lost): write nothing, acknowledge the mark again.
+    /// Already applied (a retry whose ack was lost): apply nothing, acknowledge the mark again
+    /// (the caller still records a later epoch it carries: [`InboundMark::learns_epoch`]).
     Duplicate,
-    /// Not taken (a gap, a stale epoch): write nothing, answer the refusal; the sender retries.
+    /// Not taken (a gap, a stale epoch): apply nothing, answer the refusal; the sender retries
+    /// (a later epoch it carries is still recorded: [`InboundMark::learns_epoch`]).
     Refuse(Refused),
     /// A new referral: open our own ticket for it, then run [`referral::receive`].
     Open(Refer),

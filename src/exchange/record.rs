@@ -54,6 +54,16 @@ pub enum ExchangeRecord {
         /// Why it was consumed without being applied, if it was.
         refused: Option<ExchangeCode>,
     },
+    /// A message from `peer` that was not taken (a retry already applied, or one after a gap)
+    /// carried a higher epoch than any seen from that site: the mark's epoch moves to `epoch`,
+    /// so a deposed primary of that site is refused from now on even before the new primary
+    /// sends anything new.
+    EpochSeen {
+        /// The sending site.
+        peer: String,
+        /// The epoch it carried.
+        epoch: u64,
+    },
     /// `peer` acknowledged every message up to `up_to` (or refused one for good, `refused`).
     Acked {
         /// The receiving site.
@@ -99,7 +109,7 @@ impl ExchangeRecord {
                 None => format!("received from {peer} (#{seq}): {message}"),
                 Some(code) => format!("refused from {peer} (#{seq}): {message}: {}", code.text()),
             }),
-            ExchangeRecord::Acked { .. } => None,
+            ExchangeRecord::EpochSeen { .. } | ExchangeRecord::Acked { .. } => None,
         }
     }
 
@@ -109,6 +119,7 @@ impl ExchangeRecord {
             ExchangeRecord::Referral { .. } => "referral",
             ExchangeRecord::Queued { .. } => "queued",
             ExchangeRecord::Received { .. } => "received",
+            ExchangeRecord::EpochSeen { .. } => "epoch seen",
             ExchangeRecord::Acked { .. } => "acked",
         }
     }

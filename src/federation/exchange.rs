@@ -492,6 +492,14 @@ impl Worker {
         if msgs.is_empty() {
             return Round::WaitShippable;
         }
+        // Every message carries the epoch this node sends it in (not only the one it was
+        // decided in): a promoted standby's retries of its predecessor's messages tell the
+        // partner of the new epoch, and the partner refuses the deposed primary from then on.
+        let epoch = self.store.writer.role.borrow().epoch;
+        let mut msgs = msgs;
+        for m in &mut msgs {
+            m.epoch = m.epoch.max(epoch);
+        }
         let Some(fed) = self.slot.get() else {
             return Round::Failed("the federation is down".into());
         };

@@ -103,6 +103,13 @@ pub(crate) fn project(
             )?
             .execute(params![peer, mark.applied as i64, mark.epoch as i64])?;
         }
+        ExchangeRecord::EpochSeen { peer, epoch } => {
+            upsert_edge(tx, peer)?;
+            tx.prepare_cached(
+                "UPDATE exchange_edges SET in_epoch = MAX(in_epoch, ?2) WHERE peer = ?1",
+            )?
+            .execute(params![peer, *epoch as i64])?;
+        }
         ExchangeRecord::Acked { peer, up_to, .. } => {
             let (mut out, _) = edge(tx, peer)?;
             out.ack(*up_to).map_err(|e| bad(e.to_string()))?;

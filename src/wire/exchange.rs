@@ -20,7 +20,9 @@ pub struct Message {
     pub seq: u64,
     /// The message's own id (UUIDv7 bytes).
     pub id: [u8; 16],
-    /// The sending site's epoch when the message was decided.
+    /// The sending site's epoch as the sending node knows it when it sends the message (at
+    /// least the epoch the message was decided in): a promoted standby's retries of its
+    /// predecessor's messages carry the new epoch, so the receiver learns it from them.
     pub epoch: u64,
     /// The referral the message is about (UUIDv7 bytes, chosen by the referring site).
     pub referral: [u8; 16],

@@ -96,6 +96,60 @@ fn history(n: &TestNode, number: i64) -> String {
     notes(n, number).join("\n")
 }
 
+/// A writer on each side (A's at `a`, B's at `b`), returned once both sides' notes are
+/// crossing: where each writes (to switch on a failover) and their handles.
+fn writers_mid_stream(
+    a: &TestNode,
+    ours: i64,
+    b: &TestNode,
+    theirs: i64,
+) -> (
+    Target,
+    Target,
+    JoinHandle<Vec<usize>>,
+    JoinHandle<Vec<usize>>,
+) {
+    let at_a: Target = Arc::new(Mutex::new(target_of(a)));
+    let at_b: Target = Arc::new(Mutex::new(target_of(b)));
+    let a_writer = writer(at_a.clone(), ours, "from-a");
+    let b_writer = writer(at_b.clone(), theirs, "from-b");
+    wait_until("notes crossing both ways", || {
+        history(b, theirs).contains("[noc-a] from-a 8")
+            && history(a, ours).contains("[telco-b] from-b 8")
+    });
+    (at_a, at_b, a_writer, b_writer)
+}
+
+/// Every note both writers had acknowledged is on both sides exactly once: A's on A's ticket
+/// (at `a`, the site's primary now) and at B, B's on B's ticket and at `a`.
+fn each_note_once_on_both_sides(a: &TestNode, ours: i64, b: &TestNode, theirs: i64) {
+    wait_history(b, theirs, &format!("[noc-a] from-a {}", NOTES - 1));
+    wait_history(a, ours, &format!("[telco-b] from-b {}", NOTES - 1));
+    let (at_a, at_b) = (notes(a, ours), notes(b, theirs));
+    each_once(&at_a, None, "from-a");
+    each_once(&at_a, Some("telco-b"), "from-b");
+    each_once(&at_b, None, "from-b");
+    each_once(&at_b, Some("noc-a"), "from-a");
+}
+
+/// The referral carries on with A's primary `a`: B resolves, A closes, B sees it closed; one
+/// referral on each side, no duplicate.
+fn referral_carries_on(a: &TestNode, b: &TestNode, theirs: i64, id: &str) {
+    b.cli(&[
+        "resolve",
+        &theirs.to_string(),
+        "--resolution",
+        "spliced fibre",
+    ])
+    .ok();
+    wait_state(a, "resolved");
+    a.cli(&["referral", "close", id]).ok();
+    wait_state(b, "closed");
+    let (at_a, at_b) = (referrals(a), referrals(b));
+    assert_eq!(at_b.len(), 1, "one referral at B, no duplicate: {at_b:?}");
+    assert_eq!(at_a.len(), 1, "one referral at A, no duplicate: {at_a:?}");
+}
+
 /// NOC A (primary + standby, sync replication that degrades) and telco B on a fixed port, B
 /// knowing A by both its addresses; a ticket of A referred to B and accepted. Returns the
 /// pair, B, A's ticket, B's ticket and the referral id.
@@ -133,15 +187,7 @@ fn failover_mid_stream(kill_b: bool) {
         standby,
         ..
     } = p;
-    let at_a: Target = Arc::new(Mutex::new(target_of(&primary)));
-    let at_b: Target = Arc::new(Mutex::new(target_of(&b)));
-    let a_writer = writer(at_a.clone(), ours, "from-a");
-    let b_writer = writer(at_b.clone(), theirs, "from-b");
-    // Mid-stream: once both sides' notes are crossing.
-    wait_until("notes crossing both ways", || {
-        history(&b, theirs).contains("[noc-a] from-a 8")
-            && history(&primary, ours).contains("[telco-b] from-b 8")
-    });
+    let (at_a, at_b, a_writer, b_writer) = writers_mid_stream(&primary, ours, &b, theirs);
     primary.kill();
     if kill_b {
         b.kill();
@@ -159,25 +205,13 @@ fn failover_mid_stream(kill_b: bool) {
 
     // Every acknowledged note is on both sides, once: A's on A's ticket and at B, B's on B's
     // ticket and at A's new primary.
-    wait_history(&b, theirs, &format!("[noc-a] from-a {}", NOTES - 1));
-    wait_history(&standby, ours, &format!("[telco-b] from-b {}", NOTES - 1));
-    let (at_new_a, at_b_now) = (notes(&standby, ours), notes(&b, theirs));
-    each_once(&at_new_a, None, "from-a");
-    each_once(&at_new_a, Some("telco-b"), "from-b");
-    each_once(&at_b_now, None, "from-b");
-    each_once(&at_b_now, Some("noc-a"), "from-a");
+    each_note_once_on_both_sides(&standby, ours, &b, theirs);
 
     // The deposed primary comes back: the new primary's dial fences it. B, restarted, dials
     // A's first address, the deposed primary, which refuses it naming the new primary; B
     // moves over and the note arrives once.
     primary.start();
-    wait_until("the old primary to be fenced", || {
-        primary
-            .cli(&["--json", "status"])
-            .json()
-            .to_string()
-            .contains("fenced")
-    });
+    wait_fenced(&primary);
     b.stop();
     b.start();
     b.cli(&["note", &theirs.to_string(), "--shared", "after the fence"])
@@ -215,20 +249,7 @@ fn failover_mid_stream(kill_b: bool) {
         held <= 1,
         "the deposed primary holds the note {held} times (only from the new primary's log)"
     );
-    // The referral carries on with the new primary: B resolves, A confirms, B sees it closed.
-    b.cli(&[
-        "resolve",
-        &theirs.to_string(),
-        "--resolution",
-        "spliced fibre",
-    ])
-    .ok();
-    wait_state(&standby, "resolved");
-    standby.cli(&["referral", "close", &id]).ok();
-    wait_state(&b, "closed");
-
-    let list = referrals(&b);
-    assert_eq!(list.len(), 1, "one referral, no duplicate: {list:?}");
+    referral_carries_on(&standby, &b, theirs, &id);
 }
 
 #[test]
@@ -259,4 +280,129 @@ fn a_partner_that_reaches_the_standby_first_is_sent_to_the_primary() {
     wait_history(&p.primary, ours, "[telco-b] from the telco");
     // The standby took nothing from B itself: it only has what the primary shipped.
     wait_caught_up(&p);
+}
+
+#[test]
+fn partners_follow_a_planned_switchover_exactly_once() {
+    let (p, b, ours, theirs, id) = federation();
+    let Pair {
+        primary, standby, ..
+    } = p;
+    let (at_a, _at_b, a_writer, b_writer) = writers_mid_stream(&primary, ours, &b, theirs);
+    // Mid-stream, on the primary: it hands over to the standby and follows it.
+    let out = primary.cli(&["--json", "switchover"]).json();
+    assert_eq!(
+        (out["new_primary"].as_str(), out["epoch"].as_u64()),
+        (Some("standby"), Some(2)),
+        "{out}"
+    );
+    // A's writer moves over (the old primary now refuses it `not_primary`); B's writer stays
+    // where it is, and B's outbox finds A's new primary by itself.
+    *at_a.lock().unwrap() = target_of(&standby);
+    let (a_acked, b_acked) = (a_writer.join().unwrap(), b_writer.join().unwrap());
+    assert_eq!(a_acked.len(), NOTES, "every note of A acknowledged");
+    assert_eq!(b_acked.len(), NOTES, "every note of B acknowledged");
+
+    // Every acknowledged note is on both sides once: B's at A's new primary too, and on the
+    // old primary, which follows the new one.
+    each_note_once_on_both_sides(&standby, ours, &b, theirs);
+    wait_until("the old primary to hold the new one's log", || {
+        position_and_digest(&primary) == position_and_digest(&standby)
+    });
+
+    referral_carries_on(&standby, &b, theirs, &id);
+}
+
+/// Waits until `n` (a deposed primary) says it is fenced.
+fn wait_fenced(n: &TestNode) {
+    wait_until("the old primary to be fenced", || {
+        n.cli(&["--json", "status"])
+            .json()
+            .to_string()
+            .contains("fenced")
+    });
+}
+
+/// B's mark for the edge from `site`: (highest sequence taken, highest epoch seen).
+fn mark_at(n: &TestNode, site: &str) -> (i64, i64) {
+    crate::common::open_db(&n.dir)
+        .query_row(
+            "SELECT in_applied, in_epoch FROM exchange_edges WHERE peer = ?1",
+            [site],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or((0, 0))
+}
+
+/// A deposed primary in `degrade` mode that restarts before anyone fences it still believes it
+/// is the primary, and its outbox holds a tail the new primary never had. The partner has seen
+/// the site's new epoch (the new primary's retries carry it, even a retry the partner had
+/// already taken) and refuses the tail; the new primary's own next message is taken, once.
+#[test]
+fn a_partner_refuses_a_deposed_primarys_tail_once_it_has_seen_the_new_epoch() {
+    let (p, mut b, ours, theirs, _id) = federation();
+    let Pair {
+        mut primary,
+        mut standby,
+        ..
+    } = p;
+    // B away: a note queues at A (sync: on the standby too).
+    b.stop();
+    primary
+        .cli(&["note", &ours.to_string(), "--shared", "before the fault"])
+        .ok();
+    wait_until("the standby to hold the queued note", || {
+        position_and_digest(&primary) == position_and_digest(&standby)
+    });
+    // The standby dies; B comes back and takes the note from A's primary, whose record of
+    // B's acknowledgement never reaches the standby.
+    standby.kill();
+    b.start();
+    wait_history(&b, theirs, "[noc-a] before the fault");
+    let (taken, epoch) = mark_at(&b, "noc-a");
+    assert_eq!(epoch, 1);
+    // B away again; A's primary, degraded without its standby, writes a tail no one else has.
+    b.stop();
+    primary
+        .cli(&["note", &ours.to_string(), "--shared", "deposed tail"])
+        .ok();
+    primary.kill();
+
+    // The standby is promoted; its outbox still holds the note B took (it never learnt of the
+    // acknowledgement): it sends it again, in epoch 2, and B learns the new epoch from it.
+    standby.start();
+    let promoted = standby.cli(&["--json", "promote"]).json();
+    assert_eq!(promoted["epoch"], 2, "{promoted}");
+    b.start();
+    wait_until("B to learn noc-a's epoch 2 from a retry", || {
+        mark_at(&b, "noc-a") == (taken, 2)
+    });
+
+    // The new primary away, the deposed one restarts with no one to fence it: it still thinks
+    // it is the primary and sends its tail to B, which refuses it (stale epoch).
+    standby.stop();
+    primary.start();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !history(&b, theirs).contains("deposed tail"),
+        "B took the deposed primary's tail: {}",
+        history(&b, theirs)
+    );
+    assert_eq!(mark_at(&b, "noc-a"), (taken, 2));
+
+    // The new primary back: it fences the old one, and its own next message is taken once.
+    standby.start();
+    wait_fenced(&primary);
+    standby
+        .cli(&["note", &ours.to_string(), "--shared", "after the fence"])
+        .ok();
+    wait_history(&b, theirs, "[noc-a] after the fence");
+    let at_b = notes(&b, theirs);
+    assert_eq!(
+        at_b.iter()
+            .filter(|t| t.contains("after the fence"))
+            .count(),
+        1
+    );
+    assert!(!at_b.iter().any(|t| t.contains("deposed tail")), "{at_b:?}");
 }

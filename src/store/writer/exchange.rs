@@ -550,6 +550,18 @@ impl InBatch<'_> {
             decision = Inbound::Consume(ExchangeCode::TooLarge);
         }
         let actor = format!("exchange:{peer}");
+        if matches!(decision, Inbound::Duplicate | Inbound::Refuse(_))
+            && mark.learns_epoch(msg.epoch)
+        {
+            // Not taken, but the site has a later epoch than we knew: remember it, so its
+            // deposed primary is refused from now on.
+            tracing::info!(%peer, epoch = msg.epoch, "partner site at a later epoch");
+            let record = ExchangeRecord::EpochSeen {
+                peer: peer.to_string(),
+                epoch: msg.epoch,
+            };
+            self.exchange_event(None, record, &actor, now)?;
+        }
         let ticket = match decision {
             Inbound::Duplicate => {
                 return Ok(Answer::Ack {

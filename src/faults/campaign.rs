@@ -2,8 +2,8 @@
 //! and `ttx bench faults`: a site with a primary and a standby (replication through a UDP
 //! proxy), two partners with a referral each, concurrent clients writing notes with
 //! idempotency keys on all three sites, and a seeded schedule of faults (SIGKILL and restart
-//! of any node, failovers with the old primary rejoining, partitions and packet loss on the
-//! replication link). At the end, with everything healed, the checker demands every
+//! of any node, failovers with the old primary rejoining, `ttx switchover` on either node,
+//! partitions and packet loss on the replication link). At the end, with everything healed, the checker demands every
 //! acknowledged note exactly once on every node it must reach, and the standby's digest equal
 //! to the primary's.
 
@@ -195,10 +195,19 @@ fn set_up(
             .map_err(ClusterError::io("start a UDP proxy"))
     };
     let proxies = [proxy(&primary, rng.fork())?, proxy(&standby, rng.fork())?];
-    standby.stop();
-    let via = proxies[0].addr().to_string();
-    standby.configure(|c| c.replication.primary = Some(via))?;
-    standby.start()?;
+    // Each node follows (and, as the primary, knocks at) the other through its proxy.
+    let mut primary = primary;
+    for (node, other) in [(&mut standby, &proxies[0]), (&mut primary, &proxies[1])] {
+        node.stop();
+        let via = other.addr().to_string();
+        node.configure(|c| c.replication.primary = Some(via))?;
+        node.start()?;
+    }
+    // In `block` mode every write below waits for the standby: let it connect first.
+    wait_until("the standby to connect", Duration::from_secs(60), || {
+        let status = primary.json(&["status"])?;
+        Ok(status["replication"]["primary"]["standby"].is_object())
+    })?;
     let site_addrs = vec![
         primary.listen_addr()?.to_string(),
         standby.listen_addr()?.to_string(),
@@ -319,10 +328,17 @@ pub fn run(
             "  {:>5.1} s  {step}",
             started.elapsed().as_secs_f64()
         ));
-        faults.push(step.to_string());
-        if let Err(e) = cluster.apply(&step) {
-            outcome = Err(e);
-            break;
+        match cluster.apply(&step) {
+            Ok(None) => faults.push(step.to_string()),
+            Ok(Some(came)) => {
+                progress(&format!("         {came}"));
+                faults.push(format!("{step}: {came}"));
+            }
+            Err(e) => {
+                faults.push(step.to_string());
+                outcome = Err(e);
+                break;
+            }
         }
     }
     let elapsed = started.elapsed();

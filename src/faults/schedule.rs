@@ -59,8 +59,17 @@ pub enum Fault {
     /// SIGKILL a node and start it again after the hold (crash recovery, no role change).
     Crash(Target),
     /// SIGKILL the primary and promote the standby at once; after the hold the old primary
-    /// comes back as the new primary's standby, made from a copy of it.
+    /// comes back as the new primary's standby (`ttx standby rejoin`).
     Failover,
+    /// `ttx switchover`, run on the primary or (`on_standby`) on the standby, which asks the
+    /// primary: the roles swap with nothing lost, the clients move to the new primary. If it
+    /// is left stuck half-way (the standby told to take over but unconfirmed), the nemesis
+    /// finishes it the operator's way: `ttx switchover --abort` on the old primary while the
+    /// standby is still a standby.
+    Switchover {
+        /// Run on the standby rather than on the primary.
+        on_standby: bool,
+    },
     /// Cut the replication link (both ways) for the hold.
     Partition,
     /// Drop this share of the replication link's packets for the hold.
@@ -85,6 +94,8 @@ impl std::fmt::Display for Step {
             Fault::Crash(Target::Standby) => "SIGKILL + restart the standby".to_string(),
             Fault::Crash(Target::Partner(i)) => format!("SIGKILL + restart partner {i}"),
             Fault::Failover => "SIGKILL the primary, promote the standby, rejoin".to_string(),
+            Fault::Switchover { on_standby: false } => "ttx switchover on the primary".to_string(),
+            Fault::Switchover { on_standby: true } => "ttx switchover on the standby".to_string(),
             Fault::Partition => "partition the replication link".to_string(),
             Fault::Loss(p) => format!("drop {:.0}% of replication packets", p * 100.0),
         };
@@ -114,12 +125,15 @@ impl Schedule {
     /// The next step.
     pub fn next_step(&mut self) -> Step {
         let r = &mut self.rng;
-        let fault = match r.below(7) {
+        let fault = match r.below(9) {
             0 => Fault::Crash(Target::Primary),
             1 => Fault::Crash(Target::Standby),
             2 => Fault::Crash(Target::Partner(r.below(2))),
             3 | 4 => Fault::Failover,
-            5 => Fault::Partition,
+            5 | 6 => Fault::Switchover {
+                on_standby: r.below(3) == 0,
+            },
+            7 => Fault::Partition,
             _ => Fault::Loss(0.1 + 0.4 * r.unit()),
         };
         let hold = r.between(Duration::from_millis(500), Duration::from_millis(3_000));
@@ -147,6 +161,8 @@ mod tests {
             Fault::Crash(Target::Partner(0)),
             Fault::Crash(Target::Partner(1)),
             Fault::Failover,
+            Fault::Switchover { on_standby: false },
+            Fault::Switchover { on_standby: true },
             Fault::Partition,
         ] {
             assert!(

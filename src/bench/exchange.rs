@@ -3,14 +3,24 @@
 //!
 //! Figures: refer → durable receipt at the partner → ack back (p50/p99, one at a time);
 //! referrals/s and shared notes/s sustained (many writers at once); a backlog of queued notes
-//! drained once the partner is back. Baseline in the same run: the floor of one exchange, a
-//! Hello-level ping on the same connection plus three durable commits of bare rusqlite on the
-//! same disk (our commit of the referral, the partner's of the message, ours of the ack).
+//! (`--backlog N`) drained once the partner is back. Every message travels on the edge stream
+//! (protocol §5c). Baselines in the same run, so the figures read as ratios:
+//! - the floor of one exchange: a Hello-level ping on the same connection plus three durable
+//!   commits of bare rusqlite on the same disk (our commit of the referral, the partner's of
+//!   the message, ours of the ack);
+//! - the transport's ceiling: the same note messages' bytes on one raw quinn stream with the
+//!   same TLS configuration, each frame acknowledged by the receiver;
+//! - the disk's ceiling: bare rusqlite doing the receiver's inserts (an event row and a note row
+//!   per message, the mark once per batch) in batches of the edge stream's window, one durable
+//!   commit per batch.
+//!
+//! Each section records the load average when it ends: the machine may be shared.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{rate, BenchError, Latencies, MachineInfo, Report, ScratchDir, Section};
+use super::transport::{Ctx, RawQuinn};
+use super::{load_average, rate, BenchError, Latencies, MachineInfo, Report, ScratchDir, Section};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::exchange::action::ReferTicket;
@@ -20,6 +30,12 @@ use crate::model::command::{Command, CreateTicket};
 use crate::model::peer::{Allow, PeerOp};
 use crate::node::RunningNode;
 use crate::store::{Store, WriteOp, WriteOutcome, WriteRequest};
+use crate::wire::codec;
+use crate::wire::exchange::{Body, Message, SharedNote};
+
+/// The receiver's window on the edge stream (messages taken in one transaction), which the
+/// bare rusqlite baseline batches by.
+const WINDOW: usize = 1024;
 
 type Result<T> = std::result::Result<T, BenchError>;
 
@@ -180,6 +196,109 @@ fn bare_commit_latency(dir: &Path, n: usize) -> Result<Latencies> {
     Ok(l)
 }
 
+/// The disk's ceiling for taking `n` note messages: bare rusqlite on the same disk
+/// (`synchronous = full`, WAL) inserting what the receiver inserts per message (an event row
+/// and a note row of the same size) in batches of [`WINDOW`], the mark updated once per batch,
+/// one durable commit per batch. Rows (messages) per second.
+fn bare_batched_inserts(dir: &Path, n: usize) -> Result<f64> {
+    let path = dir.join("bare-batched.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", "full")?;
+    conn.execute_batch(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, body TEXT NOT NULL);
+         CREATE TABLE notes (id BLOB NOT NULL UNIQUE, event_seq INTEGER NOT NULL, text TEXT NOT NULL);
+         CREATE INDEX notes_event ON notes (event_seq);
+         CREATE TABLE mark (peer TEXT PRIMARY KEY, applied INTEGER NOT NULL);
+         INSERT INTO mark VALUES ('noc-a', 0);",
+    )?;
+    let start = Instant::now();
+    let mut i = 0usize;
+    while i < n {
+        let end = (i + WINDOW).min(n);
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        {
+            let mut ev =
+                conn.prepare_cached("INSERT INTO events (seq, id, body) VALUES (?1, ?2, ?3)")?;
+            let mut note =
+                conn.prepare_cached("INSERT INTO notes (id, event_seq, text) VALUES (?1, ?2, ?3)")?;
+            for k in i..end {
+                let id = uuid::Uuid::now_v7();
+                let text = note_text(k);
+                let body = format!(
+                    r#"{{"note":{{"author":"noc-a/bench","shared":true,"text":"{text}"}}}}"#
+                );
+                ev.execute(rusqlite::params![
+                    k as i64 + 1,
+                    id.as_bytes().to_vec(),
+                    body
+                ])?;
+                note.execute(rusqlite::params![
+                    id.as_bytes().to_vec(),
+                    k as i64 + 1,
+                    text
+                ])?;
+            }
+        }
+        conn.execute(
+            "UPDATE mark SET applied = ?1 WHERE peer = 'noc-a'",
+            [end as i64],
+        )?;
+        conn.execute_batch("COMMIT")?;
+        i = end;
+    }
+    Ok(rate(n as u64, start.elapsed()))
+}
+
+/// The text of the bench's `i`-th shared note.
+fn note_text(i: usize) -> String {
+    format!("bench update {i}: light levels nominal on span {}", i % 7)
+}
+
+/// The transport's ceiling for `n` note messages: the same `Message` frames the outbox worker
+/// writes (a shared note of the same text, encoded before the clock starts) on one raw quinn
+/// stream between two endpoints with the same TLS configuration, every frame acknowledged by
+/// the receiver. Messages per second, from the first frame to the last ack.
+async fn raw_quinn_notes(n: usize) -> Result<f64> {
+    let mut ca = crate::net::testing::TestCa::new("bench-ca");
+    // Certificate names as `RawQuinn` dials them (the server is `noc-a`); only bytes matter here.
+    let server = ca.node("bench", "noc-a", "primary");
+    let client = ca.node("bench", "telco-b", "primary");
+    let raw = RawQuinn::start(&server, &client, &ca, &[], true).await?;
+    let referral = *uuid::Uuid::now_v7().as_bytes();
+    let frames: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let message = Message {
+                seq: i as u64 + 1,
+                id: *uuid::Uuid::now_v7().as_bytes(),
+                epoch: 1,
+                referral,
+                body: Body::Note(SharedNote {
+                    origin_site: "noc-a".into(),
+                    origin_id: *uuid::Uuid::now_v7().as_bytes(),
+                    author: "bench".into(),
+                    at: 1_764_000_000_000,
+                    text: note_text(i),
+                }),
+            };
+            codec::encode_framed(&message, u32::MAX)
+        })
+        .collect::<std::result::Result<_, _>>()
+        .ctx("encode a message")?;
+    let (sent, start) = super::streams::raw_frames(&raw.conn, &frames).await?;
+    Ok(rate(sent, start.elapsed()))
+}
+
+/// Adds the load average now (1 minute) to `section`, if the platform has one.
+fn with_load(section: &mut Section) {
+    if let Some([one, ..]) = load_average() {
+        section.figure("load average (1 min) at the end of this", one, "");
+    }
+}
+
 /// Runs the benchmark and returns its report.
 pub fn run(opts: &ExchangeOpts) -> Result<Report> {
     let scratch = ScratchDir::new(opts.dir.as_deref())?;
@@ -280,7 +399,11 @@ async fn run_async(
     );
     latency.figure("floor (ping + 3 commits) p50", floor_us / 1000.0, "ms");
     latency.figure("refer to ack / floor (p50)", one.p50_us / floor_us, "x");
-    latency.note(format!("{} referrals, one at a time", one.count));
+    latency.note(format!(
+        "{} referrals, one at a time, each on the edge stream",
+        one.count
+    ));
+    with_load(&mut latency);
 
     // Sustained referrals.
     let ops: Vec<WriteOp> = rest[1..].iter().map(|&n| refer(n)).collect();
@@ -305,7 +428,7 @@ async fn run_async(
     let note = |i: usize| WriteOp::Ticket {
         number: note_ticket,
         command: Command::Note {
-            text: format!("bench update {i}: light levels nominal on span {}", i % 7),
+            text: note_text(i),
             shared: true,
             happened_at: None,
         },
@@ -323,10 +446,25 @@ async fn run_async(
             value: 10_000.0,
         },
     );
+    let raw_quinn = raw_quinn_notes(opts.notes.max(1)).await?;
+    let bare = bare_batched_inserts(scratch, opts.notes.max(1))?;
+    sustained.figure(
+        "baseline: raw quinn, the same messages' bytes",
+        raw_quinn,
+        "msgs/s",
+    );
+    sustained.figure("shared notes/s / raw quinn", notes_per_sec / raw_quinn, "x");
+    sustained.figure(
+        "baseline: bare rusqlite, the same inserts, 1 commit per 1,024",
+        bare,
+        "rows/s",
+    );
+    sustained.figure("shared notes/s / bare rusqlite", notes_per_sec / bare, "x");
     sustained.note(format!(
-        "{n_refs} referrals, {} notes, {} writers at noc-a; one outbox worker per edge, up to 64 requests in flight, applied in order at the partner; the partner's rate cap lifted",
+        "{n_refs} referrals, {} notes on one referral, {} writers at noc-a; one outbox worker per edge writing on one edge stream, the partner taking up to 1,024 messages per transaction; the partner's rate cap lifted",
         opts.notes, opts.writers
     ));
+    with_load(&mut sustained);
 
     // A backlog: the partner down while notes are queued, then back.
     b.stop().await;
@@ -354,6 +492,15 @@ async fn run_async(
         30.0,
     );
     backlog.figure("queueing them took", queued_in.as_secs_f64(), "s");
+    let drained_rate = rate(last - before, drain);
+    backlog.figure("drain rate", drained_rate, "notes/s");
+    let bare = bare_batched_inserts(scratch, (last - before) as usize)?;
+    backlog.figure(
+        "drain rate / bare rusqlite (same inserts)",
+        drained_rate / bare,
+        "x",
+    );
+    with_load(&mut backlog);
     backlog
         .note("includes the outbox worker's back-off still running from the outage (up to 30 s)");
     b.stop().await;

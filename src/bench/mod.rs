@@ -174,6 +174,9 @@ pub struct MachineInfo {
     pub kernel: String,
     /// Latency of writing 4 KiB and `fdatasync` on the benchmark's disk.
     pub fdatasync: LatencySummary,
+    /// The load average (1, 5, 15 minutes) when the run started (`/proc/loadavg`): the machine
+    /// may be shared, and a figure means little without it.
+    pub load_average: Option<[f64; 3]>,
 }
 
 impl MachineInfo {
@@ -212,8 +215,16 @@ impl MachineInfo {
             ram_bytes,
             kernel,
             fdatasync: fdatasync_latency(dir, rounds)?,
+            load_average: load_average(),
         })
     }
+}
+
+/// The load average over 1, 5 and 15 minutes (`/proc/loadavg`), if the platform has it.
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 fn fdatasync_latency(dir: &Path, rounds: usize) -> Result<LatencySummary, BenchError> {
@@ -388,6 +399,12 @@ impl Report {
             m.fdatasync.p99_us / 1000.0,
             m.fdatasync.count
         )?;
+        if let Some([one, five, fifteen]) = m.load_average {
+            writeln!(
+                out,
+                "load average at the start: {one:.2} {five:.2} {fifteen:.2} (1, 5, 15 min)"
+            )?;
+        }
         for s in &self.sections {
             writeln!(out, "\n{}", s.title)?;
             for f in &s.figures {
@@ -504,5 +521,8 @@ mod tests {
         assert_eq!(s.figures[0].ok, Some(true));
         assert_eq!(s.figures[1].ok, Some(false));
         assert!(rss_bytes().unwrap_or(1) > 0);
+        if let Some(l) = load_average() {
+            assert!(l.iter().all(|v| *v >= 0.0), "{l:?}");
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! run. Two sizes: 1 KiB frames (replication batches and their acks) and 64 KiB chunks (a
 //! snapshot sent in chunks).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -131,18 +130,6 @@ pub(super) async fn raw_sink(mut send: quinn::SendStream, mut recv: quinn::RecvS
 /// The raw quinn client side: the same frames, encoded once before the clock starts, written
 /// for `secs` on one stream of `conn`, and the acks read back on another task.
 pub(super) async fn raw(conn: &quinn::Connection, size: usize, secs: f64) -> Result<StreamRun> {
-    let (mut send, mut recv) = conn.open_bi().await.ctx("open a raw stream")?;
-    let ack_len = codec::encode_framed(&Ack { upto: 0 }, u32::MAX)
-        .ctx("encode an ack")?
-        .len();
-    let acks = tokio::spawn(async move {
-        let mut buf = vec![0u8; ack_len];
-        let mut n = 0u64;
-        while recv.read_exact(&mut buf).await.is_ok() {
-            n += 1;
-        }
-        n
-    });
     let frames: Vec<Vec<u8>> = (1..=256u64)
         .map(|seq| {
             codec::encode_framed(
@@ -155,14 +142,46 @@ pub(super) async fn raw(conn: &quinn::Connection, size: usize, secs: f64) -> Res
         })
         .collect::<std::result::Result<_, _>>()
         .ctx("encode a frame")?;
-    let frames = Arc::new(frames);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let (sent, start) = raw_send(conn, |sent| {
+        (Instant::now() < until).then(|| &frames[(sent % 256) as usize])
+    })
+    .await?;
+    Ok(finish(sent, size, start))
+}
+
+/// Writes the already framed `frames` once each, in order, on one raw quinn stream of `conn`
+/// (served by [`raw_sink`], which acks every frame by its leading `u64`), and returns once every
+/// frame is acknowledged: the frames, and when the first was written.
+pub(super) async fn raw_frames(
+    conn: &quinn::Connection,
+    frames: &[Vec<u8>],
+) -> Result<(u64, Instant)> {
+    raw_send(conn, |sent| frames.get(sent as usize)).await
+}
+
+/// The body of [`raw`] and [`raw_frames`]: writes `next(n)` until it says `None`, reads the
+/// acks on another task, checks that every frame was acknowledged.
+async fn raw_send<'a>(
+    conn: &quinn::Connection,
+    mut next: impl FnMut(u64) -> Option<&'a Vec<u8>>,
+) -> Result<(u64, Instant)> {
+    let (mut send, mut recv) = conn.open_bi().await.ctx("open a raw stream")?;
+    let ack_len = codec::encode_framed(&Ack { upto: 0 }, u32::MAX)
+        .ctx("encode an ack")?
+        .len();
+    let acks = tokio::spawn(async move {
+        let mut buf = vec![0u8; ack_len];
+        let mut n = 0u64;
+        while recv.read_exact(&mut buf).await.is_ok() {
+            n += 1;
+        }
+        n
+    });
     let start = Instant::now();
-    let until = start + Duration::from_secs_f64(secs);
     let mut sent = 0u64;
-    while Instant::now() < until {
-        send.write_all(&frames[(sent % 256) as usize])
-            .await
-            .ctx("write a raw frame")?;
+    while let Some(frame) = next(sent) {
+        send.write_all(frame).await.ctx("write a raw frame")?;
         sent += 1;
     }
     send.finish().ctx("finish the raw stream")?;
@@ -172,5 +191,5 @@ pub(super) async fn raw(conn: &quinn::Connection, size: usize, secs: f64) -> Res
             "the raw stream acknowledged {acked} of {sent} frames"
         )));
     }
-    Ok(finish(sent, size, start))
+    Ok((sent, start))
 }

@@ -683,8 +683,9 @@ where
 
 /// Raw quinn: the same TLS configs and transport limits, each stream carrying the same framed
 /// request bytes and answered with the same bytes, without Hello, policy or codec.
-struct RawQuinn {
-    conn: quinn::Connection,
+pub(super) struct RawQuinn {
+    /// The client's connection.
+    pub(super) conn: quinn::Connection,
     frame: Arc<Vec<u8>>,
     limit: usize,
     _endpoints: (quinn::Endpoint, quinn::Endpoint),
@@ -693,7 +694,7 @@ struct RawQuinn {
 impl RawQuinn {
     /// With `streams`, every stream the client opens is a long-lived one
     /// ([`streams::raw_sink`]) instead of one request echoed back.
-    async fn start(
+    pub(super) async fn start(
         server: &TestNode,
         client: &TestNode,
         ca: &TestCa,

@@ -157,6 +157,20 @@ fn bench_exchange_reports_latency_throughput_backlog_and_baselines() {
     assert!(has(&f, "referrals/s (decided, sent, taken, acked)") > 0.0);
     assert!(has(&f, "shared notes/s") > 0.0);
     has(&f, "40 queued notes drained");
+    // The same-run baselines the figures are ratios of, and the load they ran under.
+    assert!(has(&f, "baseline: raw quinn, the same messages' bytes") > 0.0);
+    assert!(
+        has(
+            &f,
+            "baseline: bare rusqlite, the same inserts, 1 commit per 1,024"
+        ) > 0.0
+    );
+    assert!(has(&f, "shared notes/s / raw quinn") > 0.0);
+    assert!(has(&f, "drain rate / bare rusqlite (same inserts)") > 0.0);
+    if std::path::Path::new("/proc/loadavg").exists() {
+        assert!(r["machine"]["load_average"].is_array(), "{}", r["machine"]);
+        has(&f, "load average (1 min) at the end of this");
+    }
 }
 
 #[test]

@@ -117,6 +117,7 @@ async fn an_edge_stream_takes_a_window_in_order_whatever_order_it_was_sent_in() 
         answers.last(),
         Some(&Answer::Refused(Refused {
             expected: Some(2),
+            epoch: Some(1),
             ..Refused::code(ExchangeCode::OutOfOrder)
         })),
         "{answers:?}"

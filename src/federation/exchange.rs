@@ -266,6 +266,11 @@ struct Worker {
     stream: Option<EdgeStream>,
     /// The connection whose partner refused an edge stream (one request per message there).
     no_stream_on: Option<u64>,
+    /// Where to resend from although the partner acknowledged it: its site failed over with
+    /// asynchronous replication and its new primary expects messages its old one had taken
+    /// (`OutOfOrder` with an `expected` at or below our acknowledged mark). They are read back
+    /// from our log until the partner is past our mark again.
+    resend_from: Option<u64>,
 }
 
 /// How a round of sending ended.
@@ -285,6 +290,9 @@ enum Round {
     Redirect(Option<String>),
     /// This node is no longer its site's primary: it sends nothing more.
     Deposed,
+    /// The partner expects a message it had already acknowledged (it lost it in a failover):
+    /// resend from there at once.
+    Rewind(u64),
     /// The partner refused a message as over its rate cap (after taking those before it when
     /// `progressed`): send again soon, with a smaller window.
     RateLimited {
@@ -312,6 +320,7 @@ impl Worker {
             window: WINDOW,
             stream: None,
             no_stream_on: None,
+            resend_from: None,
         }
     }
 
@@ -343,6 +352,16 @@ impl Worker {
                     (attempt, redirects, dial_new) = (0, 0, false);
                     self.window = (self.window * 2).min(WINDOW);
                     continue;
+                }
+                Round::Rewind(from) => {
+                    tracing::warn!(peer = %self.peer, from, "partner lost messages it had acknowledged (its site failed over): sending them again from our log");
+                    self.resend_from = Some(from);
+                    if attempt == 0 {
+                        attempt = 1;
+                        continue;
+                    }
+                    attempt = attempt.saturating_add(1);
+                    retry_delay(attempt, jitter())
                 }
                 Round::RateLimited { progressed } => {
                     self.window = 1;
@@ -465,22 +484,38 @@ impl Worker {
     async fn round(&mut self, dial_new: bool) -> Round {
         let peer = self.peer.clone();
         let shippable = *self.shippable.borrow();
+        let resend_from = self.resend_from;
         let read = self
             .store
             .reader
             .read(move |c| {
                 let record = query::peer(c, &peer)?;
-                let (out, _) = crate::store::exchange::edge(c, &peer)?;
-                let msgs =
-                    crate::store::exchange::outbox_after(c, &peer, out.acked, shippable, ROUND)?;
-                Ok((record, out, msgs))
+                let (out, mark) = crate::store::exchange::edge(c, &peer)?;
+                // What the partner lost first (read back from the log), then the outbox.
+                let mut msgs = match resend_from {
+                    Some(from) if from <= out.acked => {
+                        let to = out.acked.min(from + ROUND as u64 - 1);
+                        crate::store::exchange::resend_from_log(c, &peer, from, to)?
+                    }
+                    _ => Vec::new(),
+                };
+                if msgs.last().is_none_or(|m| m.seq == out.acked) {
+                    let room = ROUND - msgs.len().min(ROUND);
+                    msgs.extend(crate::store::exchange::outbox_after(
+                        c, &peer, out.acked, shippable, room,
+                    )?);
+                }
+                Ok((record, out, mark.epoch, msgs))
             })
             .await;
-        let (record, out, msgs) = match read {
+        let (record, out, peer_epoch, msgs) = match read {
             Ok(r) => r,
             Err(e) => return Round::Failed(e.to_string()),
         };
-        if out.backlog() == 0 {
+        if msgs.first().is_none_or(|m| m.seq > out.acked) {
+            self.resend_from = None;
+        }
+        if out.backlog() == 0 && self.resend_from.is_none() {
             return Round::Empty;
         }
         match record {
@@ -525,30 +560,30 @@ impl Worker {
                 Err(e) => return Round::Broken(e.to_string()),
             }
         }
+        let window = Window::new(&msgs, out.acked, peer_epoch);
         match self.stream.take() {
-            Some(stream) => self.stream_round(stream, msgs, out.acked).await,
-            None => self.pipeline(&link, msgs, out.acked).await,
+            Some(stream) => self.stream_round(stream, msgs, window).await,
+            None => self.pipeline(&link, msgs, window).await,
         }
     }
 
-    /// Sends `msgs` (consecutive, from `acked + 1`) on the edge stream and reads the answers
-    /// until the last is acknowledged, then records the highest acknowledgement once (a refusal
-    /// for good on its own, for its alert). Keeps the stream for the next round when it went
-    /// well.
+    /// Sends `msgs` (consecutive, from `window.start + 1`) on the edge stream and reads the
+    /// answers until the last is acknowledged, then records the highest acknowledgement once
+    /// (a refusal for good on its own, for its alert). Keeps the stream for the next round when
+    /// it went well.
     async fn stream_round(
         &mut self,
         mut stream: EdgeStream,
         msgs: Vec<Message>,
-        acked: u64,
+        mut window: Window,
     ) -> Round {
-        let last = msgs.last().map_or(acked, |m| m.seq);
+        let last = msgs.last().map_or(window.start, |m| m.seq);
         if !self.is_primary() {
             return Round::Deposed;
         }
         if let Err(e) = stream.send(msgs).await {
             return Round::Broken(e);
         }
-        let mut window = Window::new(acked);
         let end = loop {
             if window.highest >= last {
                 break Round::Progress;
@@ -586,16 +621,23 @@ impl Worker {
                 if let Err(e) = self.acked(about, Some(code)).await {
                     return Some(Round::Failed(e));
                 }
-                (w.highest, w.written) = (about, about);
+                (w.highest, w.written) = (about, w.written.max(about));
                 None
             }
             // The partner has everything before `expected`: resend from there.
             ExchangeCode::OutOfOrder => {
-                w.highest = w.highest.max(r.expected.unwrap_or(1).saturating_sub(1));
-                Some(if w.highest > w.acked {
+                let expected = r.expected.unwrap_or(1).max(1);
+                // It expects what it had acknowledged: its site failed over and lost it, if
+                // the node answering is at the site's latest epoch we know of (a deposed
+                // primary restarted before it was fenced answers the same, from an earlier
+                // epoch: it must not be sent anything).
+                if expected <= w.acked && r.epoch.is_some_and(|e| e >= w.peer_epoch) {
+                    return Some(Round::Rewind(expected));
+                }
+                w.highest = w.highest.max(expected - 1);
+                Some(if w.highest > w.start {
                     Round::Progress
                 } else {
-                    // It expects less than it acknowledged: it lost messages.
                     Round::Failed("out of order".into())
                 })
             }
@@ -607,8 +649,12 @@ impl Worker {
         }
     }
 
-    /// Records the window's highest acknowledgement (if not yet written) and ends the round.
-    async fn record(&self, w: &Window, end: Round) -> Round {
+    /// Records the window's highest acknowledgement (if not yet written) and ends the round;
+    /// a round that resent what a failed-over partner lost moves the resend on.
+    async fn record(&mut self, w: &Window, end: Round) -> Round {
+        if self.resend_from.is_some() && w.highest > w.start {
+            self.resend_from = (w.highest < w.acked).then_some(w.highest + 1);
+        }
         if w.highest > w.written {
             if let Err(e) = self.acked(w.highest, None).await {
                 return Round::Failed(e);
@@ -617,16 +663,15 @@ impl Worker {
         end
     }
 
-    /// Sends `msgs` (consecutive, from `acked + 1`) with up to `window` requests in flight,
+    /// Sends `msgs` (consecutive, from `w.start + 1`) with up to `window` requests in flight,
     /// reads the answers in sequence order, and records the highest acknowledgement once at
     /// the end (a refusal for good is recorded on its own, for its alert). The partner applies
     /// strictly in order, so a message that overtook its predecessor is refused `OutOfOrder`:
     /// the round then ends and the next one resends from the partner's mark.
-    async fn pipeline(&self, link: &Peer, msgs: Vec<Message>, acked: u64) -> Round {
+    async fn pipeline(&mut self, link: &Peer, msgs: Vec<Message>, mut w: Window) -> Round {
         let window = self.window.clamp(1, WINDOW);
         let mut pending = msgs.into_iter();
         let mut inflight = FuturesOrdered::new();
-        let mut w = Window::new(acked);
         let end = loop {
             while inflight.len() < window {
                 let Some(msg) = pending.next() else { break };
@@ -684,18 +729,28 @@ impl Worker {
 struct Window {
     /// What was acknowledged before the round.
     acked: u64,
+    /// The sequence before the round's first message: `acked`, or lower when the round resends
+    /// what a failed-over partner lost.
+    start: u64,
     /// The highest acknowledgement seen.
     highest: u64,
     /// The highest acknowledgement already recorded in the store.
     written: u64,
+    /// The highest epoch of the partner's site we have seen (on its messages to us).
+    peer_epoch: u64,
 }
 
 impl Window {
-    fn new(acked: u64) -> Self {
+    /// A round sending `msgs` (consecutive) with the edge acknowledged up to `acked`, the
+    /// partner's site last seen at `peer_epoch`.
+    fn new(msgs: &[Message], acked: u64, peer_epoch: u64) -> Self {
+        let start = msgs.first().map_or(acked, |m| m.seq - 1).min(acked);
         Window {
             acked,
-            highest: acked,
+            start,
+            highest: start,
             written: acked,
+            peer_epoch,
         }
     }
 }

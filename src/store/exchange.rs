@@ -317,6 +317,69 @@ pub fn outbox_after(
         .collect()
 }
 
+/// How many exchange events of the log [`resend_from_log`] reads back at most.
+const RESEND_SCAN: i64 = 1_000_000;
+
+/// Messages `from..=to` queued for `peer` that have already left the outbox (acknowledged),
+/// read back from the log's `Queued` records, in sequence order: what a partner lost when its
+/// site failed over with asynchronous replication (its old primary acknowledged them, its new
+/// primary never had them, and it asks for them again with `OutOfOrder`). The log is read from
+/// its end backwards, so a recent tail costs little; an incomplete answer (the log no longer
+/// holds them all) is an error.
+pub fn resend_from_log(
+    conn: &Connection,
+    peer: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Message>, StoreError> {
+    let mut found = Vec::new();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM events WHERE kind = 'exchange' ORDER BY seq DESC LIMIT ?1",
+        super::apply::EVENT_COLUMNS
+    ))?;
+    let mut rows = stmt.query([RESEND_SCAN])?;
+    while let Some(row) = rows.next()? {
+        let (_, event) = super::apply::event_from_row(row)?;
+        let crate::model::event::EventKind::Exchange {
+            record:
+                ExchangeRecord::Queued {
+                    peer: to_peer,
+                    seq,
+                    id,
+                    epoch,
+                    referral,
+                    body,
+                },
+        } = event.kind
+        else {
+            continue;
+        };
+        if to_peer != peer || seq > to {
+            continue;
+        }
+        found.push(Message {
+            seq,
+            id: *id.as_bytes(),
+            epoch,
+            referral: *referral.as_bytes(),
+            body,
+        });
+        if seq <= from {
+            break;
+        }
+    }
+    found.reverse();
+    let complete = found.first().map(|m| m.seq) == Some(from)
+        && found.windows(2).all(|w| w[1].seq == w[0].seq + 1)
+        && found.last().map(|m| m.seq) == Some(to);
+    if !complete {
+        return Err(StoreError::Corrupt(format!(
+            "the log no longer holds the messages {from}..={to} queued for {peer}"
+        )));
+    }
+    Ok(found)
+}
+
 /// The peers with messages waiting for an acknowledgement.
 pub fn peers_with_backlog(conn: &Connection) -> Result<Vec<String>, StoreError> {
     Ok(conn

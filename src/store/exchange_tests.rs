@@ -277,6 +277,12 @@ fn duplicates_are_acked_gaps_refused_and_strangers_not_party() {
     };
     assert_eq!(r.code, ExchangeCode::InvalidState);
     assert_eq!(deliver(&s.b, "noc-a", &nonsense), Answer::Ack { up_to: 2 });
+    // Once the mark is past it, a replay is acknowledged at the mark (rule 2: `Ack { up_to:
+    // applied }`), not at its own sequence: both are true of a cumulative ack, and the mark
+    // tells a sender whose site lost the tail of its outbox in a failover that the partner is
+    // ahead of it (protocol.md §5c).
+    assert_eq!(deliver(&s.b, "noc-a", &first), Answer::Ack { up_to: 2 });
+    assert_eq!(referrals(&s.b).len(), 1);
     // An unknown referral id at the CLI: a clear refusal.
     let e = act(&s.b, "abcdef12", ReferralAction::Accept).unwrap_err();
     assert!(e.to_string().contains("no referral"), "{e}");

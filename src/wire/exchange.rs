@@ -167,7 +167,8 @@ pub struct Refused {
     pub expected: Option<u64>,
     /// For `NotPrimary`: the address of the site's primary, when known.
     pub primary: Option<String>,
-    /// For `Fenced` and `StaleEpoch`: the epoch the receiver knows.
+    /// For `Fenced` and `StaleEpoch`: the epoch the receiver knows; for `OutOfOrder`, the
+    /// receiving node's own epoch (ttx sets it; a sender must accept `None`).
     pub epoch: Option<u64>,
 }
 

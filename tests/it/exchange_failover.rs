@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ttx::replication::{Mode, WhenGone};
 
-use crate::common::{try_http_with, TestNode};
+use crate::common::{open_db, try_http_with, TestNode};
 use crate::exchange::{refer_accepted, referrals, wait_history, wait_state};
 use crate::repl::{position_and_digest, wait_caught_up, wait_until, Pair};
 
@@ -160,6 +160,15 @@ fn federation() -> (Pair, TestNode, i64, i64, String) {
         c.replication.block_timeout_ms = 2_000;
         quick_transport(c);
     });
+    let b = partner_of(&p);
+    let (ours, theirs) = refer_accepted(&p.primary, &b, "LON-PAR-3 down");
+    let id = theirs["id"].as_str().unwrap().to_string();
+    wait_caught_up(&p);
+    (p, b, ours, theirs["ticket"].as_i64().unwrap(), id)
+}
+
+/// Telco B on a fixed port, knowing NOC A by both its addresses, and A's primary knowing B.
+fn partner_of(p: &Pair) -> TestNode {
     let mut b = p._ca.as_ref().unwrap().node("fed", "telco-b");
     let b_addr = b.listen_addr();
     b.stop();
@@ -173,10 +182,107 @@ fn federation() -> (Pair, TestNode, i64, i64, String) {
     p.primary
         .cli(&["peer", "add", "telco-b", "--addr", &b_addr.to_string()])
         .ok();
+    b
+}
+
+/// A node's counters of its edge with `peer`, read from its store file: (our last sequence
+/// towards it, the highest it acknowledged, the highest we took from it, the highest epoch of
+/// its we saw).
+fn edge_counters(n: &TestNode, peer: &str) -> (i64, i64, i64, i64) {
+    open_db(&n.dir)
+        .query_row(
+            "SELECT out_last, out_acked, in_applied, in_epoch FROM exchange_edges WHERE peer = ?1",
+            [peer],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap_or_default()
+}
+
+/// Notes of the tail B writes while A's standby is away.
+const TAIL: usize = 5;
+
+/// NOC A replicates asynchronously and its standby is away while telco B sends shared notes
+/// to A's primary, which takes and acknowledges them: A's standby never knew they were taken.
+/// A's primary is SIGKILLed and the standby promoted (epoch 2): its mark for B is behind what B
+/// had acknowledged, so it answers B's next message `OutOfOrder` with an `expected` B has
+/// already dropped from its outbox. Before the fix B's edge stuck there for good (`out of
+/// order`, retried forever); now B sends again from its log what A's site lost (protocol §5c),
+/// so every note of B's is at A's new primary exactly once, and both edges carry on.
+#[test]
+fn an_async_failover_that_lost_the_partners_tail_has_it_sent_again() {
+    let p = Pair::new(|c| {
+        c.replication.mode = Some(Mode::Async);
+        quick_transport(c);
+    });
+    let b = partner_of(&p);
     let (ours, theirs) = refer_accepted(&p.primary, &b, "LON-PAR-3 down");
-    let id = theirs["id"].as_str().unwrap().to_string();
+    let theirs = theirs["ticket"].as_i64().unwrap();
     wait_caught_up(&p);
-    (p, b, ours, theirs["ticket"].as_i64().unwrap(), id)
+    let Pair {
+        mut primary,
+        mut standby,
+        ..
+    } = p;
+    standby.stop();
+    for i in 0..TAIL {
+        b.cli(&[
+            "note",
+            &theirs.to_string(),
+            "--shared",
+            &format!("tail-b {i}"),
+        ])
+        .ok();
+    }
+    wait_history(&primary, ours, &format!("[telco-b] tail-b {}", TAIL - 1));
+    // B's outbox fully acknowledged by A's primary: B has dropped the tail from it.
+    wait_until("B's tail acknowledged", || {
+        let (last, acked, ..) = edge_counters(&b, "noc-a");
+        acked == last
+    });
+    primary.kill();
+    standby.start();
+    let promoted = standby.cli(&["--json", "promote"]).json();
+    assert_eq!(promoted["epoch"], 2, "{promoted}");
+    let (_, _, a_took, _) = edge_counters(&standby, "telco-b");
+    let (_, b_acked, ..) = edge_counters(&b, "noc-a");
+    assert!(
+        a_took < b_acked,
+        "the new primary took {a_took} of B's messages, B had {b_acked} acknowledged"
+    );
+
+    // New notes both ways after the failover.
+    for i in 0..3 {
+        standby
+            .cli(&[
+                "note",
+                &ours.to_string(),
+                "--shared",
+                &format!("after-a {i}"),
+            ])
+            .ok();
+        b.cli(&[
+            "note",
+            &theirs.to_string(),
+            "--shared",
+            &format!("after-b {i}"),
+        ])
+        .ok();
+    }
+    wait_history(&b, theirs, "[noc-a] after-a 2");
+    wait_history(&standby, ours, "[telco-b] after-b 2");
+    let (at_a, at_b) = (notes(&standby, ours), notes(&b, theirs));
+    let once = |notes: &[String], text: String| {
+        let n = notes.iter().filter(|t| **t == text).count();
+        assert_eq!(n, 1, "{text:?} is there {n} times, not once: {notes:?}");
+    };
+    for i in 0..TAIL {
+        once(&at_a, format!("[telco-b] tail-b {i}"));
+    }
+    for i in 0..3 {
+        once(&at_a, format!("[telco-b] after-b {i}"));
+        once(&at_b, format!("[noc-a] after-a {i}"));
+    }
+    assert_eq!(referrals(&b).len(), 1, "one referral, no duplicate");
 }
 
 /// The story both tests tell; `kill_b` also SIGKILLs B at the moment A's primary dies.
@@ -325,13 +431,8 @@ fn wait_fenced(n: &TestNode) {
 
 /// B's mark for the edge from `site`: (highest sequence taken, highest epoch seen).
 fn mark_at(n: &TestNode, site: &str) -> (i64, i64) {
-    crate::common::open_db(&n.dir)
-        .query_row(
-            "SELECT in_applied, in_epoch FROM exchange_edges WHERE peer = ?1",
-            [site],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or((0, 0))
+    let (_, _, applied, epoch) = edge_counters(n, site);
+    (applied, epoch)
 }
 
 /// A deposed primary in `degrade` mode that restarts before anyone fences it still believes it

@@ -568,7 +568,13 @@ impl InBatch<'_> {
                     up_to: mark.applied,
                 })
             }
-            Inbound::Refuse(r) => {
+            Inbound::Refuse(mut r) => {
+                // A gap names this node's epoch too: a sender told to resend what it saw
+                // acknowledged can tell a failed-over primary (whose site lost it) from a
+                // deposed one (protocol §5c).
+                if r.code == ExchangeCode::OutOfOrder {
+                    r.epoch = Some(self.log.role.epoch);
+                }
                 tracing::info!(%peer, seq = msg.seq, code = ?r.code, "partner message not taken");
                 return Ok(Answer::Refused(r));
             }

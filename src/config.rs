@@ -179,6 +179,10 @@ pub struct TransportSection {
     pub listen: Option<SocketAddr>,
     /// Largest frame accepted, in bytes.
     pub max_frame_bytes: u32,
+    /// The `ttx-exchange` versions this node speaks, in its order of preference: offered in
+    /// that order when dialing, chosen in that order when dialed. `[2, 1]` by default; `[1]`
+    /// turns version 2 (attachments) off, so partners get a note naming each attachment.
+    pub exchange_versions: Vec<u16>,
     /// Idle timeout of a connection, in milliseconds.
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, in milliseconds (below the idle timeout).
@@ -213,6 +217,7 @@ impl Default for TransportSection {
         Self {
             listen: None,
             max_frame_bytes: 16 * 1024 * 1024,
+            exchange_versions: vec![2, 1],
             idle_timeout_ms: 30_000,
             keep_alive_ms: 10_000,
             stream_timeout_ms: 10_000,
@@ -312,6 +317,10 @@ pub struct LimitsSection {
     pub max_timers_per_ticket: usize,
     /// Largest attachment (`ttx attach`, or from a partner), in bytes.
     pub max_attachment_bytes: usize,
+    /// Most bytes held, per partner, of the attachments it has started sending and not
+    /// finished (`ttx-exchange/2`); a chunk over it is refused `TooLarge`. At least
+    /// `max_attachment_bytes`; 16 MiB by default.
+    pub max_partial_attachment_bytes: usize,
 }
 
 /// Worst-case growth of a note's text when it is JSON-escaped in its event's body: a control
@@ -348,6 +357,7 @@ impl Default for LimitsSection {
             max_field_bytes: 64 * 1024,
             max_timers_per_ticket: 100,
             max_attachment_bytes: 8 * 1024 * 1024,
+            max_partial_attachment_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -460,6 +470,14 @@ impl Config {
                 "limits must be positive",
             ),
             (
+                !t.exchange_versions.is_empty()
+                    && t.exchange_versions.len() <= 2
+                    && t.exchange_versions.iter().all(|v| matches!(v, 1 | 2))
+                    && t.exchange_versions.first() != t.exchange_versions.get(1),
+                "transport.exchange_versions must list 1, 2 or both, each once (in the order \
+                 preferred): [2, 1] (the default), [1] or [2]",
+            ),
+            (
                 self.limits.max_timers_per_ticket > 0,
                 "limits.max_timers_per_ticket must be at least 1 (0 would refuse every timer)",
             ),
@@ -560,6 +578,14 @@ impl Config {
                  ({attachment} bytes) fit in api.max_body_bytes ({}); the writer holds it as bytes and base64 (7 bytes for \
                  every 3) in store.write_queue_bytes ({})",
                 self.limits.max_attachment_bytes, self.api.max_body_bytes, s.write_queue_bytes
+            )));
+        }
+        if self.limits.max_partial_attachment_bytes < self.limits.max_attachment_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_partial_attachment_bytes ({}) must be at least \
+                 limits.max_attachment_bytes ({}), or a partner's largest attachment could never \
+                 arrive",
+                self.limits.max_partial_attachment_bytes, self.limits.max_attachment_bytes
             )));
         }
         if s.group_commit_max_bytes == 0 {

@@ -5,6 +5,8 @@
 //! messages (`ttx-exchange/1`, see [`crate::wire::exchange`]). Every ticket keeps one owner site;
 //! nothing of one side's rows is ever edited by the other, so there is nothing to merge.
 //!
+//! - [`attachment`]: attachments on `ttx-exchange/2` (a partner's chunk, the chunks we send)
+//!   and the named shared note a `ttx-exchange/1` peer gets instead.
 //! - [`action`]: the operator's requests (refer a ticket, act on a referral).
 //! - [`referral`]: one referral's state machine at either end (refer, accept, reject, progress,
 //!   resolve, close, reopen, cancel, information requests, escalation when overdue).
@@ -25,6 +27,7 @@
 //! applied together with the advance of that peer's mark.
 
 pub mod action;
+pub mod attachment;
 pub mod edge;
 pub mod forward;
 pub mod inbound;

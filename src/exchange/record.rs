@@ -165,5 +165,9 @@ pub fn summary(body: &Body) -> String {
         Body::Reopen { reason } => format!("reopen: {reason}"),
         Body::Cancel { reason } => format!("cancel: {reason}"),
         Body::InfoRequest { question } => format!("asks: {question}"),
+        Body::Attachment(c) => format!(
+            "attachment {} (from byte {} of {})",
+            c.name, c.offset, c.total
+        ),
     }
 }

@@ -121,6 +121,9 @@ pub enum Effect {
     CloseTicket,
     /// A note from the partner, source-stamped, into our ticket's history.
     PartnerNote(SharedNote),
+    /// A chunk of a partner's shared attachment (`ttx-exchange/2`), already checked to fit
+    /// (`exchange::attachment::decide_chunk`).
+    PartnerAttachment(crate::wire::exchange_v2::AttachmentChunk),
     /// A line in our ticket's history about the referral (e.g. `telco-b accepted`).
     History(String),
     /// Something an operator must look at (`ttx alerts`).
@@ -281,7 +284,7 @@ fn who_sends(body: &Body) -> Option<Sender> {
         | Body::Status { .. }
         | Body::Resolved { .. } => Some(Sender::Handler),
         Body::Close | Body::Reopen { .. } | Body::Cancel { .. } => Some(Sender::Referrer),
-        Body::Note(_) | Body::InfoRequest { .. } | Body::Refer(_) => None,
+        Body::Note(_) | Body::InfoRequest { .. } | Body::Refer(_) | Body::Attachment(_) => None,
     }
 }
 
@@ -304,7 +307,7 @@ fn next_state(state: ReferralState, body: &Body) -> Option<ReferralState> {
         Body::Close => (state == S::Resolved).then_some(S::Closed),
         Body::Reopen { .. } => (state == S::Resolved).then_some(S::InProgress),
         Body::Cancel { .. } => Some(S::Cancelled),
-        Body::Note(_) | Body::InfoRequest { .. } => Some(state),
+        Body::Note(_) | Body::InfoRequest { .. } | Body::Attachment(_) => Some(state),
     }
 }
 
@@ -353,6 +356,7 @@ fn action_name(body: &Body) -> &'static str {
         Body::Reopen { .. } => "reopen",
         Body::Cancel { .. } => "cancel",
         Body::InfoRequest { .. } => "ask about",
+        Body::Attachment(_) => "attach to",
     }
 }
 
@@ -415,6 +419,7 @@ pub fn on_message(referral: &Referral, body: &Body, now: Millis) -> Result<Step,
             Effect::Alert(format!("{peer} cancelled its referral: {reason}")),
         ],
         Body::Note(note) => vec![Effect::PartnerNote(note.clone())],
+        Body::Attachment(chunk) => vec![Effect::PartnerAttachment(chunk.clone())],
         Body::InfoRequest { question } => vec![
             Effect::History(format!("[{peer}] asks: {question}")),
             Effect::Alert(format!("{peer} asks: {question}")),

@@ -69,10 +69,17 @@ pub(super) async fn serve(
     };
     let (mut send, mut recv) = framed.split();
     let (tx, mut rx) = mpsc::channel::<InboundMessage>(READ_AHEAD);
+    let protocol = peer.protocol;
     let reader = tokio::spawn(
         async move {
             loop {
                 match recv.recv_sized().await {
+                    Ok(Some((message, _)))
+                        if super::exchange::not_in_version(protocol, &message) =>
+                    {
+                        tracing::info!("edge stream: an attachment on ttx-exchange/1 (malformed)");
+                        return;
+                    }
                     Ok(Some((message, bytes))) => {
                         if tx.send(InboundMessage { bytes, message }).await.is_err() {
                             return;

@@ -51,10 +51,11 @@ impl SiteLink {
     }
 }
 
-/// Serves `ttx-exchange/1`: one [`Message`] per request, answered with an [`Answer`], or many
-/// on one long-lived edge stream ([`super::edge_stream`]). The endpoint has already checked the
-/// peer's certificate and its exchange permission; the sender site is the one its certificate
-/// names, never one the message claims.
+/// Serves `ttx-exchange/1` and `ttx-exchange/2` (the same messages, plus attachment chunks on
+/// version 2): one [`Message`] per request, answered with an [`Answer`], or many on one
+/// long-lived edge stream ([`super::edge_stream`]). The endpoint has already checked the peer's
+/// certificate and its exchange permission; the sender site is the one its certificate names,
+/// never one the message claims.
 pub struct ExchangeV1 {
     store: Store,
     site: SiteLink,
@@ -140,8 +141,16 @@ impl ExchangeV1 {
         }
     }
 
-    async fn answer(&self, site: &str, body: &[u8]) -> Result<Answer, ErrorCode> {
+    async fn answer(
+        &self,
+        site: &str,
+        protocol: crate::wire::alpn::ProtocolId,
+        body: &[u8],
+    ) -> Result<Answer, ErrorCode> {
         let message: Message = decode(body).map_err(|_| ErrorCode::Malformed)?;
+        if not_in_version(protocol, &message) {
+            return Err(ErrorCode::Malformed);
+        }
         let one = InboundMessage {
             bytes: body.len(),
             message,
@@ -160,7 +169,9 @@ impl Handler for ExchangeV1 {
         request: Request,
     ) -> BoxFuture<'a, Result<Vec<u8>, ErrorCode>> {
         Box::pin(async move {
-            let answer = self.answer(&peer.identity.site, &request.body).await?;
+            let answer = self
+                .answer(&peer.identity.site, peer.protocol, &request.body)
+                .await?;
             encode(&answer).map_err(|_| ErrorCode::Internal)
         })
     }
@@ -173,6 +184,12 @@ impl Handler for ExchangeV1 {
     ) -> BoxFuture<'a, ()> {
         Box::pin(super::edge_stream::serve(self, peer, open, incoming))
     }
+}
+
+/// Whether `message` is not a message of `protocol`: what `ttx-exchange/2` added (an
+/// attachment chunk) is an unknown message on a `ttx-exchange/1` connection.
+pub(super) fn not_in_version(protocol: crate::wire::alpn::ProtocolId, message: &Message) -> bool {
+    protocol.version < 2 && matches!(message.body, crate::wire::exchange::Body::Attachment(_))
 }
 
 /// The exchange's frame limits: an edge stream's frame is one message, as large as a request.
@@ -560,6 +577,12 @@ impl Worker {
                 Err(e) => return Round::Broken(e.to_string()),
             }
         }
+        // On `ttx-exchange/1` an attachment chunk goes as the note naming it.
+        let protocol = link.ctx().protocol;
+        let msgs: Vec<Message> = msgs
+            .into_iter()
+            .map(|m| crate::exchange::attachment::for_protocol(m, protocol))
+            .collect();
         let window = Window::new(&msgs, out.acked, peer_epoch);
         match self.stream.take() {
             Some(stream) => self.stream_round(stream, msgs, window).await,

@@ -23,7 +23,7 @@ use crate::net::{
 use crate::pki::inspect::{days_left, expiry_warning};
 use crate::pki::{PkiError, TrustMaterial};
 use crate::store::{query, Store, StoreError, WriteOp, WriteRequest};
-use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1};
+use crate::wire::alpn::{EXCHANGE, EXCHANGE_V1, EXCHANGE_V2};
 use crate::wire::{ErrorCode, Role};
 
 /// Why the federation service could not start or act.
@@ -254,12 +254,21 @@ impl Federation {
             store.clone(),
             site.clone(),
         ));
-        let mut router = Router::new().route_limited(
-            EXCHANGE_V1,
-            Permission::Exchange,
-            super::exchange::limits(),
-            handler,
-        );
+        // The exchange versions this node speaks, in its order of preference (newest first by
+        // default); one handler serves them all.
+        let mut router = Router::new();
+        for version in &config.transport.exchange_versions {
+            let protocol = match version {
+                2 => EXCHANGE_V2,
+                _ => EXCHANGE_V1,
+            };
+            router = router.route_limited(
+                protocol,
+                Permission::Exchange,
+                super::exchange::limits(),
+                handler.clone(),
+            );
+        }
         for r in routes {
             router = router.route_limited(r.protocol, r.permission, r.limits, r.handler.clone());
         }

@@ -36,6 +36,23 @@ pub enum AttachmentRecord {
     },
     /// Every chunk is written: the attachment exists on the ticket.
     Added(AttachmentMeta),
+    /// A partner starts sending an attachment (`ttx-exchange/2`, a site event written with its
+    /// first chunk): until it is added or discarded, its chunks count against what this site
+    /// holds for that peer, and it is dropped if the referral ends first.
+    Receiving {
+        /// The attachment (its id here).
+        attachment_id: Uuid,
+        /// The partner site sending it.
+        peer: String,
+        /// The referral it arrives on.
+        referral: Uuid,
+    },
+    /// An attachment a partner was sending was refused part way (a bad chunk, a wrong digest):
+    /// its chunks so far are dropped, so nothing of it is kept (a site event).
+    Discarded {
+        /// The attachment.
+        attachment_id: Uuid,
+    },
 }
 
 /// An attachment as a ticket lists it.
@@ -63,13 +80,17 @@ impl AttachmentRecord {
         match self {
             AttachmentRecord::Chunk { .. } => "attachment-chunk",
             AttachmentRecord::Added(_) => "attachment",
+            AttachmentRecord::Receiving { .. } => "attachment-receiving",
+            AttachmentRecord::Discarded { .. } => "attachment-discarded",
         }
     }
 
     /// The history line (`attached capture.pcap (1234 bytes, internal)`).
     pub fn describe(&self) -> Option<String> {
         match self {
-            AttachmentRecord::Chunk { .. } => None,
+            AttachmentRecord::Chunk { .. }
+            | AttachmentRecord::Receiving { .. }
+            | AttachmentRecord::Discarded { .. } => None,
             AttachmentRecord::Added(m) => Some(format!(
                 "attached {} ({} bytes, {}, sha256 {})",
                 m.name,

@@ -37,6 +37,21 @@ pub(crate) fn project(
             )?
             .execute(params![attachment_id.as_bytes(), *offset as i64, data])?;
         }
+        AttachmentRecord::Receiving {
+            attachment_id,
+            peer,
+            referral,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO attachment_inbound (attachment_id, peer, referral) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![attachment_id.as_bytes(), peer, referral.as_bytes()])?;
+        }
+        AttachmentRecord::Discarded { attachment_id } => {
+            tx.prepare_cached("DELETE FROM attachment_chunks WHERE attachment_id = ?1")?
+                .execute([attachment_id.as_bytes()])?;
+            received(tx, *attachment_id)?;
+        }
         AttachmentRecord::Added(m) => {
             let ticket = event
                 .ticket
@@ -76,6 +91,7 @@ pub(crate) fn project(
                 m.origin_site,
                 m.origin_id.as_bytes(),
             ])?;
+            received(tx, m.attachment_id)?;
         }
     }
     Ok(())
@@ -89,6 +105,38 @@ pub(crate) fn written_len(tx: &Connection, id: Uuid) -> Result<u64, StoreError> 
         )?
         .query_row([id.as_bytes()], |r| r.get(0))?;
     Ok(n as u64)
+}
+
+/// Attachment `id` is no longer on its way from a partner (added or discarded).
+fn received(tx: &Connection, id: Uuid) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM attachment_inbound WHERE attachment_id = ?1")?
+        .execute([id.as_bytes()])?;
+    Ok(())
+}
+
+/// The bytes held of the attachments partner `peer` has started and not finished.
+pub(crate) fn partial_bytes_of_peer(conn: &Connection, peer: &str) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(length(c.data)), 0)
+             FROM attachment_inbound i JOIN attachment_chunks c USING (attachment_id)
+             WHERE i.peer = ?1",
+        )?
+        .query_row([peer], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// The attachments on their way in on `referral` and not finished.
+pub(crate) fn partials_of_referral(
+    conn: &Connection,
+    referral: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT attachment_id FROM attachment_inbound WHERE referral = ?1")?;
+    let ids = stmt
+        .query_map([referral.as_bytes()], |r| r.get(0))?
+        .collect::<Result<Vec<Uuid>, _>>()?;
+    Ok(ids)
 }
 
 /// The bytes of attachment `id`'s chunks, in order.

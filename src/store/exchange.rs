@@ -303,18 +303,56 @@ pub fn outbox_after(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<Result<_, _>>()?;
-    rows.into_iter()
-        .map(|(seq, id, epoch, referral, body)| {
-            let body: Body = serde_json::from_str(&body).map_err(corrupt("outbox message"))?;
-            Ok(Message {
-                seq: seq as u64,
-                id: *id.as_bytes(),
-                epoch: epoch as u64,
-                referral: *referral.as_bytes(),
-                body,
-            })
+    let mut out = Vec::with_capacity(rows.len());
+    let mut attached = 0usize;
+    for (seq, id, epoch, referral, body) in rows {
+        let mut body: Body = serde_json::from_str(&body).map_err(corrupt("outbox message"))?;
+        if let Body::Attachment(c) = &mut body {
+            // A round holds at most about this many attachment bytes (a backlog of chunks is
+            // read a few MiB at a time, not a round's 1024 messages of 256 KiB at once).
+            if attached >= OUTBOX_ATTACHMENT_BYTES && !out.is_empty() {
+                break;
+            }
+            c.bytes = outgoing_chunk(conn, c)?;
+            attached += c.bytes.len();
+        }
+        out.push(Message {
+            seq: seq as u64,
+            id: *id.as_bytes(),
+            epoch: epoch as u64,
+            referral: *referral.as_bytes(),
+            body,
+        });
+    }
+    Ok(out)
+}
+
+/// Attachment bytes one read of the outbox fills in, about.
+const OUTBOX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// The bytes of an outgoing chunk (queued without them): our attachment's chunk at that offset.
+/// Our own attachments are stored in chunks of the size they are sent in, so it is one row.
+fn outgoing_chunk(
+    conn: &Connection,
+    c: &crate::wire::exchange_v2::AttachmentChunk,
+) -> Result<Vec<u8>, StoreError> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached(
+            r#"SELECT data FROM attachment_chunks WHERE attachment_id = ?1 AND "offset" = ?2"#,
+        )?
+        .query_row(params![c.origin_id.as_slice(), c.offset as i64], |r| {
+            r.get(0)
         })
-        .collect()
+        .optional()?;
+    let want = crate::exchange::attachment::chunk_len(c.offset, c.total);
+    match data {
+        Some(d) if d.len() == want => Ok(d),
+        _ => Err(StoreError::Corrupt(format!(
+            "outgoing attachment {} has no chunk of {want} bytes at offset {}",
+            Uuid::from_bytes(c.origin_id),
+            c.offset
+        ))),
+    }
 }
 
 /// How many exchange events of the log [`resend_from_log`] reads back at most.

@@ -30,11 +30,25 @@ struct Sites {
 }
 
 fn sites() -> Sites {
+    sites_with(&crate::config::LimitsSection::default())
+}
+
+/// Two sites, telco-b with `limits`.
+fn sites_with(limits: &crate::config::LimitsSection) -> Sites {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("a")).unwrap();
     std::fs::create_dir(dir.path().join("b")).unwrap();
     let a = open(&dir.path().join("a"), "noc-a");
-    let b = open(&dir.path().join("b"), "telco-b");
+    let b = Store::open(
+        &dir.path().join("b").join("ttx.db"),
+        NodeStamp {
+            site: "telco-b".into(),
+            node: "primary".into(),
+        },
+        &crate::config::StoreSection::default(),
+        limits,
+    )
+    .unwrap();
     add_peer(&a, "telco-b");
     add_peer(&b, "noc-a");
     Sites { _dir: dir, a, b }
@@ -600,4 +614,281 @@ fn an_acknowledgement_beyond_what_was_sent_is_refused() {
             }))
             .unwrap_err();
     assert!(e.to_string().contains("acknowledged 3"), "{e}");
+}
+
+/// A chunk of attachment `name` (`total` bytes hashing to `sha`) from noc-a on referral `r`.
+fn chunk_msg(
+    seq: u64,
+    r: uuid::Uuid,
+    name: &str,
+    total: u64,
+    sha: [u8; 32],
+    offset: u64,
+    bytes: &[u8],
+) -> Message {
+    Message {
+        seq,
+        id: *uuid::Uuid::now_v7().as_bytes(),
+        epoch: 1,
+        referral: *r.as_bytes(),
+        body: Body::Attachment(crate::wire::exchange_v2::AttachmentChunk {
+            origin_site: "noc-a".into(),
+            origin_id: [0x66; 16],
+            name: name.into(),
+            author: "al".into(),
+            at: 1,
+            total,
+            sha256: sha,
+            offset,
+            bytes: bytes.to_vec(),
+        }),
+    }
+}
+
+fn kept(store: &Store) -> (i64, i64) {
+    store
+        .reader
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT COUNT(*) FROM attachment_chunks), (SELECT COUNT(*) FROM attachments)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_shared_attachment_crosses_in_chunks_and_an_internal_one_never_does() {
+    let s = sites();
+    let t = create(&s.a, "capture attached");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let theirs = referrals(&s.b)[0].ticket;
+    let attach = |name: &str, data: Vec<u8>, shared: bool| {
+        s.a.writer
+            .write_blocking(req(WriteOp::Attach {
+                number: t.number,
+                name: name.into(),
+                data: std::sync::Arc::new(data),
+                shared,
+            }))
+            .unwrap()
+    };
+    attach("secret.cfg", b"SECRET".repeat(100), false);
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+    attach("cap.pcap", data.clone(), true);
+    let queued = pending(&s.a, "telco-b");
+    let chunks: Vec<_> = queued
+        .iter()
+        .filter_map(|m| match &m.body {
+            Body::Attachment(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks.len(), 3, "600000 bytes in 256 KiB chunks");
+    assert!(chunks.iter().all(|c| c.name == "cap.pcap"));
+    assert_eq!(
+        chunks.iter().map(|c| c.bytes.len()).sum::<usize>(),
+        data.len()
+    );
+    s.settle();
+    let got =
+        s.b.reader
+            .read_blocking(move |c| attachment::list(c, theirs))
+            .unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].sha256, crate::model::attachment::sha256_hex(&data));
+    let id = got[0].id;
+    let (_, bytes) =
+        s.b.reader
+            .read_blocking(move |c| attachment::get(c, id))
+            .unwrap();
+    assert_eq!(bytes, data);
+}
+
+#[test]
+fn bad_attachment_chunks_are_refused_with_stable_codes_and_nothing_is_kept_half_way() {
+    let s = sites();
+    let t = create(&s.a, "attachments");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let r = referrals(&s.b)[0].id;
+    let mut seq = {
+        let b = s.b.clone();
+        b.reader
+            .read_blocking(|c| Ok(edge(c, "noc-a")?.1.applied))
+            .unwrap()
+    };
+    let mut send = |m: &dyn Fn(u64) -> Message| {
+        seq += 1;
+        deliver(&s.b, "noc-a", &m(seq))
+    };
+    let bad = |a: Answer| match a {
+        Answer::Refused(r) => r.code,
+        other => panic!("taken: {other:?}"),
+    };
+    let hello = b"hello";
+    let sha: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, hello)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    // A first chunk is kept; one at the wrong offset drops it.
+    assert!(matches!(
+        send(&|q| chunk_msg(q, r, "c.txt", 5, sha, 0, b"hel")),
+        Answer::Ack { .. }
+    ));
+    assert_eq!(kept(&s.b), (1, 0));
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "c.txt", 5, sha, 4, b"o"))),
+        ExchangeCode::BadAttachment
+    );
+    assert_eq!(kept(&s.b), (0, 0), "nothing kept half way");
+    // Past the total; a wrong digest; too large; a bad name; a chunk of nothing started.
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "c.txt", 5, sha, 0, b"hello!"))),
+        ExchangeCode::BadAttachment
+    );
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "c.txt", 5, [0; 32], 0, b"hello"))),
+        ExchangeCode::BadAttachment
+    );
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "c.txt", 9 << 20, sha, 0, b"hel"))),
+        ExchangeCode::TooLarge
+    );
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "../c.txt", 5, sha, 0, b"hello"))),
+        ExchangeCode::BadAttachment
+    );
+    assert_eq!(
+        bad(send(&|q| chunk_msg(q, r, "c.txt", 5, sha, 3, b"lo"))),
+        ExchangeCode::BadAttachment
+    );
+    // A chunk for a referral that does not exist.
+    assert_eq!(
+        bad(send(&|q| chunk_msg(
+            q,
+            uuid::Uuid::now_v7(),
+            "c.txt",
+            5,
+            sha,
+            0,
+            b"hello"
+        ))),
+        ExchangeCode::UnknownReferral
+    );
+    assert_eq!(kept(&s.b), (0, 0));
+    // Two good chunks make the attachment; the last one again (a new message) adds nothing.
+    for (offset, part) in [(0, &b"hel"[..]), (3, &b"lo"[..])] {
+        assert!(matches!(
+            send(&|q| chunk_msg(q, r, "c.txt", 5, sha, offset, part)),
+            Answer::Ack { .. }
+        ));
+    }
+    assert_eq!(kept(&s.b), (2, 1));
+    assert!(matches!(
+        send(&|q| chunk_msg(q, r, "c.txt", 5, sha, 3, b"lo")),
+        Answer::Ack { .. }
+    ));
+    assert_eq!(kept(&s.b), (2, 1), "applied once");
+}
+
+/// The referral of a ticket of noc-a referred to telco-b, as telco-b knows it, and the next
+/// sequence noc-a's messages take on that edge.
+fn referred_to_b(s: &Sites) -> (uuid::Uuid, u64) {
+    let t = create(&s.a, "attachments");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    let r = referrals(&s.b)[0].id;
+    let b = s.b.clone();
+    let applied = b
+        .reader
+        .read_blocking(|c| Ok(edge(c, "noc-a")?.1.applied))
+        .unwrap();
+    (r, applied + 1)
+}
+
+fn partials(store: &Store) -> i64 {
+    store
+        .reader
+        .read_blocking(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM attachment_inbound", [], |r| r.get(0))?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn unfinished_attachments_are_bounded_per_peer_and_dropped_when_the_referral_ends() {
+    let limits = crate::config::LimitsSection {
+        max_attachment_bytes: 100,
+        max_partial_attachment_bytes: 150,
+        ..Default::default()
+    };
+    let s = sites_with(&limits);
+    let (r, mut seq) = referred_to_b(&s);
+    let mut send = |m: &dyn Fn(u64) -> Message| {
+        let a = deliver(&s.b, "noc-a", &m(seq));
+        seq += 1;
+        a
+    };
+    let sha = [0u8; 32];
+    let ok = |a: Answer| assert!(matches!(a, Answer::Ack { .. }), "{a:?}");
+    // Two attachments started, 60 bytes each: 120 held, within 150.
+    ok(send(&|q| chunk_msg(q, r, "x.bin", 100, sha, 0, &[1; 60])));
+    ok(send(&|q| chunk_msg(q, r, "y.bin", 100, sha, 0, &[2; 60])));
+    assert_eq!((kept(&s.b), partials(&s.b)), ((2, 0), 2));
+    // A third would hold 160: refused, nothing of it kept.
+    let Answer::Refused(refused) = send(&|q| chunk_msg(q, r, "z.bin", 100, sha, 0, &[3; 40]))
+    else {
+        panic!("over the per-peer bound")
+    };
+    assert_eq!(refused.code, ExchangeCode::TooLarge);
+    // A chunk that continues one over the bound is refused too, and drops that attachment.
+    let Answer::Refused(refused) = send(&|q| chunk_msg(q, r, "y.bin", 100, sha, 60, &[2; 35]))
+    else {
+        panic!("over the per-peer bound")
+    };
+    assert_eq!(refused.code, ExchangeCode::TooLarge);
+    assert_eq!((kept(&s.b), partials(&s.b)), ((1, 0), 1));
+    // A chunk that finishes its attachment frees what it held, so it is taken.
+    let full: Vec<u8> = [vec![4; 60], vec![5; 40]].concat();
+    let full_sha: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &full)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    ok(send(&|q| {
+        chunk_msg(q, r, "w.bin", 100, full_sha, 0, &full[..60])
+    }));
+    assert_eq!(partials(&s.b), 2, "x and w unfinished, 120 bytes");
+    ok(send(&|q| {
+        chunk_msg(q, r, "w.bin", 100, full_sha, 60, &full[60..])
+    }));
+    assert_eq!((kept(&s.b), partials(&s.b)), ((3, 1), 1));
+    // The referral ends (noc-a cancels it): x, never finished, is dropped; w stays.
+    ok(send(&|q| Message {
+        body: Body::Cancel {
+            reason: "done".into(),
+        },
+        ..chunk_msg(q, r, "-", 1, sha, 0, b"-")
+    }));
+    assert_eq!(referrals(&s.b)[0].state, "cancelled");
+    assert_eq!((kept(&s.b), partials(&s.b)), ((2, 1), 0));
+}
+
+#[test]
+fn an_attachment_chunk_on_a_referral_the_peer_is_not_party_to_is_refused_and_not_kept() {
+    let s = sites();
+    let (r, _) = referred_to_b(&s);
+    add_peer(&s.b, "carrier-c");
+    let sha = [0u8; 32];
+    let Answer::Refused(refused) = deliver(
+        &s.b,
+        "carrier-c",
+        &chunk_msg(1, r, "c.txt", 5, sha, 0, b"hel"),
+    ) else {
+        panic!("not party")
+    };
+    assert_eq!(refused.code, ExchangeCode::NotParty);
+    assert_eq!((kept(&s.b), partials(&s.b)), ((0, 0), 0));
 }

@@ -318,6 +318,18 @@ DROP TABLE idempotency;
 ALTER TABLE idempotency_v16 RENAME TO idempotency;
 CREATE INDEX idempotency_at ON idempotency (at);
 "#,
+    r#"
+-- Attachments a partner has started sending and not finished (`ttx-exchange/2`): which peer
+-- and referral each belongs to, so the bytes held for one peer are bounded
+-- (`limits.max_partial_attachment_bytes`) and a referral that ends drops its unfinished ones.
+CREATE TABLE attachment_inbound (
+    attachment_id BLOB PRIMARY KEY,
+    peer          TEXT NOT NULL,
+    referral      BLOB NOT NULL
+) STRICT;
+CREATE INDEX attachment_inbound_peer ON attachment_inbound (peer);
+CREATE INDEX attachment_inbound_referral ON attachment_inbound (referral);
+"#,
 ];
 
 /// The schema version this build writes.

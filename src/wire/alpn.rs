@@ -46,6 +46,12 @@ pub const EXCHANGE_V1: ProtocolId = ProtocolId {
     version: 1,
 };
 
+/// `ttx-exchange/2`: `ttx-exchange/1` plus attachments in chunks.
+pub const EXCHANGE_V2: ProtocolId = ProtocolId {
+    family: EXCHANGE,
+    version: 2,
+};
+
 /// `ttx-repl/1`: the hot standby's stream from its primary.
 pub const REPL_V1: ProtocolId = ProtocolId {
     family: REPL,
@@ -60,7 +66,7 @@ pub const WITNESS_V1: ProtocolId = ProtocolId {
 
 /// Every protocol version this build speaks, newest first within a family. A node offers all of a
 /// family's versions so that peers can be upgraded one at a time.
-pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V1, REPL_V1, WITNESS_V1];
+pub const SUPPORTED: &[ProtocolId] = &[EXCHANGE_V2, EXCHANGE_V1, REPL_V1, WITNESS_V1];
 
 /// The versions of one family this build speaks, newest first.
 pub fn versions_of(family: &str) -> Vec<ProtocolId> {
@@ -80,7 +86,8 @@ mod tests {
         assert_eq!(EXCHANGE_V1.alpn(), "ttx-exchange/1");
         assert_eq!(ProtocolId::from_alpn(b"ttx-exchange/1"), Some(EXCHANGE_V1));
         assert_eq!(ProtocolId::from_alpn(b"ttx-exchange/9"), None);
-        assert_eq!(versions_of(EXCHANGE), vec![EXCHANGE_V1]);
+        assert_eq!(versions_of(EXCHANGE), vec![EXCHANGE_V2, EXCHANGE_V1]);
+        assert_eq!(ProtocolId::from_alpn(b"ttx-exchange/2"), Some(EXCHANGE_V2));
         assert_eq!(REPL_V1.alpn(), "ttx-repl/1");
         assert_eq!(ProtocolId::from_alpn(b"ttx-repl/1"), Some(REPL_V1));
         assert_eq!(versions_of(REPL), vec![REPL_V1]);

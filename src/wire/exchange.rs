@@ -78,6 +78,8 @@ pub enum Body {
         /// The question.
         question: String,
     },
+    /// Index 11, either way, `ttx-exchange/2` only: one chunk of a shared attachment.
+    Attachment(super::exchange_v2::AttachmentChunk),
 }
 
 impl Body {
@@ -95,6 +97,7 @@ impl Body {
             Body::Reopen { .. } => "reopen",
             Body::Cancel { .. } => "cancel",
             Body::InfoRequest { .. } => "info-request",
+            Body::Attachment(_) => "attachment",
         }
     }
 }
@@ -195,6 +198,11 @@ pub enum ExchangeCode {
     /// Index 8: the sender's epoch is older than one already seen from its site (a deposed
     /// primary of the sending site).
     StaleEpoch,
+    /// Index 9, `ttx-exchange/2` only: an attachment chunk that does not fit the attachment (a
+    /// chunk past its total, over 256 KiB, not at the next offset, not matching the first
+    /// chunk's description, a bad name) or whose bytes do not hash to its SHA-256. Nothing of
+    /// the attachment is kept.
+    BadAttachment,
 }
 
 impl ExchangeCode {
@@ -210,6 +218,7 @@ impl ExchangeCode {
             ExchangeCode::InvalidState => "invalid in the referral's state",
             ExchangeCode::TooLarge => "too large",
             ExchangeCode::StaleEpoch => "stale epoch",
+            ExchangeCode::BadAttachment => "bad attachment",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`hello`]: the connection handshake after TLS: `Hello`, `HelloAck`, `Refusal`.
 //! - [`message`]: the frames sent on streams: the request/response envelope, `Ping`/`Pong`, errors.
 //! - [`exchange`]: the referral exchange's messages (`ttx-exchange/1` request bodies).
+//! - [`exchange_v2`]: what `ttx-exchange/2` adds: attachments in chunks.
 //! - [`envelope`]: the frozen envelope one event of a site's log is shipped in (`ttx-repl/1`).
 //! - [`repl`]: the hot standby's frames (`ttx-repl/1`: subscribe, batches of envelopes,
 //!   heartbeats, acks), pinned by golden bytes; served by `replication::serve`.
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod envelope;
 pub mod error;
 pub mod exchange;
+pub mod exchange_v2;
 pub mod frame;
 pub mod hello;
 pub mod message;

@@ -155,11 +155,11 @@ fn two_nodes_set_up_from_scratch_ping_each_other() {
     add_peer(&b, &a, "noc-a", &[]);
     let ping = a.cli(&["--json", "peer", "ping", "telco-b"]).json();
     assert_eq!(ping["identity"], "ttx://eu/telco-b/primary");
-    assert_eq!(ping["version"], "ttx-exchange/1");
+    assert_eq!(ping["version"], "ttx-exchange/2");
     assert!(ping["latency_ms"].as_f64().unwrap() > 0.0);
     let text = b.cli(&["peer", "ping", "noc-a"]).ok().to_string();
     assert!(
-        text.contains("ttx://eu/noc-a/primary") && text.contains("ttx-exchange/1"),
+        text.contains("ttx://eu/noc-a/primary") && text.contains("ttx-exchange/2"),
         "{text}"
     );
 
@@ -173,7 +173,7 @@ fn two_nodes_set_up_from_scratch_ping_each_other() {
         ),
         (Some("telco-b"), Some("accepted"), Some(true))
     );
-    assert_eq!(p["version"], "ttx-exchange/1");
+    assert_eq!(p["version"], "ttx-exchange/2");
     let days = p["cert_days_left"].as_i64().unwrap();
     assert!((300..=400).contains(&days), "{days}");
     assert!(p["rtt_ms"].as_f64().is_some());

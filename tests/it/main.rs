@@ -16,6 +16,7 @@ mod crash;
 mod demo;
 mod docs;
 mod exchange;
+mod exchange_attach;
 mod exchange_failover;
 mod fake_primary;
 mod faults;

@@ -33,6 +33,7 @@ fn limits() -> TransportSection {
     TransportSection {
         listen: None,
         max_frame_bytes: 64 * 1024,
+        exchange_versions: vec![2, 1],
         idle_timeout_ms: 10_000,
         keep_alive_ms: 2_000,
         stream_timeout_ms: 300,

@@ -319,9 +319,10 @@ fn idempotency_records_migrated_to_v16_answer_retries_from_their_event() {
             )
             .unwrap();
         // The v15 table: the answer and fingerprint in the row, and a record from before the
-        // site log whose answer is in no event.
+        // site log whose answer is in no event (and none of the later migrations' tables).
         conn.execute_batch(
-            "DROP TABLE idempotency;
+            "DROP TABLE attachment_inbound;
+             DROP TABLE idempotency;
              CREATE TABLE idempotency (key TEXT PRIMARY KEY, response TEXT NOT NULL,
                  at INTEGER NOT NULL, request_sha256 TEXT NOT NULL DEFAULT '') STRICT;
              CREATE INDEX idempotency_at ON idempotency (at);

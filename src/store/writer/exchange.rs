@@ -218,7 +218,7 @@ impl InBatch<'_> {
     /// Writes one step of a referral: the referral as it now stands with its history lines, the
     /// messages it sends (each with the peer's next sequence), and its effects on our ticket.
     /// `arrived_on` is the referral a partner note came in on (so it is not sent back there).
-    fn write_step(
+    pub(super) fn write_step(
         &mut self,
         step: Step,
         arrived_on: Option<Uuid>,
@@ -231,8 +231,10 @@ impl InBatch<'_> {
             effects,
         } = step;
         let before = tables::referral(self.conn, r.id)?;
+        let ends = r.state.is_final() && !before.as_ref().is_some_and(|b| b.state.is_final());
         let mut lines = Vec::new();
         let mut notes = Vec::new();
+        let mut chunks = Vec::new();
         let mut kinds = Vec::new();
         let t = load_ticket(self.conn, r.ticket)?
             .ok_or_else(|| StoreError::Corrupt(format!("referral {} has no ticket", r.id)))?;
@@ -270,6 +272,7 @@ impl InBatch<'_> {
                     }
                 }
                 Effect::PartnerNote(note) => notes.push(note),
+                Effect::PartnerAttachment(chunk) => chunks.push(chunk),
             }
         }
         let mut events = Vec::new();
@@ -289,6 +292,12 @@ impl InBatch<'_> {
         }
         for note in notes {
             events.extend(self.partner_note(&r, note, arrived_on, actor, now)?);
+        }
+        for chunk in chunks {
+            events.extend(self.partner_chunk(&r, chunk, actor, now)?);
+        }
+        if ends {
+            events.extend(self.drop_partial_attachments(r.id, now)?);
         }
         Ok(events)
     }
@@ -343,7 +352,7 @@ impl InBatch<'_> {
     }
 
     /// The other referrals of `ticket` as forwarding sees them.
-    fn edges_of(&self, ticket: Uuid) -> Result<Vec<Edge>, StoreError> {
+    pub(super) fn edges_of(&self, ticket: Uuid) -> Result<Vec<Edge>, StoreError> {
         let mut edges = Vec::new();
         for r in tables::referrals_of_ticket(self.conn, ticket)? {
             let policy = self.policy_of(&r.peer)?;
@@ -548,6 +557,11 @@ impl InBatch<'_> {
         }
         if new && policy.check_size(bytes).is_err() {
             decision = Inbound::Consume(ExchangeCode::TooLarge);
+        }
+        if let (Inbound::Step(step), Body::Attachment(chunk)) = (&decision, &msg.body) {
+            if let Some(code) = self.check_partner_chunk(&step.referral, chunk, now)? {
+                decision = Inbound::Consume(code);
+            }
         }
         let actor = format!("exchange:{peer}");
         if matches!(decision, Inbound::Duplicate | Inbound::Refuse(_))

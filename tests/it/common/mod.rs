@@ -16,12 +16,14 @@ use ttx::config::Config;
 use ttx::datadir::DataDir;
 use ttx::node::RuntimeInfo;
 
-/// The binary under test.
+/// The binary under test. `TTX_TEST_LOG` (e.g. `info`) sets the nodes' log filter and sends
+/// each `ttx serve`'s log to `serve.log` in its temp dir, to read a failing test's node logs.
 pub fn ttx() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ttx"));
-    c.env_remove("TTX_DIR")
-        .env_remove("TTX_TOKEN")
-        .env("TTX_LOG", "warn");
+    c.env_remove("TTX_DIR").env_remove("TTX_TOKEN").env(
+        "TTX_LOG",
+        std::env::var("TTX_TEST_LOG").unwrap_or("warn".into()),
+    );
     c
 }
 
@@ -146,8 +148,17 @@ impl TestNode {
         let mut c = ttx();
         c.args(["serve", self.dir.to_str().unwrap()])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
+        if std::env::var("TTX_TEST_LOG").is_ok() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.tmp.path().join("serve.log"))
+                .expect("serve.log");
+            c.stderr(log);
+        } else {
+            c.stderr(Stdio::piped());
+        }
         c.spawn().expect("spawn ttx serve")
     }
 

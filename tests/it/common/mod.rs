@@ -6,10 +6,12 @@
 pub mod browser;
 pub mod web;
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ttx::config::Config;
@@ -88,6 +90,38 @@ pub struct TestNode {
     /// The data dir.
     pub dir: PathBuf,
     child: Option<Child>,
+    /// The last lines the running node wrote to stderr (read as it writes them, so a chatty
+    /// node never blocks on a full pipe).
+    log: LogTail,
+}
+
+/// The last [`LogTail::LINES`] lines of a node's stderr, drained by a thread of its own.
+#[derive(Clone, Default)]
+struct LogTail(Arc<Mutex<VecDeque<String>>>);
+
+impl LogTail {
+    const LINES: usize = 200;
+
+    /// Drains `pipe` until the node closes it; returns the draining thread.
+    fn drain(&self, pipe: std::process::ChildStderr) -> std::thread::JoinHandle<()> {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { return };
+                let mut l = lines.lock().unwrap_or_else(|e| e.into_inner());
+                if l.len() == Self::LINES {
+                    l.pop_front();
+                }
+                l.push_back(line);
+            }
+        })
+    }
+
+    fn text(&self) -> String {
+        let l = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        l.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
 }
 
 impl TestNode {
@@ -108,6 +142,7 @@ impl TestNode {
             tmp,
             dir,
             child: None,
+            log: LogTail::default(),
         }
     }
 
@@ -117,6 +152,7 @@ impl TestNode {
             tmp,
             dir,
             child: None,
+            log: LogTail::default(),
         }
     }
 
@@ -167,6 +203,8 @@ impl TestNode {
         let _ = std::fs::remove_file(DataDir::new(&self.dir).runtime_info());
         let mut child = self.spawn_serve();
         let pid = child.id();
+        self.log = LogTail::default();
+        let drained = self.log.drain(child.stderr.take().expect("stderr piped"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(info) = RuntimeInfo::read(&DataDir::new(&self.dir)) {
@@ -175,10 +213,8 @@ impl TestNode {
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("ttx serve exited with {status}: {err}");
+                let _ = drained.join();
+                panic!("ttx serve exited with {status}: {}", self.log.text());
             }
             assert!(Instant::now() < deadline, "ttx serve did not start in time");
             std::thread::sleep(Duration::from_millis(20));
@@ -205,11 +241,18 @@ impl TestNode {
 
     /// SIGTERM: drain and stop; asserts a clean exit.
     pub fn stop(&mut self) {
+        let code = self.signal("-TERM");
         assert_eq!(
-            self.signal("-TERM"),
+            code,
             Some(0),
-            "ttx serve did not stop cleanly"
+            "ttx serve did not stop cleanly; its last lines:\n{}",
+            self.log.text()
         );
+    }
+
+    /// The last lines the node (running or last run) wrote to stderr.
+    pub fn log_tail(&self) -> String {
+        self.log.text()
     }
 
     /// SIGKILL: no chance to clean up.

@@ -219,6 +219,7 @@ pub async fn run_outboxes(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let primary_at = PrimaryAt::default();
     let mut wake = shippable.clone();
     // A promotion starts the workers at once (a role change stops them: each checks the role
     // before every message).
@@ -243,6 +244,7 @@ pub async fn run_outboxes(
                             peer.clone(),
                             shippable.clone(),
                             shutdown.clone(),
+                            primary_at.clone(),
                         );
                         let span = tracing::info_span!("outbox", peer = %peer);
                         workers.insert(peer, tokio::spawn(worker.run().instrument(span)));
@@ -263,6 +265,12 @@ pub async fn run_outboxes(
         let _ = w.await;
     }
 }
+
+/// Where each partner's primary last took messages (its address), shared by the workers one
+/// after another: a worker started for the next burst goes there first, on the connection
+/// already open to it, rather than to whichever of the site's nodes it happens to have a
+/// connection to (a standby or deposed primary, which would only redirect it).
+type PrimaryAt = Arc<std::sync::Mutex<HashMap<String, String>>>;
 
 /// Sends one peer's outbox, in sequence order, until it is empty.
 struct Worker {
@@ -288,6 +296,8 @@ struct Worker {
     /// (`OutOfOrder` with an `expected` at or below our acknowledged mark). They are read back
     /// from our log until the partner is past our mark again.
     resend_from: Option<u64>,
+    /// Where the partners' primaries last took messages.
+    primary_at: PrimaryAt,
 }
 
 /// How a round of sending ended.
@@ -325,7 +335,9 @@ impl Worker {
         peer: String,
         shippable: watch::Receiver<i64>,
         shutdown: watch::Receiver<bool>,
+        primary_at: PrimaryAt,
     ) -> Self {
+        let first = lock(&primary_at).get(&peer).cloned();
         Worker {
             slot,
             store,
@@ -333,11 +345,12 @@ impl Worker {
             shippable,
             shutdown,
             conn: None,
-            first: None,
+            first,
             window: WINDOW,
             stream: None,
             no_stream_on: None,
             resend_from: None,
+            primary_at,
         }
     }
 
@@ -367,6 +380,9 @@ impl Worker {
                 Round::Empty | Round::Deposed => return,
                 Round::Progress => {
                     (attempt, redirects, dial_new) = (0, 0, false);
+                    if let Some((_, addr)) = &self.conn {
+                        lock(&self.primary_at).insert(self.peer.clone(), addr.clone());
+                    }
                     self.window = (self.window * 2).min(WINDOW);
                     continue;
                 }
@@ -473,16 +489,18 @@ impl Worker {
         addrs.get((at + 1) % addrs.len()).cloned()
     }
 
-    /// The connection to use: the one in hand, a live one (unless `dial_new`), or a new one
-    /// dialed from `first`.
+    /// The connection to use: the one in hand, a live one (unless `dial_new`: to the node at
+    /// `first` when the worker knows where the primary is), or a new one dialed from `first`.
+    /// Reusing a live connection to the right node keeps a partner's connections to one per
+    /// node (each dial adds one until it idles out; past the peer's cap it refuses more).
     async fn connect(&mut self, fed: &Federation, dial_new: bool) -> Result<Peer, String> {
         if let Some((p, _)) = &self.conn {
             return Ok(p.clone());
         }
-        let live = if dial_new || self.first.is_some() {
+        let live = if dial_new {
             None
         } else {
-            fed.live_exchange_peer(&self.peer)
+            fed.live_exchange_peer(&self.peer, self.first.as_deref())
         };
         let (p, addr) = match live {
             Some(p) => {
@@ -785,4 +803,9 @@ fn jitter() -> f64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
+}
+
+/// The map's lock (a panic elsewhere leaves it usable: it holds only addresses).
+fn lock(m: &PrimaryAt) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -608,13 +608,14 @@ impl Federation {
             .map(|p| p.remote)
     }
 
-    /// The live connection to `site` for the exchange, if there is one (either direction).
-    pub(crate) fn live_exchange_peer(&self, site: &str) -> Option<Peer> {
-        let info = self
-            .endpoint
-            .peers()
-            .into_iter()
-            .find(|p| p.identity.site == site && p.version.starts_with(EXCHANGE))?;
+    /// The live connection to `site` for the exchange, if there is one (either direction):
+    /// to its node at address `at` when given (a site's nodes share its name), else to any.
+    pub(crate) fn live_exchange_peer(&self, site: &str, at: Option<&str>) -> Option<Peer> {
+        let info = self.endpoint.peers().into_iter().find(|p| {
+            p.identity.site == site
+                && p.version.starts_with(EXCHANGE)
+                && at.is_none_or(|a| p.remote.to_string() == a)
+        })?;
         self.endpoint.peer(&info.identity)
     }
 

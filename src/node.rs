@@ -426,8 +426,11 @@ fn repl_route(
         protocol: crate::wire::alpn::REPL_V1,
         permission: crate::net::Permission::Standby,
         handler: Arc::new(handler),
+        // A request may carry a review batch: its largest event must fit, so requests are
+        // held to the frame limit like the stream's frames (only the site's authorized
+        // standby reaches this route).
         limits: crate::net::ProtocolLimits {
-            max_request_bytes: 64 * 1024,
+            max_request_bytes: crate::wire::frame::effective_max(config.transport.max_frame_bytes),
             max_stream_frame_bytes: crate::wire::frame::effective_max(
                 config.transport.max_frame_bytes,
             ),
@@ -547,8 +550,17 @@ async fn alarm_clock(store: Store, shutdown: watch::Receiver<bool>) {
                 Ok(_) => {}
                 Err(StoreError::Closed) => return,
                 Err(e) => {
-                    tracing::error!(error = %e, "alarm clock cannot fire timers");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Without the witness's lease nothing fires; the lease client says why.
+                    if matches!(e, StoreError::NoLease) {
+                        tracing::debug!("alarm clock: timers due, waiting for the lease");
+                    } else {
+                        tracing::error!(error = %e, "alarm clock cannot fire timers");
+                    }
+                    // Retried in a second, unless the node stops meanwhile.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = &mut stop => return,
+                    }
                 }
             }
             continue;

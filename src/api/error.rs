@@ -108,6 +108,7 @@ impl From<StoreError> for ApiError {
             StoreError::Command(CommandError::NotFound(m)) => ApiError::NotFound(m),
             StoreError::Command(CommandError::Refused(m)) => ApiError::Refused(m),
             StoreError::Closed => ApiError::Unavailable,
+            StoreError::NoLease => ApiError::NoLease,
             StoreError::NotPrimary(e @ crate::model::role::RoleError::HandingOver { .. }) => {
                 ApiError::SwitchingOver(e.to_string())
             }

@@ -57,6 +57,21 @@ impl ByteSize for crate::wire::envelope::Envelope {
     }
 }
 
+/// Keeps the longest prefix of `items` within `max_bytes` (always the first one, however
+/// large: a single larger item still goes alone).
+pub fn keep_within<T: ByteSize>(items: &mut Vec<T>, max_bytes: usize) {
+    let mut bytes = 0;
+    let keep = items
+        .iter()
+        .take_while(|e| {
+            bytes += e.bytes();
+            bytes <= max_bytes
+        })
+        .count()
+        .max(1);
+    items.truncate(keep);
+}
+
 impl<T: ByteSize> Backlog<T> {
     /// An empty backlog whose log head is `head`, keeping at most `max_bytes` of items (always
     /// at least the newest one).

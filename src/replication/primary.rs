@@ -390,6 +390,11 @@ impl Primary {
 }
 
 impl CommitHook for Primary {
+    /// Only while the witness's lease is held, when the node names a witness.
+    fn may_take_writes(&self) -> bool {
+        self.lease.check().is_ok()
+    }
+
     fn committed(&self, envelopes: Vec<Envelope>, committed_at: Millis) {
         let Some(last) = envelopes.last().map(|e| e.position) else {
             return;

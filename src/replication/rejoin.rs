@@ -45,7 +45,9 @@ use crate::pki::trust::TrustMaterial;
 use crate::store::{ship, site_log, Store, StoreError, WriteOp, WriteOutcome, WriteRequest};
 use crate::wire::codec;
 use crate::wire::envelope::Envelope;
-use crate::wire::repl::{EventId, ReplAnswer, ReplRequest, MAX_POSITIONS, MAX_REVIEW_BATCH};
+use crate::wire::repl::{
+    EventId, ReplAnswer, ReplRequest, BATCH_BYTES, MAX_POSITIONS, MAX_REVIEW_BATCH,
+};
 use crate::wire::ErrorCode;
 
 /// The staging directory inside the data dir where the new store is received.
@@ -580,7 +582,8 @@ async fn hand_over_tail(
 ) -> Result<(u64, u32, u32), RejoinError> {
     let (mut after, mut tail, mut queued, mut known) = (fork as i64, 0u64, 0u32, 0u32);
     loop {
-        let envelopes = ship::envelopes_after(&local.conn, after, MAX_REVIEW_BATCH as u32)?;
+        let mut envelopes = ship::envelopes_after(&local.conn, after, MAX_REVIEW_BATCH as u32)?;
+        super::backlog::keep_within(&mut envelopes, BATCH_BYTES);
         let Some(last) = envelopes.last().map(|e| e.position) else {
             break;
         };

@@ -28,7 +28,7 @@ use crate::wire::{ErrorCode, Role, StreamOpen};
 /// Most envelopes read from the log per catch-up batch.
 const LOG_BATCH: u64 = 512;
 /// Soft limit of a batch's bytes (a single larger envelope still goes alone).
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = crate::wire::repl::BATCH_BYTES;
 
 /// Why a standby's stream ended.
 #[derive(Debug, thiserror::Error)]
@@ -270,16 +270,7 @@ impl ReplV1 {
         if envelopes.first().map(|e| e.position) != Some(from) {
             return Err(StreamEnd::Missing(from));
         }
-        let mut bytes = 0;
-        let keep = envelopes
-            .iter()
-            .take_while(|e| {
-                bytes += super::backlog::ByteSize::bytes(*e);
-                bytes <= BATCH_BYTES
-            })
-            .count()
-            .max(1);
-        envelopes.truncate(keep);
+        super::backlog::keep_within(&mut envelopes, BATCH_BYTES);
         Ok(envelopes)
     }
 

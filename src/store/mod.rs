@@ -65,6 +65,10 @@ pub enum StoreError {
     /// A write this node's role does not take (a standby or fenced node, a second promotion).
     #[error(transparent)]
     NotPrimary(#[from] crate::model::role::RoleError),
+    /// The primary names a witness and does not hold its lease now: it takes no write until a
+    /// renewal is granted (the witness may be promoting the standby).
+    #[error("lost the witness's lease: not taking writes until it is renewed")]
+    NoLease,
     /// Shipped events refused (another site, out of order, a lower epoch, a missing ticket...).
     #[error("shipped events refused: {0}")]
     Apply(#[from] apply::ApplyError),

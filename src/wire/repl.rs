@@ -247,6 +247,9 @@ pub enum ReplRequest {
 pub const MAX_POSITIONS: usize = 64;
 /// Most envelopes one [`ReplRequest::Review`] carries.
 pub const MAX_REVIEW_BATCH: usize = 256;
+/// Soft limit of the envelopes' bytes in one shipped batch or one [`ReplRequest::Review`]: a
+/// single larger envelope still goes alone (a request is refused only past the frame limit).
+pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// The event at a position: its id and epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,8 +26,8 @@ fn review_list(n: &TestNode) -> Vec<serde_json::Value> {
         .clone()
 }
 
-/// A pair whose async primary wrote a tail the standby never got (three tickets and a note on
-/// ticket 1), then was killed; the standby was promoted and took writes of its own. Returns
+/// A pair whose async primary wrote a tail the standby never got (three tickets, a note and a
+/// 200 KB capture on ticket 1), then was killed; the standby was promoted and took writes of its own. Returns
 /// the pair (the old primary stopped) and the old primary's head and the fork position.
 fn deposed_with_a_tail() -> (Pair, u64, u64) {
     let mut p = Pair::new(async_mode);
@@ -40,6 +40,11 @@ fn deposed_with_a_tail() -> (Pair, u64, u64) {
     }
     p.primary
         .cli(&["note", "1", "written on the deposed primary only"])
+        .ok();
+    // A pasted capture: the tail is more than one request of the old limit (64 KiB).
+    let capture = "tcpdump: 10.0.0.1 > 10.0.0.2: ICMP echo request\n".repeat(4_000);
+    p.primary
+        .cli_with(&["note", "1", "-"], None, Some(capture.as_bytes()))
         .ok();
     let old_head = position_and_digest(&p.primary).0 as u64;
     p.primary.kill();
@@ -141,7 +146,7 @@ fn a_deposed_async_primary_rejoins_as_standby_and_its_tail_is_kept_for_review() 
     );
     assert_eq!(
         kinds.iter().filter(|k| *k == "note").count(),
-        1,
+        2,
         "{kinds:?}"
     );
     assert!(items.iter().all(|i| i["state"] == "pending"));

@@ -322,6 +322,11 @@ fn without_a_witness_a_dead_primary_is_never_replaced() {
 #[test]
 fn a_site_the_witness_does_not_allow_gets_no_lease_and_takes_no_write() {
     let mut p = Pair::new(sync_degrade);
+    // A timer set while the primary needs no lease, due once it needs one it cannot get.
+    p.primary.cli(&["new", "waiting on telco"]).ok();
+    p.primary
+        .cli(&["timer", "1", "--in", "2s", "call telco"])
+        .ok();
     wait_caught_up(&p);
     // noc-a names telco-w its witness, but telco-w allows noc-a only the exchange.
     let mut w = start_witness_allowing(&p, "exchange");
@@ -345,6 +350,17 @@ fn a_site_the_witness_does_not_allow_gets_no_lease_and_takes_no_write() {
             .contains("not_authorized"),
         "{lease}"
     );
+    // Nor does anything the primary decides by itself outside the API: the timer, due for a
+    // while now, has not gone off (the writer refuses `FireDueTimers` without the lease).
+    std::thread::sleep(Duration::from_secs(2));
+    let alerts = p.primary.cli(&["--json", "alerts"]).json();
+    assert_eq!(
+        alerts,
+        serde_json::json!([]),
+        "no timer fired without the lease"
+    );
+    let timers = p.primary.cli(&["--json", "timers", "1"]).json();
+    assert!(timers[0]["fired_at"].is_null(), "{timers}");
     p.primary.stop();
     p.standby.stop();
     w.stop();

@@ -284,6 +284,7 @@ impl WriterState {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counters = self.log.clone();
         let collect = self.hook.get().is_some();
+        let leased = self.hook.get().is_none_or(|h| h.may_take_writes());
         for Pending { req, .. } in batch {
             let before = counters.clone();
             let handle = |conn: &Connection, log: &mut SiteLog| {
@@ -296,6 +297,7 @@ impl WriterState {
                         shipped: Shipped::new(collect),
                         ..Effects::default()
                     },
+                    leased,
                 };
                 let result = job.handle(req);
                 (result, job.effects)

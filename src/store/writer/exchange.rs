@@ -524,6 +524,11 @@ impl InBatch<'_> {
         now: Millis,
     ) -> Result<Answer, StoreError> {
         match &self.log.role.role {
+            // Without the witness's lease a primary takes nothing either: the partner retries
+            // (at the standby too, which the witness may be promoting).
+            NodeRole::Primary if !self.leased => {
+                return Ok(Answer::Refused(Refused::code(ExchangeCode::NotPrimary)))
+            }
             NodeRole::Primary => {}
             // A primary handing over takes no partner message either: the partner retries,
             // at the new primary once the switchover is done.

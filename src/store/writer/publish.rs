@@ -15,6 +15,14 @@ pub trait CommitHook: Send + Sync + 'static {
     /// A committed batch's envelopes, positions consecutive; `committed_at` is the primary's
     /// clock (unix ms) right after the commit.
     fn committed(&self, envelopes: Vec<Envelope>, committed_at: i64);
+
+    /// Whether this primary may take writes now. A primary that names a witness answers
+    /// `false` while it does not hold the witness's lease; the writer then refuses every
+    /// write a primary decides (operators' writes, timers, partners' messages, reviews), so
+    /// no path around the API can write without the lease. Checked once per batch.
+    fn may_take_writes(&self) -> bool {
+        true
+    }
 }
 
 /// The hook slot shared by the [`Writer`](super::Writer) handle and its thread: empty until a

@@ -26,6 +26,9 @@ pub(super) struct InBatch<'a> {
     /// Head, counters, role and epoch, as this request leaves them.
     pub(super) log: &'a mut SiteLog,
     pub(super) effects: Effects,
+    /// Whether the commit hook lets this primary take writes (the witness's lease), as of
+    /// the batch's start.
+    pub(super) leased: bool,
 }
 
 use crate::store::query::no_such_ticket as not_found_ticket;
@@ -51,11 +54,18 @@ impl InBatch<'_> {
             | WriteOp::Fence { .. }
             | WriteOp::HandOver { .. }
             | WriteOp::ResumePrimary => {}
-            // A partner is answered with the exchange's own codes (not primary, fenced).
-            WriteOp::Inbound { .. } => {}
+            // A partner is answered with the exchange's own codes (not primary, fenced); a
+            // partner's receipt of what this node already sent is bookkeeping, not a decision.
+            WriteOp::Inbound { .. } | WriteOp::ExchangeAcked { .. } => {}
             WriteOp::Verify => return Err(between_batches()),
-            // Only the primary decides: every other write is refused, naming the primary.
-            _ => self.log.role.may_write().map_err(StoreError::NotPrimary)?,
+            // Only the primary decides: every other write is refused, naming the primary,
+            // and refused while a primary with a witness does not hold the lease.
+            _ => {
+                self.log.role.may_write().map_err(StoreError::NotPrimary)?;
+                if !self.leased {
+                    return Err(StoreError::NoLease);
+                }
+            }
         }
         if let Some(idem) = &req.idempotency {
             if let Lookup::Replay(out) = idempotency::lookup(self.conn, &req.actor, idem, now)? {

@@ -371,11 +371,25 @@ impl Follower {
             .ok_or(SessionEnd::Resolve(target))
     }
 
-    /// One stream: dial, subscribe from our head, apply and ack until something fails.
+    /// One stream: dial, subscribe from our head, apply and ack until something fails; the
+    /// connection is closed with it (the next session dials afresh, and a refused
+    /// subscription retried every backoff must not leave a connection behind each time: the
+    /// primary admits only a few per peer).
     async fn session(&self, subscribed: &mut bool) -> Result<(), SessionEnd> {
         let fed = self.federation.get().ok_or(SessionEnd::NoFederation)?;
         let addr = self.resolve().await?;
         let peer = fed.connect_as_standby(addr).await?;
+        let ended = self.session_on(&peer, subscribed).await;
+        peer.close(crate::wire::ErrorCode::Closed);
+        ended
+    }
+
+    /// [`Self::session`] on the connection `peer`.
+    async fn session_on(
+        &self,
+        peer: &crate::net::Peer,
+        subscribed: &mut bool,
+    ) -> Result<(), SessionEnd> {
         let sub = self.subscription().await?;
         let ours = sub.epoch;
         let body = codec::encode(&sub).expect("subscribe encodes");

@@ -54,9 +54,8 @@ impl InBatch<'_> {
             | WriteOp::Fence { .. }
             | WriteOp::HandOver { .. }
             | WriteOp::ResumePrimary => {}
-            // A partner is answered with the exchange's own codes (not primary, fenced); a
-            // partner's receipt of what this node already sent is bookkeeping, not a decision.
-            WriteOp::Inbound { .. } | WriteOp::ExchangeAcked { .. } => {}
+            // A partner is answered with the exchange's own codes (not primary, fenced).
+            WriteOp::Inbound { .. } => {}
             WriteOp::Verify => return Err(between_batches()),
             // Only the primary decides: every other write is refused, naming the primary,
             // and refused while a primary with a witness does not hold the lease.

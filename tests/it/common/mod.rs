@@ -204,7 +204,8 @@ impl TestNode {
         let mut child = self.spawn_serve();
         let pid = child.id();
         self.log = LogTail::default();
-        let drained = self.log.drain(child.stderr.take().expect("stderr piped"));
+        // Piped unless TTX_TEST_LOG sends it to `serve.log`.
+        let drained = child.stderr.take().map(|pipe| self.log.drain(pipe));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(info) = RuntimeInfo::read(&DataDir::new(&self.dir)) {
@@ -213,7 +214,9 @@ impl TestNode {
                 }
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let _ = drained.join();
+                if let Some(d) = drained {
+                    let _ = d.join();
+                }
                 panic!("ttx serve exited with {status}: {}", self.log.text());
             }
             assert!(Instant::now() < deadline, "ttx serve did not start in time");

@@ -390,11 +390,22 @@ fn a_partner_that_reaches_the_standby_first_is_sent_to_the_primary() {
 
 #[test]
 fn partners_follow_a_planned_switchover_exactly_once() {
-    let (p, b, ours, theirs, id) = federation();
+    switchover_mid_stream(false);
+}
+
+#[test]
+fn partners_follow_a_planned_switchover_when_the_partner_is_killed_at_once() {
+    switchover_mid_stream(true);
+}
+
+/// A planned switchover of A mid-stream; `kill_b` also SIGKILLs B the moment it is done (and
+/// restarts it), so B's outbox and inbound mark come back from its store alone.
+fn switchover_mid_stream(kill_b: bool) {
+    let (p, mut b, ours, theirs, id) = federation();
     let Pair {
         primary, standby, ..
     } = p;
-    let (at_a, _at_b, a_writer, b_writer) = writers_mid_stream(&primary, ours, &b, theirs);
+    let (at_a, at_b, a_writer, b_writer) = writers_mid_stream(&primary, ours, &b, theirs);
     // Mid-stream, on the primary: it hands over to the standby and follows it.
     let out = primary.cli(&["--json", "switchover"]).json();
     assert_eq!(
@@ -402,6 +413,11 @@ fn partners_follow_a_planned_switchover_exactly_once() {
         (Some("standby"), Some(2)),
         "{out}"
     );
+    if kill_b {
+        b.kill();
+        b.start();
+        *at_b.lock().unwrap() = target_of(&b);
+    }
     // A's writer moves over (the old primary now refuses it `not_primary`); B's writer stays
     // where it is, and B's outbox finds A's new primary by itself.
     *at_a.lock().unwrap() = target_of(&standby);

@@ -106,13 +106,7 @@ fn exchange_v2_carries_a_shared_attachment_intact_and_once_both_ways_and_never_a
         .collect();
     assert_eq!(names, ["capture.pcap", "otdr.sor"], "{list}");
     // The internal attachment was never queued for B and is nowhere in B's store.
-    let queued: Vec<String> = open_db(&a.dir)
-        .prepare("SELECT body FROM exchange_outbox")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let queued: Vec<String> = first_column(&open_db(&a.dir), "SELECT body FROM exchange_outbox");
     assert!(
         queued.iter().all(|q| !q.contains("internal.cfg")),
         "{queued:?}"
@@ -126,13 +120,7 @@ fn exchange_v2_carries_a_shared_attachment_intact_and_once_both_ways_and_never_a
         )
         .unwrap();
     assert_eq!(leaked, 0);
-    let chunks: Vec<Vec<u8>> = db
-        .prepare("SELECT data FROM attachment_chunks")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks: Vec<Vec<u8>> = first_column(&db, "SELECT data FROM attachment_chunks");
     assert!(
         chunks
             .iter()
@@ -255,4 +243,14 @@ fn a_receiver_killed_mid_attachment_resumes_and_gets_it_once() {
         .query_row("SELECT COUNT(*) FROM attachments", [], |r| r.get(0))
         .unwrap();
     assert_eq!(attachments, 1);
+}
+
+/// The first column of every row `sql` selects.
+fn first_column<T: rusqlite::types::FromSql>(db: &rusqlite::Connection, sql: &str) -> Vec<T> {
+    db.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }

@@ -228,6 +228,7 @@ impl RunningNode {
             federation.clone(),
             &config.node.site,
             config.replication.primary.as_deref(),
+            primary.timeline().clone(),
         );
         let switchover = crate::replication::Switchover::new(
             &config.node.node,

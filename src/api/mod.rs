@@ -8,6 +8,8 @@
 //! - [`admin`]: status and operators.
 //! - [`peers`]: the peer registry, ping, and trust reload (admin).
 //! - [`referrals`]: refer a ticket to a partner, act on a referral, list referrals.
+//! - [`replication`]: replication's latency stamps (admin) and a wait for a position to be
+//!   visible here.
 //! - [`review`]: the review list of a deposed primary's unshipped events, and its decisions.
 //! - [`server`]: the listener (header-read and idle timeout, connection cap, hyper's own
 //!   errors in the JSON shape).
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod error;
 pub mod peers;
 pub mod referrals;
+pub mod replication;
 pub mod review;
 pub mod server;
 pub mod site;
@@ -147,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/peers/{site}/ping", post(peers::ping))
         .route("/v1/pki/reload", post(peers::reload))
         .route("/v1/verify", get(site::verify))
+        .route("/v1/replication/timeline", get(replication::timeline))
+        .route("/v1/replication/visible", get(replication::visible))
         .route("/v1/promote", post(site::promote))
         .route("/v1/switchover", post(site::switchover))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -358,20 +358,42 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     ));
     if let Some(v) = &visible {
         seen.figure("notes/s sent (paced)", v.rate, "notes/s");
+        let st = &v.stages;
         seen.latency(
-            "sent to the primary -> seen applied on the standby",
-            &v.to_visible,
+            "committed on the primary -> applied and visible on the standby",
+            &st.commit_to_visible,
             Some(VISIBLE_P99_MS),
         );
-        seen.latency("sent to the primary -> its answer", &v.acked, None);
-        seen.figure(
-            "standby status poll interval (resolution)",
-            v.poll_interval_us / 1000.0,
-            "ms",
+        for (name, l) in [
+            (
+                "stage: committed -> frame written (primary)",
+                &st.commit_to_shipped,
+            ),
+            (
+                "stage: frame written -> read (loopback QUIC)",
+                &st.shipped_to_received,
+            ),
+            (
+                "stage: frame read -> applied (standby)",
+                &st.received_to_applied,
+            ),
+            (
+                "stage: applied -> a waiting reader's answer",
+                &st.applied_to_seen,
+            ),
+        ] {
+            seen.latency(name, l, None);
+        }
+        seen.latency(
+            "sent to the primary -> seen by a waiting reader on the standby",
+            &v.to_visible,
+            None,
         );
+        seen.latency("sent to the primary -> its answer", &v.acked, None);
         seen.note(
-            "one clock (both nodes on this host): from the request's send, so the figure holds \
-             the primary's own commit and up to one poll interval (an upper bound)",
+            "one clock (both nodes on this host): the nodes' stamps (GET /v1/replication/timeline) \
+             joined by position; 'sent -> seen' is the bench's own upper bound, holding the \
+             primary's HTTP, commit and fsync",
         );
     }
     let mut roles = Section::new("role changes, timed by a client writing without pause");

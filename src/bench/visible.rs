@@ -1,32 +1,51 @@
 //! `ttx bench replication`'s async phase "commit on the primary to visible on the standby":
 //! [`WRITERS`] paced writers send notes to the primary at a fixed total rate (each note at its
 //! scheduled time, or right after its writer's previous answer when that came later; the rate
-//! actually sent is reported), while one poller reads the standby's `GET /v1/status` back to
-//! back and records when each applied head was seen.
+//! actually sent is reported), while one reader waits on the standby
+//! (`GET /v1/replication/visible`, answered as soon as the standby's head passes the last one
+//! seen) and records when each head became visible to it.
 //!
-//! Both nodes run on this host, so one clock serves: the bench's own monotonic clock. A note's
-//! figure is from the moment its request was sent to the primary to the end of the first
-//! standby status answer whose applied head covers the note's position. That is an upper
-//! bound of commit → visible: it also holds the primary's own commit (its HTTP, group commit
-//! and fsync) and up to one poll interval; the primary's answer latency is reported beside it.
+//! Both nodes run on this host, so one clock serves. Two figures:
+//! - **commit → visible**, from the nodes' own stamps (`GET /v1/replication/timeline`): the
+//!   primary's commit of the note's batch to the standby's commit of it with its head published
+//!   to readers, and the stages in between (shipped, received), joined by position;
+//! - **sent → seen**, the bench's own: from the request's send to the primary to the waiting
+//!   reader's answer covering it (an upper bound: it also holds the primary's HTTP, group
+//!   commit and fsync, and the reader's own wake-up); the primary's answer latency beside it.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::http::KeepAlive;
 use super::{BenchError, Latencies, LatencySummary};
+use crate::replication::timeline::{covering, now_us, of_stage, Stage, Stamp};
 
 /// What the phase measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Visible {
-    /// Send on the primary to seen applied on the standby, per note.
+    /// Send on the primary to seen by the waiting reader on the standby, per note.
     pub to_visible: LatencySummary,
     /// Send on the primary to its answer, per note (the primary's own part of the above).
     pub acked: LatencySummary,
     /// Notes per second actually sent.
     pub rate: f64,
-    /// The poller's mean interval between status answers (the figure's resolution).
-    pub poll_interval_us: f64,
+    /// The nodes' own stamps, per note.
+    pub stages: Stages,
+}
+
+/// Per note, from the nodes' stamps (`crate::replication::timeline`) and the reader's answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    /// The primary's commit to the standby's commit with its head visible to readers.
+    pub commit_to_visible: LatencySummary,
+    /// The primary's commit to its frame written to the standby's stream.
+    pub commit_to_shipped: LatencySummary,
+    /// Written on the primary to read on the standby (QUIC on loopback, both processes' tasks).
+    pub shipped_to_received: LatencySummary,
+    /// Read on the standby to applied and committed there.
+    pub received_to_applied: LatencySummary,
+    /// Applied on the standby to the waiting reader's answer received by the bench.
+    pub applied_to_seen: LatencySummary,
 }
 
 /// Paced writers in all (each with its own keep-alive connection): enough that one slow answer
@@ -50,13 +69,17 @@ pub fn commit_to_visible(
     let done = std::sync::atomic::AtomicBool::new(false);
     let failure: Mutex<Option<BenchError>> = Mutex::new(None);
     let path = format!("/v1/tickets/{ticket}/notes");
+    // One clock for the bench's instants and the nodes' stamps (unix microseconds).
+    let (base, base_us) = (Instant::now(), now_us());
+    let wall = |at: Instant| base_us + at.duration_since(base).as_micros() as i64;
     let start = Instant::now() + Duration::from_millis(50);
     std::thread::scope(|s| {
         let poller = s.spawn(|| {
             let result = (|| {
                 let mut conn = KeepAlive::connect(standby, token)?;
+                let mut head = visible_after(&mut conn, -1, 0)?;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let head = applied(&mut conn)?;
+                    head = visible_after(&mut conn, head, 100)?;
                     seen.lock()
                         .expect("not poisoned")
                         .push((Instant::now(), head));
@@ -65,13 +88,13 @@ pub fn commit_to_visible(
                 let last = sent.lock().expect("not poisoned").iter().map(|s| s.0).max();
                 let until = Instant::now() + Duration::from_secs(10);
                 while let Some(last) = last {
-                    let head = applied(&mut conn)?;
-                    seen.lock()
-                        .expect("not poisoned")
-                        .push((Instant::now(), head));
                     if head >= last || Instant::now() > until {
                         break;
                     }
+                    head = visible_after(&mut conn, head, 100)?;
+                    seen.lock()
+                        .expect("not poisoned")
+                        .push((Instant::now(), head));
                 }
                 Ok(())
             })();
@@ -149,28 +172,73 @@ pub fn commit_to_visible(
         (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
         _ => secs,
     };
-    let poll_interval_us = match (seen.first(), seen.last()) {
-        (Some(a), Some(b)) if seen.len() > 1 => {
-            (b.0 - a.0).as_secs_f64() * 1e6 / (seen.len() - 1) as f64
-        }
-        _ => 0.0,
-    };
+    let on_primary = timeline(primary, token, base_us)?;
+    let on_standby = timeline(standby, token, base_us)?;
+    let [committed, shipped] = [Stage::Committed, Stage::Shipped].map(|s| of_stage(&on_primary, s));
+    let [received, applied] = [Stage::Received, Stage::Applied].map(|s| of_stage(&on_standby, s));
+    let mut lat: [Latencies; 5] = std::array::from_fn(|_| Latencies::with_capacity(sent.len()));
+    let us = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
+    for &(position, at, _) in &sent {
+        let p = position as u64;
+        let stamps = [&committed, &shipped, &received, &applied].map(|st| covering(st, p));
+        let [Some(c), Some(sh), Some(r), Some(a)] = stamps else {
+            return Err(BenchError::Invalid(format!(
+                "position {position} lacks a replication stamp (committed, shipped, received, \
+                 applied): {stamps:?}"
+            )));
+        };
+        let seen_at = seen
+            .iter()
+            .find(|(when, head)| *when >= at && *head >= position)
+            .map(|s| wall(s.0))
+            .unwrap_or(a);
+        lat[0].record(us(c, a));
+        lat[1].record(us(c, sh));
+        lat[2].record(us(sh, r));
+        lat[3].record(us(r, a));
+        lat[4].record(us(a, seen_at));
+    }
+    let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen] =
+        lat.map(|l| l.summary());
     Ok(Visible {
         to_visible: to_visible.summary(),
         acked: acked.summary(),
         rate: sent.len() as f64 / span,
-        poll_interval_us,
+        stages: Stages {
+            commit_to_visible,
+            commit_to_shipped,
+            shipped_to_received,
+            received_to_applied,
+            applied_to_seen,
+        },
     })
 }
 
-/// The standby's applied head, from its status.
-fn applied(conn: &mut KeepAlive) -> Result<i64, BenchError> {
-    let answer = conn.get("/v1/status")?;
+/// The standby's head once it is past `after` (or after `wait_ms`), as a reader there sees it.
+fn visible_after(conn: &mut KeepAlive, after: i64, wait_ms: u64) -> Result<i64, BenchError> {
+    let answer = conn.get(&format!(
+        "/v1/replication/visible?after={after}&wait_ms={wait_ms}"
+    ))?;
     let v: serde_json::Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| BenchError::Invalid(format!("standby status: {e}")))?;
-    v["replication"]["following"]["applied"]
-        .as_i64()
-        .ok_or_else(|| BenchError::Invalid(format!("the standby is not following: {v}")))
+        .map_err(|e| BenchError::Invalid(format!("standby visible: {e}")))?;
+    v["head"].as_i64().ok_or_else(|| {
+        BenchError::Invalid(format!("the standby answered HTTP {}: {v}", answer.status))
+    })
+}
+
+/// A node's replication stamps taken after `after_us`.
+fn timeline(
+    node: std::net::SocketAddr,
+    token: &str,
+    after_us: i64,
+) -> Result<Vec<Stamp>, BenchError> {
+    let answer = KeepAlive::connect(node, token)?
+        .get(&format!("/v1/replication/timeline?after_us={after_us}"))?;
+    let v: crate::api::replication::TimelineAnswer =
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            BenchError::Invalid(format!("timeline of {node}: HTTP {}: {e}", answer.status))
+        })?;
+    Ok(v.stamps)
 }
 
 /// The last event position in a note's answer.

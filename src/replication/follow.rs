@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use super::timeline::Stage;
 use crate::federation::FederationSlot;
 use crate::model::clock::{self, Millis};
 use crate::net::{FramedRecv, FramedSend, NetError};
@@ -118,6 +119,8 @@ pub struct Follower {
     lag: Mutex<super::standby_lag::StandbyLag>,
     /// `ttx switchover` on this standby: ask the primary over the stream.
     switchover: tokio::sync::Notify,
+    /// This node's latency stamps (received, applied).
+    timeline: Arc<super::timeline::Timeline>,
 }
 
 enum ToApplier {
@@ -146,6 +149,7 @@ impl Follower {
         federation: Arc<FederationSlot>,
         site: &str,
         config_addr: Option<&str>,
+        timeline: Arc<super::timeline::Timeline>,
     ) -> Arc<Self> {
         let applied = *store.writer.head.borrow() as u64;
         Arc::new(Follower {
@@ -160,6 +164,7 @@ impl Follower {
             site: site.to_string(),
             config_addr: config_addr.map(str::to_string),
             switchover: tokio::sync::Notify::new(),
+            timeline,
         })
     }
 
@@ -446,6 +451,7 @@ impl Follower {
                     if let Some(last) = b.envelopes.last() {
                         s.primary_head = s.primary_head.max(last.position);
                         self.lag_lock().batch(last.position, b.committed_at, mono);
+                        self.timeline.record(Stage::Received, last.position);
                     }
                     ToApplier::Batch(b.envelopes, b.committed_at)
                 }
@@ -511,7 +517,7 @@ impl Follower {
                 }
                 next = rx.try_recv().ok();
             }
-            if !envelopes.is_empty() {
+            if let Some(last) = envelopes.last().map(|e| e.position) {
                 let req = WriteRequest {
                     actor: "system".into(),
                     idempotency: None,
@@ -522,6 +528,7 @@ impl Follower {
                     .write(req)
                     .await
                     .map_err(SessionEnd::Apply)?;
+                self.timeline.record(Stage::Applied, last);
                 self.lock().last_batch_committed_at = committed_at;
             }
             if let Some((epoch, head)) = takeover {

@@ -17,6 +17,8 @@
 //! - [`follow`]: the standby's follower (dial, subscribe from its head, apply, ack, reconnect).
 //! - [`standby_lag`]: the standby's lag in milliseconds, from the primary's clock readings
 //!   paired with the standby's monotonic receive time (two hosts' clocks never compared).
+//! - [`timeline`]: debug counters of latency: when each batch passed each stage (committed,
+//!   shipped, received, applied), for `ttx bench replication`.
 //! - [`offline`]: a standby made from a copy of its primary's store on the same machine.
 //! - [`compare`]: `ttx verify --against`: two nodes' digests at one position, and the first
 //!   differing row found top-down.
@@ -51,6 +53,7 @@ pub mod standby_lag;
 pub mod switchover;
 #[cfg(test)]
 mod tests;
+pub mod timeline;
 pub mod witness;
 pub mod witness_serve;
 

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::backlog::{Backlog, ByteSize, Plan};
 use super::gate::{Ack, Gate, Lag, Mode, Outcome, WhenGone};
+use super::timeline::{Stage, Timeline};
 use crate::config::ReplicationSection;
 use crate::model::clock::{self, Millis};
 use crate::store::writer::CommitHook;
@@ -129,6 +130,8 @@ pub struct Primary {
     switchover_asked: Notify,
     /// The witness's lease (required only when the node names a witness).
     lease: super::witness::LeaseGate,
+    /// This node's latency stamps (the follower records its stages here too).
+    timeline: Arc<Timeline>,
 }
 
 impl Primary {
@@ -160,6 +163,7 @@ impl Primary {
             caught_up: watch::channel(0).0,
             switchover_asked: Notify::new(),
             lease: super::witness::LeaseGate::default(),
+            timeline: Arc::default(),
         });
         primary.update(&mut primary.lock(), Vec::new());
         primary
@@ -172,6 +176,11 @@ impl Primary {
     /// The configured mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// This node's replication latency stamps (`GET /v1/replication/timeline`).
+    pub fn timeline(&self) -> &Arc<Timeline> {
+        &self.timeline
     }
 
     /// The witness's lease as this node holds it.
@@ -414,6 +423,7 @@ impl CommitHook for Primary {
             s.gate.advanced(last, committed_at);
             self.update(&mut s, Vec::new());
         }
+        self.timeline.record(Stage::Committed, last);
         self.head.send_replace(last);
     }
 }

@@ -251,6 +251,9 @@ impl ReplV1 {
                 envelopes,
             });
             send.send(&batch).await?;
+            self.primary
+                .timeline()
+                .record(super::timeline::Stage::Shipped, last);
             next = last + 1;
         }
     }

@@ -298,3 +298,92 @@ pub(crate) fn assert_old_primary_fenced(promoted: &TestNode) {
         promoted.cli(&["--json", "status"]).json()["replication"]["old_primary_fenced"] == true
     });
 }
+
+/// `GET /v1/replication/visible` waits on the standby until a write from the primary is
+/// readable there (no polling), answers the head when its wait runs out, and refuses a wait
+/// over its limit; `GET /v1/replication/timeline` shows the write's batch at each stage on
+/// the node that stamped it (committed and shipped on the primary, received and applied on
+/// the standby).
+#[test]
+fn a_reader_on_the_standby_waits_for_a_position_and_both_nodes_stamp_its_stages() {
+    let mut p = Pair::new(|c| set_mode(c, Mode::Async, WhenGone::Degrade, 10_000));
+    wait_caught_up(&p);
+    let token = p.standby.admin_token();
+    let before = events(&p.standby);
+    let waiter = {
+        let (addr, token) = (p.standby.api_addr(), token.clone());
+        std::thread::spawn(move || {
+            let path = format!("/v1/replication/visible?after={before}&wait_ms=10000");
+            crate::common::http(addr, "GET", &path, Some(&token), None)
+        })
+    };
+    let ack = p.primary.cli(&["--json", "new", "seen soon"]).json();
+    let last = ack["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    let (status, answer) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["head"].as_i64().unwrap() > before, "{answer}");
+    // Visible means readable: the ticket is there once the head covers it.
+    let (_, answer) = p.standby.http(
+        "GET",
+        &format!("/v1/replication/visible?after={}&wait_ms=10000", last - 1),
+        Some(&token),
+        None,
+    );
+    assert!(answer["head"].as_i64().unwrap() >= last, "{answer}");
+    let number = ack["number"].as_i64().unwrap().to_string();
+    let shown = p.standby.cli(&["--json", "show", &number]).json();
+    assert!(shown.to_string().contains("seen soon"), "{shown}");
+    // Nothing past the head: the wait runs out and answers the head as it is.
+    let head = events(&p.standby);
+    let (status, answer) = p.standby.http(
+        "GET",
+        &format!("/v1/replication/visible?after={head}&wait_ms=50"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (status, answer["head"].as_i64()),
+        (200, Some(head)),
+        "{answer}"
+    );
+    for bad in ["after=1&wait_ms=10001", "wait_ms=5", "after=x"] {
+        let (status, answer) = p.standby.http(
+            "GET",
+            &format!("/v1/replication/visible?{bad}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some("invalid")),
+            "{bad}: {answer}"
+        );
+    }
+    let stages = |n: &TestNode| {
+        let token = n.admin_token();
+        let (status, v) = n.http("GET", "/v1/replication/timeline", Some(&token), None);
+        assert_eq!(status, 200, "{v}");
+        v["stamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["last"].as_i64().unwrap() >= last)
+            .map(|s| s["stage"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let want = |s: &[&str]| s.iter().map(|s| s.to_string()).collect();
+    assert_eq!(stages(&p.primary), want(&["committed", "shipped"]));
+    assert_eq!(stages(&p.standby), want(&["applied", "received"]));
+    let (status, _) = p
+        .standby
+        .http("GET", "/v1/replication/timeline", None, None);
+    assert_eq!(status, 401);
+    p.standby.stop();
+    p.primary.stop();
+}

@@ -68,6 +68,23 @@ impl ReferralState {
         }
     }
 
+    /// Every state, in the order of the referral's life.
+    pub const ALL: [ReferralState; 8] = [
+        ReferralState::Queued,
+        ReferralState::Delivered,
+        ReferralState::Accepted,
+        ReferralState::Rejected,
+        ReferralState::InProgress,
+        ReferralState::Resolved,
+        ReferralState::Closed,
+        ReferralState::Cancelled,
+    ];
+
+    /// The state named `name` (as [`Self::as_str`] names it).
+    pub fn from_name(name: &str) -> Option<ReferralState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether nothing can happen to the referral any more.
     pub fn is_final(self) -> bool {
         matches!(
@@ -96,7 +113,8 @@ pub struct Referral {
     pub respond_by: Option<Millis>,
     /// When it was made here.
     pub created_at: Millis,
-    /// When it last moved here.
+    /// When a step last changed it here (a shared note or an attachment chunk, which leave it
+    /// as it was, does not count).
     pub updated_at: Millis,
     /// The peer was removed from the registry while the referral was open; nothing is sent until
     /// it is added again.
@@ -552,6 +570,31 @@ mod tests {
             self.out = s.referral;
             self.deliver_to_in(&s.send)
         }
+    }
+
+    #[test]
+    fn every_state_is_read_back_from_its_name() {
+        for s in ReferralState::ALL {
+            assert_eq!(ReferralState::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(ReferralState::from_name("open"), None);
+    }
+
+    #[test]
+    fn a_note_leaves_the_referral_as_it_was_but_for_the_time() {
+        // The store writes no referral record for such a step (only the note and the message).
+        let p = Pair::new(true);
+        let but_time = |r: &Referral, like: &Referral| Referral {
+            updated_at: like.updated_at,
+            ..r.clone()
+        };
+        let sent = act(&p.out, Body::Note(note("noc-a")), 9).unwrap();
+        assert!(sent.effects.is_empty());
+        assert_eq!(sent.send.len(), 1);
+        assert_eq!(but_time(&sent.referral, &p.out), p.out);
+        let got = on_message(&p.inn, &sent.send[0], 9).unwrap();
+        assert_eq!(got.effects, vec![Effect::PartnerNote(note("noc-a"))]);
+        assert_eq!(but_time(&got.referral, &p.inn), p.inn);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::exchange::edge::{InboundMark, Outbox};
 use crate::exchange::record::ExchangeRecord;
+use crate::exchange::referral::ReferralState;
 use crate::exchange::Referral;
 use crate::model::clock::Millis;
 use crate::model::event::Event;
@@ -82,9 +83,11 @@ pub(crate) fn project(
                 position,
                 json(body)?,
             ])?;
-            upsert_edge(tx, peer)?;
-            tx.prepare_cached("UPDATE exchange_edges SET out_last = ?2 WHERE peer = ?1")?
-                .execute(params![peer, *seq as i64])?;
+            tx.prepare_cached(
+                "INSERT INTO exchange_edges (peer, out_last) VALUES (?1, ?2)
+                 ON CONFLICT (peer) DO UPDATE SET out_last = excluded.out_last",
+            )?
+            .execute(params![peer, *seq as i64])?;
         }
         ExchangeRecord::Received {
             peer, seq, epoch, ..
@@ -97,9 +100,10 @@ pub(crate) fn project(
                 )));
             }
             let mark = mark.advanced(*seq, *epoch);
-            upsert_edge(tx, peer)?;
             tx.prepare_cached(
-                "UPDATE exchange_edges SET in_applied = ?2, in_epoch = ?3 WHERE peer = ?1",
+                "INSERT INTO exchange_edges (peer, in_applied, in_epoch) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (peer) DO UPDATE
+                 SET in_applied = excluded.in_applied, in_epoch = excluded.in_epoch",
             )?
             .execute(params![peer, mark.applied as i64, mark.epoch as i64])?;
         }
@@ -194,6 +198,55 @@ pub fn has_referrals(conn: &Connection, ticket: Uuid) -> Result<bool, StoreError
         .query_row([ticket.as_bytes()], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// How many referrals (either side) are about our ticket `ticket` (the index alone answers).
+pub fn count_referrals(conn: &Connection, ticket: Uuid) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM referrals WHERE ticket_id = ?1")?
+        .query_row([ticket.as_bytes()], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// The sharing policy of peer `site` as its registry record holds it (only that part of the
+/// record is decoded), or `None` when the peer is not in the registry.
+pub fn sharing_of(
+    conn: &Connection,
+    site: &str,
+) -> Result<Option<crate::exchange::SharingPolicy>, StoreError> {
+    let sharing: Option<Option<String>> = conn
+        .prepare_cached("SELECT json_extract(doc, '$.sharing') FROM peers WHERE site = ?1")?
+        .query_row([site], |r| r.get(0))
+        .optional()?;
+    sharing
+        .map(|s| match s {
+            // A record written before policies existed has the default one.
+            None => Ok(crate::exchange::SharingPolicy::default()),
+            Some(json) => serde_json::from_str(&json).map_err(corrupt("sharing policy")),
+        })
+        .transpose()
+}
+
+/// The referrals of one of our tickets as forwarding needs them (id, peer, state), oldest
+/// first, read from the table's columns without decoding the referrals.
+pub fn edges_of_ticket(
+    conn: &Connection,
+    ticket: Uuid,
+) -> Result<Vec<(Uuid, String, ReferralState)>, StoreError> {
+    let rows: Vec<(Uuid, String, String)> = conn
+        .prepare_cached("SELECT id, peer, state FROM referrals WHERE ticket_id = ?1 ORDER BY id")?
+        .query_map([ticket.as_bytes()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(id, peer, state)| match ReferralState::from_name(&state) {
+            Some(state) => Ok((id, peer, state)),
+            None => Err(StoreError::Corrupt(format!(
+                "referral {id} has the state {state:?}"
+            ))),
+        })
+        .collect()
 }
 
 /// The referrals of one of our tickets (both sides), oldest first.

@@ -363,6 +363,20 @@ fn a_promoted_standby_continues_the_sequence() {
     .unwrap();
     refer(&s.a, t.number, "telco-b").unwrap();
     s.settle();
+    // Shared notes both ways on the referral: each is a note and a message in the log, and
+    // leaves the referral as it was, so it writes no referral record of its own.
+    let theirs = referrals(&s.b)[0].ticket;
+    let records_before = (referral_records(&s.a), referral_records(&s.b));
+    for i in 0..3 {
+        shared(&s.a, t.number, &format!("ours {i}"));
+        shared(&s.b, theirs, &format!("theirs {i}"));
+    }
+    s.settle();
+    assert_eq!(
+        (referral_records(&s.a), referral_records(&s.b)),
+        records_before
+    );
+    assert_eq!(note_texts(&s.b, theirs).len(), 3 + 3);
     let head = *standby.writer.head.borrow();
     let envelopes =
         s.a.reader
@@ -378,6 +392,15 @@ fn a_promoted_standby_continues_the_sequence() {
         s.a.verify_blocking().unwrap().digest,
         "the referral, the outbox and the marks are state of the site"
     );
+    let state = |store: &Store| -> Vec<(uuid::Uuid, String, Option<String>, i64)> {
+        referrals(store)
+            .into_iter()
+            .map(|r| (r.id, r.state, r.partner_ref, r.updated_at))
+            .collect()
+    };
+    assert_eq!(state(&standby), state(&s.a));
+    assert_eq!(state(&standby)[0].1, "delivered");
+    assert_eq!(edge_of(&standby, "telco-b"), edge_of(&s.a, "telco-b"));
     // A standby answers a partner with not primary and takes nothing.
     let probe = Message {
         seq: 1,
@@ -398,9 +421,10 @@ fn a_promoted_standby_continues_the_sequence() {
     refer(&standby, u.number, "telco-b").unwrap();
     let next = pending(&standby, "telco-b");
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].seq, 2);
+    // After the referral (1) and the three notes (2-4).
+    assert_eq!(next[0].seq, 5);
     assert_eq!(next[0].epoch, 2);
-    assert_eq!(deliver(&s.b, "noc-a", &next[0]), Answer::Ack { up_to: 2 });
+    assert_eq!(deliver(&s.b, "noc-a", &next[0]), Answer::Ack { up_to: 5 });
     // The deposed primary's later message is stale.
     refer(&s.a, u.number, "telco-b").unwrap();
     let old = pending(&s.a, "telco-b");
@@ -408,6 +432,37 @@ fn a_promoted_standby_continues_the_sequence() {
         panic!("stale")
     };
     assert_eq!(r.code, ExchangeCode::StaleEpoch);
+}
+
+/// How many referral records `store`'s log holds.
+fn referral_records(store: &Store) -> usize {
+    store
+        .reader
+        .read_blocking(|c| {
+            let bodies = c
+                .prepare("SELECT body FROM events WHERE kind = 'exchange'")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(bodies
+                .iter()
+                .filter(|b| {
+                    matches!(
+                        serde_json::from_str::<crate::model::event::EventKind>(b),
+                        Ok(crate::model::event::EventKind::Exchange {
+                            record: crate::exchange::record::ExchangeRecord::Referral { .. }
+                        })
+                    )
+                })
+                .count())
+        })
+        .unwrap()
+}
+
+/// `store`'s edge counters towards `peer`: (last queued, acknowledged, applied, epoch).
+fn edge_of(store: &Store, peer: &str) -> (u64, u64, u64, u64) {
+    let peer = peer.to_string();
+    let (out, mark) = store.reader.read_blocking(move |c| edge(c, &peer)).unwrap();
+    (out.last, out.acked, mark.applied, mark.epoch)
 }
 
 /// Any number of sites, each knowing every other; messages carried until all is quiet.
@@ -891,4 +946,35 @@ fn an_attachment_chunk_on_a_referral_the_peer_is_not_party_to_is_refused_and_not
     };
     assert_eq!(refused.code, ExchangeCode::NotParty);
     assert_eq!((kept(&s.b), partials(&s.b)), ((0, 0), 0));
+}
+
+#[test]
+fn the_sharing_policy_read_alone_is_the_registry_records() {
+    let s = sites();
+    s.b.writer
+        .write_blocking(req(WriteOp::PeerSharing {
+            site: "noc-a".into(),
+            change: crate::exchange::policy::SharingChange {
+                auto_accept: Some(true),
+                rate_per_sec: Some(77),
+                ..Default::default()
+            },
+        }))
+        .unwrap();
+    let (alone, record, none) =
+        s.b.reader
+            .read_blocking(|c| {
+                Ok((
+                    exchange::sharing_of(c, "noc-a")?,
+                    query::peer(c, "noc-a")?.map(|p| p.sharing),
+                    exchange::sharing_of(c, "nobody")?,
+                ))
+            })
+            .unwrap();
+    assert_eq!(alone, record);
+    assert_eq!(
+        alone.map(|p| (p.auto_accept, p.rate_per_sec)),
+        Some((true, 77))
+    );
+    assert_eq!(none, None);
 }

@@ -685,9 +685,8 @@ pub fn peer(
     site: &str,
 ) -> Result<Option<crate::model::peer::PeerRecord>, StoreError> {
     let doc: Option<String> = conn
-        .query_row("SELECT doc FROM peers WHERE site = ?1", [site], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT doc FROM peers WHERE site = ?1")?
+        .query_row([site], |r| r.get(0))
         .optional()?;
     doc.map(|d| {
         serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("peer record: {e}")))

@@ -108,7 +108,7 @@ impl InBatch<'_> {
         actor: &str,
         now: Millis,
     ) -> Result<Vec<i64>, StoreError> {
-        let edges = self.edges_of(ticket)?;
+        let edges = self.edges_of(ticket, None)?;
         let mut events = Vec::new();
         for target in forward::targets(&edges, None, &m.origin_site, false) {
             let Some(r) = tables::referral(self.conn, target)? else {
@@ -116,7 +116,7 @@ impl InBatch<'_> {
             };
             for chunk in ex::chunks_to_send(m, actor, now) {
                 match referral::act(&r, Body::Attachment(chunk), now) {
-                    Ok(step) => events.extend(self.write_step(step, None, actor, now)?),
+                    Ok(step) => events.extend(self.write_step(step, Some(&r), actor, now)?),
                     // A referral that takes no more messages (final) is skipped, as for notes.
                     Err(_) => break,
                 }

@@ -82,7 +82,7 @@ impl InBatch<'_> {
 
     /// The policy for a peer, or `None` when it is not (or no longer) in the registry.
     fn policy_of(&self, site: &str) -> Result<Option<SharingPolicy>, StoreError> {
-        Ok(query::peer(self.conn, site)?.map(|p| p.sharing))
+        tables::sharing_of(self.conn, site)
     }
 
     /// `ttx refer`: a new referral of ticket `req.number` to `req.to`.
@@ -207,7 +207,7 @@ impl InBatch<'_> {
             _ => None,
         };
         let state = step.referral.clone();
-        events.extend(self.write_step(step, None, actor, now)?);
+        events.extend(self.write_step(step, Some(&r), actor, now)?);
         if let Some((to, _)) = own {
             let kind = EventKind::StatusChanged { from: t.status, to };
             events.push(self.emit(Some(t.id), kind, actor, now)?);
@@ -217,11 +217,15 @@ impl InBatch<'_> {
 
     /// Writes one step of a referral: the referral as it now stands with its history lines, the
     /// messages it sends (each with the peer's next sequence), and its effects on our ticket.
-    /// `arrived_on` is the referral a partner note came in on (so it is not sent back there).
+    /// `before` is the referral as the step found it (`None`: a new one).
+    ///
+    /// A step that leaves the referral as it was apart from the time (a shared note, an
+    /// attachment chunk) and adds no history line writes no referral record: the log keeps the
+    /// referral's last change, and the queued message or the note is the record of the step.
     pub(super) fn write_step(
         &mut self,
         step: Step,
-        arrived_on: Option<Uuid>,
+        before: Option<&Referral>,
         actor: &str,
         now: Millis,
     ) -> Result<Vec<i64>, StoreError> {
@@ -230,14 +234,13 @@ impl InBatch<'_> {
             send,
             effects,
         } = step;
-        let before = tables::referral(self.conn, r.id)?;
-        let ends = r.state.is_final() && !before.as_ref().is_some_and(|b| b.state.is_final());
+        let ends = r.state.is_final() && !before.is_some_and(|b| b.state.is_final());
         let mut lines = Vec::new();
         let mut notes = Vec::new();
         let mut chunks = Vec::new();
         let mut kinds = Vec::new();
-        let t = load_ticket(self.conn, r.ticket)?
-            .ok_or_else(|| StoreError::Corrupt(format!("referral {} has no ticket", r.id)))?;
+        // Our ticket, read only for the effects that look at it.
+        let mut ticket = None;
         for effect in effects {
             match effect {
                 Effect::History(line) => lines.push(line),
@@ -247,10 +250,12 @@ impl InBatch<'_> {
                     text,
                 }),
                 Effect::TicketBack { reason } => {
-                    let others_open = tables::referrals_of_ticket(self.conn, t.id)?
+                    let t = self.ticket_of(&r, &mut ticket)?;
+                    let referred = t.status == Status::Referred;
+                    let others_open = tables::referrals_of_ticket(self.conn, r.ticket)?
                         .iter()
                         .any(|o| o.id != r.id && o.side == Side::Out && !o.state.is_final());
-                    if t.status == Status::Referred && !others_open {
+                    if referred && !others_open {
                         kinds.push(EventKind::StatusChanged {
                             from: Status::Referred,
                             to: Status::Open,
@@ -259,6 +264,7 @@ impl InBatch<'_> {
                     lines.push(reason);
                 }
                 Effect::ReopenTicket { reason } => {
+                    let t = self.ticket_of(&r, &mut ticket)?;
                     if matches!(t.status, Status::Resolved | Status::Closed) {
                         kinds.push(EventKind::Reopened {
                             reason: reason.clone(),
@@ -267,7 +273,7 @@ impl InBatch<'_> {
                     lines.push(reason);
                 }
                 Effect::CloseTicket => {
-                    if t.status == Status::Resolved {
+                    if self.ticket_of(&r, &mut ticket)?.status == Status::Resolved {
                         kinds.push(EventKind::Closed { checked_by: None });
                     }
                 }
@@ -276,11 +282,14 @@ impl InBatch<'_> {
             }
         }
         let mut events = Vec::new();
-        let record = ExchangeRecord::Referral {
-            referral: r.clone(),
-            lines,
-        };
-        events.push(self.exchange_event(Some(r.ticket), record, actor, now)?);
+        let changed = !lines.is_empty() || before.is_none_or(|b| !same_but_time(b, &r));
+        if changed {
+            let record = ExchangeRecord::Referral {
+                referral: r.clone(),
+                lines,
+            };
+            events.push(self.exchange_event(Some(r.ticket), record, actor, now)?);
+        }
         for body in send {
             events.push(self.queue(&r, body, actor, now)?);
         }
@@ -291,7 +300,7 @@ impl InBatch<'_> {
             events.extend(self.cancel_escalation(&r, actor, now)?);
         }
         for note in notes {
-            events.extend(self.partner_note(&r, note, arrived_on, actor, now)?);
+            events.extend(self.partner_note(&r, note, actor, now)?);
         }
         for chunk in chunks {
             events.extend(self.partner_chunk(&r, chunk, actor, now)?);
@@ -300,6 +309,20 @@ impl InBatch<'_> {
             events.extend(self.drop_partial_attachments(r.id, now)?);
         }
         Ok(events)
+    }
+
+    /// Our ticket of referral `r`, read once into `cache`.
+    fn ticket_of<'c>(
+        &self,
+        r: &Referral,
+        cache: &'c mut Option<crate::model::ticket::Ticket>,
+    ) -> Result<&'c crate::model::ticket::Ticket, StoreError> {
+        let t = match cache.take() {
+            Some(t) => t,
+            None => load_ticket(self.conn, r.ticket)?
+                .ok_or_else(|| StoreError::Corrupt(format!("referral {} has no ticket", r.id)))?,
+        };
+        Ok(cache.insert(t))
     }
 
     /// Queues `body` for the referral's peer with the peer's next sequence.
@@ -351,15 +374,36 @@ impl InBatch<'_> {
         Ok(events)
     }
 
-    /// The other referrals of `ticket` as forwarding sees them.
-    pub(super) fn edges_of(&self, ticket: Uuid) -> Result<Vec<Edge>, StoreError> {
+    /// The referrals of `ticket` but `except` (the one a note came on) as forwarding sees them,
+    /// read from the referrals' columns, each peer's policy read once. A ticket whose only
+    /// referral is `except` (a partner's note on a ticket referred no further) costs one index
+    /// probe.
+    pub(super) fn edges_of(
+        &self,
+        ticket: Uuid,
+        except: Option<Uuid>,
+    ) -> Result<Vec<Edge>, StoreError> {
+        let mut policies: Vec<(String, Option<SharingPolicy>)> = Vec::new();
         let mut edges = Vec::new();
-        for r in tables::referrals_of_ticket(self.conn, ticket)? {
-            let policy = self.policy_of(&r.peer)?;
+        if except.is_some() && tables::count_referrals(self.conn, ticket)? <= 1 {
+            return Ok(edges);
+        }
+        for (referral, peer, state) in tables::edges_of_ticket(self.conn, ticket)? {
+            if Some(referral) == except {
+                continue;
+            }
+            let policy = match policies.iter().find(|(p, _)| *p == peer) {
+                Some((_, policy)) => policy.clone(),
+                None => {
+                    let policy = self.policy_of(&peer)?;
+                    policies.push((peer.clone(), policy.clone()));
+                    policy
+                }
+            };
             edges.push(Edge {
-                referral: r.id,
-                peer: r.peer.clone(),
-                state: r.state,
+                referral,
+                peer,
+                state,
                 orphaned: policy.is_none(),
                 shares_notes: policy.is_some_and(|p| p.passes_note(true)),
             });
@@ -377,14 +421,14 @@ impl InBatch<'_> {
         actor: &str,
         now: Millis,
     ) -> Result<Vec<i64>, StoreError> {
-        let edges = self.edges_of(ticket)?;
+        let edges = self.edges_of(ticket, arrived_on)?;
         let mut events = Vec::new();
         for target in forward::targets(&edges, arrived_on, &note.origin_site, false) {
             let Some(r) = tables::referral(self.conn, target)? else {
                 continue;
             };
             if let Ok(step) = referral::act(&r, Body::Note(note.clone()), now) {
-                events.extend(self.write_step(step, None, actor, now)?);
+                events.extend(self.write_step(step, Some(&r), actor, now)?);
             }
         }
         Ok(events)
@@ -396,7 +440,6 @@ impl InBatch<'_> {
         &mut self,
         r: &Referral,
         note: crate::wire::exchange::SharedNote,
-        arrived_on: Option<Uuid>,
         actor: &str,
         now: Millis,
     ) -> Result<Vec<i64>, StoreError> {
@@ -415,7 +458,7 @@ impl InBatch<'_> {
             happened_at: None,
         };
         let mut events = vec![self.emit(Some(r.ticket), kind, actor, now)?];
-        events.extend(self.forward_note(r.ticket, &note, arrived_on.or(Some(r.id)), actor, now)?);
+        events.extend(self.forward_note(r.ticket, &note, Some(r.id), actor, now)?);
         Ok(events)
     }
 
@@ -486,7 +529,7 @@ impl InBatch<'_> {
                 continue;
             }
             if let Ok(step) = referral::act(&r, body.clone(), now) {
-                self.write_step(step, None, actor, now)?;
+                self.write_step(step, Some(&r), actor, now)?;
             }
         }
         Ok(())
@@ -503,8 +546,11 @@ impl InBatch<'_> {
         now: Millis,
     ) -> Result<WriteOutcome, StoreError> {
         let mut window = WindowAnswers::new();
+        // The peer's record, read once for the window: nothing a partner sends changes it.
+        let record = query::peer(self.conn, peer)?;
         for m in messages {
-            let answer = self.inbound_one(peer, m.bytes, &m.message, rates, now)?;
+            let answer =
+                self.inbound_one(peer, record.as_ref(), m.bytes, &m.message, rates, now)?;
             if !window.push(answer) {
                 break;
             }
@@ -514,10 +560,12 @@ impl InBatch<'_> {
         })
     }
 
-    /// One message from partner site `peer`, `bytes` long as encoded.
+    /// One message from partner site `peer` (whose registry record is `record`), `bytes` long
+    /// as encoded.
     fn inbound_one(
         &mut self,
         peer: &str,
+        record: Option<&PeerRecord>,
         bytes: usize,
         msg: &Message,
         rates: &PeerRates,
@@ -543,8 +591,8 @@ impl InBatch<'_> {
             }
         }
         // Only a registered, accepted peer with the exchange permission is party to anything.
-        let policy = match query::peer(self.conn, peer)? {
-            Some(p) if p.state == PeerState::Accepted && p.exchange => p.sharing,
+        let policy = match record {
+            Some(p) if p.state == PeerState::Accepted && p.exchange => &p.sharing,
             _ => return Ok(Answer::Refused(Refused::code(ExchangeCode::NotParty))),
         };
         let (_, mark) = tables::edge(self.conn, peer)?;
@@ -556,7 +604,7 @@ impl InBatch<'_> {
             Inbound::Open(_) | Inbound::Step(_) | Inbound::Consume(_)
         );
         // A new message takes a token of the peer's rate (a duplicate or a gap takes none).
-        if new && rates.take(peer, &policy, now).is_err() {
+        if new && rates.take(peer, policy, now).is_err() {
             tracing::warn!(%peer, seq = msg.seq, "partner over its message rate");
             return Ok(Answer::Refused(Refused::code(ExchangeCode::RateLimited)));
         }
@@ -597,10 +645,10 @@ impl InBatch<'_> {
                 tracing::info!(%peer, seq = msg.seq, code = ?r.code, "partner message not taken");
                 return Ok(Answer::Refused(r));
             }
-            Inbound::Open(refer) => Some(self.open_for(peer, id, &refer, &policy, &actor, now)?),
+            Inbound::Open(refer) => Some(self.open_for(peer, id, &refer, policy, &actor, now)?),
             Inbound::Step(step) => {
                 let ticket = step.referral.ticket;
-                self.write_step(step, None, &actor, now)?;
+                self.write_step(step, existing.as_ref(), &actor, now)?;
                 Some(ticket)
             }
             Inbound::Consume(code) => {
@@ -757,6 +805,15 @@ impl InBatch<'_> {
             applied: usize::from(moved),
         })
     }
+}
+
+/// Whether `after` is `before` but for the time it was last touched.
+fn same_but_time(before: &Referral, after: &Referral) -> bool {
+    *before
+        == Referral {
+            updated_at: before.updated_at,
+            ..after.clone()
+        }
 }
 
 fn received(peer: &str, msg: &Message, refused: Option<ExchangeCode>) -> ExchangeRecord {

@@ -322,14 +322,19 @@ fn without_a_witness_a_dead_primary_is_never_replaced() {
 #[test]
 fn a_site_the_witness_does_not_allow_gets_no_lease_and_takes_no_write() {
     let mut p = Pair::new(sync_degrade);
-    // A timer set while the primary needs no lease, due once it needs one it cannot get.
+    // A timer set while the primary needs no lease, due once it needs one it cannot get
+    // (far enough ahead that a loaded machine restarts the primary before it is due; checked
+    // below).
     p.primary.cli(&["new", "waiting on telco"]).ok();
     p.primary
-        .cli(&["timer", "1", "--in", "2s", "call telco"])
+        .cli(&["timer", "1", "--in", "10s", "call telco"])
         .ok();
+    let timer_set = Instant::now();
     wait_caught_up(&p);
     // noc-a names telco-w its witness, but telco-w allows noc-a only the exchange.
     let mut w = start_witness_allowing(&p, "exchange");
+    let alerts = p.primary.cli(&["--json", "alerts"]).json();
+    assert_eq!(alerts, serde_json::json!([]), "the timer is not due yet");
     p.primary.stop();
     p.primary
         .configure(|c| c.replication.witness = Some("telco-w".into()));
@@ -350,9 +355,12 @@ fn a_site_the_witness_does_not_allow_gets_no_lease_and_takes_no_write() {
             .contains("not_authorized"),
         "{lease}"
     );
-    // Nor does anything the primary decides by itself outside the API: the timer, due for a
-    // while now, has not gone off (the writer refuses `FireDueTimers` without the lease).
-    std::thread::sleep(Duration::from_secs(2));
+    // Nor does anything the primary decides by itself outside the API: the timer, due for
+    // two seconds by now, has not gone off (the writer refuses `FireDueTimers` without the
+    // lease).
+    std::thread::sleep(
+        (timer_set + Duration::from_secs(12)).saturating_duration_since(Instant::now()),
+    );
     let alerts = p.primary.cli(&["--json", "alerts"]).json();
     assert_eq!(
         alerts,

@@ -1,9 +1,13 @@
 //! When the writer indexes note text ([`crate::store::note_index`]): after the commits that
 //! added notes, in one transaction for many of them, between batches.
 //!
-//! The writer indexes as soon as its queue is empty (so an idle node's index is current right
-//! after each commit), and under load once [`MAX_PENDING_NOTES`] notes wait or the oldest has
-//! waited [`MAX_LAG`], whichever comes first. The index transaction runs with
+//! The writer indexes once its queue has stayed empty for [`IDLE_WAIT`] (so an idle node's
+//! index is current a moment after each commit), at once when a search waits for it, and under
+//! load once [`MAX_PENDING_NOTES`] notes wait or the oldest has waited [`MAX_LAG`], whichever
+//! comes first. It does not index at every moment the queue is empty: with many clients the
+//! queue is empty for a moment between nearly every two group commits, and an index transaction
+//! per commit (an FTS5 segment flush, its merges and their pages) cost about a fifth of the
+//! writer's time per note. The index transaction runs with
 //! `synchronous = normal` (no fsync of its own; the next durable commit or checkpoint syncs
 //! it): it holds nothing that is not already durable in `notes`, and a crash that loses it only
 //! moves the watermark back, so the writer indexes those notes again at start.
@@ -23,7 +27,10 @@ use crate::store::{note_index, StoreError};
 /// Index once this many notes wait, even if the queue is never empty.
 pub const MAX_PENDING_NOTES: usize = 2048;
 /// Index once the oldest waiting note has waited this long, even if the queue is never empty.
-pub const MAX_LAG: Duration = Duration::from_millis(10);
+pub const MAX_LAG: Duration = Duration::from_millis(50);
+/// Index once the queue has stayed empty this long (a quiet moment, not a gap between two
+/// group commits under load).
+pub const IDLE_WAIT: Duration = Duration::from_millis(2);
 /// After a failed index transaction, wait this long before the next try (the failure is
 /// logged once per try).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -80,14 +87,32 @@ impl Indexer {
         self.progress.send_modify(|p| p.written += 1);
     }
 
-    /// Whether to index now: something waits, and the queue is empty (`idle`) or too much
-    /// waits or for too long. Not while backing off after a failure.
-    pub(super) fn due(&self, idle: bool) -> bool {
+    /// Whether to index now: something waits, and the queue is quiet or a search waits
+    /// (`now`), or too much waits or for too long. Not while backing off after a failure.
+    pub(super) fn due(&self, now: bool) -> bool {
         if self.pending == 0 || self.retry_at.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        idle || self.pending >= MAX_PENDING_NOTES
+        now || self.pending >= MAX_PENDING_NOTES
             || self.oldest.is_some_and(|t| t.elapsed() >= MAX_LAG)
+    }
+
+    /// How long the writer may wait on an empty queue before it indexes: `None` when nothing
+    /// waits to be indexed (wait for the next job for as long as it takes), else at most
+    /// [`IDLE_WAIT`] and never past the oldest note's [`MAX_LAG`] (or the end of a back-off
+    /// after a failure).
+    pub(super) fn idle_wait(&self) -> Option<Duration> {
+        if self.pending == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if let Some(t) = self.retry_at.filter(|t| now < *t) {
+            return Some(t - now);
+        }
+        let lag_left = self
+            .oldest
+            .map_or(Duration::ZERO, |t| MAX_LAG.saturating_sub(now - t));
+        Some(lag_left.min(IDLE_WAIT))
     }
 
     /// Indexes every note after the watermark in one transaction. A failure is logged and

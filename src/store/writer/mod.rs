@@ -502,11 +502,12 @@ impl Writer {
 
     /// Waits until every note committed before the call is in the full-text index, so a
     /// search after an acknowledged note finds it. The writer indexes within
-    /// [`indexer::MAX_LAG`] under load and at once when idle; this waits at most
+    /// [`indexer::MAX_LAG`] under load, and at once when asked (this asks); this waits at most
     /// [`SEARCH_INDEX_WAIT`] (then the search runs on the index as it is, and says so in the log).
     pub async fn search_index_ready(&self) {
         let mut rx = self.search_index.clone();
         let target = rx.borrow().written;
+        self.ask_for_index(rx.borrow().indexed < target);
         let ready = rx.wait_for(|p| p.indexed >= target);
         if tokio::time::timeout(SEARCH_INDEX_WAIT, ready)
             .await
@@ -516,9 +517,19 @@ impl Writer {
         }
     }
 
+    /// Asks the writer to index what is pending now (when `behind`), instead of at its next
+    /// quiet moment. A full queue drops the request: the writer is busy then and indexes within
+    /// [`indexer::MAX_LAG`] anyway.
+    fn ask_for_index(&self, behind: bool) {
+        if behind {
+            let _ = self.queue.try_send(Job::IndexNow);
+        }
+    }
+
     /// [`Self::search_index_ready`], blocking the calling thread (tools and tests).
     pub fn search_index_ready_blocking(&self) {
         let target = self.search_index.borrow().written;
+        self.ask_for_index(self.search_index.borrow().indexed < target);
         let deadline = std::time::Instant::now() + SEARCH_INDEX_WAIT;
         while self.search_index.borrow().indexed < target {
             if std::time::Instant::now() >= deadline || self.search_index.has_changed().is_err() {

@@ -20,7 +20,19 @@ pub(super) struct Pending {
 
 pub(super) enum Job {
     Write(Pending),
+    /// A reader waits for the search index ([`super::Writer::search_index_ready`]): index
+    /// what is pending now rather than at the next quiet moment.
+    IndexNow,
     Shutdown,
+}
+
+/// What the queue gave the writer when it asked for the first job of a batch.
+enum Next {
+    Job(Job),
+    /// Nothing came within the idle wait: the queue is quiet, index now.
+    Quiet,
+    /// Every sender is gone.
+    Closed,
 }
 
 impl WriterState {
@@ -71,24 +83,27 @@ impl WriterState {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.group_commit_max);
         let mut carried: Option<Pending> = None;
         let mut stop = false;
+        // Only for waiting on the queue with a timeout (see `next_job`).
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| Fatal(format!("cannot start the writer's clock: {e}")))?;
         loop {
             let first = match carried.take() {
                 Some(p) => Job::Write(p),
                 None if stop => break,
-                None => match rx.try_recv() {
-                    Ok(job) => job,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
-                    Err(mpsc::error::TryRecvError::Empty) => {
+                None => match self.next_job(rx, &clock) {
+                    Next::Job(Job::IndexNow) | Next::Quiet => {
                         if self.indexer.due(true) {
                             self.index_notes()?;
                         }
-                        match rx.blocking_recv() {
-                            Some(job) => job,
-                            None => return Ok(()),
-                        }
+                        continue;
                     }
+                    Next::Job(job) => job,
+                    Next::Closed => return Ok(()),
                 },
             };
+            let mut index_now = false;
             let mut bytes = 0;
             for job in std::iter::once(first).chain(std::iter::from_fn(|| {
                 if stop {
@@ -99,6 +114,10 @@ impl WriterState {
             })) {
                 let p = match job {
                     Job::Write(p) => p,
+                    Job::IndexNow => {
+                        index_now = true;
+                        continue;
+                    }
                     Job::Shutdown => {
                         stop = true;
                         break;
@@ -117,7 +136,7 @@ impl WriterState {
             if !batch.is_empty() {
                 self.commit_batch(&mut batch)?;
             }
-            if self.indexer.due(false) {
+            if self.indexer.due(index_now) {
                 self.index_notes()?;
             }
         }
@@ -129,6 +148,35 @@ impl WriterState {
             }
         }
         Ok(())
+    }
+}
+
+impl WriterState {
+    /// The next job off the queue. When none is waiting and notes wait to be indexed, it waits
+    /// at most the indexer's idle wait ([`super::indexer::Indexer::idle_wait`]) and says
+    /// [`Next::Quiet`] if nothing came: under load the queue is empty for a moment between
+    /// nearly every two group commits, and indexing at each such moment would make the index
+    /// transaction (an FTS5 segment flush and its pages) a per-commit cost again.
+    fn next_job(&mut self, rx: &mut mpsc::Receiver<Job>, clock: &tokio::runtime::Runtime) -> Next {
+        match rx.try_recv() {
+            Ok(job) => return Next::Job(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        let received = match self.indexer.idle_wait() {
+            None => rx.blocking_recv(),
+            Some(wait) if wait.is_zero() => return Next::Quiet,
+            Some(wait) => {
+                match clock.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                    Ok(received) => received,
+                    Err(_elapsed) => return Next::Quiet,
+                }
+            }
+        };
+        match received {
+            Some(job) => Next::Job(job),
+            None => Next::Closed,
+        }
     }
 }
 

@@ -378,6 +378,14 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
                 &st.received_to_applied,
             ),
             (
+                "  of it: read -> handed to the writer (previous apply and ack)",
+                &st.received_to_applying,
+            ),
+            (
+                "  of it: handed to the writer -> committed, head published",
+                &st.applying_to_applied,
+            ),
+            (
                 "stage: applied -> a waiting reader's answer",
                 &st.applied_to_seen,
             ),

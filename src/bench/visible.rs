@@ -44,6 +44,10 @@ pub struct Stages {
     pub shipped_to_received: LatencySummary,
     /// Read on the standby to applied and committed there.
     pub received_to_applied: LatencySummary,
+    /// Of that: read to handed to the writer (waiting for the previous batch's apply and ack).
+    pub received_to_applying: LatencySummary,
+    /// Of that: handed to the writer to committed there with its head published.
+    pub applying_to_applied: LatencySummary,
     /// Applied on the standby to the waiting reader's answer received by the bench.
     pub applied_to_seen: LatencySummary,
 }
@@ -175,16 +179,18 @@ pub fn commit_to_visible(
     let on_primary = timeline(primary, token, base_us)?;
     let on_standby = timeline(standby, token, base_us)?;
     let [committed, shipped] = [Stage::Committed, Stage::Shipped].map(|s| of_stage(&on_primary, s));
-    let [received, applied] = [Stage::Received, Stage::Applied].map(|s| of_stage(&on_standby, s));
-    let mut lat: [Latencies; 5] = std::array::from_fn(|_| Latencies::with_capacity(sent.len()));
+    let [received, applying, applied] =
+        [Stage::Received, Stage::Applying, Stage::Applied].map(|s| of_stage(&on_standby, s));
+    let mut lat: [Latencies; 7] = std::array::from_fn(|_| Latencies::with_capacity(sent.len()));
     let us = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
     for &(position, at, _) in &sent {
         let p = position as u64;
-        let stamps = [&committed, &shipped, &received, &applied].map(|st| covering(st, p));
-        let [Some(c), Some(sh), Some(r), Some(a)] = stamps else {
+        let stamps =
+            [&committed, &shipped, &received, &applying, &applied].map(|st| covering(st, p));
+        let [Some(c), Some(sh), Some(r), Some(w), Some(a)] = stamps else {
             return Err(BenchError::Invalid(format!(
                 "position {position} lacks a replication stamp (committed, shipped, received, \
-                 applied): {stamps:?}"
+                 applying, applied): {stamps:?}"
             )));
         };
         let seen_at = seen
@@ -197,8 +203,10 @@ pub fn commit_to_visible(
         lat[2].record(us(sh, r));
         lat[3].record(us(r, a));
         lat[4].record(us(a, seen_at));
+        lat[5].record(us(r, w));
+        lat[6].record(us(w, a));
     }
-    let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen] =
+    let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen, received_to_applying, applying_to_applied] =
         lat.map(|l| l.summary());
     Ok(Visible {
         to_visible: to_visible.summary(),
@@ -209,6 +217,8 @@ pub fn commit_to_visible(
             commit_to_shipped,
             shipped_to_received,
             received_to_applied,
+            received_to_applying,
+            applying_to_applied,
             applied_to_seen,
         },
     })

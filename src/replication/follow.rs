@@ -518,6 +518,7 @@ impl Follower {
                 next = rx.try_recv().ok();
             }
             if let Some(last) = envelopes.last().map(|e| e.position) {
+                self.timeline.record(Stage::Applying, last);
                 let req = WriteRequest {
                     actor: "system".into(),
                     idempotency: None,

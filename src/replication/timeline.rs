@@ -3,8 +3,9 @@
 //!
 //! The primary stamps a batch when the writer's commit hook hands it over ([`Stage::Committed`])
 //! and when its frame is written to the standby's stream ([`Stage::Shipped`]); the standby
-//! stamps it when the frame is read ([`Stage::Received`]) and when the applier's transaction
-//! has committed and its head is published to readers ([`Stage::Applied`]). `ttx bench
+//! stamps it when the frame is read ([`Stage::Received`]), when its write goes to the writer
+//! ([`Stage::Applying`]) and when the applier's transaction has committed and its head is
+//! published to readers ([`Stage::Applied`]). `ttx bench
 //! replication` reads both nodes' stamps (`GET /v1/replication/timeline`) and joins them by
 //! position: both nodes run on the bench's host, so one wall clock times both. Across hosts the
 //! clocks differ and only each node's own intervals mean anything.
@@ -31,6 +32,9 @@ pub enum Stage {
     Shipped,
     /// Standby: its frame read from the stream.
     Received,
+    /// Standby: handed to the writer (after the previous batch's apply and ack; batches
+    /// waiting then go together, stamped at the last one's position).
+    Applying,
     /// Standby: applied, committed and its head published to readers.
     Applied,
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::BenchError;
 
-/// Largest answer header block or body the client reads.
-const MAX_ANSWER: usize = 1 << 20;
+/// Largest answer header block or body the client reads: a node's whole replication timeline
+/// (65,536 stamps of about 25 bytes of JSON each) must fit.
+const MAX_ANSWER: usize = 16 << 20;
 
 /// One keep-alive connection to the local API.
 pub struct KeepAlive {

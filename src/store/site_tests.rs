@@ -137,6 +137,10 @@ fn replicate(store: &Store, envelopes: Vec<Envelope>) -> Result<WriteOutcome, St
         .write_blocking(req(WriteOp::Replicate(envelopes)))
 }
 
+fn promote(store: &Store) {
+    store.writer.write_blocking(req(WriteOp::Promote)).unwrap();
+}
+
 fn apply_error(e: StoreError) -> ApplyError {
     match e {
         StoreError::Apply(a) => a,
@@ -519,15 +523,43 @@ fn promotion_writes_the_epoch_start_first_and_survives_a_restart() {
     );
 }
 
+/// A standby reads its counters (next ticket number, its own next origin sequence) again
+/// only before a request that may stamp an event, not after every applied batch: a node
+/// promoted after applying tickets goes on numbering after them.
+#[test]
+fn a_promoted_standby_numbers_tickets_after_the_ones_it_applied() {
+    let pair = Pair::new(|p| {
+        p.writer.write_blocking(req(create_op("one"))).unwrap();
+    });
+    for subject in ["two", "three"] {
+        pair.primary
+            .writer
+            .write_blocking(req(create_op(subject)))
+            .unwrap();
+        assert!(pair.ship() > 0);
+    }
+    promote(&pair.standby);
+    let created = ack(pair
+        .standby
+        .writer
+        .write_blocking(req(create_op("four")))
+        .unwrap());
+    assert_eq!(created.number, 4);
+    let log = shipped_after(&pair.standby, head(&pair.primary));
+    assert_eq!(log[0].kind, "epoch-started");
+    assert_eq!(
+        log.iter().map(|e| e.origin_seq).collect::<Vec<_>>(),
+        (1..=log.len() as u64).collect::<Vec<_>>(),
+        "the promoted node's own events, numbered from 1 without a gap"
+    );
+}
+
 #[test]
 fn after_applying_a_higher_epoch_a_primary_refuses_local_writes() {
     let mut pair = Pair::new(|p| {
         p.writer.write_blocking(req(create_op("one"))).unwrap();
     });
-    pair.standby
-        .writer
-        .write_blocking(req(WriteOp::Promote))
-        .unwrap();
+    promote(&pair.standby);
     // The new primary's epoch-start reaches the old primary: it is fenced at once.
     let start = shipped_after(&pair.standby, 2);
     replicate(&pair.primary, start).unwrap();
@@ -592,10 +624,7 @@ fn a_retried_create_on_a_promoted_standby_returns_the_original_number_and_id() {
         .write_blocking(keyed(create_op("retried"), "k1", "fp-create"))
         .unwrap());
     pair.ship();
-    pair.standby
-        .writer
-        .write_blocking(req(WriteOp::Promote))
-        .unwrap();
+    promote(&pair.standby);
     let retry = ack(pair
         .standby
         .writer

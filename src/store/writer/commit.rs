@@ -30,6 +30,11 @@ pub(super) struct WriterState {
     pub(super) limits: LimitsSection,
     /// Head, counters, role and epoch as last committed.
     pub(super) log: SiteLog,
+    /// Shipped events were applied since the counters (this node's next origin sequence, the
+    /// next ticket number) were last read: they are re-read, inside the transaction, before
+    /// the next request that is not more shipped events, not after every applied batch (a
+    /// standby applies batch after batch and stamps nothing).
+    pub(super) counters_stale: bool,
     pub(super) head_tx: Option<watch::Sender<i64>>,
     pub(super) role_tx: Option<watch::Sender<RoleState>>,
     pub(super) timers_changed: Arc<Notify>,
@@ -110,6 +115,7 @@ impl WriterState {
             cfg,
             limits,
             log,
+            counters_stale: false,
             head_tx: None,
             role_tx: None,
             timers_changed: Arc::new(Notify::new()),
@@ -126,6 +132,7 @@ impl WriterState {
 
     fn reload_counters(&mut self) -> Result<(), StoreError> {
         self.log = SiteLog::load(&self.conn, &self.stamp)?;
+        self.counters_stale = false;
         Ok(())
     }
 
@@ -192,11 +199,6 @@ impl WriterState {
             }
             if effects.operators {
                 self.operators_generation.fetch_add(1, Ordering::SeqCst);
-            }
-            if effects.replicated {
-                if let Err(e) = self.reload_counters() {
-                    tracing::error!(error = %e, "cannot re-read counters after replicated events");
-                }
             }
             if effects.peers {
                 self.peers_changed.notify_waiters();
@@ -283,9 +285,16 @@ impl WriterState {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counters = self.log.clone();
+        let mut stale = self.counters_stale;
         let collect = self.hook.get().is_some();
         let leased = self.hook.get().is_none_or(|h| h.may_take_writes());
         for Pending { req, .. } in batch {
+            let replicate = matches!(req.op, super::WriteOp::Replicate(_));
+            if stale && !replicate {
+                // The transaction sees its own applied rows: the counters as of now.
+                counters = SiteLog::load(&tx, stamp)?;
+                stale = false;
+            }
             let before = counters.clone();
             let handle = |conn: &Connection, log: &mut SiteLog| {
                 let mut job = InBatch {
@@ -316,6 +325,7 @@ impl WriterState {
             };
             match result {
                 Ok(out) => {
+                    stale |= job_effects.replicated;
                     effects.merge(job_effects);
                     results.push(Ok(out));
                 }
@@ -339,6 +349,7 @@ impl WriterState {
         let fail = false;
         commit_or_roll_back(tx, fail)?;
         self.log = counters;
+        self.counters_stale = stale;
         Ok(true)
     }
 }

@@ -220,11 +220,18 @@ pub async fn run_outboxes(
 ) {
     let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let primary_at = PrimaryAt::default();
-    let mut wake = shippable.clone();
-    // A promotion starts the workers at once (a role change stops them: each checks the role
-    // before every message).
+    // Woken when messages are queued (not at every commit: reading the outbox after each of
+    // them cost a node with no partners a few per cent of its API's time), when a worker
+    // ends (it may have found its outbox empty just before a message was queued), and when
+    // the role changes (a promotion starts the workers at once; a role change stops them:
+    // each checks the role before every message).
+    let queued = store.writer.outbox_changed.clone();
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut role = store.writer.role.clone();
     loop {
+        let notified = queued.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         workers.retain(|_, w| !w.is_finished());
         let primary = store.writer.role.borrow().is_primary();
         if primary {
@@ -247,7 +254,12 @@ pub async fn run_outboxes(
                             primary_at.clone(),
                         );
                         let span = tracing::info_span!("outbox", peer = %peer);
-                        workers.insert(peer, tokio::spawn(worker.run().instrument(span)));
+                        let ended_tx = ended_tx.clone();
+                        let run = async move {
+                            worker.run().await;
+                            let _ = ended_tx.send(());
+                        };
+                        workers.insert(peer, tokio::spawn(run.instrument(span)));
                     }
                 }
                 Err(StoreError::Closed) => return,
@@ -255,7 +267,8 @@ pub async fn run_outboxes(
             }
         }
         tokio::select! {
-            r = wake.changed() => if r.is_err() { return },
+            _ = &mut notified => {}
+            _ = ended.recv() => {}
             r = role.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.wait_for(|s| *s) => break,

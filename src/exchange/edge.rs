@@ -6,6 +6,10 @@
 //!   expected). Streams run concurrently on the transport, so order is enforced here, not there.
 //! - [`Outbox`]: the sender's counters for a peer: the next sequence to assign and the highest
 //!   sequence the peer acknowledged.
+//! - [`Rebase`]: what a sender does with a partner's mark learned by a *mark probe* (a message
+//!   with `seq = 0`) after its site failed over: the messages its predecessor may have sent
+//!   that this node never knew of are already taken at the partner, so this node's own
+//!   messages move after the partner's mark ([`Outbox::rebase`], [`needs_probe`]).
 //! - [`retry_delay`]: how long the sender waits before sending again after a failure.
 
 use std::time::Duration;
@@ -152,6 +156,83 @@ impl Outbox {
     }
 }
 
+/// Whether the sender must learn the partner's mark before it sends anything on an edge whose
+/// mark it last learned in epoch `learned`, now that it is the primary of epoch `epoch`: once
+/// per edge per epoch. A primary's predecessor (async or degraded replication) may have sent
+/// messages its log never held, so their sequences are taken at the partner by messages this
+/// node never knew: sequences alone cannot tell them from retries (protocol §5c).
+pub fn needs_probe(learned: u64, epoch: u64) -> bool {
+    learned < epoch
+}
+
+/// The sequence of a mark probe: below every real one (they start at 1), so every conformant
+/// receiver answers it as a retry, `Ack { up_to: applied }`, and applies nothing.
+pub const PROBE_SEQ: u64 = 0;
+
+/// What a partner's mark learned by a probe does to the outbox: the messages after `after`
+/// (those decided in this epoch: no node of the site has sent them) move up by `shift`, and
+/// the acknowledged mark becomes `acked`. `shift` is 0 when the partner is not past what the
+/// site may have sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebase {
+    /// The highest sequence the site may have sent before this epoch (kept as it is).
+    pub after: u64,
+    /// How far every later sequence moves (the messages the partner took that this node
+    /// never knew of).
+    pub shift: u64,
+    /// The acknowledged mark after the rebase.
+    pub acked: u64,
+}
+
+/// A partner's mark that no rebase can follow (a peer bug: it would overflow the sequences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the peer's mark {mark} is beyond any sequence a site can reach")]
+pub struct MarkTooHigh {
+    /// What the peer said.
+    pub mark: u64,
+}
+
+/// The highest sequence a store keeps (its columns are signed 64-bit).
+const MAX_SEQ: u64 = i64::MAX as u64 / 2;
+
+impl Outbox {
+    /// What the partner's `mark` (its answer to the probe) does, given `last_prev`: the
+    /// highest sequence decided before this epoch (at least `acked`; the messages after it
+    /// were decided in this epoch and held back until now). A partner past `last_prev` took
+    /// `mark - last_prev` messages of a predecessor this node never knew: this node's own
+    /// move after them. A partner at or below it only acknowledges (or, below `acked`, lost
+    /// what it took: the next send is refused `OutOfOrder` and resends from the log).
+    pub fn rebase(&self, mark: u64, last_prev: u64) -> Result<Rebase, MarkTooHigh> {
+        let after = last_prev.max(self.acked).min(self.last);
+        if mark > MAX_SEQ || self.last > MAX_SEQ {
+            return Err(MarkTooHigh { mark });
+        }
+        let shift = mark.saturating_sub(after);
+        Ok(Rebase {
+            after,
+            shift,
+            acked: self.acked.max(mark),
+        })
+    }
+
+    /// The counters after `rebase`.
+    pub fn rebased(self, rebase: &Rebase) -> Outbox {
+        Outbox {
+            last: self.last + rebase.shift,
+            acked: rebase.acked,
+        }
+    }
+}
+
+/// A sequence as a rebase leaves it.
+pub fn shifted(seq: u64, rebase_after: u64, shift: u64) -> u64 {
+    if seq > rebase_after {
+        seq + shift
+    } else {
+        seq
+    }
+}
+
 /// Whether a refusal consumes the message for good (the receiver's mark moved past it, the
 /// sender must not send it again) rather than refusing it for now (nothing taken; resend later).
 pub fn consumed_for_good(code: ExchangeCode) -> bool {
@@ -289,6 +370,75 @@ mod tests {
         assert_eq!(out.ack(4), Err(AckBeyondSent { up_to: 4, last: 3 }));
         assert_eq!(out.ack(3), Ok(true));
         assert!(out.unacked().is_empty());
+    }
+
+    #[test]
+    fn a_mark_is_learned_once_per_edge_per_epoch() {
+        assert!(needs_probe(0, 1), "a new edge probes in its first epoch");
+        assert!(
+            !needs_probe(1, 1),
+            "learned in this epoch: no second probe, restarts included"
+        );
+        assert!(needs_probe(1, 2), "a promotion probes again");
+        assert!(
+            !needs_probe(3, 2),
+            "a mark learned in a later epoch than ours"
+        );
+    }
+
+    #[test]
+    fn a_partner_past_what_the_site_sent_moves_this_epochs_messages_after_its_mark() {
+        // The predecessor sent 1..=10; this node knew 1..=7 (acked 5) and decided 8..=9 itself.
+        let out = Outbox { last: 9, acked: 5 };
+        let r = out.rebase(10, 7).unwrap();
+        assert_eq!(
+            r,
+            Rebase {
+                after: 7,
+                shift: 3,
+                acked: 10
+            }
+        );
+        let out = out.rebased(&r);
+        assert_eq!(
+            out,
+            Outbox {
+                last: 12,
+                acked: 10
+            }
+        );
+        assert_eq!(
+            out.unacked(),
+            11..=12,
+            "its own two, after the partner's mark"
+        );
+        assert_eq!((shifted(7, 7, 3), shifted(8, 7, 3)), (7, 11));
+        // Nothing of its own yet: the mark is past everything queued, and no AckBeyondSent.
+        let out = Outbox { last: 7, acked: 5 };
+        let r = out.rebase(10, 7).unwrap();
+        assert_eq!(
+            out.rebased(&r),
+            Outbox {
+                last: 10,
+                acked: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_partner_at_or_below_what_the_site_sent_moves_nothing() {
+        let out = Outbox { last: 9, acked: 5 };
+        // Equal: the partner took exactly what this node knew of.
+        let r = out.rebase(7, 7).unwrap();
+        assert_eq!((r.shift, r.acked), (0, 7));
+        assert_eq!(out.rebased(&r), Outbox { last: 9, acked: 7 });
+        // Below the acknowledged mark: the partner's site lost what it took; nothing moves.
+        let r = out.rebase(3, 7).unwrap();
+        assert_eq!((r.shift, r.acked), (0, 5));
+        assert_eq!(out.rebased(&r), out);
+        // `last_prev` below `acked` is read as `acked` (acknowledged messages were sent).
+        assert_eq!(out.rebase(6, 2).unwrap().after, 5);
+        assert_eq!(out.rebase(u64::MAX, 7), Err(MarkTooHigh { mark: u64::MAX }));
     }
 
     #[test]

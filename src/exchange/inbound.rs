@@ -98,6 +98,30 @@ mod tests {
     }
 
     #[test]
+    fn a_mark_probe_is_a_duplicate_at_any_mark_and_its_epoch_still_comes_first() {
+        let probe = |epoch| Message {
+            epoch,
+            ..msg(crate::exchange::edge::PROBE_SEQ, Body::Refer(refer()))
+        };
+        for applied in [0, 1, 7] {
+            let mark = InboundMark { applied, epoch: 2 };
+            assert_eq!(
+                decide(&mark, "noc-a", &probe(3), None, 0),
+                Inbound::Duplicate
+            );
+            assert!(mark.learns_epoch(3), "a probe in a later epoch raises it");
+        }
+        let mark = InboundMark {
+            applied: 4,
+            epoch: 2,
+        };
+        let Inbound::Refuse(r) = decide(&mark, "noc-a", &probe(1), None, 0) else {
+            panic!("a deposed primary's probe is stale")
+        };
+        assert_eq!((r.code, r.epoch), (ExchangeCode::StaleEpoch, Some(2)));
+    }
+
+    #[test]
     fn order_first_then_party_then_state() {
         let mark = InboundMark {
             applied: 3,

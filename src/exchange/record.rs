@@ -64,6 +64,24 @@ pub enum ExchangeRecord {
         /// The epoch it carried.
         epoch: u64,
     },
+    /// The primary of `epoch` learned `peer`'s mark (its answer to a mark probe, protocol
+    /// §5c) before sending anything of its own: the queued messages after `after` moved up by
+    /// `shift` (the partner took that many messages of a predecessor that this log never held),
+    /// the edge's last sequence with them, and the acknowledged mark rose to `mark` if below it.
+    /// Written once per edge per epoch, so the probe is not repeated (restarts included) and a
+    /// standby and a later promotion continue from the same sequences.
+    MarkLearned {
+        /// The receiving site.
+        peer: String,
+        /// The epoch it was learned in.
+        epoch: u64,
+        /// The partner's mark: the highest sequence it has taken from this site.
+        mark: u64,
+        /// The highest sequence the site may have sent before this epoch (kept).
+        after: u64,
+        /// How far every queued sequence after `after` moved (0: none).
+        shift: u64,
+    },
     /// `peer` acknowledged every message up to `up_to` (or refused one for good, `refused`).
     Acked {
         /// The receiving site.
@@ -109,7 +127,9 @@ impl ExchangeRecord {
                 None => format!("received from {peer} (#{seq}): {message}"),
                 Some(code) => format!("refused from {peer} (#{seq}): {message}: {}", code.text()),
             }),
-            ExchangeRecord::EpochSeen { .. } | ExchangeRecord::Acked { .. } => None,
+            ExchangeRecord::EpochSeen { .. }
+            | ExchangeRecord::Acked { .. }
+            | ExchangeRecord::MarkLearned { .. } => None,
         }
     }
 
@@ -120,6 +140,7 @@ impl ExchangeRecord {
             ExchangeRecord::Queued { .. } => "queued",
             ExchangeRecord::Received { .. } => "received",
             ExchangeRecord::EpochSeen { .. } => "epoch seen",
+            ExchangeRecord::MarkLearned { .. } => "mark learned",
             ExchangeRecord::Acked { .. } => "acked",
         }
     }

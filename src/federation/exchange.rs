@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::edge_stream::{EdgeStream, Opened};
 use super::{Federation, FederationSlot};
-use crate::exchange::edge::{consumed_for_good, retry_delay};
+use crate::exchange::edge::{consumed_for_good, retry_delay, PROBE_SEQ};
 use crate::exchange::PeerRates;
 use crate::model::peer::PeerState;
 use crate::model::role::NodeRole;
@@ -533,6 +533,10 @@ impl Worker {
         let peer = self.peer.clone();
         let shippable = *self.shippable.borrow();
         let resend_from = self.resend_from;
+        // Every message carries the epoch this node sends it in (not only the one it was
+        // decided in): a promoted standby's retries of its predecessor's messages tell the
+        // partner of the new epoch, and the partner refuses the deposed primary from then on.
+        let epoch = self.store.writer.role.borrow().epoch;
         let read = self
             .store
             .reader
@@ -553,10 +557,11 @@ impl Worker {
                         c, &peer, out.acked, shippable, room,
                     )?);
                 }
-                Ok((record, out, mark.epoch, msgs))
+                let (learned, _) = crate::store::exchange::learned_and_last_prev(c, &peer, epoch)?;
+                Ok((record, out, mark.epoch, learned, msgs))
             })
             .await;
-        let (record, out, peer_epoch, msgs) = match read {
+        let (record, out, peer_epoch, learned, msgs) = match read {
             Ok(r) => r,
             Err(e) => return Round::Failed(e.to_string()),
         };
@@ -575,10 +580,6 @@ impl Worker {
         if msgs.is_empty() {
             return Round::WaitShippable;
         }
-        // Every message carries the epoch this node sends it in (not only the one it was
-        // decided in): a promoted standby's retries of its predecessor's messages tell the
-        // partner of the new epoch, and the partner refuses the deposed primary from then on.
-        let epoch = self.store.writer.role.borrow().epoch;
         let mut msgs = msgs;
         for m in &mut msgs {
             m.epoch = m.epoch.max(epoch);
@@ -590,6 +591,12 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return Round::Failed(e),
         };
+        // The partner's mark first, once per edge per epoch: nothing is sent before it.
+        if crate::exchange::edge::needs_probe(learned, epoch) {
+            let protocol = link.ctx().protocol;
+            let probe = crate::exchange::attachment::for_protocol(msgs.swap_remove(0), protocol);
+            return self.probe(&link, probe).await;
+        }
         let connection = link.ctx().connection_id;
         if self
             .stream
@@ -618,6 +625,53 @@ impl Worker {
         match self.stream.take() {
             Some(stream) => self.stream_round(stream, msgs, window).await,
             None => self.pipeline(&link, msgs, window).await,
+        }
+    }
+
+    /// Learns the partner's mark with a mark probe (protocol §5c): `lowest`, the lowest
+    /// message waiting, sent with sequence [`PROBE_SEQ`] alone as one request. Every
+    /// conformant receiver answers it as a retry, `Ack { up_to: applied }`, and applies
+    /// nothing (it still learns this node's epoch). The answer is recorded through the
+    /// writer, which moves this epoch's messages after the mark when the partner took messages
+    /// this node never knew of; the next round sends from there.
+    async fn probe(&self, link: &Peer, lowest: Message) -> Round {
+        let probe = Message {
+            seq: PROBE_SEQ,
+            ..lowest
+        };
+        let body = match encode(&probe) {
+            Ok(b) => b,
+            Err(e) => return Round::Failed(e.to_string()),
+        };
+        if !self.is_primary() {
+            return Round::Deposed;
+        }
+        let answer = match answer_of(link.request(body).await) {
+            Ok(a) => a,
+            Err(round) => return round,
+        };
+        let mark = match answer {
+            Answer::Ack { up_to } => up_to,
+            Answer::Refused(r)
+                if matches!(r.code, ExchangeCode::NotPrimary | ExchangeCode::Fenced) =>
+            {
+                return Round::Redirect(r.primary)
+            }
+            Answer::Refused(r) => {
+                return Round::Failed(format!("mark probe refused: {}", r.code.text()))
+            }
+        };
+        let req = WriteRequest {
+            actor: "system".into(),
+            idempotency: None,
+            op: WriteOp::ExchangeMarkLearned {
+                peer: self.peer.clone(),
+                mark,
+            },
+        };
+        match self.store.writer.write(req).await {
+            Ok(_) => Round::Progress,
+            Err(e) => Round::Failed(e.to_string()),
         }
     }
 
@@ -743,15 +797,9 @@ impl Worker {
             let Some((seq, result)) = inflight.next().await else {
                 break Round::Progress;
             };
-            let answer = match result {
-                Ok(bytes) => match decode::<Answer>(&bytes) {
-                    Ok(a) => a,
-                    Err(e) => break Round::Failed(format!("a malformed answer: {e}")),
-                },
-                Err(NetError::Remote(code)) => {
-                    break Round::Failed(format!("refused: {}", code.text()))
-                }
-                Err(e) => break Round::Broken(e.to_string()),
+            let answer = match answer_of(result) {
+                Ok(a) => a,
+                Err(round) => break round,
             };
             if let Some(round) = self.on_answer(&mut w, seq, answer).await {
                 break round;
@@ -806,6 +854,18 @@ impl Window {
             written: acked,
             peer_epoch,
         }
+    }
+}
+
+/// The answer a request got, or how the round ends when it got none: a malformed answer or a
+/// remote error fails it, a broken connection breaks it.
+fn answer_of(result: Result<Vec<u8>, NetError>) -> Result<Answer, Round> {
+    match result {
+        Ok(bytes) => {
+            decode::<Answer>(&bytes).map_err(|e| Round::Failed(format!("a malformed answer: {e}")))
+        }
+        Err(NetError::Remote(code)) => Err(Round::Failed(format!("refused: {}", code.text()))),
+        Err(e) => Err(Round::Broken(e.to_string())),
     }
 }
 

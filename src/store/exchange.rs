@@ -4,15 +4,16 @@
 //!
 //! Tables (migration 11): `referrals` (one row per referral, the whole [`Referral`] as JSON),
 //! `exchange_outbox` (messages queued for a peer and not yet acknowledged, with the log position
-//! of the event that queued them) and `exchange_edges` (per peer: the last sequence assigned and
-//! the highest acknowledged towards it; the highest applied and the epoch seen from it).
+//! of the event that queued them, or of the rebase that last moved them) and `exchange_edges`
+//! (per peer: the last sequence assigned, the highest acknowledged towards it and the epoch its
+//! mark was last learned in; the highest applied and the epoch seen from it).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::exchange::edge::{InboundMark, Outbox};
+use crate::exchange::edge::{shifted, InboundMark, Outbox};
 use crate::exchange::record::ExchangeRecord;
 use crate::exchange::referral::ReferralState;
 use crate::exchange::Referral;
@@ -114,6 +115,53 @@ pub(crate) fn project(
             )?
             .execute(params![peer, *epoch as i64])?;
         }
+        ExchangeRecord::MarkLearned {
+            peer,
+            epoch,
+            mark,
+            after,
+            shift,
+        } => {
+            let (out, _) = edge(tx, peer)?;
+            let rebase = crate::exchange::edge::Rebase {
+                after: *after,
+                shift: *shift,
+                acked: out.acked.max(*mark),
+            };
+            if *after > out.last || (*shift > 0 && (*after < out.acked || *mark < *after)) {
+                return Err(bad(format!(
+                    "moves {peer}'s messages after #{after} by {shift}, its outbox is at {}..={}",
+                    out.acked, out.last
+                )));
+            }
+            let out = out.rebased(&rebase);
+            if *shift > 0 {
+                // Two steps (through negative sequences), so no row meets another's old key.
+                // A moved message leaves only once this record is shippable (its position):
+                // a standby promoted later must know where it went before the partner has it.
+                tx.prepare_cached(
+                    "UPDATE exchange_outbox SET seq = -(seq + ?3), position = ?4
+                     WHERE peer = ?1 AND seq > ?2",
+                )?
+                .execute(params![peer, *after as i64, *shift as i64, position])?;
+                tx.prepare_cached(
+                    "UPDATE exchange_outbox SET seq = -seq WHERE peer = ?1 AND seq < 0",
+                )?
+                .execute([peer])?;
+            }
+            tx.prepare_cached(
+                "UPDATE exchange_edges SET out_last = ?2, out_acked = ?3,
+                     out_learned = MAX(out_learned, ?4) WHERE peer = ?1",
+            )?
+            .execute(params![
+                peer,
+                out.last as i64,
+                out.acked as i64,
+                *epoch as i64
+            ])?;
+            tx.prepare_cached("DELETE FROM exchange_outbox WHERE peer = ?1 AND seq <= ?2")?
+                .execute(params![peer, out.acked as i64])?;
+        }
         ExchangeRecord::Acked { peer, up_to, .. } => {
             let (mut out, _) = edge(tx, peer)?;
             out.ack(*up_to).map_err(|e| bad(e.to_string()))?;
@@ -159,6 +207,24 @@ pub fn edge(conn: &Connection, peer: &str) -> Result<(Outbox, InboundMark), Stor
             epoch: epoch as u64,
         },
     ))
+}
+
+/// The epoch in which this site last learned `peer`'s mark (0: never), and the highest
+/// sequence queued for it that was decided before `epoch` and is still in the outbox (0: none):
+/// what a mark probe's answer is weighed against ([`crate::exchange::edge::Outbox::rebase`]).
+pub fn learned_and_last_prev(
+    conn: &Connection,
+    peer: &str,
+    epoch: u64,
+) -> Result<(u64, u64), StoreError> {
+    let learned: Option<i64> = conn
+        .prepare_cached("SELECT out_learned FROM exchange_edges WHERE peer = ?1")?
+        .query_row([peer], |r| r.get(0))
+        .optional()?;
+    let last_prev: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM exchange_outbox WHERE peer = ?1 AND epoch < ?2")?
+        .query_row(params![peer, epoch as i64], |r| r.get(0))?;
+    Ok((learned.unwrap_or(0) as u64, last_prev.unwrap_or(0) as u64))
 }
 
 fn referral_from(doc: String) -> Result<Referral, StoreError> {
@@ -429,23 +495,43 @@ pub fn resend_from_log(
         super::apply::EVENT_COLUMNS
     ))?;
     let mut rows = stmt.query([RESEND_SCAN])?;
+    // The rebases met so far (newest first): a message queued before one moved with it.
+    let mut rebases: Vec<(u64, u64)> = Vec::new();
     while let Some(row) = rows.next()? {
         let (_, event) = super::apply::event_from_row(row)?;
-        let crate::model::event::EventKind::Exchange {
-            record:
-                ExchangeRecord::Queued {
-                    peer: to_peer,
-                    seq,
-                    id,
-                    epoch,
-                    referral,
-                    body,
-                },
-        } = event.kind
-        else {
+        let crate::model::event::EventKind::Exchange { record } = event.kind else {
             continue;
         };
-        if to_peer != peer || seq > to {
+        let (to_peer, seq, id, epoch, referral, body) = match record {
+            ExchangeRecord::MarkLearned {
+                peer: to_peer,
+                after,
+                shift,
+                ..
+            } => {
+                if to_peer == peer && shift > 0 {
+                    rebases.push((after, shift));
+                }
+                continue;
+            }
+            ExchangeRecord::Queued {
+                peer: to_peer,
+                seq,
+                id,
+                epoch,
+                referral,
+                body,
+            } => (to_peer, seq, id, epoch, referral, body),
+            _ => continue,
+        };
+        if to_peer != peer {
+            continue;
+        }
+        let seq = rebases
+            .iter()
+            .rev()
+            .fold(seq, |seq, (after, shift)| shifted(seq, *after, *shift));
+        if seq > to {
             continue;
         }
         found.push(Message {

@@ -434,6 +434,148 @@ fn a_promoted_standby_continues_the_sequence() {
     assert_eq!(r.code, ExchangeCode::StaleEpoch);
 }
 
+/// A standby `node` of `s.a` (cloned now, then fed by hand).
+fn standby_of(s: &Sites, node: &str) -> Store {
+    let standby_path = s._dir.path().join(format!("a-{node}.db"));
+    s.a.snapshot_into(&standby_path).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&standby_path).unwrap();
+        site_log::make_standby(&conn, node, "primary").unwrap();
+    }
+    Store::open(
+        &standby_path,
+        NodeStamp {
+            site: "noc-a".into(),
+            node: node.into(),
+        },
+        &crate::config::StoreSection::default(),
+        &crate::config::LimitsSection::default(),
+    )
+    .unwrap()
+}
+
+/// Ships everything `from` has that `to` (its standby) does not.
+fn ship_to(from: &Store, to: &Store) {
+    let head = *to.writer.head.borrow();
+    let envelopes = from
+        .reader
+        .read_blocking(move |c| ship::envelopes_after(c, head, 100_000))
+        .unwrap();
+    to.writer
+        .write_blocking(req(WriteOp::Replicate(envelopes)))
+        .unwrap();
+}
+
+/// The mark `store`'s primary learned from `peer`'s answer to a probe.
+fn learn(store: &Store, peer: &str, mark: u64) -> WriteOutcome {
+    store
+        .writer
+        .write_blocking(req(WriteOp::ExchangeMarkLearned {
+            peer: peer.into(),
+            mark,
+        }))
+        .unwrap()
+}
+
+/// A's primary sends three notes B takes, which its standby never gets (async); promoted, the
+/// standby decides two notes of its own, whose sequences B has already taken. The probe (seq 0)
+/// is answered with B's mark and applies nothing; learning it moves the standby's own notes
+/// after the mark (durably: a later promotion reads the moved sequences back from the log),
+/// once per epoch, and B takes each note once. Without the move B would answer the two as
+/// retries and they would be lost.
+#[test]
+fn a_promoted_standby_moves_its_own_messages_after_a_mark_its_log_never_reached() {
+    let s = sites();
+    let t = create(&s.a, "down");
+    let standby = standby_of(&s, "standby");
+    // Another, fed only the promoted standby's log at the end: it projects the move itself.
+    let replay = standby_of(&s, "replay");
+    refer(&s.a, t.number, "telco-b").unwrap();
+    s.settle();
+    ship_to(&s.a, &standby);
+    let theirs = referrals(&s.b)[0].ticket;
+    for i in 0..3 {
+        shared(&s.a, t.number, &format!("lost tail {i}"));
+    }
+    s.settle();
+    assert_eq!(
+        edge_of(&s.b, "noc-a").2,
+        4,
+        "B took the referral and the tail"
+    );
+    standby
+        .writer
+        .write_blocking(req(WriteOp::Promote))
+        .unwrap();
+    for i in 0..2 {
+        shared(&standby, t.number, &format!("new {i}"));
+    }
+    let held = pending(&standby, "telco-b");
+    assert_eq!(
+        held.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![2, 3],
+        "B took 2 and 3 already, from the old primary"
+    );
+    // The probe: any message with seq 0, in the new epoch. B answers its mark, takes nothing,
+    // and learns the epoch.
+    let probe = Message {
+        seq: crate::exchange::edge::PROBE_SEQ,
+        epoch: 2,
+        ..held[0].clone()
+    };
+    let before = note_texts(&s.b, theirs);
+    assert_eq!(deliver(&s.b, "noc-a", &probe), Answer::Ack { up_to: 4 });
+    assert_eq!(note_texts(&s.b, theirs), before, "a probe applies nothing");
+    let (_, _, applied, epoch) = edge_of(&s.b, "noc-a");
+    assert_eq!((applied, epoch), (4, 2));
+    assert_eq!(
+        learn(&standby, "telco-b", 4),
+        WriteOutcome::Applied { applied: 1 }
+    );
+    assert_eq!(edge_of(&standby, "telco-b").0, 6);
+    assert_eq!(edge_of(&standby, "telco-b").1, 4);
+    let moved = pending(&standby, "telco-b");
+    assert_eq!(moved.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(
+        moved.iter().map(|m| m.id).collect::<Vec<_>>(),
+        held.iter().map(|m| m.id).collect::<Vec<_>>(),
+        "the same messages, only their edge sequence moved"
+    );
+    // Once per epoch: a second answer changes nothing.
+    assert_eq!(
+        learn(&standby, "telco-b", 9),
+        WriteOutcome::Applied { applied: 0 }
+    );
+    assert_eq!(pending(&standby, "telco-b"), moved);
+    // The log reads the moved sequences back (what a partner that lost them asks for again).
+    let again = standby
+        .reader
+        .read_blocking(|c| exchange::resend_from_log(c, "telco-b", 5, 6))
+        .unwrap();
+    assert_eq!(again, moved);
+    pump(&standby, "noc-a", &s.b, "telco-b");
+    let at_b = note_texts(&s.b, theirs);
+    for text in [
+        "lost tail 0",
+        "lost tail 1",
+        "lost tail 2",
+        "new 0",
+        "new 1",
+    ] {
+        let n = at_b.iter().filter(|t| t.ends_with(text)).count();
+        assert_eq!(n, 1, "{text:?} at B {n} times: {at_b:?}");
+    }
+    let (last, acked, ..) = edge_of(&standby, "telco-b");
+    assert_eq!((last, acked), (6, 6));
+    // The move is in the site's log: a standby fed it holds the same outbox and counters.
+    ship_to(&standby, &replay);
+    assert_eq!(edge_of(&replay, "telco-b"), edge_of(&standby, "telco-b"));
+    assert_eq!(
+        replay.verify_blocking().unwrap().digest,
+        standby.verify_blocking().unwrap().digest
+    );
+}
+
 /// How many referral records `store`'s log holds.
 fn referral_records(store: &Store) -> usize {
     store

@@ -330,6 +330,15 @@ CREATE TABLE attachment_inbound (
 CREATE INDEX attachment_inbound_peer ON attachment_inbound (peer);
 CREATE INDEX attachment_inbound_referral ON attachment_inbound (referral);
 "#,
+    r#"
+-- The epoch in which this site's primary last learned each partner's mark (a mark probe,
+-- protocol 5c): once per edge per epoch, before it sends a message of its own. An edge from
+-- before the probe existed counts as learned in the store's current epoch (its primary has
+-- been sending in it), so an upgrade alone moves nothing.
+ALTER TABLE exchange_edges ADD COLUMN out_learned INTEGER NOT NULL DEFAULT 0;
+UPDATE exchange_edges
+SET out_learned = COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'epoch'), 1);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// The edge's sequence number: 1, 2, 3 … without gaps. It belongs to the sending site, so a
-    /// promoted standby continues it.
+    /// promoted standby continues it. 0 is a *mark probe* (protocol §5c): below every real
+    /// sequence, so the receiver answers it `Ack { up_to: applied }` and applies nothing.
     pub seq: u64,
     /// The message's own id (UUIDv7 bytes).
     pub id: [u8; 16],

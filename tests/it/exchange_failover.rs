@@ -13,6 +13,7 @@ use ttx::replication::{Mode, WhenGone};
 
 use crate::common::{open_db, try_http_with, TestNode};
 use crate::exchange::{refer_accepted, referrals, wait_history, wait_state};
+use crate::federation::Ca;
 use crate::repl::{position_and_digest, wait_caught_up, wait_until, Pair};
 
 /// Notes each side writes.
@@ -201,15 +202,10 @@ fn edge_counters(n: &TestNode, peer: &str) -> (i64, i64, i64, i64) {
 /// Notes of the tail B writes while A's standby is away.
 const TAIL: usize = 5;
 
-/// NOC A replicates asynchronously and its standby is away while telco B sends shared notes
-/// to A's primary, which takes and acknowledges them: A's standby never knew they were taken.
-/// A's primary is SIGKILLed and the standby promoted (epoch 2): its mark for B is behind what B
-/// had acknowledged, so it answers B's next message `OutOfOrder` with an `expected` B has
-/// already dropped from its outbox. Before the fix B's edge stuck there for good (`out of
-/// order`, retried forever); now B sends again from its log what A's site lost (protocol §5c),
-/// so every note of B's is at A's new primary exactly once, and both edges carry on.
-#[test]
-fn an_async_failover_that_lost_the_partners_tail_has_it_sent_again() {
+/// NOC A (primary and standby, async replication) and telco B with a ticket of A's referred
+/// and accepted, A's standby caught up and then stopped: (the certificate authority, kept while
+/// the nodes run, A's primary, A's standby, B, A's ticket, B's ticket).
+fn async_pair_with_its_standby_away() -> (Option<Ca>, TestNode, TestNode, TestNode, i64, i64) {
     let p = Pair::new(|c| {
         c.replication.mode = Some(Mode::Async);
         quick_transport(c);
@@ -219,11 +215,25 @@ fn an_async_failover_that_lost_the_partners_tail_has_it_sent_again() {
     let theirs = theirs["ticket"].as_i64().unwrap();
     wait_caught_up(&p);
     let Pair {
-        mut primary,
+        _ca,
+        primary,
         mut standby,
         ..
     } = p;
     standby.stop();
+    (_ca, primary, standby, b, ours, theirs)
+}
+
+/// NOC A replicates asynchronously and its standby is away while telco B sends shared notes
+/// to A's primary, which takes and acknowledges them: A's standby never knew they were taken.
+/// A's primary is SIGKILLed and the standby promoted (epoch 2): its mark for B is behind what B
+/// had acknowledged, so it answers B's next message `OutOfOrder` with an `expected` B has
+/// already dropped from its outbox. Before the fix B's edge stuck there for good (`out of
+/// order`, retried forever); now B sends again from its log what A's site lost (protocol §5c),
+/// so every note of B's is at A's new primary exactly once, and both edges carry on.
+#[test]
+fn an_async_failover_that_lost_the_partners_tail_has_it_sent_again() {
+    let (_ca, mut primary, mut standby, b, ours, theirs) = async_pair_with_its_standby_away();
     for i in 0..TAIL {
         b.cli(&[
             "note",
@@ -283,6 +293,98 @@ fn an_async_failover_that_lost_the_partners_tail_has_it_sent_again() {
         once(&at_b, format!("[noc-a] after-a {i}"));
     }
     assert_eq!(referrals(&b).len(), 1, "one referral, no duplicate");
+}
+
+/// NOC A replicates asynchronously and its standby is away while A's primary sends shared
+/// notes that telco B takes: B's mark for A is then past everything A's standby has queued.
+/// A's primary is SIGKILLed and the standby promoted (epoch 2); it sends notes of its own.
+/// With `b_away` B is stopped across the failover, so the new primary decides all its notes
+/// before it reaches B (more than the tail it lost: without the rule B answers the first ones
+/// as retries and they are lost); without, B is up and the new primary's first note goes
+/// alone, with a sequence below B's mark (without the rule B's `Ack` is beyond everything the
+/// new primary queued, it refuses it, and the edge stops for good). Either way the new primary first learns B's mark (a probe, seq 0) and moves
+/// its own notes after it (protocol §5c): each reaches B exactly once, and the edge carries on.
+fn a_failover_that_lost_what_was_sent(b_away: bool) {
+    let (_ca, mut primary, mut standby, mut b, ours, theirs) = async_pair_with_its_standby_away();
+    for i in 0..TAIL {
+        primary
+            .cli(&[
+                "note",
+                &ours.to_string(),
+                "--shared",
+                &format!("tail-a {i}"),
+            ])
+            .ok();
+    }
+    wait_history(&b, theirs, &format!("[noc-a] tail-a {}", TAIL - 1));
+    if b_away {
+        b.stop();
+    }
+    primary.kill();
+    standby.start();
+    let promoted = standby.cli(&["--json", "promote"]).json();
+    assert_eq!(promoted["epoch"], 2, "{promoted}");
+    let (a_last, ..) = edge_counters(&standby, "telco-b");
+    let (_, _, b_took, _) = edge_counters(&b, "noc-a");
+    assert!(
+        a_last < b_took,
+        "the new primary queued up to {a_last}, B took {b_took} of A's messages"
+    );
+
+    // More notes of its own than the tail it lost, all decided before B is back when
+    // `b_away`; else the first alone (its sequence is below B's mark, and B's answer to it
+    // would acknowledge more than the new primary ever queued), then the rest.
+    let news = TAIL + 3;
+    let note = |i: usize| {
+        standby
+            .cli(&["note", &ours.to_string(), "--shared", &format!("new-a {i}")])
+            .ok();
+    };
+    note(0);
+    if !b_away {
+        wait_history(&b, theirs, "[noc-a] new-a 0");
+    }
+    (1..news).for_each(note);
+    if b_away {
+        b.start();
+    }
+    wait_history(&b, theirs, &format!("[noc-a] new-a {}", news - 1));
+    // The edge carries on.
+    standby
+        .cli(&["note", &ours.to_string(), "--shared", "after the move"])
+        .ok();
+    wait_history(&b, theirs, "[noc-a] after the move");
+    let at_b = notes(&b, theirs);
+    let once = |text: String| {
+        let n = at_b.iter().filter(|t| **t == text).count();
+        assert_eq!(n, 1, "{text:?} is at B {n} times, not once: {at_b:?}");
+    };
+    for i in 0..TAIL {
+        once(format!("[noc-a] tail-a {i}"));
+    }
+    for i in 0..news {
+        once(format!("[noc-a] new-a {i}"));
+    }
+    once("[noc-a] after the move".to_string());
+    // Nothing waits at A and B's mark is A's last sequence: the move was into the gap only.
+    wait_until("A's outbox acknowledged", || {
+        let (last, acked, ..) = edge_counters(&standby, "telco-b");
+        last == acked
+    });
+    let (a_last, ..) = edge_counters(&standby, "telco-b");
+    assert_eq!(edge_counters(&b, "noc-a").2, a_last);
+    assert_eq!(referrals(&b).len(), 1, "one referral, no duplicate");
+}
+
+#[test]
+fn a_failover_that_lost_what_was_sent_moves_the_new_primarys_messages_after_the_partners_mark() {
+    a_failover_that_lost_what_was_sent(false);
+}
+
+#[test]
+fn a_failover_that_lost_what_was_sent_loses_nothing_the_new_primary_decided_before_reaching_the_partner(
+) {
+    a_failover_that_lost_what_was_sent(true);
 }
 
 /// The story both tests tell; `kill_b` also SIGKILLs B at the moment A's primary dies.

@@ -319,9 +319,11 @@ fn idempotency_records_migrated_to_v16_answer_retries_from_their_event() {
             )
             .unwrap();
         // The v15 table: the answer and fingerprint in the row, and a record from before the
-        // site log whose answer is in no event (and none of the later migrations' tables).
+        // site log whose answer is in no event (and none of the later migrations' tables or
+        // columns).
         conn.execute_batch(
             "DROP TABLE attachment_inbound;
+             ALTER TABLE exchange_edges DROP COLUMN out_learned;
              DROP TABLE idempotency;
              CREATE TABLE idempotency (key TEXT PRIMARY KEY, response TEXT NOT NULL,
                  at INTEGER NOT NULL, request_sha256 TEXT NOT NULL DEFAULT '') STRICT;
@@ -395,4 +397,37 @@ fn idempotency_records_migrated_to_v16_answer_retries_from_their_event() {
          WHERE i.key = 'alice:k2'",
     );
     assert_eq!(new, [[Value::Integer(1), Value::Integer(1)]]);
+}
+
+/// Migration 18: an edge from before the mark probe counts as learned in the store's current
+/// epoch (its primary has been sending in it), so an upgrade alone probes nothing and moves
+/// nothing; a new edge has learned nothing yet.
+#[test]
+fn edges_from_before_the_mark_probe_count_as_learned_in_the_current_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), "noc-a"));
+    let path = dir.path().join("ttx.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "ALTER TABLE exchange_edges DROP COLUMN out_learned;
+             INSERT INTO exchange_edges (peer, out_last, out_acked) VALUES ('telco-b', 4, 2);
+             UPDATE meta SET value = '3' WHERE key = 'epoch';
+             PRAGMA user_version = {};",
+            VERSION - 1
+        ))
+        .unwrap();
+    }
+    let mut conn = Connection::open(&path).unwrap();
+    migrate(&mut conn).unwrap();
+    conn.execute("INSERT INTO exchange_edges (peer) VALUES ('telco-c')", [])
+        .unwrap();
+    let learned = |peer: &str| {
+        crate::store::exchange::learned_and_last_prev(&conn, peer, 3)
+            .unwrap()
+            .0
+    };
+    assert_eq!(learned("telco-b"), 3);
+    assert!(!crate::exchange::edge::needs_probe(learned("telco-b"), 3));
+    assert_eq!(learned("telco-c"), 0);
 }

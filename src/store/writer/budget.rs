@@ -51,7 +51,9 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         WriteOp::Inbound { peer, messages, .. } => {
             peer.len() + messages.iter().map(|m| m.bytes).sum::<usize>()
         }
-        WriteOp::ExchangeAcked { peer, .. } => peer.len(),
+        WriteOp::ExchangeAcked { peer, .. } | WriteOp::ExchangeMarkLearned { peer, .. } => {
+            peer.len()
+        }
         WriteOp::PeerSharing { site, change } => site.len() + json_len(change),
         // Each chunk is held as bytes and as base64 in its event's body.
         WriteOp::Attach { name, data, .. } => name.len() + data.len() / 3 * 7,

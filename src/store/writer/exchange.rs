@@ -807,6 +807,42 @@ impl InBatch<'_> {
     }
 }
 
+impl InBatch<'_> {
+    /// Partner site `peer` answered our mark probe with `mark`: weighed against what this site
+    /// may have sent before this epoch ([`crate::exchange::edge::Outbox::rebase`]) and recorded
+    /// once per edge per epoch (a second answer in the same epoch changes nothing).
+    pub(super) fn mark_learned(
+        &mut self,
+        peer: &str,
+        mark: u64,
+        now: Millis,
+    ) -> Result<WriteOutcome, StoreError> {
+        let epoch = self.log.role.epoch;
+        let (learned, last_prev) = tables::learned_and_last_prev(self.conn, peer, epoch)?;
+        if !crate::exchange::edge::needs_probe(learned, epoch) {
+            return Ok(WriteOutcome::Applied { applied: 0 });
+        }
+        let (out, _) = tables::edge(self.conn, peer)?;
+        let rebase = out
+            .rebase(mark, last_prev)
+            .map_err(|e| refused(format!("peer {peer}: {e}")))?;
+        if rebase.shift > 0 {
+            tracing::warn!(%peer, mark, after = rebase.after, shift = rebase.shift, "partner took messages this node never knew of (its site failed over): ours move after its mark");
+        } else {
+            tracing::info!(%peer, mark, "partner's mark learned");
+        }
+        let record = ExchangeRecord::MarkLearned {
+            peer: peer.to_string(),
+            epoch,
+            mark,
+            after: rebase.after,
+            shift: rebase.shift,
+        };
+        self.exchange_event(None, record, "system", now)?;
+        Ok(WriteOutcome::Applied { applied: 1 })
+    }
+}
+
 /// Whether `after` is `before` but for the time it was last touched.
 fn same_but_time(before: &Referral, after: &Referral) -> bool {
     *before

@@ -215,6 +215,16 @@ pub enum WriteOp {
         /// Why it did not apply the message, if it did not.
         refused: Option<crate::wire::exchange::ExchangeCode>,
     },
+    /// Partner site `peer` answered this primary's mark probe with `mark` (protocol §5c):
+    /// once per edge per epoch, this node's own messages move after the partner's mark when
+    /// the partner took messages of a predecessor that this log never held
+    /// ([`crate::exchange::record::ExchangeRecord::MarkLearned`]).
+    ExchangeMarkLearned {
+        /// The receiving site.
+        peer: String,
+        /// The highest sequence it has taken from this site.
+        mark: u64,
+    },
     /// Keep a deposed node's unshipped events (from `ttx standby rejoin`) as review items: each
     /// queued once by its original id; an event already in the site's log is not queued.
     QueueReview {

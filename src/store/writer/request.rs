@@ -453,6 +453,7 @@ impl InBatch<'_> {
                 up_to,
                 refused,
             } => self.acked(peer, *up_to, *refused, now),
+            WriteOp::ExchangeMarkLearned { peer, mark } => self.mark_learned(peer, *mark, now),
             WriteOp::PeerSharing { site, change } => self.set_sharing(site, change, actor, now),
             WriteOp::QueueReview { node, envelopes } => {
                 self.queue_review(node, envelopes, actor, now)

@@ -162,8 +162,17 @@ pub fn thread_bytes_written(name: &str) -> u64 {
 impl ThreadCpu {
     /// CPU seconds of every live thread of this process, by name (empty off Linux).
     pub fn now() -> Self {
+        Self::of_tasks(Path::new("/proc/self/task"))
+    }
+
+    /// [`Self::now`] of another process (a `ttx serve` child; empty if it is gone).
+    pub fn of_process(pid: u32) -> Self {
+        Self::of_tasks(&PathBuf::from(format!("/proc/{pid}/task")))
+    }
+
+    fn of_tasks(dir: &Path) -> Self {
         let mut map = BTreeMap::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        if let Ok(tasks) = std::fs::read_dir(dir) {
             for t in tasks.flatten() {
                 if let Some((name, secs)) = std::fs::read_to_string(t.path().join("stat"))
                     .ok()
@@ -186,6 +195,11 @@ impl ThreadCpu {
                 .filter(|(_, v)| *v > 0.0)
                 .collect(),
         )
+    }
+
+    /// CPU seconds of the threads named `name`.
+    pub fn secs(&self, name: &str) -> f64 {
+        self.0.get(name).copied().unwrap_or(0.0)
     }
 
     /// One line: `name 1.23 s, …`, largest first.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::api::{drive, ApiClient, Limit};
 use super::http::KeepAlive;
+use super::node::ThreadCpu;
 use super::{rate, BenchError, Goal, MachineInfo, Report, ScratchDir, Section, Target};
 use crate::cluster::{ClusterError, Node, Ttx};
 use crate::datadir::DataDir;
@@ -242,6 +243,8 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     let limit = Limit::For(Duration::from_secs_f64(opts.secs.max(0.1)));
     standby.start().map_err(cluster)?;
     let mut rates = Vec::new();
+    // Per mode: notes written, and the CPU each node's threads used meanwhile.
+    let mut spent: Vec<(Mode, u64, ThreadCpu, ThreadCpu)> = Vec::new();
     let mut one = None;
     let mut visible = None;
     for (i, mode) in [Mode::Async, Mode::Sync, Mode::SyncVisible]
@@ -271,8 +274,13 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
             client,
             ApiClient::note,
         )?;
+        let cpu0 = [primary.pid(), standby.pid()].map(|p| p.map(ThreadCpu::of_process));
         let run = drive(clients, limit, client, ApiClient::note)?;
+        let cpu1 = [primary.pid(), standby.pid()].map(|p| p.map(ThreadCpu::of_process));
         rates.push((mode, rate(run.count, run.elapsed)));
+        if let ([Some(p0), Some(s0)], [Some(p1), Some(s1)]) = (cpu0, cpu1) {
+            spent.push((mode, run.count, p1.since(&p0), s1.since(&s0)));
+        }
         if mode == Mode::Async {
             wait_standby(api, &token)?;
             let standby_api = api_of(&standby)?;
@@ -343,6 +351,24 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
             of(Mode::SyncVisible) / async_rate,
             "x",
         );
+    }
+    for (mode, notes, on_primary, on_standby) in &spent {
+        let per_note = |secs: f64| secs * 1e6 / (*notes).max(1) as f64;
+        for (node, cpu) in [("primary", on_primary), ("standby", on_standby)] {
+            for thread in ["ttx-writer", "tokio-rt-worker"] {
+                section.figure(
+                    format!("{}: {node} {thread} CPU per note", mode.as_str()),
+                    per_note(cpu.secs(thread)),
+                    "µs",
+                );
+            }
+        }
+        section.note(format!(
+            "{} CPU: primary {}; standby {}",
+            mode.as_str(),
+            on_primary.describe(),
+            on_standby.describe()
+        ));
     }
     let mut single = Section::new("one client, sync mode");
     if let Some(lat) = &one {

@@ -60,6 +60,7 @@ pub struct Status {
 /// `GET /v1/status`.
 pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let counts = state.store.reader.read(query::counts).await?;
+    let role = state.store.writer.role_now();
     let node = &state.config.node;
     Ok(Json(Status {
         site: node.site.clone(),
@@ -79,8 +80,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         tickets: counts.tickets,
         open_tickets: counts.open_tickets,
         events: counts.events,
-        role: state.store.writer.role.borrow().role_text(),
-        epoch: state.store.writer.role.borrow().epoch,
+        role: role.role_text(),
+        epoch: role.epoch,
         transport: state.federation.get().map(|f| f.status()),
         transport_problem: state.federation.problem(),
         replication: Some(state.replication.status()),

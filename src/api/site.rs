@@ -80,7 +80,7 @@ pub async fn verify(
     Ok(Json(VerifyAnswer {
         site: state.config.node.site.clone(),
         node: state.config.node.node.clone(),
-        role: state.store.writer.role.borrow().clone(),
+        role: state.store.writer.role_now(),
         ok: verification.ok(),
         verification,
         against,

@@ -76,7 +76,7 @@ impl ExchangeV1 {
     /// The refusal of a node that is not its site's primary (`None` on the primary): the
     /// primary's address when known, so the partner moves over at once.
     fn not_primary(&self) -> Option<Refused> {
-        let role = self.store.writer.role.borrow().clone();
+        let role = self.store.writer.role_now();
         let code = match role.role {
             NodeRole::Primary => return None,
             NodeRole::Standby { .. } | NodeRole::HandingOver { .. } => ExchangeCode::NotPrimary,

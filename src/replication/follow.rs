@@ -548,7 +548,7 @@ impl Follower {
         epoch: u64,
         head: u64,
     ) -> Result<(), SessionEnd> {
-        let ours = self.store.writer.role.borrow().clone();
+        let ours = self.store.writer.role_now();
         let our_head = *self.store.writer.head.borrow() as u64;
         if ours.epoch != epoch || our_head != head {
             tracing::error!(
@@ -592,7 +592,7 @@ impl Follower {
     /// Acks the head. Applying commits the events and the head in one transaction, so durable
     /// and applied move together on the standby.
     async fn ack(&self, send: &mut FramedSend<ToPrimary>) -> Result<(), SessionEnd> {
-        let r = self.store.writer.role.borrow().clone();
+        let r = self.store.writer.role_now();
         if !r.follows() {
             return Err(SessionEnd::NotStandby);
         }

@@ -194,7 +194,7 @@ pub async fn answer_event_ids(store: &Store, positions: Vec<u64>) -> Result<Repl
     if positions.len() > MAX_POSITIONS {
         return Err(ErrorCode::Malformed);
     }
-    let role = store.writer.role.borrow().clone();
+    let role = store.writer.role_now();
     let (head, ids) = store
         .reader
         .read(move |c| {

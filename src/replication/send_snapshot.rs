@@ -72,7 +72,7 @@ impl SnapshotSender {
     /// Answers one snapshot request: refused unless the peer is a node of this site that
     /// declared `Standby` and this node is the primary, or when another snapshot is running.
     pub async fn serve(&self, peer: &PeerCtx, req: SnapshotRequest, incoming: IncomingStream) {
-        let role = self.store.writer.role.borrow().clone();
+        let role = self.store.writer.role_now();
         let refusal = if peer.role != Role::Standby || peer.identity.site != self.site {
             Some(ErrorCode::NotAuthorized)
         } else if !role.is_primary() {

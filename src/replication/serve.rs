@@ -103,7 +103,7 @@ impl ReplV1 {
 
     /// What to answer a subscription, before accepting it.
     async fn admit(&self, peer: &PeerCtx, open: &StreamOpen) -> Result<Subscribe, ErrorCode> {
-        let own = self.store.writer.role.borrow().clone();
+        let own = self.store.writer.role_now();
         if peer.role != Role::Standby || peer.identity.site != self.site {
             return Err(ErrorCode::NotAuthorized);
         }

@@ -119,7 +119,7 @@ impl Switchover {
     }
 
     fn role(&self) -> RoleState {
-        self.store.writer.role.borrow().clone()
+        self.store.writer.role_now()
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {

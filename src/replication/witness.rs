@@ -202,8 +202,9 @@ impl LeaseClient {
     pub fn status(&self) -> LeaseStatus {
         let mut s = self.lock().clone();
         let gate = self.primary.lease();
-        s.may_write = self.store.writer.role.borrow().is_primary() && gate.check().is_ok();
-        if self.store.writer.role.borrow().ships() {
+        let role = self.store.writer.role_now();
+        s.may_write = role.is_primary() && gate.check().is_ok();
+        if role.ships() {
             s.expires_in_ms = gate.left_ms();
             if s.expires_in_ms.is_some_and(|l| l > 0) {
                 s.holder = Some(self.node.clone());

@@ -390,7 +390,8 @@ pub struct Writer {
     pub outbox_changed: Arc<Notify>,
     /// The site position of the last committed event.
     pub head: watch::Receiver<i64>,
-    /// The node's role and epoch as last committed.
+    /// The node's role and epoch as last committed. Read it with [`Writer::role_now`]: a
+    /// borrow kept while borrowing again can deadlock with the writer (see there).
     pub role: watch::Receiver<RoleState>,
     /// Commit counters.
     pub stats: Arc<WriterStats>,
@@ -471,6 +472,17 @@ impl Writer {
             #[cfg(test)]
             faults,
         })
+    }
+
+    /// The node's role and epoch now, as a copy whose borrow of [`Writer::role`] has already
+    /// ended. A `watch` borrow holds the role's read lock until it is dropped, and that lock
+    /// admits no new reader while a writer waits for it: a second borrow made while the first
+    /// is alive (two fields of one struct literal, say) blocks for ever once the writer thread
+    /// starts to publish a role change (a fencing, a promotion) between the two, and the
+    /// writer waits for ever on the first. Read the role once through this wherever more than
+    /// one of its fields is needed, and never call out while a borrow is alive.
+    pub fn role_now(&self) -> RoleState {
+        self.role.borrow().clone()
     }
 
     /// Installs the hook that receives each committed batch's envelopes (the replication

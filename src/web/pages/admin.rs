@@ -22,10 +22,8 @@ pub async fn peers(State(state): State<WebState>, Viewer(who): Viewer) -> Result
     }
     let peers = state.app.store.reader.read(query::peers).await?;
     let transport = state.app.federation.get().map(|f| f.status());
-    let (role, epoch) = {
-        let r = state.app.store.writer.role.borrow();
-        (r.role_text(), r.epoch)
-    };
+    let r = state.app.store.writer.role_now();
+    let (role, epoch) = (r.role_text(), r.epoch);
     let replication = state.app.replication.status();
     Ok(page(
         "Peers",

@@ -557,7 +557,7 @@ impl Worker {
                         c, &peer, out.acked, shippable, room,
                     )?);
                 }
-                let (learned, _) = crate::store::exchange::learned_and_last_prev(c, &peer, epoch)?;
+                let learned = crate::store::exchange::learned_epoch(c, &peer)?;
                 Ok((record, out, mark.epoch, learned, msgs))
             })
             .await;

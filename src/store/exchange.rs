@@ -123,12 +123,12 @@ pub(crate) fn project(
             shift,
         } => {
             let (out, _) = edge(tx, peer)?;
-            let rebase = crate::exchange::edge::Rebase {
-                after: *after,
-                shift: *shift,
-                acked: out.acked.max(*mark),
-            };
-            if *after > out.last || (*shift > 0 && (*after < out.acked || *mark < *after)) {
+            // The record must be the rebase the outbox as it stands here decides (the same
+            // decision the primary made before it wrote the record).
+            let rebase = out
+                .rebase(*mark, *after)
+                .map_err(|e| bad(format!("{peer}: {e}")))?;
+            if (rebase.after, rebase.shift) != (*after, *shift) {
                 return Err(bad(format!(
                     "moves {peer}'s messages after #{after} by {shift}, its outbox is at {}..={}",
                     out.acked, out.last
@@ -209,22 +209,29 @@ pub fn edge(conn: &Connection, peer: &str) -> Result<(Outbox, InboundMark), Stor
     ))
 }
 
-/// The epoch in which this site last learned `peer`'s mark (0: never), and the highest
-/// sequence queued for it that was decided before `epoch` and is still in the outbox (0: none):
-/// what a mark probe's answer is weighed against ([`crate::exchange::edge::Outbox::rebase`]).
+/// The epoch in which this site last learned `peer`'s mark (0: never): whether a mark probe
+/// must come first ([`crate::exchange::edge::needs_probe`]). One key lookup (every outbox
+/// round asks).
+pub fn learned_epoch(conn: &Connection, peer: &str) -> Result<u64, StoreError> {
+    let learned: Option<i64> = conn
+        .prepare_cached("SELECT out_learned FROM exchange_edges WHERE peer = ?1")?
+        .query_row([peer], |r| r.get(0))
+        .optional()?;
+    Ok(learned.unwrap_or(0) as u64)
+}
+
+/// [`learned_epoch`], and the highest sequence queued for `peer` that was decided before
+/// `epoch` and is still in the outbox (0: none): what a mark probe's answer is weighed against
+/// ([`crate::exchange::edge::Outbox::rebase`]). Scans the peer's outbox: only for the answer.
 pub fn learned_and_last_prev(
     conn: &Connection,
     peer: &str,
     epoch: u64,
 ) -> Result<(u64, u64), StoreError> {
-    let learned: Option<i64> = conn
-        .prepare_cached("SELECT out_learned FROM exchange_edges WHERE peer = ?1")?
-        .query_row([peer], |r| r.get(0))
-        .optional()?;
     let last_prev: Option<i64> = conn
         .prepare_cached("SELECT MAX(seq) FROM exchange_outbox WHERE peer = ?1 AND epoch < ?2")?
         .query_row(params![peer, epoch as i64], |r| r.get(0))?;
-    Ok((learned.unwrap_or(0) as u64, last_prev.unwrap_or(0) as u64))
+    Ok((learned_epoch(conn, peer)?, last_prev.unwrap_or(0) as u64))
 }
 
 fn referral_from(doc: String) -> Result<Referral, StoreError> {

@@ -3,6 +3,7 @@
 //! ```text
 //! DIR/ttx.toml          node config (see config/node.example.toml)
 //! DIR/ttx.db            the SQLite store (WAL mode: ttx.db-wal, ttx.db-shm beside it)
+//! DIR/ttx.db-spool      a standby's receipt spool, 0600: batches acked durable, applied behind
 //! DIR/admin.token       the first admin's bearer token, 0600
 //! DIR/node.lock         held (flock) by the one `ttx serve` that owns the store
 //! DIR/run/node.json     addresses actually bound by the running node, its pid and start time

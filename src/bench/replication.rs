@@ -404,7 +404,11 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
                 &st.received_to_applied,
             ),
             (
-                "  of it: read -> handed to the writer (previous apply and ack)",
+                "  of it: read -> durable in the receipt spool (the sync ack leaves)",
+                &st.received_to_spooled,
+            ),
+            (
+                "  of it: read -> handed to the writer (the previous apply done)",
                 &st.received_to_applying,
             ),
             (

@@ -44,7 +44,10 @@ pub struct Stages {
     pub shipped_to_received: LatencySummary,
     /// Read on the standby to applied and committed there.
     pub received_to_applied: LatencySummary,
-    /// Of that: read to handed to the writer (waiting for the previous batch's apply and ack).
+    /// Of that: read to durable in the receipt spool (when the standby's `durable` ack can
+    /// leave: what a `sync` answer waits for on the standby).
+    pub received_to_spooled: LatencySummary,
+    /// Of that: read to handed to the writer (the previous batch applied).
     pub received_to_applying: LatencySummary,
     /// Of that: handed to the writer to committed there with its head published.
     pub applying_to_applied: LatencySummary,
@@ -179,18 +182,25 @@ pub fn commit_to_visible(
     let on_primary = timeline(primary, token, base_us)?;
     let on_standby = timeline(standby, token, base_us)?;
     let [committed, shipped] = [Stage::Committed, Stage::Shipped].map(|s| of_stage(&on_primary, s));
-    let [received, applying, applied] =
-        [Stage::Received, Stage::Applying, Stage::Applied].map(|s| of_stage(&on_standby, s));
-    let mut lat: [Latencies; 7] = std::array::from_fn(|_| Latencies::with_capacity(sent.len()));
+    let [received, spooled, applying, applied] = [
+        Stage::Received,
+        Stage::Spooled,
+        Stage::Applying,
+        Stage::Applied,
+    ]
+    .map(|s| of_stage(&on_standby, s));
+    let mut lat: [Latencies; 8] = std::array::from_fn(|_| Latencies::with_capacity(sent.len()));
     let us = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
     for &(position, at, _) in &sent {
         let p = position as u64;
-        let stamps =
-            [&committed, &shipped, &received, &applying, &applied].map(|st| covering(st, p));
-        let [Some(c), Some(sh), Some(r), Some(w), Some(a)] = stamps else {
+        let stamps = [
+            &committed, &shipped, &received, &spooled, &applying, &applied,
+        ]
+        .map(|st| covering(st, p));
+        let [Some(c), Some(sh), Some(r), Some(sp), Some(w), Some(a)] = stamps else {
             return Err(BenchError::Invalid(format!(
                 "position {position} lacks a replication stamp (committed, shipped, received, \
-                 applying, applied): {stamps:?}"
+                 spooled, applying, applied): {stamps:?}"
             )));
         };
         let seen_at = seen
@@ -205,8 +215,9 @@ pub fn commit_to_visible(
         lat[4].record(us(a, seen_at));
         lat[5].record(us(r, w));
         lat[6].record(us(w, a));
+        lat[7].record(us(r, sp));
     }
-    let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen, received_to_applying, applying_to_applied] =
+    let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen, received_to_applying, applying_to_applied, received_to_spooled] =
         lat.map(|l| l.summary());
     Ok(Visible {
         to_visible: to_visible.summary(),
@@ -217,6 +228,7 @@ pub fn commit_to_visible(
             commit_to_shipped,
             shipped_to_received,
             received_to_applied,
+            received_to_spooled,
             received_to_applying,
             applying_to_applied,
             applied_to_seen,

@@ -625,9 +625,14 @@ fn replication_sides(
         };
         let node = f.primary_node.as_deref().unwrap_or("-");
         let lag_ms = f.lag_ms.map(|ms| format!(" {ms} ms")).unwrap_or_default();
+        let spooled = if f.durable > f.applied {
+            format!("  spooled {}", f.durable)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "following primary {node} at {}: {state}  applied {}  primary head {}  lag {} events{lag_ms}",
+            "following primary {node} at {}: {state}  applied {}{spooled}  primary head {}  lag {} events{lag_ms}",
             f.primary_addr, f.applied, f.primary_head, f.lag_events
         );
         if let Some(at) = f.last_heard_at {

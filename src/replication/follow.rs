@@ -13,9 +13,16 @@
 //! that an old primary that comes back is fenced by its first subscription (it refuses writes
 //! from then on, durably). It knocks until the old primary answered once (it is then fenced
 //! or a standby, durably, and never needs another knock), waiting 1 s doubling to 10 s while
-//! the old primary cannot be reached. Batches
-//! that arrive while the writer is busy are applied together in one transaction (the standby
-//! applies in larger batches under load, and acks once per transaction).
+//! the old primary cannot be reached.
+//!
+//! A stream runs four tasks: the reader hands each batch both to the spooler, which makes
+//! every batch waiting durable in the receipt spool with one `fdatasync`
+//! ([`crate::store::spool`]), and to the applier, which applies every batch waiting in one
+//! transaction (the two side by side); the acker tells the primary `durable` (spooled or applied) and
+//! `applied` each time either moves, so a `sync` primary waits for one small append here, not
+//! for the standby's SQLite transaction. Before each subscription the follower applies what
+//! the spool holds past its head (a restart, a dropped stream), so it always subscribes from
+//! everything it ever acknowledged.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,7 +35,7 @@ use super::timeline::Stage;
 use crate::federation::FederationSlot;
 use crate::model::clock::{self, Millis};
 use crate::net::{FramedRecv, FramedSend, NetError};
-use crate::store::{Store, StoreError, WriteOp, WriteRequest};
+use crate::store::{spool, Store, StoreError, WriteOp, WriteRequest};
 use crate::wire::codec;
 use crate::wire::envelope::Envelope;
 use crate::wire::repl::{Subscribe, Subscribed, ToPrimary, ToStandby};
@@ -41,9 +48,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between knocks.
 const PROBE_MAX: Duration = Duration::from_secs(10);
-/// Batches waiting to be applied before the stream stops being read (QUIC then slows the
-/// primary down).
+/// Batches waiting to be spooled, and again to be applied, before the stream stops being read
+/// (QUIC then slows the primary down).
 const APPLY_QUEUE: usize = 64;
+
+/// Runs file I/O off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, SessionEnd> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| SessionEnd::Apply(StoreError::Closed))
+}
 
 /// The standby's replication state, for `ttx status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -58,6 +74,10 @@ pub struct FollowStatus {
     pub connected: bool,
     /// The last position applied here.
     pub applied: u64,
+    /// The last position durable here (in the receipt spool or applied): what the primary's
+    /// `sync` answers wait for.
+    #[serde(default)]
+    pub durable: u64,
     /// The primary's head as last heard (a batch, a heartbeat or the subscription).
     pub primary_head: u64,
     /// Events the primary has that are not applied here, as last heard.
@@ -95,8 +115,12 @@ enum SessionEnd {
     Net(#[from] NetError),
     #[error("applying a batch: {0}")]
     Apply(StoreError),
+    #[error(transparent)]
+    Spool(#[from] crate::store::spool::SpoolError),
     #[error("the primary answered a subscription that does not decode")]
     BadAnswer,
+    #[error("a batch from the primary does not encode again for the receipt spool")]
+    Unspoolable,
     #[error("the primary is at epoch {theirs}, older than this node's {ours}: it was deposed")]
     OlderPrimary { theirs: u64, ours: u64 },
     #[error("this node is no longer a standby")]
@@ -123,9 +147,9 @@ pub struct Follower {
     timeline: Arc<super::timeline::Timeline>,
 }
 
-enum ToApplier {
+/// What the reader hands on, in the stream's order (to the spooler, then the applier).
+enum Received {
     Batch(Vec<Envelope>, Millis),
-    Reack,
     TakeOver { epoch: u64, head: u64 },
 }
 
@@ -224,6 +248,7 @@ impl Follower {
     pub fn status(&self) -> FollowStatus {
         let mut s = self.lock().clone();
         s.applied = *self.store.writer.head.borrow() as u64;
+        s.durable = s.durable.max(s.applied);
         s.lag_events = s.primary_head.saturating_sub(s.applied);
         s.lag_ms = self
             .lag_lock()
@@ -252,6 +277,7 @@ impl Follower {
         loop {
             let now = role.borrow_and_update().clone();
             if now.is_primary() {
+                self.empty_spool().await;
                 // Promoted: knock at the old primary's address with the new epoch, so that if it
                 // comes back its first subscription fences it (durably) before it takes writes.
                 // Once it answered, it holds our epoch durably: no more knocks.
@@ -307,6 +333,30 @@ impl Follower {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Empties the receipt spool once everything in it is applied (after a promotion, which
+    /// applied it, and before a subscription); moves it aside when it still holds events past
+    /// the head (the store refused them). A failure is only logged: it is tried again at the
+    /// next stream and the next promotion.
+    async fn empty_spool(&self) {
+        let spool = self.store.spool.clone();
+        let head = *self.store.writer.head.borrow() as u64;
+        let emptied = blocking(move || {
+            if spool.recycle(head, 0)? || spool.is_empty() {
+                return Ok(None);
+            }
+            spool.set_aside().map(Some)
+        })
+        .await;
+        match emptied {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(kept))) => {
+                tracing::error!(kept = %kept.display(), "the receipt spool held events the store refused: moved aside; following starts from the store's head")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot empty the receipt spool"),
+            Err(e) => tracing::warn!(error = %e, "cannot empty the receipt spool"),
         }
     }
 
@@ -395,6 +445,7 @@ impl Follower {
         peer: &crate::net::Peer,
         subscribed: &mut bool,
     ) -> Result<(), SessionEnd> {
+        self.apply_spooled().await?;
         let sub = self.subscription().await?;
         let ours = sub.epoch;
         let body = codec::encode(&sub).expect("subscribe encodes");
@@ -426,59 +477,150 @@ impl Follower {
         }
         tracing::info!(primary = %peer.ctx().identity, from = sub.from, primary_head = answer.head, "following the primary");
         let (send, recv) = stream.split();
-        let (tx, rx) = mpsc::channel(APPLY_QUEUE);
+        let send = tokio::sync::Mutex::new(send);
+        let (to_spool, spool_rx) = mpsc::channel(APPLY_QUEUE);
+        let (to_apply, apply_rx) = mpsc::channel(APPLY_QUEUE);
+        let (durable_tx, durable) = watch::channel(sub.from - 1);
+        let reack = tokio::sync::Notify::new();
         let result = tokio::select! {
-            e = self.read(recv, tx) => e,
-            e = self.apply(send, rx) => e,
+            e = self.read(recv, to_spool, to_apply, &reack, sub.from - 1) => e,
+            e = self.spool(spool_rx, &durable_tx) => e,
+            e = self.apply(apply_rx, &send) => e,
+            e = self.ack(&send, durable, &reack) => e,
         };
         result?;
         Err(SessionEnd::Closed)
     }
 
-    /// Reads frames: batches go to the applier, heartbeats update the lag and ask for a re-ack.
+    /// Applies what the receipt spool holds past the head (acknowledged to a primary as
+    /// durable by an earlier stream, not applied before it ended: [`WriteOp::ApplySpool`]),
+    /// then empties the spool, so the subscription that follows starts after everything this
+    /// node ever acknowledged. What the store refused (logged by the writer) is not lost for
+    /// the site: the primary ships what this node lacks again; the spool is moved aside for
+    /// an operator to look at.
+    async fn apply_spooled(&self) -> Result<(), SessionEnd> {
+        if self.store.spool.is_empty() && !self.store.spool.path().exists() {
+            return Ok(());
+        }
+        let req = WriteRequest {
+            actor: "system".into(),
+            idempotency: None,
+            op: WriteOp::ApplySpool,
+        };
+        self.store
+            .writer
+            .write(req)
+            .await
+            .map_err(SessionEnd::Apply)?;
+        self.empty_spool().await;
+        Ok(())
+    }
+
+    /// Reads frames. A batch is checked for its place (of this site, at the next position:
+    /// `after + 1` on; nothing is acknowledged that the applier refuses for its place),
+    /// encoded as a spool record for the spooler and handed to the applier: the two run side
+    /// by side. Heartbeats update the lag and ask for a re-ack.
     async fn read(
         &self,
         mut recv: FramedRecv<ToStandby>,
-        tx: mpsc::Sender<ToApplier>,
+        to_spool: mpsc::Sender<spool::Record>,
+        to_apply: mpsc::Sender<Received>,
+        reack: &tokio::sync::Notify,
+        mut after: u64,
     ) -> Result<(), SessionEnd> {
         while let Some(frame) = recv.recv().await? {
             let now = clock::now();
             let mono = super::witness::mono_now();
             let msg = match frame {
                 ToStandby::Batch(b) => {
-                    let mut s = self.lock();
-                    s.last_heard_at = Some(now);
-                    if let Some(last) = b.envelopes.last() {
-                        s.primary_head = s.primary_head.max(last.position);
-                        self.lag_lock().batch(last.position, b.committed_at, mono);
-                        self.timeline.record(Stage::Received, last.position);
+                    for env in &b.envelopes {
+                        crate::store::ship::check_placement(&self.site, after, env)
+                            .map_err(|e| SessionEnd::Apply(e.into()))?;
+                        after = env.position;
                     }
-                    ToApplier::Batch(b.envelopes, b.committed_at)
+                    let Some(last) = b.envelopes.last().map(|e| e.position) else {
+                        continue;
+                    };
+                    {
+                        let mut s = self.lock();
+                        s.last_heard_at = Some(now);
+                        s.primary_head = s.primary_head.max(last);
+                        self.lag_lock().batch(last, b.committed_at, mono);
+                    }
+                    self.timeline.record(Stage::Received, last);
+                    let record = spool::Record::of(&b.envelopes).ok_or(SessionEnd::Unspoolable)?;
+                    if to_spool.send(record).await.is_err() {
+                        return Ok(());
+                    }
+                    Received::Batch(b.envelopes, b.committed_at)
                 }
                 ToStandby::Heartbeat { head, at, .. } => {
                     let mut s = self.lock();
                     s.last_heard_at = Some(now);
                     s.primary_head = s.primary_head.max(head);
                     self.lag_lock().heard(head, at, mono);
-                    ToApplier::Reack
+                    reack.notify_one();
+                    continue;
                 }
-                ToStandby::TakeOver { epoch, head } => ToApplier::TakeOver { epoch, head },
+                ToStandby::TakeOver { epoch, head } => Received::TakeOver { epoch, head },
             };
-            if tx.send(msg).await.is_err() {
+            if to_apply.send(msg).await.is_err() {
                 return Ok(());
             }
         }
         Ok(())
     }
 
-    /// Applies batches (all that are waiting, in one transaction) and acks after each commit.
+    /// Makes every record waiting durable in the receipt spool (one append, one `fdatasync`)
+    /// and publishes the last position as `durable`.
+    async fn spool(
+        &self,
+        mut rx: mpsc::Receiver<spool::Record>,
+        durable: &watch::Sender<u64>,
+    ) -> Result<(), SessionEnd> {
+        loop {
+            let Some(first) = rx.recv().await else {
+                return Ok(());
+            };
+            let mut records = vec![first];
+            while let Ok(r) = rx.try_recv() {
+                records.push(r);
+            }
+            self.make_room().await?;
+            let spool = self.store.spool.clone();
+            let last = blocking(move || spool.append_records(&records)).await??;
+            self.timeline.record(Stage::Spooled, last);
+            durable.send_replace(last);
+            self.lock().durable = last;
+        }
+    }
+
+    /// Empties the spool once it has grown past [`spool::RECYCLE_BYTES`]: waits until
+    /// everything in it is applied (the applier is at most [`APPLY_QUEUE`] batches behind),
+    /// then starts it afresh.
+    async fn make_room(&self) -> Result<(), SessionEnd> {
+        let spool = &self.store.spool;
+        if spool.len() < spool::RECYCLE_BYTES {
+            return Ok(());
+        }
+        let last = spool.last();
+        let mut head = self.store.writer.head.clone();
+        head.wait_for(|h| *h as u64 >= last)
+            .await
+            .map_err(|_| SessionEnd::Apply(StoreError::Closed))?;
+        let spool = spool.clone();
+        blocking(move || spool.recycle(last, spool::RECYCLE_BYTES)).await??;
+        Ok(())
+    }
+
+    /// Applies batches (all that are waiting, in one transaction); the head it publishes is
+    /// the `applied` the acker sends.
     async fn apply(
         &self,
-        mut send: FramedSend<ToPrimary>,
-        mut rx: mpsc::Receiver<ToApplier>,
+        mut rx: mpsc::Receiver<Received>,
+        send: &tokio::sync::Mutex<FramedSend<ToPrimary>>,
     ) -> Result<(), SessionEnd> {
         let mut role = self.store.writer.role.clone();
-        self.ack(&mut send).await?;
         loop {
             let first = tokio::select! {
                 m = rx.recv() => match m {
@@ -491,12 +633,6 @@ impl Follower {
                     }
                     continue;
                 }
-                _ = self.switchover.notified() => {
-                    let epoch = self.store.writer.role.borrow().epoch;
-                    tracing::warn!(epoch, "asking the primary for a switchover");
-                    send.send(&ToPrimary::Switchover { epoch }).await?;
-                    continue;
-                }
             };
             let mut envelopes = Vec::new();
             let mut committed_at = None;
@@ -504,13 +640,11 @@ impl Follower {
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
-                    ToApplier::Batch(mut e, at) => {
+                    Received::Batch(mut e, at) => {
                         envelopes.append(&mut e);
                         committed_at = Some(at);
                     }
-                    ToApplier::Reack => {}
-                    // Nothing follows a TakeOver on the stream (the primary takes no writes).
-                    ToApplier::TakeOver { epoch, head } => {
+                    Received::TakeOver { epoch, head } => {
                         takeover = Some((epoch, head));
                         break;
                     }
@@ -533,9 +667,53 @@ impl Follower {
                 self.lock().last_batch_committed_at = committed_at;
             }
             if let Some((epoch, head)) = takeover {
-                return self.take_over(&mut send, epoch, head).await;
+                return self.take_over(&mut *send.lock().await, epoch, head).await;
             }
-            self.ack(&mut send).await?;
+        }
+    }
+
+    /// Acks `durable` (spooled or applied) and `applied` (the head) to the primary each time
+    /// either moves (and again when a heartbeat asks), and carries `ttx switchover` requests.
+    /// While the node does not follow (promoted by a switchover) it sends no ack: the applier
+    /// ends the stream.
+    async fn ack(
+        &self,
+        send: &tokio::sync::Mutex<FramedSend<ToPrimary>>,
+        mut durable: watch::Receiver<u64>,
+        reack: &tokio::sync::Notify,
+    ) -> Result<(), SessionEnd> {
+        let mut head = self.store.writer.head.clone();
+        let mut sent = None;
+        let mut again = true;
+        loop {
+            let r = self.store.writer.role_now();
+            let applied = *head.borrow_and_update() as u64;
+            let now = (
+                r.epoch,
+                (*durable.borrow_and_update()).max(applied),
+                applied,
+            );
+            if r.follows() && (again || sent != Some(now)) {
+                let (epoch, durable, applied) = now;
+                let ack = ToPrimary::Ack {
+                    epoch,
+                    durable,
+                    applied,
+                };
+                send.lock().await.send(&ack).await?;
+                sent = Some(now);
+            }
+            again = false;
+            tokio::select! {
+                r = durable.changed() => if r.is_err() { return Ok(()) },
+                r = head.changed() => if r.is_err() { return Err(SessionEnd::Apply(StoreError::Closed)) },
+                _ = reack.notified() => again = true,
+                _ = self.switchover.notified() => {
+                    let epoch = self.store.writer.role.borrow().epoch;
+                    tracing::warn!(epoch, "asking the primary for a switchover");
+                    send.lock().await.send(&ToPrimary::Switchover { epoch }).await?;
+                }
+            }
         }
     }
 
@@ -587,22 +765,5 @@ impl Follower {
             let _ = tokio::time::timeout(Duration::from_secs(1), send.flushed()).await;
         }
         Err(SessionEnd::NotStandby)
-    }
-
-    /// Acks the head. Applying commits the events and the head in one transaction, so durable
-    /// and applied move together on the standby.
-    async fn ack(&self, send: &mut FramedSend<ToPrimary>) -> Result<(), SessionEnd> {
-        let r = self.store.writer.role_now();
-        if !r.follows() {
-            return Err(SessionEnd::NotStandby);
-        }
-        let head = *self.store.writer.head.borrow() as u64;
-        send.send(&ToPrimary::Ack {
-            epoch: r.epoch,
-            durable: head,
-            applied: head,
-        })
-        .await?;
-        Ok(())
     }
 }

@@ -433,19 +433,7 @@ mod tests {
     use super::*;
 
     fn env(position: u64) -> Envelope {
-        Envelope {
-            position,
-            id: [position as u8; 16],
-            origin_site: "a".into(),
-            origin_node: "p".into(),
-            epoch: 1,
-            origin_seq: position,
-            at: 1,
-            actor: "x".into(),
-            ticket: None,
-            kind: "k".into(),
-            body: vec![b'x'; 100],
-        }
+        crate::wire::envelope::sample(position, 100)
     }
 
     fn cfg(when: WhenGone) -> ReplicationSection {

@@ -625,7 +625,7 @@ fn move_aside(dir: &DataDir, local: Local) -> Result<PathBuf, RejoinError> {
         n += 1;
     }
     let db = dir.database();
-    for suffix in ["-wal", "-shm"] {
+    for suffix in ["-wal", "-shm", "-spool"] {
         let from = PathBuf::from(format!("{}{suffix}", db.display()));
         if from.exists() {
             let to = PathBuf::from(format!("{}{suffix}", kept.display()));

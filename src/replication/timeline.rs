@@ -3,7 +3,8 @@
 //!
 //! The primary stamps a batch when the writer's commit hook hands it over ([`Stage::Committed`])
 //! and when its frame is written to the standby's stream ([`Stage::Shipped`]); the standby
-//! stamps it when the frame is read ([`Stage::Received`]), when its write goes to the writer
+//! stamps it when the frame is read ([`Stage::Received`]), when it is durable in the receipt
+//! spool ([`Stage::Spooled`]), when its write goes to the writer
 //! ([`Stage::Applying`]) and when the applier's transaction has committed and its head is
 //! published to readers ([`Stage::Applied`]). `ttx bench
 //! replication` reads both nodes' stamps (`GET /v1/replication/timeline`) and joins them by
@@ -32,6 +33,9 @@ pub enum Stage {
     Shipped,
     /// Standby: its frame read from the stream.
     Received,
+    /// Standby: durable in its receipt spool (it acks `durable` from here), before it is
+    /// applied.
+    Spooled,
     /// Standby: handed to the writer (after the previous batch's apply and ack; batches
     /// waiting then go together, stamped at the last one's position).
     Applying,

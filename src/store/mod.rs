@@ -16,6 +16,7 @@
 //! - [`ship`]: events as shipping envelopes, and the strict checks a shipped event passes.
 //! - [`idempotency`]: idempotency keys and answers as events of the log.
 //! - [`review`]: the review list of a deposed primary's unshipped events, and its reads.
+//! - [`spool`]: a standby's receipt spool: shipped batches durable on arrival, applied behind.
 //! - [`verify`]: the site position, a digest of the logical state, and the integrity checks.
 
 pub mod apply;
@@ -31,6 +32,7 @@ pub mod schema;
 pub mod ship;
 pub mod site_log;
 pub mod snapshot;
+pub mod spool;
 pub mod verify;
 pub mod writer;
 
@@ -72,6 +74,9 @@ pub enum StoreError {
     /// Shipped events refused (another site, out of order, a lower epoch, a missing ticket...).
     #[error("shipped events refused: {0}")]
     Apply(#[from] apply::ApplyError),
+    /// The standby's receipt spool could not be read or written.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
     /// A read asked for the state at a position the store is no longer (or not yet) at, or
     /// for a part of the state that does not exist (comparing two nodes).
     #[error("{0}")]
@@ -123,6 +128,8 @@ pub struct Store {
     pub writer: Writer,
     /// Read connections.
     pub reader: ReadPool,
+    /// The receipt spool beside the database file (used while the node is a standby).
+    pub spool: std::sync::Arc<spool::Spool>,
     /// The database file.
     path: std::sync::Arc<std::path::PathBuf>,
 }
@@ -147,11 +154,13 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let mut conn = open_connection(path, cfg, false)?;
         schema::migrate(&mut conn)?;
-        let writer = Writer::start(conn, stamp, cfg.clone(), limits.clone())?;
+        let spool = std::sync::Arc::new(spool::Spool::beside(path));
+        let writer = Writer::start(conn, stamp, cfg.clone(), limits.clone(), spool.clone())?;
         let reader = ReadPool::open(path, cfg)?;
         Ok(Store {
             writer,
             reader,
+            spool,
             path: std::sync::Arc::new(path.to_path_buf()),
         })
     }

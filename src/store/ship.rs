@@ -130,6 +130,27 @@ pub fn event_of(env: &Envelope) -> Result<(Event, &str), ApplyError> {
     Ok((event, body))
 }
 
+/// The checks of a shipped envelope that need no store: of `site`, at `head + 1`. The standby
+/// runs them before it spools a batch (and acknowledges it as durable), the applier again.
+pub fn check_placement(site: &str, head: u64, env: &Envelope) -> Result<(), ApplyError> {
+    let id = Uuid::from_bytes(env.id);
+    if env.origin_site != site {
+        return Err(ApplyError::ForeignSite {
+            id,
+            site: env.origin_site.clone(),
+            local: site.into(),
+        });
+    }
+    if env.position != head + 1 {
+        return Err(ApplyError::OutOfOrder {
+            id,
+            got: env.position as i64,
+            head: head as i64,
+        });
+    }
+    Ok(())
+}
+
 /// Checks and applies one shipped envelope at `log.head + 1`, moving the role on when the event
 /// carries a higher epoch (recorded in the same transaction). Returns the event's kind.
 pub(crate) fn apply_shipped(
@@ -139,22 +160,7 @@ pub(crate) fn apply_shipped(
     env: &Envelope,
 ) -> Result<EventKind, StoreError> {
     let (event, body) = event_of(env)?;
-    if event.origin_site != site {
-        return Err(ApplyError::ForeignSite {
-            id: event.id,
-            site: event.origin_site,
-            local: site.into(),
-        }
-        .into());
-    }
-    if env.position != (log.head + 1) as u64 {
-        return Err(ApplyError::OutOfOrder {
-            id: event.id,
-            got: env.position as i64,
-            head: log.head,
-        }
-        .into());
-    }
+    check_placement(site, log.head as u64, env)?;
     let next_role = log
         .role
         .may_apply(event.epoch, &event.origin_node)

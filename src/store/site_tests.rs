@@ -141,6 +141,21 @@ fn promote(store: &Store) {
     store.writer.write_blocking(req(WriteOp::Promote)).unwrap();
 }
 
+/// Opens a ticket on `store`; its number.
+fn created_number(store: &Store, subject: &str) -> i64 {
+    ack(store
+        .writer
+        .write_blocking(req(create_op(subject)))
+        .unwrap())
+    .number
+}
+
+/// Promotes `store` and checks the new epoch and the position of its `EpochStarted`.
+fn promoted_at(store: &Store, epoch: u64, position: i64) {
+    let out = store.writer.write_blocking(req(WriteOp::Promote)).unwrap();
+    assert_eq!(out, WriteOutcome::Promoted { epoch, position });
+}
+
 fn apply_error(e: StoreError) -> ApplyError {
     match e {
         StoreError::Apply(a) => a,
@@ -477,18 +492,7 @@ fn promotion_writes_the_epoch_start_first_and_survives_a_restart() {
     let mut pair = Pair::new(|p| {
         p.writer.write_blocking(req(create_op("one"))).unwrap();
     });
-    let out = pair
-        .standby
-        .writer
-        .write_blocking(req(WriteOp::Promote))
-        .unwrap();
-    assert_eq!(
-        out,
-        WriteOutcome::Promoted {
-            epoch: 2,
-            position: 3
-        }
-    );
+    promoted_at(&pair.standby, 2, 3);
     pair.restart_standby();
     assert_eq!(
         *pair.standby.writer.role.borrow(),
@@ -523,6 +527,109 @@ fn promotion_writes_the_epoch_start_first_and_survives_a_restart() {
     );
 }
 
+/// A standby acks `durable` once a batch is in its receipt spool and applies it behind: a
+/// promotion applies whatever the spool holds past the head first, in its own transaction, so
+/// an event acknowledged but not applied is in the new primary's log, before `EpochStarted`,
+/// and the counters it moved (the next ticket number) are the ones the new epoch goes on from.
+#[test]
+fn a_promotion_applies_the_receipt_spool_first_and_numbers_after_it() {
+    let mut pair = Pair::new(|p| {
+        p.writer.write_blocking(req(create_op("one"))).unwrap();
+    });
+    pair.ship();
+    for subject in ["two", "three"] {
+        pair.primary
+            .writer
+            .write_blocking(req(create_op(subject)))
+            .unwrap();
+    }
+    pair.primary
+        .writer
+        .write_blocking(req(note(2, "spooled only")))
+        .unwrap();
+    let spooled = shipped_after(&pair.primary, head(&pair.standby));
+    let n = spooled.len() as u64;
+    let last = spooled[spooled.len() - 1].position;
+    assert_eq!(pair.standby.spool.append(&[spooled]).unwrap(), last);
+    // The standby restarts before it applied them (the spool is all that holds them).
+    pair.restart_standby();
+    assert_eq!(head(&pair.standby) as u64, last - n);
+    promoted_at(&pair.standby, 2, last as i64 + 1);
+    assert_eq!(created_number(&pair.standby, "four"), 4);
+    let p = verify(&pair.primary);
+    let log = shipped_after(&pair.standby, 0);
+    assert_eq!(log[..last as usize], shipped_after(&pair.primary, 0)[..]);
+    assert_eq!(p.position, last as i64);
+    assert!(verify(&pair.standby).ok());
+}
+
+/// Before it subscribes again, a standby applies what its spool holds past the head
+/// (`WriteOp::ApplySpool`): the subscription then starts after everything it acknowledged.
+/// On a primary the same write does nothing.
+#[test]
+fn apply_spool_applies_what_the_spool_holds_past_the_head_and_only_on_a_standby() {
+    let pair = Pair::new(|p| {
+        p.writer.write_blocking(req(create_op("one"))).unwrap();
+    });
+    pair.ship();
+    pair.primary
+        .writer
+        .write_blocking(req(note(1, "spooled")))
+        .unwrap();
+    let spooled = shipped_after(&pair.primary, head(&pair.standby));
+    let n = spooled.len();
+    pair.standby.spool.append(&[spooled]).unwrap();
+    let out = pair
+        .standby
+        .writer
+        .write_blocking(req(WriteOp::ApplySpool))
+        .unwrap();
+    assert_eq!(out, WriteOutcome::Applied { applied: n });
+    assert_eq!(head(&pair.standby), head(&pair.primary));
+    assert_eq!(verify(&pair.standby).digest, verify(&pair.primary).digest);
+    // Again: nothing left past the head.
+    let out = pair
+        .standby
+        .writer
+        .write_blocking(req(WriteOp::ApplySpool))
+        .unwrap();
+    assert_eq!(out, WriteOutcome::Applied { applied: 0 });
+    assert!(pair
+        .standby
+        .spool
+        .recycle(head(&pair.standby) as u64, 0)
+        .unwrap());
+    let out = pair
+        .primary
+        .writer
+        .write_blocking(req(WriteOp::ApplySpool))
+        .unwrap();
+    assert_eq!(out, WriteOutcome::Applied { applied: 0 });
+}
+
+/// A spool whose events the store refuses (here: of another site, which the follower checks
+/// before it spools; a broken primary's batch past that check) does not stop a promotion:
+/// the events up to the refused one are applied (none here), the rest stays out of the log,
+/// and the new epoch starts right after the head.
+#[test]
+fn a_promotion_over_a_spool_the_store_refuses_applies_none_of_it_and_goes_on() {
+    let pair = Pair::new(|p| {
+        p.writer.write_blocking(req(create_op("one"))).unwrap();
+    });
+    let mut foreign = shipped_after(&pair.primary, 0);
+    for e in &mut foreign {
+        e.position += head(&pair.standby) as u64;
+        e.origin_site = "noc-z".into();
+    }
+    pair.standby.spool.append(&[foreign]).unwrap();
+    let before = head(&pair.standby);
+    promoted_at(&pair.standby, 2, before + 1);
+    assert!(shipped_after(&pair.standby, 0)
+        .iter()
+        .all(|e| e.origin_site == SITE));
+    assert!(verify(&pair.standby).ok());
+}
+
 /// A standby reads its counters (next ticket number, its own next origin sequence) again
 /// only before a request that may stamp an event, not after every applied batch: a node
 /// promoted after applying tickets goes on numbering after them.
@@ -539,12 +646,7 @@ fn a_promoted_standby_numbers_tickets_after_the_ones_it_applied() {
         assert!(pair.ship() > 0);
     }
     promote(&pair.standby);
-    let created = ack(pair
-        .standby
-        .writer
-        .write_blocking(req(create_op("four")))
-        .unwrap());
-    assert_eq!(created.number, 4);
+    assert_eq!(created_number(&pair.standby, "four"), 4);
     let log = shipped_after(&pair.standby, head(&pair.primary));
     assert_eq!(log[0].kind, "epoch-started");
     assert_eq!(

@@ -37,6 +37,25 @@ pub struct Envelope {
     pub body: Vec<u8>,
 }
 
+/// An envelope of site `a` at `position` with a `body_len`-byte body, for unit tests that need
+/// envelopes, not events (the backlog, the spool).
+#[cfg(test)]
+pub(crate) fn sample(position: u64, body_len: usize) -> Envelope {
+    Envelope {
+        position,
+        id: [position as u8; 16],
+        origin_site: "a".into(),
+        origin_node: "p".into(),
+        epoch: 1,
+        origin_seq: position,
+        at: 1,
+        actor: "x".into(),
+        ticket: None,
+        kind: "k".into(),
+        body: vec![b'x'; body_len],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

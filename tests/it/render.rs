@@ -505,6 +505,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         primary_node: Some("primary".into()),
         connected: false,
         applied: 40,
+        durable: 41,
         primary_head: 42,
         lag_events: 2,
         lag_ms: Some(1_250),
@@ -525,7 +526,7 @@ fn replication_status_names_the_standby_its_lag_and_a_degraded_state() {
         &times(),
     );
     assert!(
-        text.starts_with("following primary primary at 10.0.0.1:7800: NOT connected  applied 40  primary head 42  lag 2 events 1250 ms\n"),
+        text.starts_with("following primary primary at 10.0.0.1:7800: NOT connected  applied 40  spooled 41  primary head 42  lag 2 events 1250 ms\n"),
         "{text}"
     );
     assert!(

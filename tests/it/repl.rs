@@ -381,7 +381,7 @@ fn a_reader_on_the_standby_waits_for_a_position_and_both_nodes_stamp_its_stages(
     assert_eq!(stages(&p.primary), want(&["committed", "shipped"]));
     assert_eq!(
         stages(&p.standby),
-        want(&["applied", "applying", "received"])
+        want(&["applied", "applying", "received", "spooled"])
     );
     let (status, _) = p
         .standby

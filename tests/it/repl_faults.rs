@@ -88,9 +88,16 @@ pub(crate) fn subjects(dir: &Path) -> BTreeMap<String, Vec<i64>> {
 
 /// One trial: 16 writers create tickets with unique Idempotency-Keys against the primary in
 /// sync mode; the primary is SIGKILLed `kill_after` once 16 writes were acknowledged; the standby is promoted; every request
-/// whose answer was lost is retried with its key against the new primary. Returns (acked,
-/// retried).
-fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) {
+/// whose answer was lost is retried with its key against the new primary. With
+/// `standby_first`, the standby is SIGKILLed first (its receipt spool may hold acknowledged
+/// batches it had not applied), then the primary, and the standby restarted before it is
+/// promoted. Returns (acked, retried, events the standby held only in its spool at the kill).
+fn trial(
+    template: &Pair,
+    trial: usize,
+    kill_after: Duration,
+    standby_first: bool,
+) -> (usize, usize, usize) {
     let mut primary = copy_node(&template.primary);
     let mut standby = copy_node(&template.standby);
     let port = free_udp_port();
@@ -157,9 +164,17 @@ fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) 
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(kill_after);
+    if standby_first {
+        standby.kill();
+    }
     primary.kill();
     for w in writers {
         w.join().unwrap();
+    }
+    let mut spooled_only = 0;
+    if standby_first {
+        spooled_only = spooled_past_head(&standby.dir);
+        standby.start();
     }
     let promoted = standby.cli(&["--json", "promote"]).json();
     assert_eq!(promoted["epoch"], 2, "{promoted}");
@@ -195,11 +210,33 @@ fn trial(template: &Pair, trial: usize, kill_after: Duration) -> (usize, usize) 
             );
         }
     }
-    (acked, retried)
+    (acked, retried, spooled_only)
+}
+
+/// Events a stopped standby holds in its receipt spool past its store's head.
+fn spooled_past_head(dir: &Path) -> usize {
+    let head = head_of(dir) as u64;
+    let db = ttx::datadir::DataDir::new(dir).database();
+    ttx::store::spool::Spool::beside(&db)
+        .pending_after(head)
+        .unwrap()
+        .len()
 }
 
 #[test]
 fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledged_write() {
+    kill_trials(TRIALS, false);
+}
+
+/// The standby acknowledges a batch once it is in its receipt spool, before it applies it:
+/// SIGKILL the standby under load, then the primary, restart the standby and promote it:
+/// every acknowledged write is on it (the promotion applied the spool first), exactly once.
+#[test]
+fn sigkill_of_the_sync_standby_then_the_primary_then_promote_loses_no_acknowledged_write() {
+    kill_trials(TRIALS / 2, true);
+}
+
+fn kill_trials(trials: usize, standby_first: bool) {
     let seed = std::env::var("TTX_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -219,11 +256,12 @@ fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledg
     template
         .standby
         .configure(|c| c.replication.when_standby_gone = WhenGone::Degrade);
-    let (mut acked, mut retried) = (0, 0);
+    let (mut acked, mut retried, mut spooled) = (0, 0, 0);
     let started = Instant::now();
-    for t in 0..TRIALS {
+    for t in 0..trials {
         let kill_after = Duration::from_millis(rng.next() % 800);
-        let (a, r) = trial(&template, t, kill_after);
+        let (a, r, s) = trial(&template, t, kill_after, standby_first);
+        spooled += s;
         assert!(
             a > 0,
             "trial {t}: no write was acknowledged before the kill"
@@ -232,7 +270,7 @@ fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledg
         retried += r;
     }
     eprintln!(
-        "{TRIALS} trials in {:?}: {acked} acknowledged writes, all on the promoted standby; {retried} lost answers retried, each applied once",
+        "{trials} trials in {:?}: {acked} acknowledged writes, all on the promoted standby; {retried} lost answers retried, each applied once; {spooled} events were only in the killed standby's spool",
         started.elapsed()
     );
 }

@@ -62,6 +62,7 @@ pub fn request_bytes(req: &WriteRequest) -> usize {
         | WriteOp::Peer(_)
         | WriteOp::FireDueTimers
         | WriteOp::Promote
+        | WriteOp::ApplySpool
         | WriteOp::Fence { .. }
         | WriteOp::ResumePrimary
         | WriteOp::Verify => 0,

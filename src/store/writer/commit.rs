@@ -46,6 +46,8 @@ pub(super) struct WriterState {
     pub(super) hook: HookSlot,
     /// When note text is indexed.
     pub(super) indexer: Indexer,
+    /// The standby's receipt spool, drained by a promotion.
+    pub(super) spool: Option<Arc<crate::store::spool::Spool>>,
     #[cfg(test)]
     pub(super) faults: Arc<super::Faults>,
 }
@@ -125,6 +127,7 @@ impl WriterState {
             stats: Arc::new(WriterStats::default()),
             hook: HookSlot::default(),
             indexer,
+            spool: None,
             #[cfg(test)]
             faults: Arc::default(),
         })
@@ -280,7 +283,7 @@ impl WriterState {
         effects: &mut Effects,
         savepoints: bool,
     ) -> Result<bool, StoreError> {
-        let (stamp, limits) = (&self.stamp, &self.limits);
+        let (stamp, limits, spool) = (&self.stamp, &self.limits, self.spool.as_deref());
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -307,6 +310,7 @@ impl WriterState {
                         ..Effects::default()
                     },
                     leased,
+                    spool,
                 };
                 let result = job.handle(req);
                 (result, job.effects)

@@ -140,8 +140,12 @@ pub enum WriteOp {
     /// Apply events shipped from the site's primary, each at exactly `head + 1` (all or none).
     /// The only write a standby or a fenced node takes.
     Replicate(Vec<Envelope>),
-    /// Make this standby the site's primary: the epoch goes up by one and an `EpochStarted`
-    /// event is written with it, in one transaction, before any write of the new epoch.
+    /// Apply what this standby's receipt spool holds past the head (its events up to the
+    /// first the store refuses), before the follower subscribes again.
+    ApplySpool,
+    /// Make this standby the site's primary: whatever its receipt spool holds past the head is
+    /// applied first, then the epoch goes up by one and an `EpochStarted` event is written
+    /// with it, all in one transaction, before any write of the new epoch.
     Promote,
     /// A higher epoch was seen (in a frame or an ack from `by`): fence this node if it is the
     /// primary, durably and at once.
@@ -426,6 +430,7 @@ impl Writer {
         stamp: NodeStamp,
         cfg: StoreSection,
         limits: LimitsSection,
+        spool: Arc<crate::store::spool::Spool>,
     ) -> Result<Writer, StoreError> {
         let (queue, rx) = mpsc::channel(cfg.write_queue);
         let budget = ByteBudget::new(cfg.write_queue_bytes);
@@ -446,6 +451,7 @@ impl Writer {
         state.peers_changed = peers_changed.clone();
         state.outbox_changed = outbox_changed.clone();
         state.stats = stats.clone();
+        state.spool = Some(spool);
         let hook = state.hook.clone();
         let search_index = state.indexer.subscribe();
         #[cfg(test)]

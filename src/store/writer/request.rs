@@ -17,6 +17,7 @@ use crate::store::apply::{apply_event_on, event_body};
 use crate::store::idempotency::{self, Lookup};
 use crate::store::site_log::SiteLog;
 use crate::store::{NodeStamp, StoreError};
+use crate::wire::envelope::Envelope;
 
 /// One request being handled inside the batch's transaction (or its own savepoint).
 pub(super) struct InBatch<'a> {
@@ -29,6 +30,8 @@ pub(super) struct InBatch<'a> {
     /// Whether the commit hook lets this primary take writes (the witness's lease), as of
     /// the batch's start.
     pub(super) leased: bool,
+    /// The standby's receipt spool, drained by a promotion (none in some unit tests).
+    pub(super) spool: Option<&'a crate::store::spool::Spool>,
 }
 
 use crate::store::query::no_such_ticket as not_found_ticket;
@@ -50,6 +53,7 @@ impl InBatch<'_> {
         let now = clock::now();
         match &req.op {
             WriteOp::Replicate(_)
+            | WriteOp::ApplySpool
             | WriteOp::Promote
             | WriteOp::Fence { .. }
             | WriteOp::HandOver { .. }
@@ -375,26 +379,22 @@ impl InBatch<'_> {
                 Ok(WriteOutcome::Applied { applied: due.len() })
             }
             WriteOp::Replicate(envelopes) => {
-                let role = self.log.role.clone();
-                for env in envelopes {
-                    let kind = crate::store::ship::apply_shipped(
-                        self.conn,
-                        &self.stamp.site,
-                        self.log,
-                        env,
-                    )
-                    .inspect_err(|e| {
-                        tracing::error!(position = env.position, error = %e, "shipped events refused; none of the batch applied")
-                    })?;
-                    self.effects.note(&kind);
-                    self.effects.replicated = true;
-                }
-                self.effects.role |= self.log.role != role;
+                self.replicate(envelopes)?;
                 Ok(WriteOutcome::Applied {
                     applied: envelopes.len(),
                 })
             }
+            WriteOp::ApplySpool => {
+                let applied = if self.log.role.follows() {
+                    self.drain_spool()?
+                } else {
+                    0
+                };
+                Ok(WriteOutcome::Applied { applied })
+            }
             WriteOp::Promote => {
+                self.log.role.promote().map_err(StoreError::NotPrimary)?;
+                self.drain_spool()?;
                 let next = self.log.role.promote().map_err(StoreError::NotPrimary)?;
                 // The epoch-start event is the first event of the new epoch; meta records the
                 // epoch and role in the same transaction, before any other write of the epoch.
@@ -468,6 +468,69 @@ impl InBatch<'_> {
                 shared,
             } => self.attach(*number, name, data, *shared, actor, now),
         }
+    }
+}
+
+impl InBatch<'_> {
+    /// Applies shipped events, each at exactly `head + 1` (all or none: the caller's
+    /// savepoint).
+    fn replicate(&mut self, envelopes: &[Envelope]) -> Result<(), StoreError> {
+        let role = self.log.role.clone();
+        for env in envelopes {
+            let kind = crate::store::ship::apply_shipped(self.conn, &self.stamp.site, self.log, env)
+                .inspect_err(|e| {
+                    tracing::error!(position = env.position, error = %e, "shipped events refused; none of the batch applied")
+                })?;
+            self.effects.note(&kind);
+            self.effects.replicated = true;
+        }
+        self.effects.role |= self.log.role != role;
+        Ok(())
+    }
+
+    /// Applies what the receipt spool holds past the head (acknowledged to the primary as
+    /// durable, maybe not applied yet: before a promotion, and before a standby subscribes
+    /// again), each event in a savepoint of its own up to the first the store refuses, then
+    /// re-reads the counters the applied events moved. A refused event and what follows it
+    /// stay in the spool (logged: a primary that ships what it could not apply is broken; the
+    /// follower moves the spool aside). A spool that cannot be read refuses the write:
+    /// promoting without it could lose acknowledged writes. How many events were applied.
+    fn drain_spool(&mut self) -> Result<usize, StoreError> {
+        let Some(spool) = self.spool else {
+            return Ok(0);
+        };
+        let pending = spool.pending_after(self.log.head as u64)?;
+        let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
+            return Ok(0);
+        };
+        tracing::warn!(
+            from = first.position,
+            to = last.position,
+            "applying the receipt spool's events"
+        );
+        let mut applied = 0;
+        for env in &pending {
+            self.conn.execute_batch("SAVEPOINT spooled")?;
+            let site = &self.stamp.site;
+            match crate::store::ship::apply_shipped(self.conn, site, self.log, env) {
+                Ok(kind) => {
+                    self.conn.execute_batch("RELEASE spooled")?;
+                    self.effects.note(&kind);
+                    self.effects.replicated = true;
+                    applied += 1;
+                }
+                Err(e) => {
+                    self.conn
+                        .execute_batch("ROLLBACK TO spooled; RELEASE spooled")?;
+                    tracing::error!(position = env.position, error = %e, "the receipt spool holds an event the store refuses: it and what follows are not applied");
+                    break;
+                }
+            }
+        }
+        let role = self.log.role.clone();
+        *self.log = crate::store::site_log::SiteLog::load(self.conn, self.stamp)?;
+        self.effects.role |= self.log.role != role;
+        Ok(applied)
     }
 }
 

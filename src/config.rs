@@ -86,6 +86,12 @@ pub struct ReplicationSection {
     pub backlog_bytes: usize,
     /// How often the primary tells an idle standby its head and clock, and the standby re-acks.
     pub heartbeat_ms: u64,
+    /// On a standby: acknowledge `durable` once a batch is in the receipt spool
+    /// (`DIR/ttx.db-spool`, one `fdatasync`) and apply it behind, instead of once it is
+    /// applied. Off by default: on one disk the spool's flush queues behind the applier's and
+    /// costs CPU for no measured gain (`docs/benchmarks.md`); whatever a spool holds is applied
+    /// before a subscription and by a promotion whether this is on or off.
+    pub receipt_spool: bool,
     /// Automatic failover: the site (a peer in this site's registry with the `witness`
     /// permission) whose node holds the lease on this site's primary role over
     /// `ttx-witness/1`. Left out: no automatic failover, ever (promotion is `ttx promote`).
@@ -110,6 +116,7 @@ impl Default for ReplicationSection {
             block_timeout_ms: 5_000,
             backlog_bytes: 64 * 1024 * 1024,
             heartbeat_ms: 1_000,
+            receipt_spool: false,
             witness: None,
             witness_addr: None,
             lease_term_ms: 2_000,

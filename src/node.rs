@@ -229,6 +229,7 @@ impl RunningNode {
             &config.node.site,
             config.replication.primary.as_deref(),
             primary.timeline().clone(),
+            config.replication.receipt_spool,
         );
         let switchover = crate::replication::Switchover::new(
             &config.node.node,

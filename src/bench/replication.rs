@@ -35,6 +35,8 @@ pub struct ReplicationBenchOptions {
     pub sequential: u64,
     /// Where the scratch dirs go (the system temp dir otherwise).
     pub dir: Option<PathBuf>,
+    /// The standby acks `durable` from its receipt spool (`replication.receipt_spool`).
+    pub receipt_spool: bool,
 }
 
 fn failed(what: &str) -> impl FnOnce(String) -> BenchError + '_ {
@@ -239,6 +241,11 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     let machine = MachineInfo::collect(scratch.path(), 200)?;
     let ttx = Ttx::at(&opts.exe);
     let (mut primary, mut standby, token) = set_up(&ttx, scratch.path())?;
+    if opts.receipt_spool {
+        standby
+            .configure(|c| c.replication.receipt_spool = true)
+            .map_err(cluster)?;
+    }
     let clients = opts.clients.max(1);
     let limit = Limit::For(Duration::from_secs_f64(opts.secs.max(0.1)));
     standby.start().map_err(cluster)?;
@@ -355,7 +362,7 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     for (mode, notes, on_primary, on_standby) in &spent {
         let per_note = |secs: f64| secs * 1e6 / (*notes).max(1) as f64;
         for (node, cpu) in [("primary", on_primary), ("standby", on_standby)] {
-            for thread in ["ttx-writer", "tokio-rt-worker"] {
+            for thread in ["ttx-writer", "tokio-rt-worker", "ttx-spool"] {
                 section.figure(
                     format!("{}: {node} {thread} CPU per note", mode.as_str()),
                     per_note(cpu.secs(thread)),
@@ -420,7 +427,10 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
                 &st.applied_to_seen,
             ),
         ] {
-            seen.latency(name, l, None);
+            // The spool stage is empty without `replication.receipt_spool` on the standby.
+            if l.count > 0 {
+                seen.latency(name, l, None);
+            }
         }
         seen.latency(
             "sent to the primary -> seen by a waiting reader on the standby",

@@ -45,7 +45,8 @@ pub struct Stages {
     /// Read on the standby to applied and committed there.
     pub received_to_applied: LatencySummary,
     /// Of that: read to durable in the receipt spool (when the standby's `durable` ack can
-    /// leave: what a `sync` answer waits for on the standby).
+    /// leave: what a `sync` answer waits for on the standby); empty without
+    /// `replication.receipt_spool`.
     pub received_to_spooled: LatencySummary,
     /// Of that: read to handed to the writer (the previous batch applied).
     pub received_to_applying: LatencySummary,
@@ -193,16 +194,18 @@ pub fn commit_to_visible(
     let us = |from: i64, to: i64| Duration::from_micros(to.saturating_sub(from).max(0) as u64);
     for &(position, at, _) in &sent {
         let p = position as u64;
-        let stamps = [
-            &committed, &shipped, &received, &spooled, &applying, &applied,
-        ]
-        .map(|st| covering(st, p));
-        let [Some(c), Some(sh), Some(r), Some(sp), Some(w), Some(a)] = stamps else {
+        let stamps =
+            [&committed, &shipped, &received, &applying, &applied].map(|st| covering(st, p));
+        let [Some(c), Some(sh), Some(r), Some(w), Some(a)] = stamps else {
             return Err(BenchError::Invalid(format!(
                 "position {position} lacks a replication stamp (committed, shipped, received, \
-                 spooled, applying, applied): {stamps:?}"
+                 applying, applied): {stamps:?}"
             )));
         };
+        // Only a standby with `replication.receipt_spool` spools.
+        if let Some(sp) = covering(&spooled, p) {
+            lat[7].record(us(r, sp));
+        }
         let seen_at = seen
             .iter()
             .find(|(when, head)| *when >= at && *head >= position)
@@ -215,7 +218,6 @@ pub fn commit_to_visible(
         lat[4].record(us(a, seen_at));
         lat[5].record(us(r, w));
         lat[6].record(us(w, a));
-        lat[7].record(us(r, sp));
     }
     let [commit_to_visible, commit_to_shipped, shipped_to_received, received_to_applied, applied_to_seen, received_to_applying, applying_to_applied, received_to_spooled] =
         lat.map(|l| l.summary());

@@ -215,6 +215,10 @@ pub struct ReplicationArgs {
     /// Directory for scratch files (removed afterwards); the system temp dir by default.
     #[arg(long = "work-dir", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The standby acks `durable` once a batch is in its receipt spool
+    /// (`replication.receipt_spool = true`), not once it is applied.
+    #[arg(long = "receipt-spool")]
+    pub receipt_spool: bool,
 }
 
 /// Options of `ttx bench clone`.
@@ -333,6 +337,7 @@ pub fn run(cmd: BenchCommand, json: bool) -> anyhow::Result<()> {
                 secs: a.secs,
                 sequential: a.sequential,
                 dir: a.work_dir,
+                receipt_spool: a.receipt_spool,
             };
             crate::bench::replication::run(&opts).context("replication benchmark")?
         }

@@ -52,6 +52,39 @@ const PROBE_MAX: Duration = Duration::from_secs(10);
 /// (QUIC then slows the primary down).
 const APPLY_QUEUE: usize = 64;
 
+/// The spool thread's loop: every record waiting in one append and one `fdatasync`, then
+/// `durable` moves. Once the spool has grown past [`spool::RECYCLE_BYTES`] it waits until
+/// everything in it is applied (the applier is at most [`APPLY_QUEUE`] batches behind) and
+/// starts it afresh.
+fn spool_records(
+    spool: &spool::Spool,
+    mut rx: mpsc::Receiver<spool::Record>,
+    durable: &watch::Sender<u64>,
+    timeline: &super::timeline::Timeline,
+    head: &watch::Receiver<i64>,
+) -> Result<(), spool::SpoolError> {
+    while let Some(first) = rx.blocking_recv() {
+        let mut records = vec![first];
+        while let Ok(r) = rx.try_recv() {
+            records.push(r);
+        }
+        if spool.len() >= spool::RECYCLE_BYTES {
+            let last = spool.last();
+            while (*head.borrow() as u64) < last {
+                if head.has_changed().is_err() || rx.is_closed() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            spool.recycle(last, spool::RECYCLE_BYTES)?;
+        }
+        let last = spool.append_records(&records)?;
+        timeline.record(Stage::Spooled, last);
+        durable.send_replace(last);
+    }
+    Ok(())
+}
+
 /// Runs file I/O off the runtime's threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -145,6 +178,9 @@ pub struct Follower {
     switchover: tokio::sync::Notify,
     /// This node's latency stamps (received, applied).
     timeline: Arc<super::timeline::Timeline>,
+    /// `replication.receipt_spool`: ack `durable` once a batch is spooled, before it is
+    /// applied.
+    receipt_spool: bool,
 }
 
 /// What the reader hands on, in the stream's order (to the spooler, then the applier).
@@ -174,6 +210,7 @@ impl Follower {
         site: &str,
         config_addr: Option<&str>,
         timeline: Arc<super::timeline::Timeline>,
+        receipt_spool: bool,
     ) -> Arc<Self> {
         let applied = *store.writer.head.borrow() as u64;
         Arc::new(Follower {
@@ -189,6 +226,7 @@ impl Follower {
             config_addr: config_addr.map(str::to_string),
             switchover: tokio::sync::Notify::new(),
             timeline,
+            receipt_spool,
         })
     }
 
@@ -482,9 +520,16 @@ impl Follower {
         let (to_apply, apply_rx) = mpsc::channel(APPLY_QUEUE);
         let (durable_tx, durable) = watch::channel(sub.from - 1);
         let reack = tokio::sync::Notify::new();
+        let to_spool = self.receipt_spool.then_some(to_spool);
+        let spooling = async {
+            match to_spool {
+                Some(_) => self.spool(spool_rx, durable_tx).await,
+                None => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
-            e = self.read(recv, to_spool, to_apply, &reack, sub.from - 1) => e,
-            e = self.spool(spool_rx, &durable_tx) => e,
+            e = self.read(recv, to_spool.clone(), to_apply, &reack, sub.from - 1) => e,
+            e = spooling => e,
             e = self.apply(apply_rx, &send) => e,
             e = self.ack(&send, durable, &reack) => e,
         };
@@ -523,7 +568,7 @@ impl Follower {
     async fn read(
         &self,
         mut recv: FramedRecv<ToStandby>,
-        to_spool: mpsc::Sender<spool::Record>,
+        to_spool: Option<mpsc::Sender<spool::Record>>,
         to_apply: mpsc::Sender<Received>,
         reack: &tokio::sync::Notify,
         mut after: u64,
@@ -548,9 +593,12 @@ impl Follower {
                         self.lag_lock().batch(last, b.committed_at, mono);
                     }
                     self.timeline.record(Stage::Received, last);
-                    let record = spool::Record::of(&b.envelopes).ok_or(SessionEnd::Unspoolable)?;
-                    if to_spool.send(record).await.is_err() {
-                        return Ok(());
+                    if let Some(to_spool) = &to_spool {
+                        let record =
+                            spool::Record::of(&b.envelopes).ok_or(SessionEnd::Unspoolable)?;
+                        if to_spool.send(record).await.is_err() {
+                            return Ok(());
+                        }
                     }
                     Received::Batch(b.envelopes, b.committed_at)
                 }
@@ -571,46 +619,28 @@ impl Follower {
         Ok(())
     }
 
-    /// Makes every record waiting durable in the receipt spool (one append, one `fdatasync`)
-    /// and publishes the last position as `durable`.
+    /// Makes every record waiting durable in the receipt spool and publishes the last
+    /// position as `durable`, on a thread of its own (`ttx-spool`, one per stream: no hop
+    /// through the runtime's blocking pool per append). Ends when the reader stops.
     async fn spool(
         &self,
-        mut rx: mpsc::Receiver<spool::Record>,
-        durable: &watch::Sender<u64>,
+        rx: mpsc::Receiver<spool::Record>,
+        durable: watch::Sender<u64>,
     ) -> Result<(), SessionEnd> {
-        loop {
-            let Some(first) = rx.recv().await else {
-                return Ok(());
-            };
-            let mut records = vec![first];
-            while let Ok(r) = rx.try_recv() {
-                records.push(r);
-            }
-            self.make_room().await?;
-            let spool = self.store.spool.clone();
-            let last = blocking(move || spool.append_records(&records)).await??;
-            self.timeline.record(Stage::Spooled, last);
-            durable.send_replace(last);
-            self.lock().durable = last;
-        }
-    }
-
-    /// Empties the spool once it has grown past [`spool::RECYCLE_BYTES`]: waits until
-    /// everything in it is applied (the applier is at most [`APPLY_QUEUE`] batches behind),
-    /// then starts it afresh.
-    async fn make_room(&self) -> Result<(), SessionEnd> {
-        let spool = &self.store.spool;
-        if spool.len() < spool::RECYCLE_BYTES {
-            return Ok(());
-        }
-        let last = spool.last();
-        let mut head = self.store.writer.head.clone();
-        head.wait_for(|h| *h as u64 >= last)
-            .await
+        let spool = self.store.spool.clone();
+        let timeline = self.timeline.clone();
+        let head = self.store.writer.head.clone();
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("ttx-spool".into())
+            .spawn(move || {
+                let _ = end_tx.send(spool_records(&spool, rx, &durable, &timeline, &head));
+            })
             .map_err(|_| SessionEnd::Apply(StoreError::Closed))?;
-        let spool = spool.clone();
-        blocking(move || spool.recycle(last, spool::RECYCLE_BYTES)).await??;
-        Ok(())
+        match end_rx.await {
+            Ok(ended) => ended.map_err(SessionEnd::from),
+            Err(_) => Err(SessionEnd::Apply(StoreError::Closed)),
+        }
     }
 
     /// Applies batches (all that are waiting, in one transaction); the head it publishes is
@@ -702,6 +732,7 @@ impl Follower {
                 };
                 send.lock().await.send(&ack).await?;
                 sent = Some(now);
+                self.lock().durable = durable;
             }
             again = false;
             tokio::select! {

@@ -306,7 +306,10 @@ pub(crate) fn assert_old_primary_fenced(promoted: &TestNode) {
 /// the standby, with the write handed to its writer between).
 #[test]
 fn a_reader_on_the_standby_waits_for_a_position_and_both_nodes_stamp_its_stages() {
-    let mut p = Pair::new(|c| set_mode(c, Mode::Async, WhenGone::Degrade, 10_000));
+    let mut p = Pair::new(|c| {
+        set_mode(c, Mode::Async, WhenGone::Degrade, 10_000);
+        c.replication.receipt_spool = true;
+    });
     wait_caught_up(&p);
     let token = p.standby.admin_token();
     let before = events(&p.standby);

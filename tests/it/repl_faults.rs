@@ -228,7 +228,8 @@ fn sigkill_of_the_sync_primary_under_16_writers_then_promote_loses_no_acknowledg
     kill_trials(TRIALS, false);
 }
 
-/// The standby acknowledges a batch once it is in its receipt spool, before it applies it:
+/// With `replication.receipt_spool`, the standby acknowledges a batch once it is in its
+/// receipt spool, before it applies it:
 /// SIGKILL the standby under load, then the primary, restart the standby and promote it:
 /// every acknowledged write is on it (the promotion applied the spool first), exactly once.
 #[test]
@@ -245,6 +246,7 @@ fn kill_trials(trials: usize, standby_first: bool) {
     let mut rng = Seeded(seed);
     let mut template = Pair::new(|c| {
         c.replication.mode = Some(Mode::Sync);
+        c.replication.receipt_spool = standby_first;
         c.replication.when_standby_gone = WhenGone::Block;
         c.replication.block_timeout_ms = 10_000;
     });

@@ -362,7 +362,12 @@ pub fn run(opts: &ReplicationBenchOptions) -> Result<Report, BenchError> {
     for (mode, notes, on_primary, on_standby) in &spent {
         let per_note = |secs: f64| secs * 1e6 / (*notes).max(1) as f64;
         for (node, cpu) in [("primary", on_primary), ("standby", on_standby)] {
-            for thread in ["ttx-writer", "tokio-rt-worker", "ttx-spool"] {
+            let threads: &[&str] = if opts.receipt_spool {
+                &["ttx-writer", "tokio-rt-worker", "ttx-spool"]
+            } else {
+                &["ttx-writer", "tokio-rt-worker"]
+            };
+            for thread in threads {
                 section.figure(
                     format!("{}: {node} {thread} CPU per note", mode.as_str()),
                     per_note(cpu.secs(thread)),

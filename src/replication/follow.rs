@@ -15,14 +15,15 @@
 //! or a standby, durably, and never needs another knock), waiting 1 s doubling to 10 s while
 //! the old primary cannot be reached.
 //!
-//! A stream runs four tasks: the reader hands each batch both to the spooler, which makes
-//! every batch waiting durable in the receipt spool with one `fdatasync`
-//! ([`crate::store::spool`]), and to the applier, which applies every batch waiting in one
-//! transaction (the two side by side); the acker tells the primary `durable` (spooled or applied) and
-//! `applied` each time either moves, so a `sync` primary waits for one small append here, not
-//! for the standby's SQLite transaction. Before each subscription the follower applies what
-//! the spool holds past its head (a restart, a dropped stream), so it always subscribes from
-//! everything it ever acknowledged.
+//! A stream runs three tasks: the reader checks each batch's place and hands it to the
+//! applier, which applies every batch waiting in one transaction; the acker tells the primary
+//! `durable` and `applied` each time either moves. With `replication.receipt_spool` a fourth,
+//! the spooler, makes every batch waiting durable in the receipt spool with one `fdatasync`
+//! ([`crate::store::spool`]) side by side with the applier, and `durable` is the spooled
+//! position: a `sync` primary then waits for one small append here, not for the standby's
+//! SQLite transaction. Before each subscription the follower applies what the spool holds past
+//! its head (a restart, a dropped stream), so it always subscribes from everything it ever
+//! acknowledged.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -183,7 +184,7 @@ pub struct Follower {
     receipt_spool: bool,
 }
 
-/// What the reader hands on, in the stream's order (to the spooler, then the applier).
+/// What the reader hands the applier, in the stream's order.
 enum Received {
     Batch(Vec<Envelope>, Millis),
     TakeOver { epoch: u64, head: u64 },
@@ -544,7 +545,7 @@ impl Follower {
     /// the site: the primary ships what this node lacks again; the spool is moved aside for
     /// an operator to look at.
     async fn apply_spooled(&self) -> Result<(), SessionEnd> {
-        if self.store.spool.is_empty() && !self.store.spool.path().exists() {
+        if !self.store.spool.path().exists() {
             return Ok(());
         }
         let req = WriteRequest {
@@ -715,6 +716,9 @@ impl Follower {
         let mut head = self.store.writer.head.clone();
         let mut sent = None;
         let mut again = true;
+        // Without a spooler (or once its thread ended, with its error on the spool task),
+        // `durable` never moves again: only the head does.
+        let mut spooling = true;
         loop {
             let r = self.store.writer.role_now();
             let applied = *head.borrow_and_update() as u64;
@@ -736,7 +740,7 @@ impl Follower {
             }
             again = false;
             tokio::select! {
-                r = durable.changed() => if r.is_err() { return Ok(()) },
+                r = durable.changed(), if spooling => spooling = r.is_ok(),
                 r = head.changed() => if r.is_err() { return Err(SessionEnd::Apply(StoreError::Closed)) },
                 _ = reack.notified() => again = true,
                 _ = self.switchover.notified() => {

@@ -1,9 +1,9 @@
 //! The standby's receipt spool: shipped batches made durable on arrival, before they are
 //! applied.
 //!
-//! A standby in `sync` mode acknowledges a batch as *durable* once it is here (one `write` and
-//! one `fdatasync` for every batch that arrived together), and applies it to the store behind
-//! that, as PostgreSQL's walreceiver flushes WAL before the startup process replays it. The
+//! A standby with `replication.receipt_spool = true` acknowledges a batch as *durable* once it
+//! is here (one `write` and one `fdatasync` for every batch that arrived together), and applies
+//! it to the store beside that, as PostgreSQL's walreceiver flushes WAL before the startup process replays it. The
 //! primary's answers then wait for one small append on the standby, not for its SQLite
 //! transaction. The store's own head stays the *applied* position.
 //!
@@ -12,6 +12,9 @@
 //!   subscribes from its head;
 //! - when the node is promoted, in the promotion's own transaction before `EpochStarted`
 //!   ([`crate::store::WriteOp::Promote`]).
+//!
+//! Both run whether the option is on or off, so switching it off on a standby whose spool
+//! still holds events loses nothing.
 //!
 //! The file is `ttx.db-spool` beside the store (mode 0600). Each record is
 //!
@@ -120,7 +123,8 @@ impl Spool {
         }
     }
 
-    /// Appends `batches` (encoded here: [`Self::append_records`]).
+    /// Appends `batches` (encoded here: [`Self::append_records`]), for tests.
+    #[cfg(test)]
     pub fn append(&self, batches: &[Vec<Envelope>]) -> Result<u64, SpoolError> {
         let records: Vec<Record> = batches.iter().filter_map(|b| Record::of(b)).collect();
         self.append_records(&records)
@@ -294,10 +298,7 @@ impl Spool {
             let Some(payload) = bytes.get(at + HEADER..at + HEADER + len as usize) else {
                 break;
             };
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&record[8..HEADER]);
-            hasher.update(payload);
-            if hasher.finalize() != crc {
+            if checksum(first, last, payload) != crc {
                 break;
             }
             let batch: Vec<Envelope> = codec::decode(payload).map_err(|_| SpoolError::Corrupt {
@@ -344,13 +345,9 @@ impl Record {
         let (first, last) = (batch.first()?.position, batch.last()?.position);
         // A batch that came off a frame encodes again within the codec's limit.
         let payload = codec::encode(&batch).ok()?;
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&first.to_le_bytes());
-        hasher.update(&last.to_le_bytes());
-        hasher.update(&payload);
         let mut bytes = Vec::with_capacity(HEADER + payload.len());
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&hasher.finalize().to_le_bytes());
+        bytes.extend_from_slice(&checksum(first, last, &payload).to_le_bytes());
         bytes.extend_from_slice(&first.to_le_bytes());
         bytes.extend_from_slice(&last.to_le_bytes());
         bytes.extend_from_slice(&payload);
@@ -361,6 +358,15 @@ impl Record {
     pub fn last(&self) -> u64 {
         self.last
     }
+}
+
+/// A record's CRC-32: over its positions and its payload.
+fn checksum(first: u64, last: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&first.to_le_bytes());
+    hasher.update(&last.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 /// What [`Spool::scan`] found.

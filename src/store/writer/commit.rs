@@ -46,8 +46,8 @@ pub(super) struct WriterState {
     pub(super) hook: HookSlot,
     /// When note text is indexed.
     pub(super) indexer: Indexer,
-    /// The standby's receipt spool, drained by a promotion.
-    pub(super) spool: Option<Arc<crate::store::spool::Spool>>,
+    /// The standby's receipt spool, drained by a promotion and by `ApplySpool`.
+    pub(super) spool: Arc<crate::store::spool::Spool>,
     #[cfg(test)]
     pub(super) faults: Arc<super::Faults>,
 }
@@ -107,6 +107,7 @@ impl WriterState {
         stamp: NodeStamp,
         cfg: StoreSection,
         limits: LimitsSection,
+        spool: Arc<crate::store::spool::Spool>,
     ) -> Result<Self, StoreError> {
         site_log::claim(&conn, &stamp)?;
         let log = SiteLog::load(&conn, &stamp)?;
@@ -127,7 +128,7 @@ impl WriterState {
             stats: Arc::new(WriterStats::default()),
             hook: HookSlot::default(),
             indexer,
-            spool: None,
+            spool,
             #[cfg(test)]
             faults: Arc::default(),
         })
@@ -283,7 +284,7 @@ impl WriterState {
         effects: &mut Effects,
         savepoints: bool,
     ) -> Result<bool, StoreError> {
-        let (stamp, limits, spool) = (&self.stamp, &self.limits, self.spool.as_deref());
+        let (stamp, limits, spool) = (&self.stamp, &self.limits, &*self.spool);
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -441,7 +441,7 @@ impl Writer {
         let stats = Arc::new(WriterStats::default());
         // Room for every statement of the applier and the writer: none is prepared twice.
         conn.set_prepared_statement_cache_capacity(64);
-        let mut state = WriterState::load(conn, stamp, cfg, limits)?;
+        let mut state = WriterState::load(conn, stamp, cfg, limits, spool)?;
         let (head_tx, head) = watch::channel(state.log.head);
         let (role_tx, role) = watch::channel(state.log.role.clone());
         state.head_tx = Some(head_tx);
@@ -451,7 +451,6 @@ impl Writer {
         state.peers_changed = peers_changed.clone();
         state.outbox_changed = outbox_changed.clone();
         state.stats = stats.clone();
-        state.spool = Some(spool);
         let hook = state.hook.clone();
         let search_index = state.indexer.subscribe();
         #[cfg(test)]

@@ -30,8 +30,8 @@ pub(super) struct InBatch<'a> {
     /// Whether the commit hook lets this primary take writes (the witness's lease), as of
     /// the batch's start.
     pub(super) leased: bool,
-    /// The standby's receipt spool, drained by a promotion (none in some unit tests).
-    pub(super) spool: Option<&'a crate::store::spool::Spool>,
+    /// The standby's receipt spool, drained by a promotion and by `ApplySpool`.
+    pub(super) spool: &'a crate::store::spool::Spool,
 }
 
 use crate::store::query::no_such_ticket as not_found_ticket;
@@ -393,6 +393,8 @@ impl InBatch<'_> {
                 Ok(WriteOutcome::Applied { applied })
             }
             WriteOp::Promote => {
+                // Refused as it would be below before the spool is read (a primary, a fenced
+                // node); the role is decided again after the spool's events.
                 self.log.role.promote().map_err(StoreError::NotPrimary)?;
                 self.drain_spool()?;
                 let next = self.log.role.promote().map_err(StoreError::NotPrimary)?;
@@ -477,14 +479,19 @@ impl InBatch<'_> {
     fn replicate(&mut self, envelopes: &[Envelope]) -> Result<(), StoreError> {
         let role = self.log.role.clone();
         for env in envelopes {
-            let kind = crate::store::ship::apply_shipped(self.conn, &self.stamp.site, self.log, env)
-                .inspect_err(|e| {
-                    tracing::error!(position = env.position, error = %e, "shipped events refused; none of the batch applied")
-                })?;
-            self.effects.note(&kind);
-            self.effects.replicated = true;
+            self.apply_one(env).inspect_err(|e| {
+                tracing::error!(position = env.position, error = %e, "shipped events refused; none of the batch applied")
+            })?;
         }
         self.effects.role |= self.log.role != role;
+        Ok(())
+    }
+
+    /// Applies one shipped event at `head + 1` and notes what it changes besides its tables.
+    fn apply_one(&mut self, env: &Envelope) -> Result<(), StoreError> {
+        let kind = crate::store::ship::apply_shipped(self.conn, &self.stamp.site, self.log, env)?;
+        self.effects.note(&kind);
+        self.effects.replicated = true;
         Ok(())
     }
 
@@ -496,10 +503,7 @@ impl InBatch<'_> {
     /// follower moves the spool aside). A spool that cannot be read refuses the write:
     /// promoting without it could lose acknowledged writes. How many events were applied.
     fn drain_spool(&mut self) -> Result<usize, StoreError> {
-        let Some(spool) = self.spool else {
-            return Ok(0);
-        };
-        let pending = spool.pending_after(self.log.head as u64)?;
+        let pending = self.spool.pending_after(self.log.head as u64)?;
         let (Some(first), Some(last)) = (pending.first(), pending.last()) else {
             return Ok(0);
         };
@@ -508,15 +512,13 @@ impl InBatch<'_> {
             to = last.position,
             "applying the receipt spool's events"
         );
+        let role = self.log.role.clone();
         let mut applied = 0;
         for env in &pending {
             self.conn.execute_batch("SAVEPOINT spooled")?;
-            let site = &self.stamp.site;
-            match crate::store::ship::apply_shipped(self.conn, site, self.log, env) {
-                Ok(kind) => {
+            match self.apply_one(env) {
+                Ok(()) => {
                     self.conn.execute_batch("RELEASE spooled")?;
-                    self.effects.note(&kind);
-                    self.effects.replicated = true;
                     applied += 1;
                 }
                 Err(e) => {
@@ -527,7 +529,7 @@ impl InBatch<'_> {
                 }
             }
         }
-        let role = self.log.role.clone();
+        // The refused event may have moved the in-memory log before it failed: read it again.
         *self.log = crate::store::site_log::SiteLog::load(self.conn, self.stamp)?;
         self.effects.role |= self.log.role != role;
         Ok(applied)
